@@ -1,0 +1,626 @@
+"""build-dataset as small idempotent steps over Arrow files.
+
+    sources --ingest--> input chunks --prepare (parallel)--> prepared chunks
+            --plan (global: decontaminate, dedup, split, cut into shards)-->
+            shard plans --write_shard (parallel: contract, atomic write)--> shards
+            --finalize--> manifest.json, summary.json, quarantine, Data Docs
+
+Each parallel step is one unit of work whose stats file is its completion marker, so a
+rerun skips finished units. `build_dataset` runs the steps in-process (or with any `map`);
+the Prefect flow in `flows/build_dataset.py` runs the same functions as Dask tasks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from clamp.abc.patching import PATCH_SIZE, get_patch_mode
+from clamp.config import BuildConfig, SourceSpec
+from clamp.data.dedup import ReferenceIndex, find_near_duplicates
+from clamp.data.prepare import PREPARED_SCHEMA, QUARANTINE_SCHEMA, PrepareConfig, prepare_table
+from clamp.data.records import RAW_SCHEMA, RawRecord, batched
+from clamp.data.shards import (
+    SHARD_SCHEMA,
+    SHARD_SCHEMA_VERSION,
+    file_sha256,
+    patches_array,
+    read_table,
+    shard_name,
+    stats_path,
+    write_atomic,
+    write_json_atomic,
+)
+
+log = logging.getLogger("clamp.data.build")
+
+
+class ReconciliationError(RuntimeError):
+    """Counts do not add up: records were lost or double-counted."""
+
+
+@dataclass(frozen=True)
+class DatasetLayout:
+    root: Path
+
+    @property
+    def input_dir(self) -> Path:
+        return self.root / "_work" / "input"
+
+    @property
+    def prepared_dir(self) -> Path:
+        return self.root / "_work" / "prepared"
+
+    @property
+    def shards_dir(self) -> Path:
+        return self.root / "shards"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.root / "quarantine"
+
+    @property
+    def dedup_dir(self) -> Path:
+        return self.root / "dedup"
+
+    @property
+    def docs_dir(self) -> Path:
+        return self.root / "data_docs"
+
+
+def _fingerprint(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+# --- sources ------------------------------------------------------------------------------
+def iter_source(spec: SourceSpec, cache_dir: Path) -> Iterator[RawRecord]:
+    if spec.kind == "music21":
+        from clamp.data.sources.corpus import iter_corpus
+
+        yield from iter_corpus(tuple(spec.formats), spec.limit, spec.path_filter, cache_dir)
+    elif spec.kind == "local":
+        from clamp.data.sources.local import iter_local
+
+        if not spec.path:
+            raise ValueError("a local source needs `path`")
+        yield from iter_local(spec.path, spec.limit, spec.license)
+    elif spec.kind == "web":
+        yield from iter_web(spec, cache_dir)
+    else:  # pragma: no cover - pydantic rejects other kinds
+        raise ValueError(f"unknown source kind {spec.kind}")
+
+
+def iter_web(spec: SourceSpec, cache_dir: Path) -> Iterator[RawRecord]:
+    """Crawled files, split into tunes like local ABC files (crawl state persists in the cache)."""
+    from clamp.abc.tunes import split_tunes
+    from clamp.data.sources.web import CrawlConfig, Crawler
+
+    state = cache_dir / "crawl" / _fingerprint(spec.seeds, spec.allowed_hosts)[:12]
+    config = CrawlConfig(
+        seeds=spec.seeds,
+        allowed_hosts=spec.allowed_hosts,
+        max_depth=spec.max_depth,
+        per_host_delay_s=spec.per_host_delay_s,
+        max_pages=spec.max_pages,
+        state_dir=state,
+    )
+    count = 0
+    for record in Crawler(config).crawl():
+        pieces = [record]
+        if record.format == "abc" and b"\0" not in record.content:
+            tunes = split_tunes(record.content.decode("utf-8", errors="surrogateescape"))
+            if len(tunes) > 1:
+                pieces = [
+                    RawRecord(**{**asdict(record), "id": f"{record.id}#{i}", "content": t.encode("utf-8", errors="surrogateescape")})
+                    for i, t in enumerate(tunes, start=1)
+                ]
+        for piece in pieces:
+            yield piece
+            count += 1
+            if spec.limit is not None and count >= spec.limit:
+                return
+
+
+def iter_records(cfg: BuildConfig) -> Iterator[RawRecord]:
+    for spec in cfg.sources:
+        yield from iter_source(spec, cfg.cache_dir)
+
+
+# --- ingest -------------------------------------------------------------------------------
+def ingest(records: Iterable[RawRecord], layout: DatasetLayout, chunk_size: int) -> list[Path]:
+    """Stream records into fixed-size input chunk files; identical chunks are left untouched."""
+    layout.input_dir.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    for i, table in enumerate(batched(records, chunk_size)):
+        path = layout.input_dir / f"chunk-{i:05d}.arrow"
+        tmp_bytes = _ipc_bytes(table)
+        if not path.is_file() or path.read_bytes() != tmp_bytes:
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_bytes(tmp_bytes)
+            tmp.replace(path)
+        paths.append(path)
+    for stale in sorted(layout.input_dir.glob("chunk-*.arrow"))[len(paths) :]:
+        stale.unlink()  # the input shrank since the last run
+    return paths
+
+
+def _ipc_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+# --- prepare (parallel unit) ----------------------------------------------------------------
+def prepare_config(cfg: BuildConfig) -> PrepareConfig:
+    return PrepareConfig(
+        patch_mode=cfg.patch_mode,
+        max_patches=cfg.max_patches,
+        max_record_bytes=cfg.max_record_bytes,
+        conversion_timeout_s=cfg.conversion_timeout_s,
+        conversion_cache_dir=str(cfg.cache_dir / "conversions"),
+    )
+
+
+def prepared_paths_for(input_path: Path, layout: DatasetLayout) -> tuple[Path, Path, Path]:
+    stem = input_path.stem
+    base = layout.prepared_dir
+    return base / f"{stem}.arrow", base / f"{stem}.quarantine.arrow", base / f"{stem}.stats.json"
+
+
+def prepare_chunk(input_path: Path, layout: DatasetLayout, pcfg: PrepareConfig) -> dict:
+    """Convert, clean, normalize and patch one input chunk (skipped when already done)."""
+    out, quarantine, stats_file = prepared_paths_for(input_path, layout)
+    semantic = {k: v for k, v in asdict(pcfg).items() if k != "conversion_cache_dir"}
+    fingerprint = _fingerprint(file_sha256(input_path), semantic)
+    if stats_file.is_file() and out.is_file() and quarantine.is_file():
+        done = json.loads(stats_file.read_text())
+        if done.get("fingerprint") == fingerprint:
+            return {**done, "skipped": True}
+    start = time.perf_counter()
+    raw = read_table(input_path)
+    prepared, bad = prepare_table(raw, pcfg)
+    write_atomic(prepared, out)
+    write_atomic(bad, quarantine)
+    formats = Counter(raw.column("format").to_pylist())
+    stats = {
+        "chunk": input_path.stem,
+        "fingerprint": fingerprint,
+        "records_in": raw.num_rows,
+        "prepared": prepared.num_rows,
+        "quarantined": bad.num_rows,
+        "formats": dict(sorted(formats.items())),
+        "converted": sum(n for f, n in formats.items() if f != "abc"),
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    write_json_atomic(stats, stats_file)
+    return {**stats, "skipped": False}
+
+
+# --- plan (global) ----------------------------------------------------------------------------
+@dataclass
+class ShardPlan:
+    index: int
+    members: list[tuple[int, int]]  # (prepared chunk index, row index)
+    fingerprint: str
+
+
+@dataclass
+class PlanResult:
+    shards: list[ShardPlan]
+    duplicates_exact: int
+    duplicates_near: int
+    decontaminated_exact: int
+    decontaminated_near: int
+    decontaminated_by_benchmark: dict[str, int]
+    kept: int
+    prepared: int
+    decontamination: str  # "done" or why it was skipped
+
+
+def split_of(content_hash: str, valid_fraction: float, test_fraction: float) -> str:
+    """Deterministic split from the content hash: the same music always lands in the same split."""
+    u = int(content_hash[:8], 16) / 0x100000000
+    if u < test_fraction:
+        return "test"
+    if u < test_fraction + valid_fraction:
+        return "valid"
+    return "train"
+
+
+def plan_shards(
+    prepared_chunks: list[Path],
+    layout: DatasetLayout,
+    cfg: BuildConfig,
+    reference: ReferenceIndex | None,
+) -> PlanResult:
+    """Decontaminate, dedup (first occurrence wins) and cut the kept rows into shards."""
+    ids: list[str] = []
+    hashes: list[str] = []
+    sig_parts: list[np.ndarray] = []
+    where: list[tuple[int, int]] = []
+    for ci, path in enumerate(prepared_chunks):
+        t = read_table(path, ["id", "content_hash", "minhash"])
+        ids += t.column("id").to_pylist()
+        hashes += t.column("content_hash").to_pylist()
+        mh = t.column("minhash").combine_chunks()
+        raw = np.frombuffer(mh.buffers()[1], dtype=np.uint32)[mh.offset * 64 : (mh.offset + len(mh)) * 64] if len(mh) else np.zeros(0, np.uint32)
+        sig_parts.append(raw.reshape(-1, 64).copy())
+        where += [(ci, r) for r in range(t.num_rows)]
+    n = len(ids)
+    signatures = np.concatenate(sig_parts) if sig_parts else np.zeros((0, 64), np.uint32)
+    status = np.zeros(n, dtype=np.int8)  # 0 kept, 1 decontaminated, 2 duplicate
+    decon_rows: dict[str, list] = {"id": [], "kind": [], "benchmark_item": [], "similarity": []}
+    by_benchmark: Counter[str] = Counter()
+    decon_kinds: Counter[str] = Counter()
+    if reference is not None:
+        for i in range(n):
+            match = reference.match(hashes[i], signatures[i], cfg.near_dup_threshold)
+            if match:
+                status[i] = 1
+                name, kind, sim = match
+                decon_rows["id"].append(ids[i])
+                decon_rows["kind"].append(kind)
+                decon_rows["benchmark_item"].append(name)
+                decon_rows["similarity"].append(sim)
+                by_benchmark[name.split(":", 1)[0]] += 1
+                decon_kinds[kind] += 1
+    dup_rows: dict[str, list] = {"id": [], "kind": [], "duplicate_of": [], "similarity": []}
+    first_by_hash: dict[str, int] = {}
+    exact = 0
+    for i in range(n):
+        if status[i]:
+            continue
+        first = first_by_hash.setdefault(hashes[i], i)
+        if first != i:
+            status[i] = 2
+            exact += 1
+            dup_rows["id"].append(ids[i])
+            dup_rows["kind"].append("exact")
+            dup_rows["duplicate_of"].append(ids[first])
+            dup_rows["similarity"].append(1.0)
+    near = find_near_duplicates(signatures, status == 0, cfg.near_dup_threshold)
+    near_rows = np.flatnonzero(near.duplicate_of >= 0)
+    for i in near_rows:
+        status[i] = 2
+        dup_rows["id"].append(ids[i])
+        dup_rows["kind"].append("near")
+        dup_rows["duplicate_of"].append(ids[near.duplicate_of[i]])
+        dup_rows["similarity"].append(float(near.similarity[i]))
+    write_atomic(pa.table(dup_rows, schema=_DUP_SCHEMA), layout.dedup_dir / "duplicates.arrow")
+    write_atomic(pa.table(decon_rows, schema=_DECON_SCHEMA), layout.dedup_dir / "decontaminated.arrow")
+
+    kept = np.flatnonzero(status == 0)
+    shards = []
+    for s, start in enumerate(range(0, len(kept), cfg.shard_size)):
+        members = [where[i] for i in kept[start : start + cfg.shard_size]]
+        fp = _fingerprint(
+            [ids[i] + ":" + hashes[i] for i in kept[start : start + cfg.shard_size]],
+            [file_sha256(prepared_chunks[c]) for c in sorted({m[0] for m in members})],
+            cfg.valid_fraction, cfg.test_fraction, cfg.max_patches, cfg.patch_mode, SHARD_SCHEMA_VERSION,
+        )
+        shards.append(ShardPlan(s, members, fp))
+    return PlanResult(
+        shards=shards,
+        duplicates_exact=exact,
+        duplicates_near=len(near_rows),
+        decontaminated_exact=decon_kinds["exact"],
+        decontaminated_near=decon_kinds["near"],
+        decontaminated_by_benchmark=dict(sorted(by_benchmark.items())),
+        kept=len(kept),
+        prepared=n,
+        decontamination="done" if reference is not None else "skipped: no benchmarks directory",
+    )
+
+
+_DUP_SCHEMA = pa.schema([("id", pa.string()), ("kind", pa.string()), ("duplicate_of", pa.string()), ("similarity", pa.float64())])
+_DECON_SCHEMA = pa.schema([("id", pa.string()), ("kind", pa.string()), ("benchmark_item", pa.string()), ("similarity", pa.float64())])
+
+
+# --- write shard (parallel unit) ------------------------------------------------------------
+def assemble_shard(plan: ShardPlan, prepared_chunks: list[Path], cfg: BuildConfig) -> pa.Table:
+    """The shard table for a plan, in plan order."""
+    by_chunk: dict[int, list[int]] = {}
+    for c, r in plan.members:
+        by_chunk.setdefault(c, []).append(r)
+    pieces = []
+    for c in sorted(by_chunk):
+        t = read_table(prepared_chunks[c])
+        pieces.append(t.take(pa.array(by_chunk[c], type=pa.int64())))
+    prepared = pa.concat_tables(pieces) if pieces else PREPARED_SCHEMA.empty_table()
+    patch_bytes = prepared.column("patch_bytes").to_pylist()
+    hashes = prepared.column("content_hash").to_pylist()
+    return pa.table(
+        {
+            "id": prepared.column("id"),
+            "source": prepared.column("source"),
+            "source_format": prepared.column("source_format"),
+            "abc": prepared.column("abc"),
+            "texts": prepared.column("texts"),
+            "metadata": prepared.column("metadata"),
+            "provenance": prepared.column("provenance"),
+            "license": prepared.column("license"),
+            "patches": patches_array(patch_bytes),
+            "n_patches": pa.array([len(b) // PATCH_SIZE for b in patch_bytes], type=pa.int32()),
+            "n_chars": prepared.column("n_chars"),
+            "content_hash": prepared.column("content_hash"),
+            "split": pa.array([split_of(h, cfg.valid_fraction, cfg.test_fraction) for h in hashes], type=pa.string()),
+        },
+        schema=SHARD_SCHEMA,
+    )
+
+
+def write_shard(plan: ShardPlan, prepared_chunks: list[Path], layout: DatasetLayout, cfg: BuildConfig) -> dict:
+    """Assemble, validate (data contract) and atomically write one shard; skipped when done."""
+    from data_contracts import ShardContractError, validate_shard
+
+    path = layout.shards_dir / shard_name(plan.index)
+    marker = stats_path(path)
+    if marker.is_file() and path.is_file():
+        done = json.loads(marker.read_text())
+        if done.get("fingerprint") == plan.fingerprint:
+            return {**done, "skipped": True}
+    start = time.perf_counter()
+    table = assemble_shard(plan, prepared_chunks, cfg)
+    mode = get_patch_mode(cfg.patch_mode)
+    docs = layout.docs_dir / path.stem if cfg.data_docs else None
+    result = validate_shard(
+        table,
+        max_patches=cfg.max_patches,
+        vocab_size=mode.vocab_size,
+        max_rows=cfg.shard_size,
+        expected_columns=SHARD_SCHEMA.names,
+        docs_dir=docs,
+    )
+    if not result.success:
+        raise ShardContractError(f"{path.name} failed the shard contract: {', '.join(result.table_failures)}")
+    quarantine_path = layout.quarantine_dir / f"contract-{path.stem}.arrow"
+    bad_rows = sorted(result.row_failures)
+    bad = table.take(pa.array(bad_rows, type=pa.int64()))
+    write_atomic(
+        pa.table(
+            {
+                "id": bad.column("id"),
+                "source": bad.column("source"),
+                "format": bad.column("source_format"),
+                "stage": pa.array(["contract"] * len(bad_rows), type=pa.string()),
+                "reason": pa.array([result.row_failures[i] for i in bad_rows], type=pa.string()),
+                "detail": pa.array([""] * len(bad_rows), type=pa.string()),
+                "provenance": bad.column("provenance"),
+                "content": pa.array([a.encode("utf-8", errors="surrogateescape") for a in bad.column("abc").to_pylist()], type=pa.large_binary()),
+            },
+            schema=QUARANTINE_SCHEMA,
+        ),
+        quarantine_path,
+    )
+    if bad_rows:
+        keep = np.setdiff1d(np.arange(table.num_rows), np.array(bad_rows))
+        table = table.take(pa.array(keep, type=pa.int64()))
+    write_atomic(table, path)
+    n_patches = table.column("n_patches").to_numpy()
+    n_chars = table.column("n_chars").to_numpy()
+    splits = Counter(table.column("split").to_pylist())
+    stats = {
+        "shard": path.name,
+        "fingerprint": plan.fingerprint,
+        "rows": table.num_rows,
+        "contract_quarantined": len(bad_rows),
+        "contract_reasons": dict(Counter(result.row_failures.values())),
+        "patches": int(n_patches.sum()),
+        "chars": int(n_chars.sum()),
+        "splits": dict(sorted(splits.items())),
+        "sha256": file_sha256(path),
+        "bytes": path.stat().st_size,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    write_json_atomic(stats, marker)
+    return {**stats, "skipped": False}
+
+
+# --- finalize -----------------------------------------------------------------------------
+@dataclass
+class BuildSummary:
+    name: str
+    dataset_dir: str
+    patch_mode: str
+    records_in: int
+    rows_written: int
+    quarantined: int
+    duplicates: int
+    decontaminated: int
+    quarantine_reasons: dict[str, int]
+    duplicates_by_kind: dict[str, int]
+    decontaminated_by_benchmark: dict[str, int]
+    decontamination: str
+    formats_in: dict[str, int]
+    converted: int
+    splits: dict[str, int]
+    shards: int
+    shards_skipped: int
+    chunks_skipped: int
+    patches: int
+    chars: int
+    patches_per_char: float
+    median_patches: float
+    median_patches_per_char: float
+    seconds: dict[str, float] = field(default_factory=dict)
+    throughput: dict[str, float] = field(default_factory=dict)
+
+    def reconcile(self) -> None:
+        accounted = self.rows_written + self.quarantined + self.duplicates + self.decontaminated
+        if accounted != self.records_in:
+            raise ReconciliationError(
+                f"records in {self.records_in} != written {self.rows_written} + quarantined {self.quarantined}"
+                f" + duplicates {self.duplicates} + decontaminated {self.decontaminated} (= {accounted})"
+            )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def finalize(
+    layout: DatasetLayout,
+    cfg: BuildConfig,
+    chunk_stats: list[dict],
+    plan: PlanResult,
+    shard_stats: list[dict],
+    seconds: dict[str, float],
+) -> BuildSummary:
+    """Write the consolidated quarantine, manifest and summary; check the counts reconcile."""
+    q_parts = [read_table(prepared_paths_for(layout.input_dir / f"{s['chunk']}.arrow", layout)[1]) for s in chunk_stats]
+    q_parts += [read_table(layout.quarantine_dir / f"contract-{Path(s['shard']).stem}.arrow") for s in shard_stats]
+    quarantine = pa.concat_tables(q_parts) if q_parts else QUARANTINE_SCHEMA.empty_table()
+    write_atomic(quarantine, layout.quarantine_dir / "quarantine.arrow")
+    reasons = Counter(quarantine.column("reason").to_pylist())
+
+    lengths: list[np.ndarray] = []
+    ratios: list[np.ndarray] = []
+    for s in shard_stats:
+        t = read_table(layout.shards_dir / s["shard"], ["n_patches", "n_chars"])
+        p, c = t.column("n_patches").to_numpy(), t.column("n_chars").to_numpy()
+        lengths.append(p)
+        ratios.append(p / np.maximum(c, 1))
+    all_p = np.concatenate(lengths) if lengths else np.zeros(0)
+    all_r = np.concatenate(ratios) if ratios else np.zeros(0)
+    patches = sum(s["patches"] for s in shard_stats)
+    chars = sum(s["chars"] for s in shard_stats)
+    formats: Counter[str] = Counter()
+    for s in chunk_stats:
+        formats.update(s["formats"])
+    splits: Counter[str] = Counter()
+    for s in shard_stats:
+        splits.update(s["splits"])
+    records_in = sum(s["records_in"] for s in chunk_stats)
+    summary = BuildSummary(
+        name=cfg.name,
+        dataset_dir=str(layout.root),
+        patch_mode=cfg.patch_mode,
+        records_in=records_in,
+        rows_written=sum(s["rows"] for s in shard_stats),
+        quarantined=quarantine.num_rows,
+        duplicates=plan.duplicates_exact + plan.duplicates_near,
+        decontaminated=plan.decontaminated_exact + plan.decontaminated_near,
+        quarantine_reasons=dict(reasons.most_common()),
+        duplicates_by_kind={"exact": plan.duplicates_exact, "near": plan.duplicates_near},
+        decontaminated_by_benchmark=plan.decontaminated_by_benchmark,
+        decontamination=plan.decontamination,
+        formats_in=dict(sorted(formats.items())),
+        converted=sum(s["converted"] for s in chunk_stats),
+        splits=dict(sorted(splits.items())),
+        shards=len(shard_stats),
+        shards_skipped=sum(1 for s in shard_stats if s.get("skipped")),
+        chunks_skipped=sum(1 for s in chunk_stats if s.get("skipped")),
+        patches=patches,
+        chars=chars,
+        patches_per_char=round(patches / chars, 4) if chars else 0.0,
+        median_patches=float(statistics.median(all_p)) if len(all_p) else 0.0,
+        median_patches_per_char=round(float(statistics.median(all_r)), 4) if len(all_r) else 0.0,
+        seconds={k: round(v, 2) for k, v in seconds.items()},
+        throughput={
+            f"{k}_records_per_s": round(records_in / v, 1) for k, v in seconds.items() if v > 0 and records_in
+        },
+    )
+    summary.reconcile()
+    manifest = {
+        "name": cfg.name,
+        "schema_version": SHARD_SCHEMA_VERSION,
+        "schema": [f"{f.name}: {f.type}" for f in SHARD_SCHEMA],
+        "patch_mode": cfg.patch_mode,
+        "max_patches": cfg.max_patches,
+        "vocab_size": get_patch_mode(cfg.patch_mode).vocab_size,
+        "rows": summary.rows_written,
+        "splits": summary.splits,
+        "shards": [
+            {"path": f"shards/{s['shard']}", "rows": s["rows"], "sha256": s["sha256"], "bytes": s["bytes"]}
+            for s in shard_stats
+        ],
+    }
+    manifest["fingerprint"] = _fingerprint(manifest["shards"], cfg.patch_mode, cfg.max_patches)
+    write_json_atomic(manifest, layout.root / "manifest.json")
+    write_json_atomic(summary.to_dict(), layout.root / "summary.json")
+    if cfg.data_docs:
+        _write_docs_index(layout, shard_stats)
+    return summary
+
+
+def _write_docs_index(layout: DatasetLayout, shard_stats: list[dict]) -> None:
+    items = "\n".join(
+        f'<li><a href="{Path(s["shard"]).stem}/index.html">{s["shard"]}</a>: {s["rows"]} rows,'
+        f" {s['contract_quarantined']} quarantined by the contract</li>"
+        for s in shard_stats
+    )
+    html = f"<!doctype html><title>Data Docs</title><h1>Shard contract results</h1><ul>\n{items}\n</ul>\n"
+    layout.docs_dir.mkdir(parents=True, exist_ok=True)
+    (layout.docs_dir / "index.html").write_text(html, encoding="utf-8")
+
+
+def load_reference(cfg: BuildConfig) -> tuple[ReferenceIndex | None, dict]:
+    if not cfg.decontaminate:
+        return None, {"skipped": "decontaminate=false"}
+    if cfg.benchmarks_dir is None or not Path(cfg.benchmarks_dir).is_dir():
+        log.warning("no benchmarks directory (set CLAMP_BENCHMARKS_DIR): decontamination skipped")
+        return None, {"skipped": "no benchmarks directory"}
+    from clamp.data.decontam import load_reference_index
+
+    return load_reference_index(Path(cfg.benchmarks_dir), cfg.cache_dir)
+
+
+def build_dataset(
+    cfg: BuildConfig,
+    records: Iterable[RawRecord] | None = None,
+    map_fn: Callable = map,
+) -> BuildSummary:
+    """Run every step in this process (or with `map_fn`, e.g. a process pool's map)."""
+    layout = DatasetLayout(cfg.dataset_dir)
+    seconds: dict[str, float] = {}
+    t = time.perf_counter()
+    inputs = ingest(records if records is not None else iter_records(cfg), layout, cfg.chunk_size)
+    seconds["ingest"] = time.perf_counter() - t
+    t = time.perf_counter()
+    pcfg = prepare_config(cfg)
+    chunk_stats = list(map_fn(lambda p: prepare_chunk(p, layout, pcfg), inputs))
+    seconds["prepare"] = time.perf_counter() - t
+    t = time.perf_counter()
+    reference, _ = load_reference(cfg)
+    prepared = [prepared_paths_for(p, layout)[0] for p in inputs]
+    plan = plan_shards(prepared, layout, cfg, reference)
+    seconds["plan"] = time.perf_counter() - t
+    t = time.perf_counter()
+    remove_stale_shards(layout, len(plan.shards))
+    shard_stats = list(map_fn(lambda sp: write_shard(sp, prepared, layout, cfg), plan.shards))
+    seconds["write_shards"] = time.perf_counter() - t
+    return finalize(layout, cfg, chunk_stats, plan, shard_stats, seconds)
+
+
+def remove_stale_shards(layout: DatasetLayout, n_shards: int) -> None:
+    """Delete shards (and their markers) beyond the current plan, left by a larger earlier build."""
+    for path in sorted(layout.shards_dir.glob("shard-*.arrow")):
+        if int(path.stem.split("-")[1]) >= n_shards:
+            path.unlink()
+            stats_path(path).unlink(missing_ok=True)
+
+
+__all__ = [
+    "RAW_SCHEMA",
+    "BuildSummary",
+    "DatasetLayout",
+    "PlanResult",
+    "ShardPlan",
+    "build_dataset",
+    "finalize",
+    "ingest",
+    "load_reference",
+    "plan_shards",
+    "prepare_chunk",
+    "write_shard",
+]

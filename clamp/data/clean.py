@@ -1,0 +1,121 @@
+"""Cleaning: decoding, text clean-up, record-level rejection reasons, content hashing.
+
+Each check returns a short reason code; the pipeline turns a reason into a quarantine row,
+so no single record can stop a build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+import unicodedata
+
+from clamp.abc.normalize import INFO_FIELD_NAMES, extract_info_fields, normalize_abc
+
+MAX_RECORD_BYTES = 1_000_000
+MAX_CONTROL_CHAR_RATIO = 0.01
+
+
+class RejectedRecord(Exception):
+    """A record that must go to quarantine. `reason` is a short code, `detail` free text."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+def check_raw_bytes(content: bytes, max_bytes: int = MAX_RECORD_BYTES) -> None:
+    if len(content) > max_bytes:
+        raise RejectedRecord("too_large", f"{len(content)} bytes > {max_bytes}")
+    if not content.strip():
+        raise RejectedRecord("empty")
+
+
+def decode_text(content: bytes) -> str:
+    """Decode a text record: UTF-8 (BOM allowed), else Windows-1252; NUL bytes mean binary."""
+    if b"\0" in content:
+        raise RejectedRecord("binary", "NUL bytes in a text record")
+    try:
+        return content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return content.decode("cp1252")
+    except UnicodeDecodeError as exc:
+        raise RejectedRecord("undecodable", f"neither UTF-8 nor Windows-1252 ({exc.reason} at byte {exc.start})") from None
+
+
+_ALLOWED_CONTROL = {"\n", "\r", "\t"}
+
+
+def strip_control_chars(text: str, max_ratio: float = MAX_CONTROL_CHAR_RATIO) -> str:
+    """Remove stray control characters; reject text that is full of them."""
+    bad = sum(1 for c in text if unicodedata.category(c) == "Cc" and c not in _ALLOWED_CONTROL) if not text.isprintable() else 0
+    if bad == 0:
+        return text.replace("\r\n", "\n").replace("\r", "\n")
+    if bad / max(len(text), 1) > max_ratio:
+        raise RejectedRecord("control_characters", f"{bad} control characters in {len(text)}")
+    text = "".join(c for c in text if c in _ALLOWED_CONTROL or unicodedata.category(c) != "Cc")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+# ABC 2.1 text escapes for accented letters (\'e, \`a, \^o, \"u, \~n, \cc, \oo, \ss ...).
+_ABC_ACCENTS = {"'": "\u0301", "`": "\u0300", "^": "\u0302", '"': "\u0308", "~": "\u0303", "c": "\u0327", "o": "\u030a", "=": "\u0304", "u": "\u0306", "v": "\u030c"}
+_ABC_ESCAPE = re.compile(r"\\([`'^\"~cou=v])([A-Za-z])")
+_ABC_SPECIAL = {r"\ss": "ß", r"\AE": "Æ", r"\ae": "æ", r"\OE": "Œ", r"\oe": "œ", r"\o": "ø", r"\O": "Ø"}
+_TAG = re.compile(r"<[^<>]{0,200}>")
+_MARKUP = re.compile(r"\[\[([^\]|]*\|)?([^\]]*)\]\]|'{2,}|\*\*|__")
+_SPACE = re.compile(r"\s+")
+
+
+def clean_text(text: str) -> str:
+    """Unicode-normalize one text candidate and strip markup; '' when nothing is left."""
+    for code, char in _ABC_SPECIAL.items():
+        text = text.replace(code, char)
+    text = _ABC_ESCAPE.sub(lambda m: m.group(2) + _ABC_ACCENTS[m.group(1)], text)
+    text = html.unescape(_TAG.sub(" ", text))
+    text = _MARKUP.sub(lambda m: m.group(2) or "", text)
+    text = "".join(c for c in text if unicodedata.category(c)[0] != "C" or c in "\t\n")
+    text = unicodedata.normalize("NFC", text)
+    return _SPACE.sub(" ", text).strip()
+
+
+def text_candidates(abc: str, extra: list[str]) -> list[str]:
+    """Cleaned, de-duplicated text candidates: the tune's info fields, then source texts."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for key, value in extract_info_fields(abc):
+        cleaned = clean_text(value)
+        if cleaned:
+            out.append(f"{INFO_FIELD_NAMES.get(key, key).capitalize()}: {cleaned}")
+    out.extend(c for c in map(clean_text, extra) if c)
+    unique = []
+    for t in out:
+        if t.casefold() not in seen:
+            seen.add(t.casefold())
+            unique.append(t)
+    return unique
+
+
+def music_body(normalized: str) -> str:
+    """The non-header lines of normalized ABC: the notes themselves."""
+    return "\n".join(
+        ln for ln in normalized.split("\n") if ln and not (len(ln) > 1 and ln[0].isalpha() and ln[1] == ":") and not ln.startswith("%%")
+    )
+
+
+def check_has_music(normalized: str) -> None:
+    if not music_body(normalized).strip():
+        raise RejectedRecord("header_only", "no music after the header")
+
+
+def content_hash(normalized: str) -> str:
+    """Exact-duplicate key: SHA-256 of the normalized music with whitespace removed (first 128 bits)."""
+    return hashlib.sha256("".join(normalized.split()).encode("utf-8")).hexdigest()[:32]
+
+
+def normalize_for_hash(abc: str) -> str:
+    """The text that exact and near-duplicate detection compare: §4 normalization, any mode."""
+    return normalize_abc(abc)

@@ -1,0 +1,145 @@
+"""Arrow shards: schema, atomic writing with a stats file, manifest, readers, torch datasets.
+
+A shard is an Arrow IPC file (uncompressed, so it can be memory-mapped) of at most
+`shard_size` rows. It is written to a temp file and renamed; its stats file, written after
+the rename, is the completion marker: a rerun skips a shard whose stats file records the same
+input fingerprint. Nothing time- or host-dependent is written into a shard, so the same input
+gives byte-identical files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from clamp.abc.patching import PATCH_SIZE
+
+SHARD_SCHEMA_VERSION = 1
+PATCH_TYPE = pa.list_(pa.list_(pa.uint8(), PATCH_SIZE))
+
+SHARD_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),  # stable id: "<source>:<path>[#<tune>]"
+        pa.field("source", pa.string(), nullable=False),  # music21 | local | web
+        pa.field("source_format", pa.string(), nullable=False),  # abc | musicxml | mxl | humdrum | midi
+        pa.field("abc", pa.large_string(), nullable=False),  # the tune in ABC, as converted (before §4)
+        pa.field("texts", pa.list_(pa.string()), nullable=False),  # cleaned text candidates
+        pa.field("metadata", pa.string(), nullable=False),  # JSON object: labels (rhythm, origin, composer ...)
+        pa.field("provenance", pa.string(), nullable=False),  # path or URL it came from
+        pa.field("license", pa.string(), nullable=False),
+        pa.field("patches", PATCH_TYPE, nullable=False),  # (n_patches, 64) uint8
+        pa.field("n_patches", pa.int32(), nullable=False),
+        pa.field("n_chars", pa.int32(), nullable=False),  # characters the patcher saw
+        pa.field("content_hash", pa.string(), nullable=False),  # exact-dedup key of the normalized music
+        pa.field("split", pa.string(), nullable=False),  # train | valid | test
+    ]
+)
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}.arrow"
+
+
+def stats_path(shard_path: Path) -> Path:
+    return shard_path.with_suffix(".stats.json")
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def patches_array(patch_bytes: list[bytes]) -> pa.Array:
+    """list<fixed_size_list<uint8, 64>> from per-row patch bytes, without Python loops over patches."""
+    lengths = np.fromiter((len(b) // PATCH_SIZE for b in patch_bytes), dtype=np.int32, count=len(patch_bytes))
+    offsets = np.zeros(len(patch_bytes) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    values = pa.array(np.frombuffer(b"".join(patch_bytes), dtype=np.uint8), type=pa.uint8())
+    inner = pa.FixedSizeListArray.from_arrays(values, PATCH_SIZE)
+    return pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), inner, type=PATCH_TYPE)
+
+
+def write_atomic(table: pa.Table, path: Path) -> None:
+    """Write an Arrow IPC file via temp file + fsync + rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_json_atomic(data: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
+    """Read an Arrow IPC file (memory-mapped)."""
+    with pa.memory_map(str(path), "r") as source:
+        table = pa.ipc.open_file(source).read_all()
+    return table.select(columns) if columns else table
+
+
+def load_manifest(dataset_dir: str | Path) -> dict:
+    path = Path(dataset_dir) / "manifest.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no manifest.json in {dataset_dir}: build the dataset first")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def shard_paths(dataset_dir: str | Path) -> list[Path]:
+    manifest = load_manifest(dataset_dir)
+    return [Path(dataset_dir) / s["path"] for s in manifest["shards"]]
+
+
+def read_dataset(dataset_dir: str | Path, columns: list[str] | None = None, split: str | None = None) -> pa.Table:
+    """All shards of a built dataset as one table (optionally one split)."""
+    tables = [read_table(p, columns if not split or not columns else list({*columns, "split"})) for p in shard_paths(dataset_dir)]
+    table = pa.concat_tables(tables) if tables else SHARD_SCHEMA.empty_table()
+    if split:
+        import pyarrow.compute as pc
+
+        table = table.filter(pc.equal(table.column("split"), split))
+        if columns:
+            table = table.select(columns)
+    return table
+
+
+def row_patches(table: pa.Table, row: int) -> np.ndarray:
+    """(n_patches, 64) uint8 view of one row's patches."""
+    patches = table.column("patches")
+    chunk_row = row
+    for chunk in patches.chunks:
+        if chunk_row < len(chunk):
+            offsets = chunk.offsets.to_numpy()
+            values = chunk.values.values.to_numpy(zero_copy_only=False)
+            return values[offsets[chunk_row] * PATCH_SIZE : offsets[chunk_row + 1] * PATCH_SIZE].reshape(-1, PATCH_SIZE)
+        chunk_row -= len(chunk)
+    raise IndexError(row)
+
+
+def iter_examples(paths: list[Path], split: str | None = None) -> Iterator[dict]:
+    """Stream rows as dicts with `patches` as numpy arrays, one shard in memory at a time."""
+    for path in paths:
+        table = read_table(path, ["id", "texts", "patches", "n_patches", "split", "metadata"])
+        splits = table.column("split").to_pylist()
+        ids = table.column("id").to_pylist()
+        texts = table.column("texts").to_pylist()
+        metadata = table.column("metadata").to_pylist()
+        for i in range(len(table)):
+            if split and splits[i] != split:
+                continue
+            yield {"id": ids[i], "texts": texts[i], "patches": row_patches(table, i), "metadata": metadata[i]}

@@ -1,0 +1,119 @@
+"""The music21 corpus, the offline default source (DESIGN §3.1).
+
+Every ABC tune becomes one record (multi-tune files are split on `X:`); Humdrum and
+MusicXML works become one record each with the composer/title of music21's metadata bundle.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from clamp.abc.tunes import split_tunes
+from clamp.data.records import FORMAT_BY_SUFFIX, RawRecord
+
+SOURCE = "music21"
+LICENSE = "music21 corpus (software BSD-3-Clause; some encodings non-commercial, see music21 corpus notes)"
+SCORE_SUFFIXES = (".krn", ".xml", ".mxl", ".musicxml")
+
+
+def corpus_root() -> Path:
+    from music21 import corpus
+
+    return Path(corpus.__file__).parent
+
+
+def _score_metadata(cache_dir: Path | None = None) -> dict[str, dict[str, str]]:
+    """Composer/title per corpus-relative path, from music21's shipped metadata bundle.
+
+    Reading the bundle takes ~15 s, so the result is cached per music21 version.
+    """
+    import music21
+    from music21 import corpus
+
+    cache = cache_dir / f"music21-{music21.__version__}-metadata.json" if cache_dir else None
+    if cache is not None and cache.is_file():
+        return json.loads(cache.read_text(encoding="utf-8"))
+    root = corpus_root()
+    out: dict[str, dict[str, str]] = {}
+    try:
+        bundle = corpus.corpora.CoreCorpus().metadataBundle
+        entries = list(bundle)
+    except Exception:  # the bundle is an optimisation; paths still give a composer
+        return out
+    for entry in entries:
+        try:
+            rel = str(Path(entry.sourcePath).relative_to(root)) if Path(entry.sourcePath).is_absolute() else str(entry.sourcePath)
+            md = entry.metadata
+            fields = {"composer": md.composer or "", "title": md.title or ""}
+        except Exception:
+            continue
+        out.setdefault(rel, {k: v for k, v in fields.items() if v})
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps(out, sort_keys=True), encoding="utf-8")
+        tmp.replace(cache)
+    return out
+
+
+def iter_corpus(
+    formats: tuple[str, ...] = ("abc", "humdrum", "musicxml", "mxl"),
+    limit: int | None = None,
+    path_filter: str | None = None,
+    cache_dir: Path | None = None,
+) -> Iterator[RawRecord]:
+    """Yield the corpus records in a stable order (sorted paths, tune order in a file).
+
+    `path_filter` keeps only files whose corpus-relative path contains it (e.g. "essenFolksong");
+    `limit` caps the number of records, for quick runs and tests.
+    """
+    from music21 import corpus
+
+    root = corpus_root()
+    paths = sorted(corpus.getCorePaths(), key=lambda p: str(p))
+    score_meta: dict[str, dict[str, str]] | None = None
+    count = 0
+    for path in paths:
+        fmt = FORMAT_BY_SUFFIX.get(path.suffix.lower())
+        if fmt is None or fmt not in formats:
+            continue
+        rel = str(path.relative_to(root))
+        if path_filter and path_filter not in rel:
+            continue
+        collection = rel.split("/", 1)[0]
+        if fmt == "abc":
+            text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+            for ordinal, tune in enumerate(split_tunes(text), start=1):
+                yield RawRecord(
+                    id=f"{SOURCE}:{rel}#{ordinal}",
+                    source=SOURCE,
+                    format="abc",
+                    # surrogateescape round-trips the file's bytes exactly; decoding is a cleaning step.
+                    content=tune.encode("utf-8", errors="surrogateescape"),
+                    metadata={"collection": collection, "path": rel, "tune": str(ordinal)},
+                    provenance=f"music21-corpus:{rel}",
+                    license=LICENSE,
+                )
+                count += 1
+                if limit is not None and count >= limit:
+                    return
+        else:
+            if score_meta is None:
+                score_meta = _score_metadata(cache_dir)
+            meta = {"collection": collection, "path": rel, **score_meta.get(rel, {})}
+            texts = [f"{k.capitalize()}: {meta[k]}" for k in ("title", "composer") if meta.get(k)]
+            yield RawRecord(
+                id=f"{SOURCE}:{rel}",
+                source=SOURCE,
+                format=fmt,
+                content=path.read_bytes(),
+                texts=texts,
+                metadata=meta,
+                provenance=f"music21-corpus:{rel}",
+                license=LICENSE,
+            )
+            count += 1
+            if limit is not None and count >= limit:
+                return

@@ -1,0 +1,784 @@
+"""A polite, resumable web crawler that yields music files (ABC, MusicXML, Humdrum, MIDI) as RawRecords.
+
+Standard library only (urllib, html.parser, urllib.robotparser, sqlite3); no Prefect here.
+
+Behaviour, in short:
+
+* Breadth-first from the seeds (depth 0), following ``<a href>`` links of HTML pages on the allowed hosts
+  up to ``max_depth``. Music files (by URL suffix or Content-Type) are downloaded and yielded; HTML pages are
+  parsed for links; anything else is ignored.
+* Polite: robots.txt per host (fetched through the same rate-limited fetcher; 4xx other than 401/403 means
+  allow all, 401/403 or an unreachable robots.txt means disallow all), at least ``per_host_delay_s``
+  (or the robots.txt Crawl-delay, if larger) between two requests to one host, a descriptive User-Agent.
+* Robust: retries with exponential backoff on 429, 5xx, timeouts and connection errors (Retry-After is
+  honoured), a cap on the size of one response, redirects followed by hand with loop detection.
+* Incremental: ETag / Last-Modified validators are remembered per URL and sent back as If-None-Match /
+  If-Modified-Since; identical content at several URLs (or again at the same URL) is yielded once.
+* Resumable: all state lives in an SQLite database in ``state_dir`` and is committed after every URL. A new
+  Crawler on the same ``state_dir`` continues the unfinished pass; once a pass is complete (frontier empty),
+  the next ``crawl()`` starts a new pass from the seeds, which yields only new or changed content.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import json
+import logging
+import sqlite3
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from http.client import HTTPException, HTTPMessage, InvalidURL
+from pathlib import Path, PurePosixPath
+from urllib.parse import quote, urldefrag, urljoin, urlsplit, urlunsplit
+from urllib.robotparser import RobotFileParser
+
+from clamp.data.records import FORMAT_BY_SUFFIX, RawRecord
+
+log = logging.getLogger("clamp.data.web")
+
+SOURCE = "web"
+STATE_FILE = "crawl.sqlite3"
+SCHEMA_VERSION = 1
+
+# Content types that identify a music file when the URL has no telling suffix.
+FORMAT_BY_CONTENT_TYPE = {
+    "audio/midi": "midi",
+    "audio/x-midi": "midi",
+    "audio/mid": "midi",
+    "text/vnd.abc": "abc",
+    "application/vnd.recordare.musicxml+xml": "musicxml",
+    "application/vnd.recordare.musicxml": "mxl",
+}
+HTML_CONTENT_TYPES = ("text/html", "application/xhtml+xml")
+
+# Links with these suffixes are neither music nor HTML: never requested.
+SKIP_SUFFIXES = frozenset(
+    {
+        ".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp", ".ico", ".bmp", ".tif", ".tiff",
+        ".css", ".js", ".json", ".pdf", ".zip", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".tar",
+        ".mp3", ".wav", ".ogg", ".flac", ".m4a", ".aac", ".mp4", ".webm", ".avi", ".mov", ".mkv",
+        ".woff", ".woff2", ".ttf", ".otf", ".eot", ".exe", ".dmg", ".iso",
+    }
+)  # fmt: skip
+
+REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+RETRY_CODES = frozenset({429, 500, 502, 503, 504})
+DEFAULT_PORTS = {"http": 80, "https": 443}
+READ_CHUNK = 64 * 1024
+
+
+@dataclass
+class CrawlConfig:
+    """What to crawl and how politely. Only ``seeds`` and ``state_dir`` are required."""
+
+    seeds: list[str]
+    state_dir: Path
+    allowed_hosts: list[str] | None = None  # "host" or "host:port"; default: the hosts of the seeds
+    max_depth: int = 2  # seeds are depth 0; links of a page at max_depth are not followed
+    max_pages: int = 10_000  # URLs taken from the frontier in one pass; the pass ends when reached
+    max_bytes: int = 1_000_000  # cap on one response body; bigger ones are skipped and counted
+    per_host_delay_s: float = 1.0  # minimum seconds between the starts of two requests to one host
+    timeout_s: float = 10.0  # socket timeout (connect and each read)
+    max_retries: int = 3  # retries on 429 / 5xx / timeouts / connection errors
+    backoff_base_s: float = 0.5  # retry n waits backoff_base_s * 2**n, or Retry-After when given
+    max_backoff_s: float = 60.0  # cap on one wait, Retry-After included
+    max_redirects: int = 5
+    user_agent: str = "clamp-pipeline-crawler/0.1 (+https://github.com/)"
+
+    def __post_init__(self) -> None:
+        self.state_dir = Path(self.state_dir)
+        if not self.seeds:
+            raise ValueError("CrawlConfig.seeds is empty")
+        if self.max_depth < 0 or self.max_pages < 1 or self.max_bytes < 0 or self.max_retries < 0:
+            raise ValueError("CrawlConfig: max_depth, max_bytes, max_retries must be >= 0, max_pages >= 1")
+
+
+@dataclass
+class CrawlStats:
+    """Counters of one ``crawl()`` call."""
+
+    requests: int = 0  # every HTTP request sent: robots.txt, retries and redirect hops included
+    fetched: int = 0  # frontier URLs that were requested (once each, whatever the outcome)
+    downloaded: int = 0  # music records yielded
+    skipped_robots: int = 0
+    skipped_too_large: int = 0
+    skipped_duplicate: int = 0  # music content whose sha256 was already seen (any URL, any pass)
+    not_modified: int = 0  # 304 answers to a conditional request
+    ignored: int = 0  # responses that are neither music nor HTML
+    retries: int = 0
+    redirect_loops: int = 0
+    errors: dict[str, int] = field(default_factory=dict)  # reason -> count, e.g. "http_404", "timeout"
+
+    def error(self, reason: str) -> None:
+        self.errors[reason] = self.errors.get(reason, 0) + 1
+
+
+# --------------------------------------------------------------------------------------------- URLs
+
+
+# Characters left as they are when quoting a path / query (existing %-escapes are kept).
+_SAFE_PATH = "/%:@!$&'()*+,;=-._~"
+_SAFE_QUERY = _SAFE_PATH + "?"
+
+
+def normalize_url(url: str) -> str | None:
+    """Absolute http(s) URL without fragment, lower-case scheme and host, no default port; else None."""
+    url, _ = urldefrag(url.strip())
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        return None
+    host = parts.hostname.lower()
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    netloc = host if port is None or port == DEFAULT_PORTS[scheme] else f"{host}:{port}"
+    path = quote(parts.path or "/", safe=_SAFE_PATH)
+    query = quote(parts.query, safe=_SAFE_QUERY)
+    return urlunsplit((scheme, netloc, path, query, ""))
+
+
+def host_of(url: str) -> str:
+    """The host:port key of a normalized URL (default ports omitted)."""
+    return urlsplit(url).netloc
+
+
+def _normalize_host(host: str) -> str:
+    host = host.strip().lower()
+    for default in (":80", ":443"):
+        if host.endswith(default):
+            return host[: -len(default)]
+    return host
+
+
+def url_suffix(url: str) -> str:
+    return PurePosixPath(urlsplit(url).path).suffix.lower()
+
+
+def detect_format(url: str, content_type: str) -> str | None:
+    """Music format by URL path suffix, else by Content-Type; None when it is not a music file."""
+    fmt = FORMAT_BY_SUFFIX.get(url_suffix(url))
+    if fmt is not None:
+        return fmt
+    return FORMAT_BY_CONTENT_TYPE.get(_mime(content_type))
+
+
+def record_id(url: str) -> str:
+    return "web:" + hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
+
+
+def _mime(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def _charset(content_type: str) -> str:
+    for param in content_type.split(";")[1:]:
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset" and value.strip():
+            return value.strip().strip("\"'")
+    return "utf-8"
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None if absent or invalid."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+# --------------------------------------------------------------------------------------------- HTML
+
+
+class _LinkParser(HTMLParser):
+    """Collects (href, link text) of every ``<a href>``, honouring ``<base href>``."""
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.base_url = base_url
+        self.links: list[tuple[str, str]] = []
+        self._href: str | None = None
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attr = {k.lower(): v for k, v in attrs}
+        if tag == "base" and attr.get("href"):
+            self.base_url = urljoin(self.base_url, attr["href"] or "")
+        elif tag == "a":
+            self._close_anchor()
+            href = attr.get("href")
+            if href:
+                self._href = urljoin(self.base_url, href.strip())
+                self._text = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a":
+            self._close_anchor()
+
+    def handle_data(self, data: str) -> None:
+        if self._href is not None:
+            self._text.append(data)
+
+    def close(self) -> None:
+        super().close()
+        self._close_anchor()
+
+    def _close_anchor(self) -> None:
+        if self._href is not None:
+            self.links.append((self._href, " ".join("".join(self._text).split())))
+            self._href = None
+            self._text = []
+
+
+def extract_links(html: str, base_url: str) -> list[tuple[str, str]]:
+    """(absolute URL, link text) for each anchor, in document order; not filtered or normalized."""
+    parser = _LinkParser(base_url)
+    parser.feed(html)
+    parser.close()
+    return parser.links
+
+
+# --------------------------------------------------------------------------------------------- state
+
+
+@dataclass
+class _Item:
+    url: str
+    depth: int
+    referrer: str
+    text: str
+
+
+class _State:
+    """The crawl state in SQLite. Every mutation of one URL is one transaction (``with self.db``)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path)
+        with self.db:
+            self.db.executescript(
+                """
+                CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                CREATE TABLE IF NOT EXISTS frontier (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT, url TEXT NOT NULL UNIQUE,
+                    depth INTEGER NOT NULL, referrer TEXT NOT NULL, text TEXT NOT NULL);
+                CREATE TABLE IF NOT EXISTS visited (url TEXT PRIMARY KEY, outcome TEXT NOT NULL);
+                CREATE TABLE IF NOT EXISTS hashes (sha256 TEXT PRIMARY KEY, url TEXT NOT NULL);
+                CREATE TABLE IF NOT EXISTS validators (
+                    url TEXT PRIMARY KEY, etag TEXT, last_modified TEXT);
+                CREATE TABLE IF NOT EXISTS pages (url TEXT PRIMARY KEY, links TEXT NOT NULL);
+                """
+            )
+            version = self.get_meta("schema_version")
+            if version is None:
+                self.set_meta("schema_version", str(SCHEMA_VERSION))
+            elif int(version) != SCHEMA_VERSION:
+                raise RuntimeError(f"crawl state {path} has schema {version}, expected {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def frontier_size(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM frontier").fetchone()[0])
+
+    def visited_count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM visited").fetchone()[0])
+
+    def start_pass(self, seeds: list[str]) -> int:
+        """Forget the visited set of the previous pass and queue the seeds (hashes/validators stay)."""
+        with self.db:
+            number = int(self.get_meta("pass") or "0") + 1
+            self.db.execute("DELETE FROM visited")
+            self.db.execute("DELETE FROM frontier")
+            for seed in seeds:
+                self._enqueue(seed, 0, "", "")
+            self.set_meta("pass", str(number))
+        return number
+
+    def clear_frontier(self) -> None:
+        with self.db:
+            self.db.execute("DELETE FROM frontier")
+
+    def next_item(self) -> _Item | None:
+        row = self.db.execute(
+            "SELECT url, depth, referrer, text FROM frontier ORDER BY seq LIMIT 1"
+        ).fetchone()
+        return None if row is None else _Item(row[0], int(row[1]), row[2], row[3])
+
+    def is_visited(self, url: str) -> bool:
+        return self.db.execute("SELECT 1 FROM visited WHERE url = ?", (url,)).fetchone() is not None
+
+    def hash_seen(self, sha256: str) -> bool:
+        return self.db.execute("SELECT 1 FROM hashes WHERE sha256 = ?", (sha256,)).fetchone() is not None
+
+    def validators(self, url: str) -> tuple[str | None, str | None]:
+        row = self.db.execute("SELECT etag, last_modified FROM validators WHERE url = ?", (url,)).fetchone()
+        return (None, None) if row is None else (row[0], row[1])
+
+    def page_links(self, url: str) -> list[tuple[str, str]] | None:
+        row = self.db.execute("SELECT links FROM pages WHERE url = ?", (url,)).fetchone()
+        return None if row is None else [(u, t) for u, t in json.loads(row[0])]
+
+    def finish(
+        self,
+        item: _Item,
+        outcome: str,
+        *,
+        final_url: str | None = None,
+        sha256: str | None = None,
+        validators: tuple[str | None, str | None] = (None, None),
+        page_links: list[tuple[str, str]] | None = None,
+        enqueue: Sequence[tuple[str, int, str, str]] = (),
+    ) -> int:
+        """Everything learnt from one frontier URL, committed atomically; returns how many URLs were queued."""
+        with self.db:
+            self.db.execute("DELETE FROM frontier WHERE url = ?", (item.url,))
+            self.db.execute(
+                "INSERT OR REPLACE INTO visited (url, outcome) VALUES (?, ?)", (item.url, outcome)
+            )
+            if final_url is not None and final_url != item.url:
+                self.db.execute("DELETE FROM frontier WHERE url = ?", (final_url,))
+                self.db.execute(
+                    "INSERT OR REPLACE INTO visited (url, outcome) VALUES (?, ?)", (final_url, outcome)
+                )
+            key = final_url or item.url
+            if sha256 is not None:
+                self.db.execute("INSERT OR IGNORE INTO hashes (sha256, url) VALUES (?, ?)", (sha256, key))
+            etag, last_modified = validators
+            if etag or last_modified:
+                self.db.execute(
+                    "INSERT OR REPLACE INTO validators (url, etag, last_modified) VALUES (?, ?, ?)",
+                    (key, etag, last_modified),
+                )
+            if page_links is not None:
+                self.db.execute(
+                    "INSERT OR REPLACE INTO pages (url, links) VALUES (?, ?)", (key, json.dumps(page_links))
+                )
+            return sum(self._enqueue(url, depth, referrer, text) for url, depth, referrer, text in enqueue)
+
+    def _enqueue(self, url: str, depth: int, referrer: str, text: str) -> int:
+        return self.db.execute(
+            "INSERT OR IGNORE INTO frontier (url, depth, referrer, text) "
+            "SELECT ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM visited WHERE url = ?)",
+            (url, depth, referrer, text, url),
+        ).rowcount
+
+
+# --------------------------------------------------------------------------------------------- fetching
+
+
+@dataclass
+class _Response:
+    status: int
+    url: str
+    headers: HTTPMessage
+    body: bytes = b""
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("Content-Type", "") or ""
+
+
+class _TooLarge(Exception):
+    pass
+
+
+@dataclass
+class _Fetch:
+    """Outcome of fetching one URL, redirects and retries included."""
+
+    kind: str  # "ok" | "not_modified" | "too_large" | "redirect_loop" | "robots" | "error"
+    url: str  # the last URL requested (the redirect target, if any)
+    response: _Response | None = None
+    reason: str = ""
+
+
+def _build_opener() -> urllib.request.OpenerDirector:
+    """An opener without HTTPErrorProcessor / redirect handling: every status comes back as a response."""
+    opener = urllib.request.OpenerDirector()
+    for handler in (
+        urllib.request.ProxyHandler(),
+        urllib.request.UnknownHandler(),
+        urllib.request.HTTPHandler(),
+        urllib.request.HTTPSHandler(),
+    ):
+        opener.add_handler(handler)
+    return opener
+
+
+class Crawler:
+    """Crawls ``config.seeds``; ``crawl()`` yields one RawRecord per new music file.
+
+    ``stats`` holds the counters of the latest ``crawl()`` call. One Crawler (or process) per state_dir
+    at a time: the state is not locked against concurrent crawlers.
+    """
+
+    def __init__(self, config: CrawlConfig) -> None:
+        self.config = config
+        self.stats = CrawlStats()
+        hosts = config.allowed_hosts
+        if hosts is None:
+            hosts = [host_of(u) for u in (normalize_url(s) for s in config.seeds) if u is not None]
+        self.allowed_hosts = frozenset(_normalize_host(h) for h in hosts)
+        self._opener = _build_opener()
+        self._robots: dict[str, RobotFileParser] = {}
+        self._next_request_at: dict[str, float] = {}
+        self._clock = time.monotonic
+        self._sleep = time.sleep
+
+    # ------------------------------------------------------------------ the crawl loop
+
+    def crawl(self) -> Iterator[RawRecord]:
+        cfg = self.config
+        self.stats = CrawlStats()
+        state = _State(cfg.state_dir / STATE_FILE)
+        try:
+            if state.frontier_size() == 0:
+                seeds = [u for u in (self._seed(s) for s in cfg.seeds) if u is not None]
+                number = state.start_pass(seeds)
+                log.info("crawl pass %d: starting from %d seed(s)", number, len(seeds))
+            else:
+                log.info(
+                    "crawl pass %s: resuming, %d URL(s) queued, %d visited",
+                    state.get_meta("pass"),
+                    state.frontier_size(),
+                    state.visited_count(),
+                )
+            while (item := state.next_item()) is not None:
+                if state.visited_count() >= cfg.max_pages:
+                    dropped = state.frontier_size()
+                    log.warning(
+                        "max_pages=%d reached: pass ends, %d queued URL(s) dropped", cfg.max_pages, dropped
+                    )
+                    state.clear_frontier()
+                    break
+                record = self._process(state, item)
+                # Delivery is at-most-once: the record's URL, content hash and validators are committed
+                # *before* the record is yielded, so a crawler killed after this point never fetches or
+                # yields it again (no duplicates downstream); a consumer that must not lose records has to
+                # persist each one before asking for the next. A kill before the commit re-fetches the URL
+                # on resume (fetching is at-least-once, yielding at-most-once).
+                if record is not None:
+                    yield record
+            log.info("crawl done: %s", self.stats)
+        finally:
+            state.close()
+
+    def _seed(self, seed: str) -> str | None:
+        url = normalize_url(seed)
+        if url is None or host_of(url) not in self.allowed_hosts:
+            log.warning("seed %r is not an http(s) URL on an allowed host: ignored", seed)
+            return None
+        return url
+
+    def _process(self, state: _State, item: _Item) -> RawRecord | None:
+        """Fetch one frontier URL and commit what it taught; return the record to yield, if any."""
+        stats = self.stats
+        if not self._robots_allow(item.url):
+            stats.skipped_robots += 1
+            log.info("robots.txt disallows %s", item.url)
+            state.finish(item, "robots")
+            return None
+        stats.fetched += 1
+        fetch = self._fetch(state, item.url)
+        if fetch.kind == "robots":
+            stats.skipped_robots += 1
+            log.info("robots.txt disallows redirect target %s (from %s)", fetch.url, item.url)
+            state.finish(item, "robots")
+            return None
+        if fetch.kind in ("too_large", "redirect_loop", "error"):
+            if fetch.kind == "too_large":
+                stats.skipped_too_large += 1
+            elif fetch.kind == "redirect_loop":
+                stats.redirect_loops += 1
+            else:
+                stats.error(fetch.reason)
+            state.finish(item, fetch.kind if fetch.kind != "error" else fetch.reason)
+            return None
+
+        final_url = fetch.url
+        if fetch.kind == "not_modified":
+            stats.not_modified += 1
+            links = state.page_links(final_url)
+            enqueue = self._links_to_enqueue(links or [], item.depth, final_url)
+            queued = state.finish(item, "not_modified", final_url=final_url, enqueue=enqueue)
+            if links is None:
+                log.info("not modified: %s", final_url)
+            else:
+                log.info(
+                    "not modified: page %s, %d link(s) newly queued from its stored links", final_url, queued
+                )
+            return None
+
+        response = fetch.response
+        assert response is not None
+        validators = (response.headers.get("ETag"), response.headers.get("Last-Modified"))
+        content_type = response.content_type
+        fmt = detect_format(final_url, content_type)
+        if fmt is None and final_url != item.url:
+            fmt = FORMAT_BY_SUFFIX.get(url_suffix(item.url))
+        if fmt is not None:
+            sha256 = hashlib.sha256(response.body).hexdigest()
+            if state.hash_seen(sha256):
+                stats.skipped_duplicate += 1
+                log.info("duplicate content (sha256 %s…): %s", sha256[:12], final_url)
+                state.finish(item, "duplicate", final_url=final_url, validators=validators)
+                return None
+            metadata = {
+                "url": final_url,
+                "referrer": item.referrer,
+                "content_type": content_type,
+                "sha256": sha256,
+            }
+            if final_url != item.url:
+                metadata["redirected_from"] = item.url
+            record = RawRecord(
+                id=record_id(final_url),
+                source=SOURCE,
+                format=fmt,
+                content=response.body,
+                texts=[item.text] if item.text else [],
+                metadata=metadata,
+                provenance=final_url,
+                license="",
+            )
+            state.finish(item, "downloaded", final_url=final_url, sha256=sha256, validators=validators)
+            stats.downloaded += 1
+            log.info("downloaded %s (%s, %d bytes)", final_url, fmt, len(response.body))
+            return record
+        if _mime(content_type) in HTML_CONTENT_TYPES:
+            html = response.body.decode(_charset(content_type), errors="replace")
+            links = extract_links(html, final_url)
+            enqueue = self._links_to_enqueue(links, item.depth, final_url)
+            queued = state.finish(
+                item, "page", final_url=final_url, validators=validators, page_links=links, enqueue=enqueue
+            )
+            log.info(
+                "page %s (depth %d): %d link(s), %d newly queued", final_url, item.depth, len(links), queued
+            )
+            return None
+        stats.ignored += 1
+        log.info("ignored %s (content type %r)", final_url, content_type)
+        state.finish(item, "ignored", final_url=final_url)
+        return None
+
+    def _links_to_enqueue(
+        self, links: list[tuple[str, str]], depth: int, referrer: str
+    ) -> list[tuple[str, int, str, str]]:
+        if depth + 1 > self.config.max_depth:
+            return []
+        texts: dict[str, str] = {}  # url -> link text, in document order; the first non-empty text wins
+        for href, text in links:
+            url = normalize_url(href)
+            if url is None or host_of(url) not in self.allowed_hosts or url_suffix(url) in SKIP_SUFFIXES:
+                continue
+            if not texts.get(url):
+                texts[url] = text
+        return [(url, depth + 1, referrer, text) for url, text in texts.items()]
+
+    # ------------------------------------------------------------------ robots.txt
+
+    def _robots_allow(self, url: str) -> bool:
+        return self._robots_for(url).can_fetch(self.config.user_agent, url)
+
+    def _robots_for(self, url: str) -> RobotFileParser:
+        parts = urlsplit(url)
+        key = f"{parts.scheme}://{parts.netloc}"
+        parser = self._robots.get(key)
+        if parser is not None:
+            return parser
+        robots_url = key + "/robots.txt"
+        parser = RobotFileParser(robots_url)
+        fetch = self._fetch(None, robots_url, robots=True)
+        status = fetch.response.status if fetch.response is not None else None
+        if fetch.kind == "ok" and status is not None and 200 <= status < 300:
+            assert fetch.response is not None
+            parser.parse(fetch.response.body.decode("utf-8", errors="replace").splitlines())
+            log.info("robots.txt of %s: %d byte(s)", parts.netloc, len(fetch.response.body))
+        elif fetch.kind == "error" and status in (401, 403):
+            parser.disallow_all = True
+            log.warning("robots.txt of %s: HTTP %s, host disallowed", parts.netloc, status)
+        elif fetch.kind == "error" and status is not None and 400 <= status < 500:
+            parser.allow_all = True
+            log.info("robots.txt of %s: HTTP %s, all allowed", parts.netloc, status)
+        else:
+            parser.disallow_all = True
+            log.warning(
+                "robots.txt of %s unavailable (%s %s): host disallowed for this run",
+                parts.netloc,
+                fetch.kind,
+                fetch.reason,
+            )
+        self._robots[key] = parser
+        return parser
+
+    def _host_delay(self, host_key: str) -> float:
+        delay = self.config.per_host_delay_s
+        parser = self._robots.get(host_key)
+        if parser is not None:
+            crawl_delay = parser.crawl_delay(self.config.user_agent)
+            if crawl_delay:
+                delay = max(delay, float(crawl_delay))
+        return delay
+
+    # ------------------------------------------------------------------ HTTP
+
+    def _fetch(self, state: _State | None, url: str, *, robots: bool = False) -> _Fetch:
+        """GET ``url`` following redirects by hand. ``state`` supplies cache validators (None: no cache)."""
+        chain = [url]
+        current = url
+        while True:
+            headers: dict[str, str] = {}
+            if state is not None:
+                etag, last_modified = state.validators(current)
+                if etag:
+                    headers["If-None-Match"] = etag
+                if last_modified:
+                    headers["If-Modified-Since"] = last_modified
+            try:
+                response = self._get_with_retries(current, headers)
+            except _TooLarge:
+                return _Fetch("too_large", current)
+            except _FetchError as exc:
+                return _Fetch("error", current, response=exc.response, reason=exc.reason)
+            if response.status == 304:
+                return _Fetch("not_modified", current, response=response)
+            if 200 <= response.status < 300:
+                return _Fetch("ok", current, response=response)
+            if response.status not in REDIRECT_CODES:
+                log.warning("HTTP %d for %s", response.status, current)
+                return _Fetch("error", current, response=response, reason=f"http_{response.status}")
+            location = response.headers.get("Location")
+            target = normalize_url(urljoin(current, location)) if location else None
+            if target is None:
+                log.warning("redirect without a usable Location from %s", current)
+                return _Fetch("error", current, response=response, reason="bad_redirect")
+            if target in chain:
+                log.warning("redirect loop: %s", " -> ".join([*chain, target]))
+                return _Fetch("redirect_loop", current)
+            if len(chain) > self.config.max_redirects:
+                log.warning("more than %d redirects from %s", self.config.max_redirects, url)
+                return _Fetch("error", current, reason="too_many_redirects")
+            if not robots:
+                if host_of(target) not in self.allowed_hosts:
+                    log.info("redirect from %s leaves the allowed hosts: %s", current, target)
+                    return _Fetch("error", current, reason="offsite_redirect")
+                if not self._robots_allow(target):
+                    return _Fetch("robots", target)
+            chain.append(target)
+            current = target
+
+    def _get_with_retries(self, url: str, headers: dict[str, str]) -> _Response:
+        cfg = self.config
+        attempt = 0
+        while True:
+            retry_after: float | None = None
+            try:
+                response = self._get_once(url, headers)
+            except _TooLarge:
+                raise
+            except (InvalidURL, ValueError) as exc:  # not worth a retry
+                log.warning("invalid URL %s: %s", url, exc)
+                raise _FetchError("invalid_url", None) from exc
+            except TimeoutError as exc:
+                reason, detail, response = "timeout", str(exc) or "timed out", None
+            except urllib.error.URLError as exc:
+                is_timeout = isinstance(exc.reason, TimeoutError)
+                reason, detail, response = ("timeout" if is_timeout else "connection"), str(exc.reason), None
+            except (HTTPException, OSError) as exc:
+                reason, detail, response = "connection", f"{type(exc).__name__}: {exc}", None
+            else:
+                if response.status not in RETRY_CODES:
+                    return response
+                reason, detail = f"http_{response.status}", f"HTTP {response.status}"
+                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+            if attempt >= cfg.max_retries:
+                log.warning("giving up on %s after %d attempt(s): %s", url, attempt + 1, detail)
+                raise _FetchError(reason, response)
+            wait = retry_after if retry_after is not None else cfg.backoff_base_s * (2**attempt)
+            wait = min(wait, cfg.max_backoff_s)
+            attempt += 1
+            self.stats.retries += 1
+            log.info("retry %d/%d of %s in %.2fs: %s", attempt, cfg.max_retries, url, wait, detail)
+            if wait > 0:
+                self._sleep(wait)
+
+    def _get_once(self, url: str, headers: dict[str, str]) -> _Response:
+        cfg = self.config
+        parts = urlsplit(url)
+        host_key = f"{parts.scheme}://{parts.netloc}"
+        self._wait_for_host(host_key)
+        request = urllib.request.Request(
+            url, headers={"User-Agent": cfg.user_agent, "Accept-Encoding": "identity", **headers}
+        )
+        self.stats.requests += 1
+        log.debug("GET %s", url)
+        with self._opener.open(request, timeout=cfg.timeout_s) as raw:
+            status = int(raw.status)
+            response = _Response(status=status, url=url, headers=raw.headers)
+            if status >= 300:
+                return response  # redirects, 304 and errors: the body is not needed
+            length = raw.headers.get("Content-Length")
+            if length is not None and length.strip().isdigit() and int(length) > cfg.max_bytes:
+                log.warning("too large: %s (Content-Length %s > %d)", url, length, cfg.max_bytes)
+                raise _TooLarge(url)
+            chunks: list[bytes] = []
+            size = 0
+            while size <= cfg.max_bytes:
+                chunk = raw.read(min(READ_CHUNK, cfg.max_bytes + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            if size > cfg.max_bytes:
+                log.warning("too large: %s (more than %d bytes)", url, cfg.max_bytes)
+                raise _TooLarge(url)
+            response.body = b"".join(chunks)
+            return response
+
+    def _wait_for_host(self, host_key: str) -> None:
+        """Sleep until ``per_host_delay_s`` (or Crawl-delay) has passed since the last request to the host."""
+        now = self._clock()
+        ready_at = self._next_request_at.get(host_key, now)
+        if ready_at > now:
+            self._sleep(ready_at - now)
+            now = self._clock()
+        self._next_request_at[host_key] = now + self._host_delay(host_key)
+
+
+class _FetchError(Exception):
+    def __init__(self, reason: str, response: _Response | None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.response = response
+
+
+def crawl(config: CrawlConfig) -> Iterator[RawRecord]:
+    """Convenience: ``Crawler(config).crawl()``."""
+    return Crawler(config).crawl()

@@ -1,0 +1,57 @@
+"""torch datasets over the Arrow shards (map-style and streaming)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import torch
+from torch.utils.data import Dataset, IterableDataset, get_worker_info
+
+from clamp.data.shards import iter_examples, read_table, row_patches, shard_paths
+
+
+class ShardDataset(Dataset):
+    """Map-style dataset over memory-mapped shards; items are dicts with a `patches` LongTensor."""
+
+    def __init__(self, dataset_dir: str | Path, split: str | None = "train") -> None:
+        self.paths = shard_paths(dataset_dir)
+        self.tables = [read_table(p, ["id", "texts", "patches", "split", "metadata"]) for p in self.paths]
+        index: list[tuple[int, int]] = []
+        for t_idx, table in enumerate(self.tables):
+            rows = np.arange(len(table))
+            if split:
+                rows = np.flatnonzero(pc.equal(table.column("split"), split).to_numpy(zero_copy_only=False))
+            index.extend((t_idx, int(r)) for r in rows)
+        self.index = index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict:
+        t_idx, row = self.index[i]
+        table = self.tables[t_idx]
+        return {
+            "id": table.column("id")[row].as_py(),
+            "texts": table.column("texts")[row].as_py(),
+            "metadata": json.loads(table.column("metadata")[row].as_py()),
+            "patches": torch.from_numpy(row_patches(table, row).astype(np.int64)),
+        }
+
+
+class ShardIterableDataset(IterableDataset):
+    """Streams shards; with several DataLoader workers each worker reads a disjoint set of shards."""
+
+    def __init__(self, dataset_dir: str | Path, split: str | None = "train") -> None:
+        self.paths = shard_paths(dataset_dir)
+        self.split = split
+
+    def __iter__(self):
+        info = get_worker_info()
+        paths = self.paths if info is None else self.paths[info.id :: info.num_workers]
+        for ex in iter_examples(paths, self.split):
+            ex["metadata"] = json.loads(ex["metadata"])
+            ex["patches"] = torch.from_numpy(ex["patches"].astype(np.int64))
+            yield ex
