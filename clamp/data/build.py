@@ -101,11 +101,19 @@ def iter_source(spec: SourceSpec, cache_dir: Path) -> Iterator[RawRecord]:
 
 
 def iter_web(spec: SourceSpec, cache_dir: Path) -> Iterator[RawRecord]:
-    """Crawled files, split into tunes like local ABC files (crawl state persists in the cache)."""
+    """Crawled files, split into tunes like local ABC files.
+
+    The crawler yields each new file once (its state persists), so every crawled record is
+    stored in the cache as it arrives and the source replays the whole store in crawl order:
+    a rebuild sees the same records plus whatever is new.
+    """
     from clamp.abc.tunes import split_tunes
+    from clamp.data.records import records_to_table, table_to_records
     from clamp.data.sources.web import CrawlConfig, Crawler
 
     state = cache_dir / "crawl" / _fingerprint(spec.seeds, spec.allowed_hosts)[:12]
+    store = state / "records"
+    store.mkdir(parents=True, exist_ok=True)
     config = CrawlConfig(
         seeds=spec.seeds,
         allowed_hosts=spec.allowed_hosts,
@@ -114,21 +122,26 @@ def iter_web(spec: SourceSpec, cache_dir: Path) -> Iterator[RawRecord]:
         max_pages=spec.max_pages,
         state_dir=state,
     )
-    count = 0
+    seq = len(list(store.glob("*.arrow")))
     for record in Crawler(config).crawl():
-        pieces = [record]
-        if record.format == "abc" and b"\0" not in record.content:
-            tunes = split_tunes(record.content.decode("utf-8", errors="surrogateescape"))
-            if len(tunes) > 1:
-                pieces = [
-                    RawRecord(**{**asdict(record), "id": f"{record.id}#{i}", "content": t.encode("utf-8", errors="surrogateescape")})
-                    for i, t in enumerate(tunes, start=1)
-                ]
-        for piece in pieces:
-            yield piece
-            count += 1
-            if spec.limit is not None and count >= spec.limit:
-                return
+        write_atomic(records_to_table([record]), store / f"{seq:08d}.arrow")
+        seq += 1
+    count = 0
+    for part in sorted(store.glob("*.arrow")):
+        for record in table_to_records(read_table(part)):
+            pieces = [record]
+            if record.format == "abc" and b"\0" not in record.content:
+                tunes = split_tunes(record.content.decode("utf-8", errors="surrogateescape"))
+                if len(tunes) > 1:
+                    pieces = [
+                        RawRecord(**{**asdict(record), "id": f"{record.id}#{i}", "content": t.encode("utf-8", errors="surrogateescape")})
+                        for i, t in enumerate(tunes, start=1)
+                    ]
+            for piece in pieces:
+                yield piece
+                count += 1
+                if spec.limit is not None and count >= spec.limit:
+                    return
 
 
 def iter_records(cfg: BuildConfig) -> Iterator[RawRecord]:

@@ -1,0 +1,49 @@
+"""Human-readable build summaries (terminal table and Markdown for Prefect artifacts)."""
+
+from __future__ import annotations
+
+from clamp.data.build import BuildSummary
+
+
+def summary_rows(s: BuildSummary) -> list[tuple[str, str]]:
+    rows = [
+        ("dataset", s.dataset_dir),
+        ("patch mode", s.patch_mode),
+        ("records in", f"{s.records_in:,}"),
+        ("rows written", f"{s.rows_written:,} in {s.shards} shards ({s.shards_skipped} already done)"),
+        ("quarantined", f"{s.quarantined:,}" + (f" ({_fmt(s.quarantine_reasons)})" if s.quarantine_reasons else "")),
+        ("duplicates", f"{s.duplicates:,} ({_fmt(s.duplicates_by_kind)})"),
+        ("decontaminated", f"{s.decontaminated:,}" + (f" ({_fmt(s.decontaminated_by_benchmark)})" if s.decontaminated_by_benchmark else "") + f"; {s.decontamination}"),
+        ("check", f"{s.records_in:,} = {s.rows_written:,} + {s.quarantined:,} + {s.duplicates:,} + {s.decontaminated:,}"),
+        ("formats in", _fmt(s.formats_in)),
+        ("converted to ABC", f"{s.converted:,}"),
+        ("splits", _fmt(s.splits)),
+        ("patches", f"{s.patches:,} (median {s.median_patches:g} per tune)"),
+        ("patches / characters", f"{s.patches_per_char:.4f} overall, median {s.median_patches_per_char:.4f} per tune"),
+        ("length reduction", f"{1 / s.patches_per_char:.1f}x fewer positions than characters" if s.patches_per_char else "-"),
+        ("seconds", _fmt(s.seconds)),
+        ("throughput", _fmt(s.throughput)),
+    ]
+    return rows
+
+
+def _fmt(d: dict) -> str:
+    return ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in d.items())
+
+
+def summary_markdown(s: BuildSummary) -> str:
+    lines = [f"# build-dataset: {s.name}", "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in summary_rows(s)]
+    return "\n".join(lines) + "\n"
+
+
+def print_summary(s: BuildSummary) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"build-dataset: {s.name}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for k, v in summary_rows(s):
+        table.add_row(k, v)
+    Console().print(table)

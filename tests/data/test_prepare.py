@@ -1,0 +1,147 @@
+"""prepare_table: every raw row is prepared or quarantined with the exact reason code."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from clamp.abc.normalize import normalize_abc
+from clamp.data.clean import content_hash
+from clamp.data.dedup import NUM_PERM, minhash
+from clamp.data.prepare import (
+    PREPARED_SCHEMA,
+    QUARANTINE_SCHEMA,
+    ConversionCache,
+    PrepareConfig,
+    patches_of,
+    prepare_table,
+)
+from clamp.data.records import RawRecord, records_to_table
+
+GOOD_ABC = "X:1\nT:Good Tune\nR:jig\nM:6/8\nL:1/8\nK:G\n|:GAB cde|dcB A2G:|\n"
+GOOD_NORMALIZED = "M:6/8\nL:1/8\nK:G\n|:GAB cde|dcB A2G:|\n"
+MAX_BYTES = 200
+
+# id -> (record, expected (stage, reason)) ; None means prepared
+CASES: dict[str, tuple[RawRecord, tuple[str, str] | None]] = {}
+
+
+def _add(rid: str, fmt: str, content: bytes, expected: tuple[str, str] | None, **kw) -> None:
+    CASES[rid] = (RawRecord(id=rid, source="test", format=fmt, content=content, provenance=f"mem://{rid}", **kw), expected)
+
+
+_add("good", "abc", GOOD_ABC.encode(), None, texts=["A lively jig."], metadata={"k": "v"}, license="CC0")
+_add("empty", "abc", b"", ("convert", "empty"))
+_add("blank", "abc", b"  \n\n ", ("convert", "empty"))
+_add("binary", "abc", b"X:1\nK:C\nab\x00c|\n", ("convert", "binary"))
+_add("header_only", "abc", b"X:2\nT:Nothing\nM:4/4\nK:C\n", ("clean", "header_only"))
+_add("undecodable", "abc", b"X:3\nT:\x81\x8d\x8f\x90\x9d\nK:C\nabc|\n", ("convert", "undecodable"))
+_add("too_large", "abc", b"X:4\nK:C\n" + b"abc|" * 60, ("convert", "too_large"))
+_add("control", "abc", b"X:5\nK:C\n" + b"a\x01b\x02c|" * 5, ("clean", "control_characters"))
+_add("bad_xml", "musicxml", b"<?xml version='1.0'?><score-partwise><part id='P1'><measure", ("convert", "unparseable_musicxml"))
+_add("bad_mxl", "mxl", b"PK\x03\x04 not a zip", ("convert", "unparseable_musicxml"))
+_add("bad_midi", "midi", b"MThd garbage", ("convert", "unparseable_midi"))
+_add("bad_format", "mp3", b"ID3 something", ("convert", "unsupported_format"))
+
+
+def test_cases_are_what_they_claim():
+    assert len(CASES["too_large"][0].content) > MAX_BYTES
+    assert all(len(rec.content) <= MAX_BYTES for rid, (rec, _) in CASES.items() if rid != "too_large")
+
+
+@pytest.fixture(scope="module")
+def result() -> tuple[pa.Table, pa.Table]:
+    raw = records_to_table(rec for rec, _ in CASES.values())
+    return prepare_table(raw, PrepareConfig(max_record_bytes=MAX_BYTES))
+
+
+def test_every_row_lands_exactly_once(result):
+    prepared, quarantined = result
+    assert prepared.num_rows + quarantined.num_rows == len(CASES)
+    ids = prepared.column("id").to_pylist() + quarantined.column("id").to_pylist()
+    assert sorted(ids) == sorted(CASES)
+
+
+def test_schemas(result):
+    prepared, quarantined = result
+    assert prepared.schema.equals(PREPARED_SCHEMA)
+    assert quarantined.schema.equals(QUARANTINE_SCHEMA)
+
+
+@pytest.mark.parametrize("rid", [rid for rid, (_, exp) in CASES.items() if exp is not None])
+def test_quarantine_reason(result, rid):
+    _, quarantined = result
+    rows = {r["id"]: r for r in quarantined.to_pylist()}
+    assert rid in rows, f"{rid} was not quarantined"
+    row = rows[rid]
+    record, (stage, reason) = CASES[rid]
+    assert (row["stage"], row["reason"]) == (stage, reason), row["detail"]
+    assert row["content"] == record.content
+    assert row["format"] == record.format
+    assert row["provenance"] == f"mem://{rid}"
+    assert row["source"] == "test"
+
+
+def test_good_record_prepared(result):
+    prepared, _ = result
+    assert prepared.column("id").to_pylist() == ["good"]
+    row = prepared.to_pylist()[0]
+    assert row["abc"] == GOOD_ABC
+    assert row["source_format"] == "abc"
+    assert row["n_chars"] == len(GOOD_NORMALIZED) == 36
+    assert row["content_hash"] == content_hash(GOOD_NORMALIZED)
+    assert len(row["patch_bytes"]) % 64 == 0
+    patches = patches_of(row["patch_bytes"])
+    # M:, L:, K: headers, the two bars (leading |: glued), and the end patch
+    assert patches.shape == (6, 64)
+    assert patches[3].tolist()[:11] == [ord(c) - 31 for c in "|:GAB cde|"] + [97]
+    assert patches[-1].tolist() == [97] * 64
+    assert row["minhash"] == minhash(GOOD_NORMALIZED).tobytes()
+    assert len(row["minhash"]) == NUM_PERM * 4
+    assert row["texts"] == ["Title: Good Tune", "Rhythm: jig", "A lively jig."]
+    assert json.loads(row["metadata"]) == {"k": "v"}
+    assert row["license"] == "CC0"
+    assert normalize_abc(row["abc"]) == GOOD_NORMALIZED
+
+
+def test_m3_mode_patches_raw_ascii():
+    raw = records_to_table([CASES["good"][0]])
+    prepared, quarantined = prepare_table(raw, PrepareConfig(patch_mode="m3"))
+    assert quarantined.num_rows == 0
+    row = prepared.to_pylist()[0]
+    assert row["n_chars"] == len(GOOD_ABC)
+    patches = patches_of(row["patch_bytes"])
+    # begin, X:, T:, R:, M:, L:, K:, two bars, end
+    assert patches.shape == (10, 64)
+    assert patches[0].tolist() == [1] * 64
+    # the exact-duplicate key is the same in both modes (it is over §4-normalized text)
+    assert row["content_hash"] == content_hash(GOOD_NORMALIZED)
+
+
+def test_max_patches_respected():
+    raw = records_to_table([CASES["good"][0]])
+    prepared, _ = prepare_table(raw, PrepareConfig(max_patches=2))
+    assert len(prepared.column("patch_bytes")[0].as_py()) == 2 * 64
+
+
+def test_conversion_cache_records_failures(tmp_path):
+    raw = records_to_table([CASES["bad_midi"][0], CASES["good"][0]])
+    cfg = PrepareConfig(conversion_cache_dir=str(tmp_path))
+    first = prepare_table(raw, cfg)
+    cached = ConversionCache(tmp_path).get("midi", b"MThd garbage")
+    assert cached is not None
+    abc, error = cached
+    assert abc is None and error.startswith("unparseable_midi")
+    # only the converted record is cached; ABC records are not
+    assert len(list(tmp_path.rglob("*.json"))) == 1
+    second = prepare_table(raw, cfg)
+    assert second[1].column("reason").to_pylist() == first[1].column("reason").to_pylist() == ["unparseable_midi"]
+
+
+def test_empty_table():
+    prepared, quarantined = prepare_table(records_to_table([]), PrepareConfig())
+    assert prepared.num_rows == quarantined.num_rows == 0
+    assert np.array_equal(prepared.schema.names, PREPARED_SCHEMA.names)
