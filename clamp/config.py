@@ -64,6 +64,7 @@ class BuildConfig(BaseSettings):
     max_patches: int = Field(512, ge=2, le=4096)
     shard_size: int = Field(2048, ge=1)
     chunk_size: int = Field(512, ge=1)
+    chunk_max_conversions: int = Field(24, ge=1)  # score conversions per input chunk (load balance)
     valid_fraction: float = Field(0.02, ge=0, le=0.5)
     test_fraction: float = Field(0.05, ge=0, le=0.5)
     near_dup_threshold: float = Field(0.8, gt=0, le=1)

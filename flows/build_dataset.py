@@ -32,7 +32,7 @@ from clamp.data.report import print_summary, summary_markdown
 def ingest_task(cfg: BuildConfig) -> list[Path]:
     """Read every source into input chunks (the web source talks to the network: retried)."""
     layout = steps.DatasetLayout(cfg.dataset_dir)
-    return steps.ingest(steps.iter_records(cfg), layout, cfg.chunk_size)
+    return steps.ingest(steps.iter_records(cfg), layout, cfg.chunk_size, cfg.chunk_max_conversions)
 
 
 @task(name="prepare-chunk", retries=1)

@@ -150,11 +150,13 @@ def iter_records(cfg: BuildConfig) -> Iterator[RawRecord]:
 
 
 # --- ingest -------------------------------------------------------------------------------
-def ingest(records: Iterable[RawRecord], layout: DatasetLayout, chunk_size: int) -> list[Path]:
+def ingest(
+    records: Iterable[RawRecord], layout: DatasetLayout, chunk_size: int, max_conversions: int | None = None
+) -> list[Path]:
     """Stream records into fixed-size input chunk files; identical chunks are left untouched."""
     layout.input_dir.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
-    for i, table in enumerate(batched(records, chunk_size)):
+    for i, table in enumerate(batched(records, chunk_size, max_conversions)):
         path = layout.input_dir / f"chunk-{i:05d}.arrow"
         tmp_bytes = _ipc_bytes(table)
         if not path.is_file() or path.read_bytes() != tmp_bytes:
@@ -597,7 +599,7 @@ def build_dataset(
     layout = DatasetLayout(cfg.dataset_dir)
     seconds: dict[str, float] = {}
     t = time.perf_counter()
-    inputs = ingest(records if records is not None else iter_records(cfg), layout, cfg.chunk_size)
+    inputs = ingest(records if records is not None else iter_records(cfg), layout, cfg.chunk_size, cfg.chunk_max_conversions)
     seconds["ingest"] = time.perf_counter() - t
     t = time.perf_counter()
     pcfg = prepare_config(cfg)

@@ -86,12 +86,20 @@ def table_to_records(table: pa.Table) -> Iterator[RawRecord]:
         )
 
 
-def batched(records: Iterable[RawRecord], size: int) -> Iterator[pa.Table]:
-    """Stream records as Arrow tables of at most `size` rows (bounded memory)."""
+def batched(records: Iterable[RawRecord], size: int, max_conversions: int | None = None) -> Iterator[pa.Table]:
+    """Stream records as Arrow tables of at most `size` rows (bounded memory).
+
+    A non-ABC record costs ~1000x an ABC tune to prepare (score conversion), so a chunk is
+    also closed after `max_conversions` of them; otherwise one chunk of scores would keep
+    one worker busy while the others idle.
+    """
     chunk: list[RawRecord] = []
+    conversions = 0
     for record in records:
         chunk.append(record)
-        if len(chunk) >= size:
+        conversions += record.format != "abc"
+        if len(chunk) >= size or (max_conversions is not None and conversions >= max_conversions):
+            conversions = 0
             yield records_to_table(chunk)
             chunk = []
     if chunk:

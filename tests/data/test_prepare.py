@@ -30,7 +30,10 @@ CASES: dict[str, tuple[RawRecord, tuple[str, str] | None]] = {}
 
 
 def _add(rid: str, fmt: str, content: bytes, expected: tuple[str, str] | None, **kw) -> None:
-    CASES[rid] = (RawRecord(id=rid, source="test", format=fmt, content=content, provenance=f"mem://{rid}", **kw), expected)
+    CASES[rid] = (
+        RawRecord(id=rid, source="test", format=fmt, content=content, provenance=f"mem://{rid}", **kw),
+        expected,
+    )
 
 
 _add("good", "abc", GOOD_ABC.encode(), None, texts=["A lively jig."], metadata={"k": "v"}, license="CC0")
@@ -41,7 +44,12 @@ _add("header_only", "abc", b"X:2\nT:Nothing\nM:4/4\nK:C\n", ("clean", "header_on
 _add("undecodable", "abc", b"X:3\nT:\x81\x8d\x8f\x90\x9d\nK:C\nabc|\n", ("convert", "undecodable"))
 _add("too_large", "abc", b"X:4\nK:C\n" + b"abc|" * 60, ("convert", "too_large"))
 _add("control", "abc", b"X:5\nK:C\n" + b"a\x01b\x02c|" * 5, ("clean", "control_characters"))
-_add("bad_xml", "musicxml", b"<?xml version='1.0'?><score-partwise><part id='P1'><measure", ("convert", "unparseable_musicxml"))
+_add(
+    "bad_xml",
+    "musicxml",
+    b"<?xml version='1.0'?><score-partwise><part id='P1'><measure",
+    ("convert", "unparseable_musicxml"),
+)
 _add("bad_mxl", "mxl", b"PK\x03\x04 not a zip", ("convert", "unparseable_musicxml"))
 _add("bad_midi", "midi", b"MThd garbage", ("convert", "unparseable_midi"))
 _add("bad_format", "mp3", b"ID3 something", ("convert", "unsupported_format"))
@@ -138,7 +146,11 @@ def test_conversion_cache_records_failures(tmp_path):
     # only the converted record is cached; ABC records are not
     assert len(list(tmp_path.rglob("*.json"))) == 1
     second = prepare_table(raw, cfg)
-    assert second[1].column("reason").to_pylist() == first[1].column("reason").to_pylist() == ["unparseable_midi"]
+    assert (
+        second[1].column("reason").to_pylist()
+        == first[1].column("reason").to_pylist()
+        == ["unparseable_midi"]
+    )
 
 
 def test_empty_table():
