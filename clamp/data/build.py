@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -595,7 +596,7 @@ def build_dataset(
     records: Iterable[RawRecord] | None = None,
     map_fn: Callable = map,
 ) -> BuildSummary:
-    """Run every step in this process (or with `map_fn`, e.g. a process pool's map)."""
+    """Run every step without Prefect: in this process, or with `map_fn` (e.g. a process pool's map)."""
     layout = DatasetLayout(cfg.dataset_dir)
     seconds: dict[str, float] = {}
     t = time.perf_counter()
@@ -603,7 +604,7 @@ def build_dataset(
     seconds["ingest"] = time.perf_counter() - t
     t = time.perf_counter()
     pcfg = prepare_config(cfg)
-    chunk_stats = list(map_fn(lambda p: prepare_chunk(p, layout, pcfg), inputs))
+    chunk_stats = list(map_fn(partial(prepare_chunk, layout=layout, pcfg=pcfg), inputs))
     seconds["prepare"] = time.perf_counter() - t
     t = time.perf_counter()
     reference, _ = load_reference(cfg)
@@ -612,7 +613,7 @@ def build_dataset(
     seconds["plan"] = time.perf_counter() - t
     t = time.perf_counter()
     remove_stale_shards(layout, len(plan.shards))
-    shard_stats = list(map_fn(lambda sp: write_shard(sp, prepared, layout, cfg), plan.shards))
+    shard_stats = list(map_fn(partial(write_shard, prepared_chunks=prepared, layout=layout, cfg=cfg), plan.shards))
     seconds["write_shards"] = time.perf_counter() - t
     return finalize(layout, cfg, chunk_stats, plan, shard_stats, seconds)
 

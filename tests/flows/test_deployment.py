@@ -7,6 +7,7 @@ for the flow run to complete, then checks the shards it wrote and stops what it 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -62,9 +63,12 @@ def test_build_dataset_deployment_runs_on_a_worker(tmp_path):
     }
     logs = tmp_path / "logs"
     logs.mkdir()
+    files = contextlib.ExitStack()
+    server_log = files.enter_context(open(logs / "server.log", "wb"))  # noqa: SIM115 - closed by the ExitStack
+    worker_log_file = files.enter_context(open(logs / "worker.log", "wb"))  # noqa: SIM115
     server = subprocess.Popen(
         [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=open(logs / "server.log", "wb"), stderr=subprocess.STDOUT,
+        env=env, stdout=server_log, stderr=subprocess.STDOUT,
     )
     worker = None
     try:
@@ -78,7 +82,7 @@ def test_build_dataset_deployment_runs_on_a_worker(tmp_path):
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
         worker = subprocess.Popen(
             [PREFECT, "worker", "start", "--pool", "clamp-process"],
-            env=env, cwd=REPO, stdout=open(logs / "worker.log", "wb"), stderr=subprocess.STDOUT,
+            env=env, cwd=REPO, stdout=worker_log_file, stderr=subprocess.STDOUT,
         )
         out = tmp_path / "datasets"
         overrides = {
@@ -100,6 +104,7 @@ def test_build_dataset_deployment_runs_on_a_worker(tmp_path):
         if worker is not None:
             _stop(worker, signal.SIGINT)  # the worker ignores SIGTERM
         _stop(server, signal.SIGTERM)
+        files.close()
     assert server.poll() is not None and (worker is None or worker.poll() is not None)
 
     dataset = out / "deploy-test"
