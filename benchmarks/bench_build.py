@@ -29,7 +29,9 @@ def wikimt_music() -> list[str]:
     bdir = default_benchmarks_dir()
     if bdir is None:
         sys.exit("error: benchmarks directory not found (set CLAMP_BENCHMARKS_DIR)")
-    return [x["music"] for x in json.loads((bdir / "wikimt" / "wikimusictext.json").read_text(encoding="utf-8"))]
+    return [
+        x["music"] for x in json.loads((bdir / "wikimt" / "wikimusictext.json").read_text(encoding="utf-8"))
+    ]
 
 
 def bench_patch(repeats: int, times: int) -> dict:
@@ -86,7 +88,12 @@ def bench_dask(limit: int) -> dict:
         for n in (1, 2):
             for p in layout.prepared_dir.glob("*"):
                 p.unlink()
-            with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, Client(cluster) as client:
+            with (
+                LocalCluster(
+                    n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
+                ) as cluster,
+                Client(cluster) as client,
+            ):
                 client.submit(lambda: 0).result()  # workers warm
                 t = time.perf_counter()
                 futures = client.map(prepare_chunk, inputs, layout=layout, pcfg=PrepareConfig())
@@ -112,8 +119,12 @@ def stream_child(n: int, tmp: str) -> None:
         for i in range(n):
             # a distinct tune each time: a numbered title and one changed bar
             base = music[i % len(music)]
-            yield RawRecord(id=f"synthetic:{i}", source="synthetic", format="abc",
-                            content=(f"X:1\nT:Tune {i}\n" + base.replace("|", f"| z{i % 97} |", 1)).encode())
+            yield RawRecord(
+                id=f"synthetic:{i}",
+                source="synthetic",
+                format="abc",
+                content=(f"X:1\nT:Tune {i}\n" + base.replace("|", f"| z{i % 97} |", 1)).encode(),
+            )
 
     layout = DatasetLayout(Path(tmp) / "ds")
     t = time.perf_counter()
@@ -129,16 +140,33 @@ def stream_child(n: int, tmp: str) -> None:
     plan = plan_shards([prepared_paths_for(p, layout)[0] for p in inputs], layout, cfg, None)
     t_plan = time.perf_counter() - t
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"n": n, "ingest_s": t_ingest, "prepare_s": t_prepare, "plan_s": t_plan,
-                      "kept": plan.kept, "peak_rss_mb": peak_mb}))
+    print(
+        json.dumps(
+            {
+                "n": n,
+                "ingest_s": t_ingest,
+                "prepare_s": t_prepare,
+                "plan_s": t_plan,
+                "kept": plan.kept,
+                "peak_rss_mb": peak_mb,
+            }
+        )
+    )
 
 
 def bench_stream(n: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        out = subprocess.run([sys.executable, __file__, "--stream-child", str(n), tmp], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--stream-child", str(n), tmp],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     r = json.loads(out.stdout.strip().splitlines()[-1])
     return {
-        f"stream {n:,} tunes: ingest+prepare+plan (s)": round(r["ingest_s"] + r["prepare_s"] + r["plan_s"], 1),
+        f"stream {n:,} tunes: ingest+prepare+plan (s)": round(
+            r["ingest_s"] + r["prepare_s"] + r["plan_s"], 1
+        ),
         f"stream {n:,} tunes: prepare (tunes/s, 1 core)": round(n / r["prepare_s"]),
         f"stream {n:,} tunes: peak RSS (MB)": round(r["peak_rss_mb"]),
     }
@@ -148,8 +176,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="runs per figure (median reported)")
     parser.add_argument("--times", type=int, default=20, help="WikiMT repetitions for the patch benchmark")
-    parser.add_argument("--dask-limit", type=int, default=96, help="MusicXML scores for the Dask scaling test (0 = skip)")
-    parser.add_argument("--stream", type=int, default=1_000_000, help="tunes for the streaming test (0 = skip)")
+    parser.add_argument(
+        "--dask-limit", type=int, default=96, help="MusicXML scores for the Dask scaling test (0 = skip)"
+    )
+    parser.add_argument(
+        "--stream", type=int, default=1_000_000, help="tunes for the streaming test (0 = skip)"
+    )
     parser.add_argument("--stream-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stream_child:

@@ -52,6 +52,7 @@ import statistics
 import sys
 import time
 import warnings
+import zipfile
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -182,6 +183,21 @@ def _measure(fmt: str, path: str, timeout_s: float) -> Result:
 # ----------------------------------------------------------------------------------------- sampling
 
 
+def score_size(path: Path) -> int:
+    """Bytes of the score as parsed: the MusicXML inside an .mxl archive, else the file."""
+    if path.suffix.lower() != ".mxl":
+        return path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return sum(
+                i.file_size
+                for i in zf.infolist()
+                if not i.filename.startswith("META") and i.filename.lower().endswith((".xml", ".musicxml"))
+            )
+    except zipfile.BadZipFile:
+        return path.stat().st_size
+
+
 def sample_corpus(limit: int, seed: int, max_kb: int) -> tuple[list[tuple[str, str]], dict[str, int]]:
     from music21 import corpus
 
@@ -191,7 +207,7 @@ def sample_corpus(limit: int, seed: int, max_kb: int) -> tuple[list[tuple[str, s
         fmt = FORMAT_BY_SUFFIX.get(p.suffix.lower())
         if fmt is None:
             continue
-        if p.stat().st_size > max_kb * 1024:
+        if score_size(p) > max_kb * 1024:
             too_big[fmt] += 1
             continue
         by_fmt[fmt].append(str(p))
@@ -259,10 +275,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
     parser.add_argument(
-        "--max-kb", type=int, default=150, help="skip corpus files larger than this (slow to parse)"
+        "--max-kb",
+        type=int,
+        default=600,
+        help="skip corpus scores whose (uncompressed) file is larger than this: slow to parse",
     )
     parser.add_argument(
-        "--timeout", type=float, default=60.0, help="seconds per item before it counts as a timeout"
+        "--timeout", type=float, default=30.0, help="seconds per item before it counts as a timeout"
     )
     parser.add_argument("--jobs", type=int, default=2, help="worker processes")
     parser.add_argument("--no-midi", action="store_true", help="skip the VGMIDI part")
@@ -291,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - t0
 
     print(
-        f"conversion fidelity: seed={args.seed} limit={args.limit}/format, corpus files > {args.max_kb} KB "
+        f"conversion fidelity: seed={args.seed} limit={args.limit}/format, corpus scores > {args.max_kb} KB "
         f"skipped ({', '.join(f'{k} {v}' for k, v in too_big.items())}), {elapsed:.0f}s with {args.jobs} jobs"
     )
     print(summarize(results))

@@ -116,10 +116,14 @@ def test_split_bars_each_barline_kind():
 
 
 def test_split_bars_alternatives_in_order():
-    # ":|:" -> ":|" wins (tried before "|:" can start at the next character); ":" stays as text
+    # the leftmost match wins: ":|" starts before "|:" could, so ":" stays as text
     assert split_bars("a:|:b|") == ["a:|", ":b|"]
-    # "||" is tried before "|]" and "|"
+    # at one position the two-character barlines are tried before the bare "|"
     assert split_bars("a||]b|") == ["a||", "]b|"]
+    assert split_bars("a|]b|:c|") == ["a|]", "b|:", "c|"]
+    # two barlines in a row: the empty piece between them is dropped, so the pairing shifts
+    # (reference behaviour: "|" pairs with the following text)
+    assert split_bars("a::|b|") == ["a::", "|b"]
 
 
 def test_split_bars_leading_barline_glued_and_trailing_text_dropped():

@@ -1,0 +1,116 @@
+"""The joint CLaMP model: music encoder + text encoder, projections, temperature, loss.
+
+Saved as a folder: `config.json`, `model.safetensors`, the text model's `text_config.json`
+and its tokenizer in `tokenizer/`. Loading builds the modules from the configs and reads
+tensors from safetensors: nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clamp.model.config import ClampConfig
+from clamp.model.loss import contrastive_loss
+from clamp.model.music_encoder import MusicEncoder, patch_mask
+from clamp.model.text import load_text_encoder, mean_pool, text_hidden_size
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+TEXT_CONFIG_NAME = "text_config.json"
+TOKENIZER_DIR = "tokenizer"
+MAX_LOGIT_SCALE = 100.0
+
+
+@dataclass
+class ClampOutput:
+    loss: torch.Tensor
+    logits: torch.Tensor
+    music: torch.Tensor
+    text: torch.Tensor
+
+
+class ClampModel(nn.Module):
+    def __init__(self, config: ClampConfig, text_model: nn.Module, tokenizer=None) -> None:
+        super().__init__()
+        self.config = config
+        self.music_encoder = MusicEncoder(config.music)
+        self.text_encoder = text_model
+        self.tokenizer = tokenizer
+        self.music_proj = nn.Linear(config.music.hidden_size, config.projection_dim)
+        self.text_proj = nn.Linear(text_hidden_size(text_model), config.projection_dim)
+        init = math.log(1 / config.init_temperature)
+        self.logit_scale = nn.Parameter(torch.tensor(init), requires_grad=config.learnable_temperature)
+
+    @classmethod
+    def from_config(cls, config: ClampConfig) -> ClampModel:
+        """A new model whose text tower starts from the pretrained `config.text_model`."""
+        text_model, tokenizer = load_text_encoder(config.text_model)
+        return cls(config, text_model, tokenizer)
+
+    # --- towers -------------------------------------------------------------------------
+    def encode_music(self, inputs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(b, n, 64) patches (or (b, n) chars) -> L2-normalized (b, projection_dim)."""
+        if mask is None:
+            mask = patch_mask(inputs, self.config.music.pad_id) if inputs.dim() == 3 else inputs != self.config.music.pad_id
+        hidden = self.music_encoder(inputs, mask)
+        return F.normalize(self.music_proj(MusicEncoder.pool(hidden, mask)), dim=-1)
+
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return F.normalize(self.text_proj(mean_pool(hidden, attention_mask)), dim=-1)
+
+    def scale(self) -> torch.Tensor:
+        return self.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
+
+    def forward(self, music: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> ClampOutput:
+        m = self.encode_music(music)
+        t = self.encode_text(input_ids, attention_mask)
+        loss, logits = contrastive_loss(m, t, self.scale())
+        return ClampOutput(loss, logits, m, t)
+
+    @torch.no_grad()
+    def embed_long_music(self, patches: torch.Tensor) -> torch.Tensor:
+        """One score of any length: windows of max_positions, averaged by window length."""
+        n_max = self.config.music.max_positions
+        windows = [patches[i : i + n_max] for i in range(0, len(patches), n_max)]
+        feats = torch.stack([self.encode_music(w[None])[0] for w in windows])
+        weights = torch.tensor([len(w) for w in windows], dtype=feats.dtype, device=feats.device)
+        return F.normalize((feats * weights[:, None]).sum(0) / weights.sum(), dim=-1)
+
+    # --- persistence ----------------------------------------------------------------------
+    def save_pretrained(self, path: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / CONFIG_NAME).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+        (path / TEXT_CONFIG_NAME).write_text(self.text_encoder.config.to_json_string())
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(path / WEIGHTS_NAME), metadata={"format": "pt"})
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(str(path / TOKENIZER_DIR))
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, map_location: str = "cpu") -> ClampModel:
+        from safetensors.torch import load_file
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        path = Path(path)
+        if not (path / CONFIG_NAME).is_file() or not (path / WEIGHTS_NAME).is_file():
+            raise FileNotFoundError(f"model folder not found or incomplete: {path} (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
+        config = ClampConfig.from_dict(json.loads((path / CONFIG_NAME).read_text()))
+        text_cfg = AutoConfig.for_model(**json.loads((path / TEXT_CONFIG_NAME).read_text()))
+        text_model = AutoModel.from_config(text_cfg)
+        tokenizer = None
+        if (path / TOKENIZER_DIR).is_dir():
+            tokenizer = AutoTokenizer.from_pretrained(str(path / TOKENIZER_DIR), local_files_only=True)
+        model = cls(config, text_model, tokenizer)
+        model.load_state_dict(load_file(str(path / WEIGHTS_NAME), device=map_location))
+        return model

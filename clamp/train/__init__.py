@@ -1,0 +1,1 @@
+"""Training loops: masked-music pre-training and contrastive training."""

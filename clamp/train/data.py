@@ -1,0 +1,80 @@
+"""Batches for training: patch padding, text dropout (DESIGN §6), collate functions."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import torch
+
+from clamp.abc.patching import PATCH_SIZE
+
+
+def text_dropout(texts: Sequence[str], rng: random.Random, sep: str, enabled: bool = True) -> str:
+    """Keep each non-empty line with p 0.5 (all of them if none survive), shuffle, join by `sep`.
+
+    With dropout off, all lines are joined in their stored order.
+    """
+    lines = [ln.strip() for t in texts for ln in t.split("\n") if ln.strip()]
+    if not enabled or not lines:
+        return sep.join(lines)
+    kept = [ln for ln in lines if rng.random() < 0.5] or list(lines)
+    rng.shuffle(kept)
+    return sep.join(kept)
+
+
+def pad_patches(items: Sequence[torch.Tensor], max_patches: int) -> torch.Tensor:
+    """Stack (n_i, 64) patch tensors into (b, max n, 64), truncating to `max_patches`, padding with 0."""
+    n = min(max(len(x) for x in items), max_patches)
+    out = torch.zeros(len(items), n, PATCH_SIZE, dtype=torch.long)
+    for i, x in enumerate(items):
+        x = x[:n]
+        out[i, : len(x)] = x
+    return out
+
+
+def patches_to_chars(patches: torch.Tensor, pad_id: int, max_chars: int) -> torch.Tensor:
+    """The character sequence a patch sequence encodes (for the char-level ablation): the
+    non-pad ids of each patch, concatenated, cut to `max_chars`."""
+    flat = patches.reshape(-1)
+    chars = flat[flat != pad_id][:max_chars]
+    return chars if len(chars) else torch.zeros(1, dtype=torch.long)
+
+
+class ContrastiveCollator:
+    """Builds (music, input_ids, attention_mask) from dataset items with text dropout."""
+
+    def __init__(self, tokenizer, max_patches: int, text_max_length: int = 128, text_dropout: bool = True,
+                 input_kind: str = "patch", pad_id: int = 0, seed: int = 0) -> None:
+        self.tokenizer = tokenizer
+        self.max_patches = max_patches
+        self.text_max_length = text_max_length
+        self.text_dropout = text_dropout
+        self.input_kind = input_kind
+        self.pad_id = pad_id
+        self.seed = seed
+        self.sep = f" {tokenizer.sep_token} " if getattr(tokenizer, "sep_token", None) else " "
+
+    def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        # seeded per (seed, draw, item): the same batch gets the same texts after a resume
+        texts = [
+            text_dropout(it["texts"], random.Random(f"{self.seed}:{it.get('draw', 0)}:{it.get('index', 0)}"), self.sep, self.text_dropout)
+            for it in items
+        ]
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.text_max_length, return_tensors="pt")
+        if self.input_kind == "char":
+            seqs = [patches_to_chars(it["patches"], self.pad_id, self.max_patches) for it in items]
+            music = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True, padding_value=self.pad_id)
+        else:
+            music = pad_patches([it["patches"] for it in items], self.max_patches)
+        return {"music": music, "input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+
+class PatchCollator:
+    """Pads patch sequences for MMM pre-training."""
+
+    def __init__(self, max_patches: int) -> None:
+        self.max_patches = max_patches
+
+    def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        return {"music": pad_patches([it["patches"] for it in items], self.max_patches)}

@@ -1,0 +1,296 @@
+"""The training loop shared by MMM pre-training and contrastive training.
+
+One process, or several under `torchrun` (DDP; NCCL on GPUs, gloo on CPU). Exact resume:
+the data order is a pure function of (seed, epoch) and the step, MMM masking and text dropout
+are seeded per step/sample, and checkpoints carry model, optimizer, scheduler and RNG state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from clamp.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+
+log = logging.getLogger("clamp.train")
+
+
+@dataclass
+class TrainConfig:
+    objective: Literal["mmm", "clamp"] = "clamp"
+    dataset_dir: str = "data/datasets/music21-corpus"
+    output_dir: str = "outputs/run"
+    preset: str = "small"
+    input_kind: Literal["patch", "char"] = "patch"
+    text_model: str = "all-MiniLM-L6-v2"
+    init_music_from: str | None = None  # an MMM output folder: start the music encoder from it
+    text_dropout: bool = True
+    learnable_temperature: bool = True
+    projection_dim: int = 256
+    max_patches: int | None = None  # default: the preset's max_positions
+    steps: int = 200
+    batch_size: int = 32  # per process
+    grad_accum: int = 1
+    lr: float = 3e-4
+    text_lr: float = 2e-5
+    weight_decay: float = 0.01
+    warmup_steps: int = 20
+    min_lr_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    checkpoint_every: int = 50
+    log_every: int = 10
+    seed: int = 0
+    num_workers: int = 0
+    device: str = "auto"
+    mlflow: bool = True
+    experiment: str = "clamp"
+    run_name: str | None = None
+    register_as: str | None = None
+    tracking_dir: str | None = None
+    stop_after: int | None = None  # stop (as if killed) after this many steps; for resume tests
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# --- data order ---------------------------------------------------------------------------
+class ResumableBatchSampler(Sampler[list[int]]):
+    """Endless batches of indices; global batch g is a pure function of (seed, g).
+
+    Each epoch is a fresh permutation seeded by (seed, epoch); with several processes,
+    a global batch of `batch_size * world` indices is split by rank.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, start_batch: int = 0, rank: int = 0, world: int = 1) -> None:
+        self.n, self.batch_size, self.seed, self.start, self.rank, self.world = n, batch_size, seed, start_batch, rank, world
+        self.global_batch = batch_size * world
+        if n < self.global_batch:
+            raise ValueError(f"dataset of {n} items is smaller than one global batch of {self.global_batch}")
+        self.per_epoch = n // self.global_batch
+
+    def batch(self, g: int) -> list[tuple[int, int]]:
+        """(item index, global batch number) pairs: the number seeds per-sample randomness."""
+        epoch, pos = divmod(g, self.per_epoch)
+        perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+        chunk = perm[pos * self.global_batch : (pos + 1) * self.global_batch]
+        return [(int(i), g) for i in chunk[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]]
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        g = self.start
+        while True:
+            yield self.batch(g)
+            g += 1
+
+    def __len__(self) -> int:  # endless; DataLoader only needs it for len()
+        return 2**31
+
+
+class IndexedDataset(Dataset):
+    """Takes (index, draw) keys from the sampler and adds both to the item, so per-sample
+    randomness (text dropout) is seeded by them, whichever worker process collates."""
+
+    def __init__(self, base: Dataset) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        index, draw = key
+        return {**self.base[index], "index": index, "draw": draw}
+
+
+# --- schedule -----------------------------------------------------------------------------
+def lr_lambda(warmup: int, total: int, min_ratio: float):
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        progress = (step - warmup) / max(1, total - warmup)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return f
+
+
+# --- distributed --------------------------------------------------------------------------
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: torch.device) -> DistInfo:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+# --- the loop -----------------------------------------------------------------------------
+@dataclass
+class StepResult:
+    loss_tensor: torch.Tensor
+    metrics: dict[str, float]
+    samples: int
+    patches: int
+
+    @property
+    def loss(self) -> float:
+        return float(self.loss_tensor.detach())
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def run_loop(
+    cfg: TrainConfig,
+    model: torch.nn.Module,
+    dataset: Dataset,
+    collate,
+    step_fn,
+    param_groups: list[dict],
+    on_log=None,
+    dinfo: DistInfo | None = None,
+    device: torch.device | None = None,
+) -> dict:
+    """Generic loop: `step_fn(model, batch, step) -> StepResult` does forward+loss (not backward).
+
+    Returns a dict with the loss history of this process (step -> loss) and timing.
+    """
+    device = device or pick_device(cfg.device)
+    dinfo = dinfo or DistInfo()
+    out_dir = Path(cfg.output_dir)
+    ckpt_dir = out_dir / "checkpoints" / "latest"
+    model.to(device)
+    ddp_model = model
+    if dinfo.world > 1:
+        ddp_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False
+        )
+    optimizer = torch.optim.AdamW(param_groups, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio))
+    start_step = 0
+    history: dict[int, float] = {}
+    if (ckpt_dir / "state.json").is_file():
+        state = load_checkpoint(ckpt_dir)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"][dinfo.rank] if isinstance(state["rng"], list) else state["rng"])
+        start_step = int(state["step"])
+        history = {int(k): float(v) for k, v in state.get("history", {}).items()}
+        if dinfo.is_main:
+            log.info("resumed from %s at step %d", ckpt_dir, start_step)
+    sampler = ResumableBatchSampler(len(dataset), cfg.batch_size, cfg.seed, start_step * cfg.grad_accum, dinfo.rank, dinfo.world)
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers,
+                        persistent_workers=cfg.num_workers > 0, pin_memory=device.type == "cuda")
+    batches = iter(loader)
+    amp = autocast_dtype(cfg.precision, device)
+    metrics_file = out_dir / f"metrics-rank{dinfo.rank}.jsonl"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ddp_model.train()
+    t_last, samples_since, patches_since, data_wait = time.perf_counter(), 0, 0, 0.0
+    for step in range(start_step, cfg.steps):
+        if cfg.stop_after is not None and step >= cfg.stop_after:
+            break
+        optimizer.zero_grad(set_to_none=True)
+        loss_sum = 0.0
+        extra: dict[str, float] = {}
+        for micro in range(cfg.grad_accum):
+            t0 = time.perf_counter()
+            batch = next(batches)
+            data_wait += time.perf_counter() - t0
+            batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+            sync = micro == cfg.grad_accum - 1 or dinfo.world == 1
+            ctx = ddp_model.no_sync() if (not sync and dinfo.world > 1) else _null()
+            with ctx, torch.autocast(device.type, dtype=amp, enabled=amp is not None):
+                result = step_fn(ddp_model, batch, step * cfg.grad_accum + micro)
+            (result.loss_tensor / cfg.grad_accum).backward()
+            loss_sum += result.loss / cfg.grad_accum
+            samples_since += result.samples
+            patches_since += result.patches
+            for k, v in result.metrics.items():
+                extra[k] = extra.get(k, 0.0) + v / cfg.grad_accum
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        history[step] = loss_sum
+        done = step + 1
+        record = {"step": done, "loss": loss_sum, "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm), **extra}
+        with metrics_file.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            now = time.perf_counter()
+            elapsed = now - t_last
+            record["samples_per_s"] = samples_since * dinfo.world / elapsed
+            record["patches_per_s"] = patches_since * dinfo.world / elapsed
+            record["data_wait_fraction"] = data_wait / elapsed
+            t_last, samples_since, patches_since, data_wait = now, 0, 0, 0.0
+            if on_log and dinfo.is_main:
+                on_log(done, record)
+        if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
+            _save(ckpt_dir, model, optimizer, scheduler, done, history, dinfo)
+    return {"history": history, "completed": cfg.stop_after is None or cfg.stop_after >= cfg.steps}
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def _save(ckpt_dir: Path, model, optimizer, scheduler, step: int, history: dict, dinfo: DistInfo) -> None:
+    rngs = [rng_state()]
+    if dinfo.world > 1:
+        gathered: list = [None] * dinfo.world
+        dist.all_gather_object(gathered, rngs[0])
+        rngs = gathered
+    if dinfo.is_main:
+        save_checkpoint(ckpt_dir, {
+            "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "rng": rngs if dinfo.world > 1 else rngs[0],
+            "history": {str(k): v for k, v in history.items()},
+        })
+    if dinfo.world > 1:
+        dist.barrier()
+

@@ -1,0 +1,67 @@
+"""MLflow tracking with a project-local default store (SQLite + artifact folder)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+
+from clamp.config import REPO_ROOT
+
+DEFAULT_TRACKING_DIR = Path("mlruns-store")
+
+
+def tracking_uri(default_dir: Path | None = None) -> str:
+    """`MLFLOW_TRACKING_URI`, else `sqlite:///<dir>/mlflow.db`."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    d = (default_dir or DEFAULT_TRACKING_DIR).resolve()
+    d.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{d / 'mlflow.db'}"
+
+
+def artifact_root(default_dir: Path | None = None) -> str:
+    d = (default_dir or DEFAULT_TRACKING_DIR).resolve() / "artifacts"
+    d.mkdir(parents=True, exist_ok=True)
+    return d.as_uri()
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = str(v)[:500]
+    return out
+
+
+@contextmanager
+def mlflow_run(experiment: str, run_name: str, tracking_dir: Path | None = None, enabled: bool = True, nested: bool = False):
+    """Start (or no-op) an MLflow run in the experiment, creating it with a local artifact root."""
+    if not enabled:
+        yield None
+        return
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri(tracking_dir))
+    if mlflow.get_experiment_by_name(experiment) is None and not os.environ.get("MLFLOW_TRACKING_URI", "").startswith("http"):
+        mlflow.create_experiment(experiment, artifact_location=artifact_root(tracking_dir))
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run(run_name=run_name, nested=nested) as run:
+        yield run
