@@ -76,6 +76,12 @@ class BuildConfig(BaseSettings):
     scheduler_address: str | None = None
     data_docs: bool = True
 
+    @field_validator("output_dir", "cache_dir", "benchmarks_dir")
+    @classmethod
+    def _absolute(cls, v: Path | None) -> Path | None:
+        # Dask workers and Great Expectations need paths that do not depend on a cwd.
+        return Path(v).expanduser().resolve() if v is not None else v
+
     @property
     def dataset_dir(self) -> Path:
         return self.output_dir / self.name

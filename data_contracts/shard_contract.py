@@ -127,7 +127,7 @@ def validate_shard(
             {
                 "class_name": "SiteBuilder",
                 "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(Path(docs_dir).resolve())},
             },
         )
     asset = ctx.data_sources.add_pandas(name="shards").add_dataframe_asset(name="shard")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -65,10 +66,23 @@ def unzip_mxl(data: bytes) -> bytes:
         raise ConversionError(f"unparseable_musicxml: not a valid .mxl archive ({exc})") from None
 
 
-def musicxml_to_abc(xml: bytes, timeout_s: float = DEFAULT_TIMEOUT_S) -> str:
+_XML_DECL_ENCODING = re.compile(rb"""(<\?xml[^>]*encoding=)(["'])[^"']*\2""")
+
+
+def as_utf8_xml(xml: bytes) -> bytes:
+    """xml2abc reads UTF-8 only: re-encode UTF-16 documents (BOM-marked) and fix their declaration."""
+    for bom, codec in ((b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")):
+        if xml.startswith(bom):
+            text = xml[len(bom):].decode(codec, errors="replace").encode("utf-8")
+            return _XML_DECL_ENCODING.sub(rb"\1\2UTF-8\2", text, count=1)
+    return xml
+
+
+def musicxml_to_abc(xml: bytes, timeout_s: float = DEFAULT_TIMEOUT_S, failure: str = "unparseable_musicxml") -> str:
     """Convert a MusicXML document (uncompressed bytes) to ABC with xml2abc."""
+    xml = as_utf8_xml(xml)
     if b"<" not in xml[:2048]:
-        raise ConversionError("unparseable_musicxml: not an XML document")
+        raise ConversionError(f"{failure}: not an XML document")
     try:
         proc = subprocess.run(
             [sys.executable, str(xml2abc_script()), *XML2ABC_ARGS, "-i"],
@@ -78,12 +92,12 @@ def musicxml_to_abc(xml: bytes, timeout_s: float = DEFAULT_TIMEOUT_S) -> str:
             env=_child_env(),
         )
     except subprocess.TimeoutExpired:
-        raise ConversionError(f"unparseable_musicxml: xml2abc timed out after {timeout_s:.0f}s") from None
+        raise ConversionError(f"{failure}: xml2abc timed out after {timeout_s:.0f}s") from None
     abc = proc.stdout.decode("utf-8", errors="replace")
     if "X:" not in abc or "K:" not in abc:
         err = proc.stderr.decode("utf-8", errors="replace").strip().splitlines()
         reason = next((ln for ln in reversed(err) if "occurred" in ln or "rror" in ln), err[-1] if err else "no output")
-        raise ConversionError(f"unparseable_musicxml: {reason.strip()[:200]}")
+        raise ConversionError(f"{failure}: {reason.strip()[:200]}")
     return abc
 
 
@@ -97,7 +111,7 @@ def humdrum_to_abc(data: bytes, timeout_s: float = DEFAULT_TIMEOUT_S) -> str:
         xml = GeneralObjectExporter(score).parse()
     except Exception as exc:  # music21 raises many types on bad input
         raise ConversionError(f"unparseable_humdrum: {type(exc).__name__}: {str(exc)[:160]}") from None
-    return musicxml_to_abc(xml, timeout_s)
+    return musicxml_to_abc(xml, timeout_s, failure="unparseable_humdrum")
 
 
 def midi_to_abc(data: bytes, timeout_s: float = DEFAULT_TIMEOUT_S) -> str:

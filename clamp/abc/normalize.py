@@ -28,6 +28,7 @@ INFO_FIELD_NAMES = {
     "D": "discography",
     "F": "file",
     "W": "words",
+    "r": "remark",
 }
 
 

@@ -56,8 +56,17 @@ _V1_EOS_PATCH = bytes([V1_EOP]) * PATCH_SIZE
 _V1_EOP_BYTE = bytes([V1_EOP])
 
 
+def _ascii_bytes(piece: str) -> bytes:
+    """ASCII bytes of a piece; a non-ASCII character (only possible when the caller skipped
+    transliteration) becomes byte 0, i.e. padding, as in the reference."""
+    try:
+        return piece.encode("ascii")
+    except UnicodeEncodeError:
+        return bytes(ord(c) if ord(c) < 128 else 0 for c in piece)
+
+
 def _v1_patch(piece: str) -> bytes:
-    ids = piece.encode("ascii", "replace")[:PATCH_SIZE].translate(_V1_TABLE)
+    ids = _ascii_bytes(piece)[:PATCH_SIZE].translate(_V1_TABLE)
     if len(ids) < PATCH_SIZE:
         ids += _V1_EOP_BYTE
     return ids.ljust(PATCH_SIZE, b"\0")
@@ -89,7 +98,7 @@ _M3_END = b"\x01" + b"\x02" * (PATCH_SIZE - 1)  # chr(2)*64 patched the same way
 
 
 def _m3_patch(piece: str) -> bytes:
-    return (b"\x01" + piece.encode("ascii", "replace") + b"\x02")[:PATCH_SIZE].ljust(PATCH_SIZE, b"\0")
+    return (b"\x01" + _ascii_bytes(piece) + b"\x02")[:PATCH_SIZE].ljust(PATCH_SIZE, b"\0")
 
 
 def patchify_m3_text(text: str, max_patches: int = 512) -> bytes:

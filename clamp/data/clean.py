@@ -64,7 +64,7 @@ def strip_control_chars(text: str, max_ratio: float = MAX_CONTROL_CHAR_RATIO) ->
 # ABC 2.1 text escapes for accented letters (\'e, \`a, \^o, \"u, \~n, \cc, \oo, \ss ...).
 _ABC_ACCENTS = {"'": "\u0301", "`": "\u0300", "^": "\u0302", '"': "\u0308", "~": "\u0303", "c": "\u0327", "o": "\u030a", "=": "\u0304", "u": "\u0306", "v": "\u030c"}
 _ABC_ESCAPE = re.compile(r"\\([`'^\"~cou=v])([A-Za-z])")
-_ABC_SPECIAL = {r"\ss": "ß", r"\AE": "Æ", r"\ae": "æ", r"\OE": "Œ", r"\oe": "œ", r"\o": "ø", r"\O": "Ø"}
+_ABC_SPECIAL = {r"\ss": "ß", r"\AE": "Æ", r"\ae": "æ", r"\OE": "Œ", r"\oe": "œ", r"\/o": "ø", r"\/O": "Ø", r"\aa": "å", r"\AA": "Å"}
 _TAG = re.compile(r"<[^<>]{0,200}>")
 _MARKUP = re.compile(r"\[\[([^\]|]*\|)?([^\]]*)\]\]|'{2,}|\*\*|__")
 _SPACE = re.compile(r"\s+")

@@ -75,8 +75,11 @@ class ConversionCache:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
 
+    # Bump when a converter's output changes, so cached results (and failures) are redone.
+    VERSION = b"2"
+
     def _path(self, fmt: str, content: bytes) -> Path:
-        digest = hashlib.sha256(fmt.encode() + b"\0" + content).hexdigest()
+        digest = hashlib.sha256(self.VERSION + b"\0" + fmt.encode() + b"\0" + content).hexdigest()
         return self.root / digest[:2] / f"{digest}.json"
 
     def get(self, fmt: str, content: bytes) -> tuple[str | None, str | None] | None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -28,8 +28,9 @@ TOKENIZER_DIR = "tokenizer"
 MAX_LOGIT_SCALE = 100.0
 
 
-@dataclass
-class ClampOutput:
+class ClampOutput(NamedTuple):
+    """A named tuple, so DistributedDataParallel finds the tensors it must hook."""
+
     loss: torch.Tensor
     logits: torch.Tensor
     music: torch.Tensor
@@ -41,6 +42,10 @@ class ClampModel(nn.Module):
         super().__init__()
         self.config = config
         self.music_encoder = MusicEncoder(config.music)
+        if getattr(text_model, "pooler", None) is not None:
+            # Mean pooling replaces the [CLS] pooler; an unused pooler would leave DDP waiting
+            # for gradients that never come (and skip the all-reduce of its bucket).
+            text_model.pooler = None
         self.text_encoder = text_model
         self.tokenizer = tokenizer
         self.music_proj = nn.Linear(config.music.hidden_size, config.projection_dim)

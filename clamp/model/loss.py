@@ -7,13 +7,34 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 
+class _GatherWithLocalGrad(torch.autograd.Function):
+    """All-gather in forward; in backward, this process's slice of the gradient times world size.
+
+    Every process computes the same global loss, so the exact gradient of its local features
+    is its slice; DDP then averages parameter gradients over the W processes, hence the
+    factor W. Unlike `torch.distributed.nn.all_gather` (deprecated), whose backward is another
+    collective, nothing here talks to the other processes during backward, so DDP's bucketed
+    all-reduce is the only communication there.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        world, rank = dist.get_world_size(), dist.get_rank()
+        parts = [torch.empty_like(x) for _ in range(world)]
+        dist.all_gather(parts, x.contiguous())
+        ctx.rank, ctx.world, ctx.n = rank, world, x.shape[0]
+        return torch.cat(parts, 0)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad[ctx.rank * ctx.n : (ctx.rank + 1) * ctx.n] * ctx.world
+
+
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate `x` from every process, keeping the gradient path to each process's part."""
+    """Concatenate `x` from every process (equal local batch sizes), keeping the gradient path."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return x
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(x), 0)
+    return _GatherWithLocalGrad.apply(x)
 
 
 def contrastive_loss(music: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -85,8 +86,9 @@ class CharDecoder(nn.Module):
         return self.head(x)
 
 
-@dataclass
-class MMMOutput:
+class MMMOutput(NamedTuple):
+    """A named tuple, so DistributedDataParallel finds the tensors it must hook."""
+
     loss: torch.Tensor
     accuracy: torch.Tensor  # share of target characters reconstructed (teacher forcing, argmax)
     n_selected: int

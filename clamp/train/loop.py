@@ -209,12 +209,11 @@ def run_loop(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio))
     start_step = 0
     history: dict[int, float] = {}
-    if (ckpt_dir / "state.json").is_file():
-        state = load_checkpoint(ckpt_dir)
+    state = load_checkpoint(ckpt_dir) if (ckpt_dir / "state.json").is_file() else None
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"][dinfo.rank] if isinstance(state["rng"], list) else state["rng"])
         start_step = int(state["step"])
         history = {int(k): float(v) for k, v in state.get("history", {}).items()}
         if dinfo.is_main:
@@ -222,7 +221,9 @@ def run_loop(
     sampler = ResumableBatchSampler(len(dataset), cfg.batch_size, cfg.seed, start_step * cfg.grad_accum, dinfo.rank, dinfo.world)
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers,
                         persistent_workers=cfg.num_workers > 0, pin_memory=device.type == "cuda")
-    batches = iter(loader)
+    batches = iter(loader)  # draws a base seed from the torch RNG: before the RNG is restored
+    if state is not None:
+        set_rng_state(state["rng"][dinfo.rank] if isinstance(state["rng"], list) else state["rng"])
     amp = autocast_dtype(cfg.precision, device)
     metrics_file = out_dir / f"metrics-rank{dinfo.rank}.jsonl"
     out_dir.mkdir(parents=True, exist_ok=True)

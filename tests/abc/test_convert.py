@@ -140,3 +140,24 @@ def test_humdrum_without_notes_is_rejected():
 
 def test_unsupported_format():
     assert _reason("mp3", b"ID3") == "unsupported_format: mp3"
+
+
+def test_utf16_musicxml_is_converted():
+    from pathlib import Path
+
+    from music21 import corpus
+
+    from clamp.abc.convert import to_abc
+
+    path = Path(corpus.__file__).parent / "trecento" / "PMFC_12_20-Agnus Dei Gherardello.xml"
+    data = path.read_bytes()
+    assert data[:2] == b"\xff\xfe"  # the corpus file is UTF-16
+    abc = to_abc("musicxml", data)
+    assert "X:" in abc and "K:" in abc and "|" in abc
+
+
+def test_humdrum_failures_have_the_humdrum_reason():
+    from clamp.abc.convert import ConversionError, to_abc
+
+    with pytest.raises(ConversionError, match="^unparseable_humdrum"):
+        to_abc("humdrum", b"**kern\n*M4/4\n=1\n4q\n*-\n")

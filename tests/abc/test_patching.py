@@ -208,9 +208,6 @@ def test_v1_non_printable_ascii_maps_to_pad():
     assert patch[:6] == [ord("a") - 31, 0, ord("b") - 31, 0, ord("|") - 31, 97]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="library maps non-ASCII to '?' (id 32) instead of 0 (DESIGN §5.1); reported"
-)
 def test_v1_non_ascii_maps_to_pad():
     patch = rows(patchify_v1_text("a\u00e9|\n"))[0]
     assert patch[:4] == [ord("a") - 31, 0, ord("|") - 31, 97]

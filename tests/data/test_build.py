@@ -157,3 +157,17 @@ def test_torch_datasets_read_the_shards(built):
     streamed = list(ShardIterableDataset(cfg.dataset_dir, split="train"))
     assert [x["id"] for x in streamed] == [ds[i]["id"] for i in range(len(ds))]
     assert np.array_equal(streamed[0]["patches"].numpy(), item["patches"].numpy())
+
+
+def test_relative_output_dir_builds_with_data_docs(tmp_path, monkeypatch):
+    """The default config uses relative paths; Data Docs and Dask workers need them resolved."""
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.abc").write_text("X:1\nT:A\nM:4/4\nK:C\n|CDEF GABc|cBAG FEDC|\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    cfg = BuildConfig(name="rel", output_dir="out", cache_dir=".cache", sources=[SourceSpec(kind="local", path="src")],
+                      decontaminate=False)
+    assert cfg.output_dir == tmp_path / "out"
+    summary = build_dataset(cfg)
+    assert summary.rows_written == 1
+    assert (tmp_path / "out" / "rel" / "data_docs" / "shard-00000" / "index.html").is_file()

@@ -1,0 +1,155 @@
+"""Model pieces: patch-embedding equivalence, MMM masking rules, joint model save/load."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from clamp.model.config import ClampConfig, music_preset
+from clamp.model.mmm import MMMModel, mask_patches
+from clamp.model.music_encoder import MusicEncoder, PatchEmbedding, patch_mask
+
+
+@pytest.mark.parametrize("vocab", [98, 128])
+def test_patch_embedding_equals_the_one_hot_linear_of_the_reference(vocab):
+    torch.manual_seed(0)
+    linear = nn.Linear(64 * vocab, 48)
+    emb = PatchEmbedding.from_linear(linear, 64, vocab)
+    patches = torch.randint(0, vocab, (3, 7, 64))
+    one_hot = torch.nn.functional.one_hot(patches, vocab).float().reshape(3, 7, 64 * vocab)
+    torch.testing.assert_close(emb(patches), linear(one_hot), atol=1e-5, rtol=1e-5)
+
+
+def test_mean_pooling_ignores_padding():
+    hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
+    mask = torch.tensor([[True, True, False]])
+    assert MusicEncoder.pool(hidden, mask).tolist() == [[2.0, 3.0]]
+
+
+def test_padding_does_not_change_the_encoding():
+    torch.manual_seed(0)
+    enc = MusicEncoder(music_preset("tiny", dropout=0.0)).eval()
+    x = torch.randint(1, 96, (1, 5, 64))
+    padded = torch.cat([x, torch.zeros(1, 3, 64, dtype=torch.long)], 1)
+    a = MusicEncoder.pool(enc(x, patch_mask(x)), patch_mask(x))
+    b = MusicEncoder.pool(enc(padded, patch_mask(padded)), patch_mask(padded))
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_mmm_selects_ceil_45_percent_of_real_patches_and_masks_them():
+    torch.manual_seed(0)
+    patches = torch.randint(1, 96, (64, 10, 64))
+    patches[:, 7:] = 0  # 7 real patches per sample -> ceil(3.15) = 4 selected
+    gen = torch.Generator().manual_seed(1)
+    batch = mask_patches(patches, mask_id=96, pad_id=0, generator=gen)
+    assert batch.selected.sum(1).tolist() == [4] * 64
+    assert not batch.selected[:, 7:].any()
+    modes = batch.mode.tolist()
+    for i, mode in enumerate(modes):
+        sel = batch.selected[i]
+        if mode == 0:
+            assert (batch.inputs[i][sel] == 96).all()
+        elif mode == 1:  # same characters, another order
+            assert torch.equal(batch.inputs[i][sel].sort(1).values, patches[i][sel].sort(1).values)
+        else:
+            assert torch.equal(batch.inputs[i][sel], patches[i][sel])
+        assert torch.equal(batch.inputs[i][~sel], patches[i][~sel])
+    # 80/10/10 per sample: with 64 samples, masking is the large majority
+    assert modes.count(0) > 40
+
+
+def test_mmm_loss_falls_on_a_repeated_batch():
+    torch.manual_seed(0)
+    model = MMMModel(music_preset("tiny", dropout=0.0))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    patches = torch.randint(1, 20, (4, 6, 64))
+    losses = []
+    for step in range(30):
+        out = model(patches, generator=torch.Generator().manual_seed(step))
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+        losses.append(float(out.loss))
+    assert losses[0] == pytest.approx(math.log(98), rel=0.1)  # chance level at the start
+    assert losses[-1] < 0.7 * losses[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_text():
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from clamp.model.text import resolve_text_model
+
+    tok = AutoTokenizer.from_pretrained(resolve_text_model("all-MiniLM-L6-v2"), local_files_only=True)
+    torch.manual_seed(0)
+    model = BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1,
+                                 num_attention_heads=2, intermediate_size=64))
+    return model, tok
+
+
+def test_clamp_model_save_and_load_round_trip(tmp_path, tiny_text):
+    from clamp.model.clamp_model import ClampModel
+
+    text_model, tok = tiny_text
+    model = ClampModel(ClampConfig(music=music_preset("tiny"), projection_dim=16), text_model, tok).eval()
+    model.save_pretrained(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors", "text_config.json", "tokenizer"]
+    loaded = ClampModel.from_pretrained(tmp_path / "m").eval()
+    music = torch.randint(1, 96, (2, 5, 64))
+    enc = tok(["a jig", "a slow air"], padding=True, return_tensors="pt")
+    torch.testing.assert_close(loaded.encode_music(music), model.encode_music(music))
+    torch.testing.assert_close(loaded.encode_text(enc["input_ids"], enc["attention_mask"]),
+                               model.encode_text(enc["input_ids"], enc["attention_mask"]))
+    with pytest.raises(FileNotFoundError, match="model folder not found"):
+        ClampModel.from_pretrained(tmp_path / "missing")
+
+
+def test_long_music_is_embedded_in_windows_averaged_by_length(tiny_text):
+    from clamp.model.clamp_model import ClampModel
+
+    text_model, tok = tiny_text
+    torch.manual_seed(0)
+    model = ClampModel(ClampConfig(music=music_preset("tiny", max_positions=8), projection_dim=16), text_model, tok).eval()
+    patches = torch.randint(1, 96, (20, 64))  # windows of 8, 8, 4
+    parts = [model.encode_music(patches[i : i + 8][None])[0] for i in (0, 8, 16)]
+    expected = torch.nn.functional.normalize((8 * parts[0] + 8 * parts[1] + 4 * parts[2]) / 20, dim=-1)
+    torch.testing.assert_close(model.embed_long_music(patches), expected)
+
+
+def test_fixed_temperature_is_not_trained(tiny_text):
+    from clamp.model.clamp_model import ClampModel
+
+    text_model, tok = tiny_text
+    model = ClampModel(ClampConfig(music=music_preset("tiny"), projection_dim=16, learnable_temperature=False), text_model, tok)
+    assert not model.logit_scale.requires_grad
+    assert float(model.scale()) == pytest.approx(1 / 0.07, rel=1e-4)
+
+
+def test_contrastive_loss_hand_computed():
+    from clamp.model.loss import contrastive_loss
+
+    music = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    text = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    loss, logits = contrastive_loss(music, text, torch.tensor(2.0))
+    # each row: logits [2, 0] -> CE = log(1 + e^-2)
+    assert float(loss) == pytest.approx(math.log(1 + math.exp(-2)), rel=1e-6)
+    assert logits.tolist() == [[2.0, 0.0], [0.0, 2.0]]
+
+
+def test_text_dropout_rules():
+    import random
+
+    from clamp.train.data import text_dropout
+
+    texts = ["Title: A\nRhythm: jig", "", "Origin: Ireland"]
+    assert text_dropout(texts, random.Random(0), " | ", enabled=False) == "Title: A | Rhythm: jig | Origin: Ireland"
+    seen = set()
+    for seed in range(200):
+        out = text_dropout(texts, random.Random(seed), " | ")
+        parts = out.split(" | ")
+        assert parts and set(parts) <= {"Title: A", "Rhythm: jig", "Origin: Ireland"} and len(parts) == len(set(parts))
+        seen.add(out)
+    assert len(seen) > 8  # subsets in several orders

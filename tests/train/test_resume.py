@@ -1,0 +1,70 @@
+"""Exact resume: a run killed after a checkpoint and resumed gives the uninterrupted losses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from clamp.train.loop import TrainConfig
+from clamp.train.run import train
+
+SCRIPT = """
+import json, sys
+from clamp.train.loop import TrainConfig
+from clamp.train.run import train
+train(TrainConfig(**json.loads(sys.argv[1])))
+"""
+
+
+def _cfg(dataset: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(objective="mmm", dataset_dir=str(dataset), output_dir=str(out), preset="tiny", steps=12,
+                batch_size=8, checkpoint_every=4, log_every=4, warmup_steps=3, lr=1e-3, mlflow=False, seed=3)
+    return TrainConfig(**{**base, **kw})
+
+
+def _checkpoint_step(out: Path) -> int:
+    state = out / "checkpoints" / "latest" / "state.json"
+    if not state.is_file():
+        return 0
+    return json.loads(state.read_text())["__dict__"][0][1]
+
+
+def test_killed_mmm_run_resumes_with_identical_losses(tiny_dataset, tmp_path):
+    steps = 150  # long enough that the kill lands mid-run
+    reference = train(_cfg(tiny_dataset, tmp_path / "reference", steps=steps))
+    assert reference["steps"] == steps
+
+    out = tmp_path / "killed"
+    cfg = _cfg(tiny_dataset, out, steps=steps)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, json.dumps(cfg.to_dict())], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while _checkpoint_step(out) < 8 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert _checkpoint_step(out) >= 8, "no checkpoint at step 8 before the deadline"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = _checkpoint_step(out)
+    assert 8 <= killed_at < steps
+    assert not (out / "model").exists()
+
+    resumed = train(_cfg(tiny_dataset, out, steps=steps))
+    assert resumed["history"] == reference["history"]
+
+
+def test_contrastive_run_stopped_and_resumed_matches(tiny_dataset, tmp_path):
+    kw = dict(objective="clamp", steps=6, batch_size=4, checkpoint_every=3, warmup_steps=2, projection_dim=16)
+    reference = train(_cfg(tiny_dataset, tmp_path / "ref", **kw))
+    stopped = train(_cfg(tiny_dataset, tmp_path / "stop", stop_after=3, **kw))
+    assert stopped["model_dir"] is None and sorted(stopped["history"]) == [0, 1, 2]
+    resumed = train(_cfg(tiny_dataset, tmp_path / "stop", **kw))
+    assert resumed["history"] == reference["history"]
+    assert Path(resumed["model_dir"], "model.safetensors").is_file()
