@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="CLaMP pipeline: build datasets of music-text pairs (training and evaluation follow).", no_args_is_help=True)
+app = typer.Typer(help="CLaMP pipeline: build music-text datasets and train models.", no_args_is_help=True)
 dataset_app = typer.Typer(help="Inspect built datasets.", no_args_is_help=True)
 app.add_typer(dataset_app, name="dataset")
 
@@ -55,6 +55,52 @@ def build(
         typer.echo(json.dumps(summary.to_dict(), indent=2))
     else:
         print_summary(summary)
+
+
+@app.command()
+def train(
+    objective: Annotated[str, typer.Option(help="mmm (masked music pre-training) or clamp (contrastive)")] = "clamp",
+    dataset: Annotated[Path, typer.Option(help="a built dataset folder")] = Path("data/datasets/music21-corpus"),
+    output: Annotated[Path, typer.Option(help="run folder: checkpoints, metrics, final model")] = Path("outputs/run"),
+    preset: Annotated[str, typer.Option(help="tiny | small | clamp-s-512 | m3-12l")] = "small",
+    steps: Annotated[int, typer.Option(help="optimizer steps")] = 200,
+    batch_size: Annotated[int, typer.Option(help="batch size per process")] = 32,
+    grad_accum: Annotated[int, typer.Option(help="gradient accumulation steps")] = 1,
+    lr: Annotated[float, typer.Option(help="peak learning rate")] = 3e-4,
+    input_kind: Annotated[str, typer.Option(help="patch (bar patching) or char (ablation)")] = "patch",
+    text_model: Annotated[str, typer.Option(help="text encoder name or local folder")] = "all-MiniLM-L6-v2",
+    text_dropout: Annotated[bool, typer.Option(help="text dropout on/off")] = True,
+    init_music_from: Annotated[Path | None, typer.Option(help="an MMM model folder to start the music encoder from")] = None,
+    precision: Annotated[str, typer.Option(help="auto (bf16 on GPU) | fp32 | bf16")] = "auto",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    num_workers: Annotated[int, typer.Option(help="data loader worker processes")] = 0,
+    checkpoint_every: Annotated[int, typer.Option(help="checkpoint interval (steps)")] = 50,
+    mlflow: Annotated[bool, typer.Option(help="log to MLflow")] = True,
+    register_as: Annotated[str | None, typer.Option(help="register the final model under this name")] = None,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+) -> None:
+    """Train (or resume) a model; runs under `torchrun` for several processes."""
+    from clamp.train.loop import TrainConfig
+    from clamp.train.run import train as run_train
+
+    if objective not in ("mmm", "clamp"):
+        _fail(f"objective must be mmm or clamp, not {objective!r}")
+    if not (dataset / "manifest.json").is_file():
+        _fail(f"no built dataset at {dataset} (run the build first)")
+    if init_music_from is not None and not init_music_from.is_dir():
+        _fail(f"MMM model folder not found: {init_music_from}")
+    cfg = TrainConfig(
+        objective=objective, dataset_dir=str(dataset), output_dir=str(output), preset=preset, steps=steps,
+        batch_size=batch_size, grad_accum=grad_accum, lr=lr, input_kind=input_kind, text_model=text_model,
+        text_dropout=text_dropout, init_music_from=str(init_music_from) if init_music_from else None,
+        precision=precision, device=device, num_workers=num_workers, checkpoint_every=checkpoint_every,
+        mlflow=mlflow, register_as=register_as, seed=seed,
+    )
+    try:
+        result = run_train(cfg)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc).splitlines()[0])
+    typer.echo(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
 
 
 @dataset_app.command("info")

@@ -48,7 +48,7 @@ PRESETS: dict[str, dict] = {
                  decoder_layers=1, decoder_hidden_size=32, decoder_heads=2),
     # trains in minutes on a laptop CPU
     "small": dict(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024, max_positions=128,
-                  decoder_layers=2, decoder_hidden_size=256, decoder_heads=4),
+                  decoder_layers=1, decoder_hidden_size=128, decoder_heads=4),
     # the paper's CLaMP-S/512
     "clamp-s-512": dict(hidden_size=768, num_layers=6, num_heads=12, intermediate_size=3072, max_positions=512),
     # the CLaMP 2 M3 encoder

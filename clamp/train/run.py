@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -74,6 +75,18 @@ def clamp_step(model, batch, micro_step: int) -> StepResult:
     return StepResult(out.loss, {"temperature": float(1 / _unwrap(model).scale().detach())}, len(m), n_pos)
 
 
+def register_model_folder(name: str, run_id: str, source: str) -> str:
+    """Register the run's model folder (plain artifacts: config + safetensors) as a new version."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient()
+    with contextlib.suppress(MlflowException):  # already registered: add a version
+        client.create_registered_model(name)
+    version = client.create_model_version(name, source=source, run_id=run_id)
+    return str(version.version)
+
+
 def train(cfg: TrainConfig) -> dict:
     """Train, log to MLflow, save the model folder; returns a result summary."""
     device = pick_device(cfg.device)
@@ -138,7 +151,7 @@ def train(cfg: TrainConfig) -> dict:
 
                 mlflow.log_artifacts(str(model_dir), artifact_path="model")
                 if cfg.register_as:
-                    mlflow.register_model(f"runs:/{run.info.run_id}/model", cfg.register_as)
+                    register_model_folder(cfg.register_as, run.info.run_id, f"{run.info.artifact_uri}/model")
         history = result["history"]
         steps = sorted(history)
         summary = {
