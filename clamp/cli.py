@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -100,7 +101,8 @@ def train(
         result = run_train(cfg)
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc).splitlines()[0])
-    typer.echo(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
 
 
 @dataset_app.command("info")
