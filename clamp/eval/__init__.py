@@ -1,0 +1,1 @@
+"""Evaluation: benchmark loaders, zero-shot classification, semantic search, linear probe."""

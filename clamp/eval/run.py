@@ -1,0 +1,132 @@
+"""Run the evaluation protocol of DESIGN §7 for one model over benchmarks; log to MLflow.
+
+One MLflow run per (model, benchmark), named `<model>/<benchmark>`, with metrics named
+`<benchmark>/<task>/<metric>` so runs line up column by column in the MLflow UI.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from clamp.eval.benchmarks import Benchmark
+from clamp.eval.embed import embed_music, embed_text
+from clamp.eval.tasks import (
+    baselines,
+    classification_metrics,
+    linear_probe,
+    prompts_for,
+    search_metrics,
+    zero_shot,
+)
+
+log = logging.getLogger("clamp.eval")
+
+
+@dataclass
+class EvalResult:
+    model: str
+    benchmark: str
+    metrics: dict[str, float]
+    artifacts: list[Path]
+
+
+def evaluate_benchmark(model, model_name: str, bench: Benchmark, out_dir: Path, templates: dict | None = None,
+                       probe: bool = True) -> EvalResult:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    b, task = bench.name, bench.task
+    classes = bench.classes
+    y = np.array([classes.index(label) for label in bench.labels])
+    music = embed_music(model, bench.abc)
+    prompt_sets = prompts_for(classes, task, templates)
+    prompt_emb = [embed_text(model, p) for p in prompt_sets]
+    pred = zero_shot(music, prompt_emb)
+    zs = classification_metrics(y, pred, len(classes))
+    metrics: dict[str, float] = {
+        f"{b}/zero_shot/accuracy": zs["accuracy"],
+        f"{b}/zero_shot/macro_f1": zs["macro_f1"],
+        f"{b}/items": float(len(bench)),
+        f"{b}/conversion_failures": float(len(bench.failures)),
+    }
+    metrics.update({f"{b}/baseline/{k}": v for k, v in baselines(y, len(classes)).items()})
+    artifacts = [plot_confusion(zs["confusion"], classes, out_dir / f"{b}-zero_shot-confusion.png", f"{model_name} on {b}: zero-shot")]
+    if probe and len(classes) > 1:
+        lp = linear_probe(music, y, len(classes))
+        metrics[f"{b}/linear_probe/accuracy"] = lp["accuracy"]
+        metrics[f"{b}/linear_probe/macro_f1"] = lp["macro_f1"]
+    if bench.texts:
+        text = embed_text(model, bench.texts)
+        t2m = search_metrics(text, music)
+        m2t = search_metrics(music, text)
+        for direction, res in (("text_to_music", t2m), ("music_to_text", m2t)):
+            for k in ("mrr", "hit@1", "hit@10", "hit@100"):
+                metrics[f"{b}/{direction}/{k.replace('@', '_at_')}"] = res[k]
+        artifacts.append(plot_ranks(t2m["ranks"], out_dir / f"{b}-text_to_music-ranks.png", f"{model_name} on {b}: text-to-music ranks"))
+    predictions = out_dir / f"{b}-predictions.csv"
+    with predictions.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "label", "zero_shot_prediction"])
+        w.writerows(zip(bench.ids, bench.labels, [classes[i] for i in pred], strict=True))
+    artifacts.append(predictions)
+    if bench.failures:
+        failures = out_dir / f"{b}-conversion_failures.json"
+        failures.write_text(json.dumps(bench.failures, indent=2))
+        artifacts.append(failures)
+    return EvalResult(model_name, b, metrics, artifacts)
+
+
+def plot_confusion(cm: np.ndarray, classes: list[str], path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(classes), 0.8 + 0.6 * len(classes)))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_ranks(ranks: np.ndarray, path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(ranks, bins=np.unique(np.geomspace(1, max(2, ranks.max()), 30).astype(int)))
+    ax.set_xscale("log")
+    ax.set_xlabel("rank of the matching score (1 = best)")
+    ax.set_ylabel("queries")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def log_to_mlflow(result: EvalResult, lineage: dict[str, str], params: dict[str, str]) -> str:
+    import mlflow
+
+    with mlflow.start_run(run_name=f"{result.model}/{result.benchmark}") as run:
+        mlflow.set_tags({"kind": "evaluation", "model": result.model, "benchmark": result.benchmark, **lineage})
+        mlflow.log_params(params)
+        mlflow.log_metrics(result.metrics)
+        for a in result.artifacts:
+            mlflow.log_artifact(str(a))
+        return run.info.run_id

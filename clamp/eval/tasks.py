@@ -1,0 +1,76 @@
+"""Evaluation tasks over embeddings: zero-shot classification, semantic search, linear probe,
+and the baselines that need no training (chance, majority class)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+from clamp.eval.metrics import accuracy, confusion_matrix, hit_rate, macro_f1, mrr, ranks_of_targets
+
+DEFAULT_TEMPLATES = {
+    "genre": ["This is a {label} piece.", "A {label} song.", "Music in the {label} genre."],
+    "emotion": ["This music sounds {label}.", "A {label} piece of video game music.", "The mood of this piece is {label}."],
+    "pianist": ["A piano piece played by {label}.", "This is music by {label}.", "{label} at the piano."],
+    "rhythm": ["This is a {label}.", "Rhythm: {label}", "A traditional {label} tune."],
+    "origin": ["A folk song from {label}.", "Origin: {label}", "Traditional music of {label}."],
+    "composer": ["A piece composed by {label}.", "Composer: {label}", "Music by {label}."],
+}
+GENERIC_TEMPLATES = ["This is a {label} piece.", "{label}"]
+
+
+def prompts_for(labels: Sequence[str], task: str, templates: dict[str, list[str]] | None = None) -> list[list[str]]:
+    table = {**DEFAULT_TEMPLATES, **(templates or {})}
+    return [[t.format(label=label) for t in table.get(task, GENERIC_TEMPLATES)] for label in labels]
+
+
+def zero_shot(music: np.ndarray, prompt_embeddings: list[np.ndarray]) -> np.ndarray:
+    """Predicted class per item: the nearest mean prompt embedding (renormalized)."""
+    centroids = np.stack([p.mean(0) for p in prompt_embeddings])
+    centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+    return (music @ centroids.T).argmax(1)
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict:
+    return {
+        "accuracy": accuracy(y_true, y_pred),
+        "macro_f1": macro_f1(y_true, y_pred, n_classes),
+        "confusion": confusion_matrix(y_true, y_pred, n_classes),
+    }
+
+
+def search_metrics(queries: np.ndarray, targets: np.ndarray) -> dict:
+    """Query i's target is item i. Returns MRR, HitRate@1/10/100 and the ranks."""
+    ranks = ranks_of_targets(queries @ targets.T, np.arange(len(queries)))
+    return {"mrr": mrr(ranks), "hit@1": hit_rate(ranks, 1), "hit@10": hit_rate(ranks, 10),
+            "hit@100": hit_rate(ranks, 100), "ranks": ranks}
+
+
+def linear_probe(features: np.ndarray, y: np.ndarray, n_classes: int, folds: int = 5, seed: int = 0) -> dict:
+    """Logistic regression on frozen embeddings, stratified k-fold (folds reduced to the
+    smallest class size when needed)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    smallest = min(Counter(y.tolist()).values())
+    k = max(2, min(folds, smallest))
+    pred = np.zeros_like(y)
+    for train, test in StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(features, y):
+        clf = LogisticRegression(max_iter=2000)
+        clf.fit(features[train], y[train])
+        pred[test] = clf.predict(features[test])
+    out = classification_metrics(y, pred, n_classes)
+    out["folds"] = k
+    return out
+
+
+def baselines(y: np.ndarray, n_classes: int) -> dict:
+    majority = np.bincount(y, minlength=n_classes).argmax()
+    pred = np.full_like(y, majority)
+    return {
+        "chance/accuracy": 1.0 / n_classes,
+        "majority/accuracy": accuracy(y, pred),
+        "majority/macro_f1": macro_f1(y, pred, n_classes),
+    }
