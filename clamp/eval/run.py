@@ -130,3 +130,89 @@ def log_to_mlflow(result: EvalResult, lineage: dict[str, str], params: dict[str,
         for a in result.artifacts:
             mlflow.log_artifact(str(a))
         return run.info.run_id
+
+
+def random_init_like(model):
+    """The same architecture with fresh random weights in both towers: the untrained baseline."""
+    import torch
+    from transformers import AutoModel
+
+    from clamp.model.clamp_model import ClampModel
+
+    torch.manual_seed(0)
+    text = AutoModel.from_config(model.text_encoder.config)
+    return ClampModel(model.config, text, model.tokenizer)
+
+
+def evaluate(
+    model_dir: str | Path,
+    benchmarks: list[str] | None = None,
+    dataset_dir: str | Path | None = None,
+    out_dir: str | Path = "outputs/eval",
+    include_untrained: bool = True,
+    mlflow_enabled: bool = True,
+    experiment: str = "clamp-eval",
+    tracking_dir: str | Path | None = None,
+    benchmarks_dir: str | Path | None = None,
+    templates: dict | None = None,
+) -> list[EvalResult]:
+    """Evaluate a model folder (and its untrained twin) on the benchmarks found."""
+    from clamp.eval.benchmarks import BENCHMARKS, load_benchmark, load_heldout
+    from clamp.model.clamp_model import ClampModel
+    from clamp.train.tracking import mlflow_run
+
+    model = ClampModel.from_pretrained(model_dir)
+    model_name = Path(model_dir).resolve().parent.name if Path(model_dir).name == "model" else Path(model_dir).name
+    loaded: list[Benchmark] = []
+    for name in benchmarks or list(BENCHMARKS):
+        try:
+            loaded.append(load_benchmark(name, benchmarks_dir))
+        except FileNotFoundError as exc:
+            log.warning("skipping %s: %s", name, exc)
+    if dataset_dir is not None:
+        for field in ("rhythm", "origin", "composer"):
+            bench = load_heldout(dataset_dir, field)
+            if len(bench.classes) >= 2:
+                loaded.append(bench)
+    lineage = _lineage(Path(model_dir))
+    models = [(model_name, model)] + ([(f"{model_name}-untrained", random_init_like(model))] if include_untrained else [])
+    results: list[EvalResult] = []
+    for name, m in models:
+        for bench in loaded:
+            result = evaluate_benchmark(m, name, bench, Path(out_dir) / name, templates)
+            results.append(result)
+            if mlflow_enabled:
+                with mlflow_run(experiment, f"{name}/{bench.name}", Path(tracking_dir) if tracking_dir else None):
+                    import mlflow
+
+                    mlflow.set_tags({"kind": "evaluation", "model": name, "benchmark": bench.name,
+                                     "untrained": str(name.endswith("-untrained")), **lineage})
+                    mlflow.log_params({"model_dir": str(model_dir), "benchmark_provenance": bench.provenance[:250],
+                                       "patch_mode": m.config.music.patch_mode, "input_kind": m.config.music.input_kind})
+                    mlflow.log_metrics(result.metrics)
+                    for a in result.artifacts:
+                        mlflow.log_artifact(str(a))
+    return results
+
+
+def _lineage(model_dir: Path) -> dict[str, str]:
+    """Training run id and dataset fingerprint, from the run folder's MLflow-free record."""
+    record = model_dir / "lineage.json"
+    if record.is_file():
+        return {k: str(v) for k, v in json.loads(record.read_text()).items()}
+    return {}
+
+
+def results_table(results: list[EvalResult]) -> list[dict]:
+    rows = []
+    for r in results:
+        b = r.benchmark
+        rows.append({
+            "model": r.model, "benchmark": b, "items": int(r.metrics.get(f"{b}/items", 0)),
+            "zero-shot acc": r.metrics.get(f"{b}/zero_shot/accuracy"),
+            "zero-shot F1": r.metrics.get(f"{b}/zero_shot/macro_f1"),
+            "probe acc": r.metrics.get(f"{b}/linear_probe/accuracy"),
+            "majority acc": r.metrics.get(f"{b}/baseline/majority/accuracy"),
+            "t2m MRR": r.metrics.get(f"{b}/text_to_music/mrr"),
+        })
+    return rows

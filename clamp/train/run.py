@@ -146,6 +146,13 @@ def train(cfg: TrainConfig) -> dict:
                 save_mmm(model, model_dir)
             else:
                 model.save_pretrained(model_dir)
+            (model_dir / "lineage.json").write_text(json.dumps({
+                "training_run_id": run.info.run_id if run is not None else "",
+                "dataset_fingerprint": manifest.get("fingerprint", ""),
+                "dataset_dir": str(cfg.dataset_dir),
+                "git_commit": git_commit(),
+                "objective": cfg.objective,
+            }, indent=2) + "\n")
             if run is not None:
                 import mlflow
 
