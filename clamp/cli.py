@@ -105,6 +105,189 @@ def train(
         typer.echo(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
 
 
+DEFAULT_MODEL = Path("outputs/music21-corpus/clamp-small/model")
+
+
+def _model(model_dir: Path):
+    from clamp.eval.files import UserInputError, load_model
+
+    try:
+        return load_model(model_dir)
+    except UserInputError as exc:
+        _fail(str(exc))
+
+
+def _music(paths: list[Path]) -> list[str]:
+    from clamp.eval.files import UserInputError, read_music_file
+
+    try:
+        return [read_music_file(p) for p in paths]
+    except UserInputError as exc:
+        _fail(str(exc))
+    return []
+
+
+@app.command()
+def embed(
+    inputs: Annotated[list[str], typer.Argument(help="music files (.abc .mid .xml .mxl .krn), or texts with --text")],
+    out: Annotated[Path, typer.Option(help="output .parquet or .npy")] = Path("features.parquet"),
+    model: Annotated[Path, typer.Option(help="model folder")] = DEFAULT_MODEL,
+    text: Annotated[bool, typer.Option("--text", help="the inputs are texts")] = False,
+    batch_size: Annotated[int, typer.Option(help="batch size")] = 32,
+) -> None:
+    """Embed music files or texts into the joint space."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from clamp.eval.embed import embed_music, embed_text
+
+    if out.suffix not in (".parquet", ".npy"):
+        _fail(f"--out must end in .parquet or .npy, not {out.suffix or '(none)'}")
+    m = _model(model)
+    if text:
+        feats = embed_text(m, inputs, batch_size)
+        names = inputs
+    else:
+        paths = [Path(p) for p in inputs]
+        abcs = _music(paths)
+        feats = embed_music(m, abcs, batch_size)
+        names = [str(p) for p in paths]
+    if out.suffix == ".npy":
+        np.save(out, feats)
+    else:
+        pq.write_table(pa.table({"id": names, "title": names, "embedding": list(feats)}), out)
+    typer.echo(f"wrote {len(feats)} embeddings of dimension {feats.shape[1]} to {out}")
+
+
+def _index(m, index: Path):
+    """(titles, embeddings) of a search index: a built dataset (embedded once, cached) or a features file."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from clamp.eval.embed import embed_music
+
+    if index.suffix == ".parquet" and index.is_file():
+        t = pq.read_table(index)
+        return t.column("title").to_pylist(), np.stack(t.column("embedding").to_numpy(zero_copy_only=False))
+    if not (index / "manifest.json").is_file():
+        _fail(f"--index must be a built dataset folder or a features .parquet: {index}")
+    import hashlib
+
+    from clamp.data.shards import load_manifest, read_dataset
+    from clamp.model.clamp_model import WEIGHTS_NAME
+
+    weights = Path(m.source_dir) / WEIGHTS_NAME if getattr(m, "source_dir", None) else None
+    key = hashlib.sha256((load_manifest(index)["fingerprint"] + (str(weights.stat().st_mtime_ns) if weights else "")).encode()).hexdigest()[:16]
+    cache = index / f"embeddings-{key}.parquet"
+    if cache.is_file():
+        return _index(m, cache)
+    table = read_dataset(index, ["id", "abc", "texts"])
+    titles = [next((x[7:] for x in t if x.startswith("Title: ")), i) for i, t in
+              zip(table.column("id").to_pylist(), table.column("texts").to_pylist(), strict=True)]
+    from rich.progress import Progress
+
+    with Progress(transient=True) as progress:
+        bar = progress.add_task("embedding the index (cached afterwards)", total=table.num_rows)
+
+        class _Bar:
+            def update(self, n):
+                progress.advance(bar, n)
+
+        feats = embed_music(m, table.column("abc").to_pylist(), 64, progress=_Bar())
+    pq.write_table(pa.table({"id": table.column("id"), "title": titles, "embedding": list(feats)}), cache)
+    return titles, feats
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="a description, e.g. 'a lively jig in D major'")],
+    index: Annotated[Path, typer.Option(help="a built dataset folder or a features .parquet")] = Path("data/datasets/music21-corpus"),
+    model: Annotated[Path, typer.Option(help="model folder")] = DEFAULT_MODEL,
+    top: Annotated[int, typer.Option(help="how many results")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Rank the scores of an index by similarity to a text query."""
+    import numpy as np
+
+    from clamp.eval.embed import embed_text
+
+    m = _model(model)
+    titles, feats = _index(m, index)
+    q = embed_text(m, [query])[0]
+    scores = feats @ q
+    order = np.argsort(-scores)[:top]
+    results = [{"rank": r + 1, "title": titles[i], "score": round(float(scores[i]), 4)} for r, i in enumerate(order)]
+    if as_json:
+        typer.echo(json.dumps(results))
+        return
+    for r in results:
+        typer.echo(f"{r['rank']:>3}. {r['score']:.3f}  {r['title']}")
+
+
+@app.command()
+def classify(
+    file: Annotated[Path, typer.Argument(help="a score: .abc .mid .xml .mxl .krn")],
+    labels: Annotated[str, typer.Option(help="comma-separated labels, e.g. jig,reel,waltz")],
+    model: Annotated[Path, typer.Option(help="model folder")] = DEFAULT_MODEL,
+    task: Annotated[str, typer.Option(help="prompt templates to use: genre, emotion, rhythm, origin, composer, pianist")] = "rhythm",
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Zero-shot classification of one score among the given labels."""
+    from clamp.eval.embed import embed_music, embed_text
+    from clamp.eval.tasks import prompts_for
+
+    names = [x.strip() for x in labels.split(",") if x.strip()]
+    if len(names) < 2:
+        _fail("give at least two labels, e.g. --labels jig,reel")
+    abc = _music([file])[0]
+    m = _model(model)
+    music = embed_music(m, [abc])[0]
+    scores = []
+    for prompts in prompts_for(names, task):
+        c = embed_text(m, prompts).mean(0)
+        scores.append(float(music @ (c / max(float((c @ c) ** 0.5), 1e-12))))
+    ranked = sorted(zip(names, scores, strict=True), key=lambda x: -x[1])
+    if as_json:
+        typer.echo(json.dumps([{"label": n, "score": round(s, 4)} for n, s in ranked]))
+        return
+    for n, s in ranked:
+        typer.echo(f"{s:.3f}  {n}")
+
+
+@app.command("eval")
+def eval_command(
+    model: Annotated[Path, typer.Option(help="model folder")] = DEFAULT_MODEL,
+    benchmarks: Annotated[str, typer.Option(help="comma-separated: wikimt,vgmidi,pianist8")] = "wikimt,vgmidi,pianist8",
+    dataset: Annotated[Path | None, typer.Option(help="a built dataset: adds its held-out in-domain tasks")] = None,
+    out: Annotated[Path, typer.Option(help="folder for plots and predictions")] = Path("outputs/eval"),
+    mlflow: Annotated[bool, typer.Option(help="log each (model, benchmark) as an MLflow run")] = True,
+    untrained: Annotated[bool, typer.Option(help="also evaluate the untrained (random-init) twin")] = True,
+) -> None:
+    """Evaluate a model on the benchmarks and print the table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from clamp.eval.run import evaluate, results_table
+
+    _model(model)  # a clear error before any work
+    if dataset is not None and not (dataset / "manifest.json").is_file():
+        _fail(f"no built dataset at {dataset}")
+    try:
+        results = evaluate(model, [b.strip() for b in benchmarks.split(",") if b.strip()], dataset, out,
+                           include_untrained=untrained, mlflow_enabled=mlflow)
+    except (FileNotFoundError, ValueError) as exc:
+        _fail(str(exc).splitlines()[0])
+    rows = results_table(results)
+    table = Table(title="evaluation")
+    for col in rows[0] if rows else []:
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*[f"{v:.3f}" if isinstance(v, float) else ("-" if v is None else str(v)) for v in r.values()])
+    Console().print(table)
+
+
 @dataset_app.command("info")
 def dataset_info(path: Annotated[Path, typer.Argument(help="a built dataset folder (holds manifest.json)")]) -> None:
     """Print a dataset's summary."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -30,3 +32,49 @@ def benchmarks_dir():
     if path is None or not path.is_dir():
         pytest.skip("benchmarks directory not found (set CLAMP_BENCHMARKS_DIR)")
     return path
+
+
+
+
+
+RHYTHMS = {"jig": ("6/8", "dAF DFA"), "reel": ("4/4", "GABc dBGB"), "waltz": ("3/4", "C2 E2 G2")}
+NOTES = "CDEFGABcdefg"
+
+
+def write_tunes(root: Path, n: int, seed: int = 0) -> None:
+    rng = random.Random(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        rhythm = list(RHYTHMS)[i % 3]
+        meter, motif = RHYTHMS[rhythm]
+        bars = ["".join(rng.choice(NOTES) for _ in range(6)) for _ in range(8 + i % 5)]
+        body = "|" + "|".join([motif.replace(" ", "")] + bars) + "|"
+        (root / f"tune{i:03d}.abc").write_text(
+            f"X:1\nT:Tune number {i}\nR:{rhythm}\nM:{meter}\nL:1/8\nK:G\n{body}\n", encoding="utf-8"
+        )
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    from clamp.config import BuildConfig, SourceSpec
+    from clamp.data.build import build_dataset
+
+    root = tmp_path_factory.mktemp("train-data")
+    write_tunes(root / "src", 72)
+    cfg = BuildConfig(name="tiny", output_dir=root, cache_dir=root / "cache", sources=[SourceSpec(kind="local", path=str(root / "src"))],
+                      shard_size=32, decontaminate=False, data_docs=False, valid_fraction=0.0, test_fraction=0.0)
+    summary = build_dataset(cfg)
+    assert summary.rows_written == 72
+    return cfg.dataset_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_dataset, tmp_path_factory) -> Path:
+    """A tiny CLaMP model trained for a few steps on the tiny dataset (real text tokenizer)."""
+    from clamp.train.loop import TrainConfig
+    from clamp.train.run import train
+
+    out = tmp_path_factory.mktemp("tiny-model")
+    result = train(TrainConfig(objective="clamp", dataset_dir=str(tiny_dataset), output_dir=str(out), preset="tiny",
+                               steps=4, batch_size=8, checkpoint_every=0, projection_dim=16, mlflow=False))
+    return Path(result["model_dir"])

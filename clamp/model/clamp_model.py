@@ -118,4 +118,5 @@ class ClampModel(nn.Module):
             tokenizer = AutoTokenizer.from_pretrained(str(path / TOKENIZER_DIR), local_files_only=True)
         model = cls(config, text_model, tokenizer)
         model.load_state_dict(load_file(str(path / WEIGHTS_NAME), device=map_location))
+        model.source_dir = str(path.resolve())
         return model

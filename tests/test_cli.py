@@ -1,0 +1,65 @@
+"""The `clamp` command: real models and files; user errors are one line with exit code 2."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from clamp.cli import app
+
+runner = CliRunner()
+TUNE = "X:1\nT:Test Jig\nR:jig\nM:6/8\nL:1/8\nK:D\n|:dAF DFA|dAF GFE|dAF DFA|GFE D3:|\n"
+
+
+def _error(result) -> str:
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", ["build", "train", "embed", "search", "classify", "eval", "dataset"])
+def test_every_command_has_help(command):
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_user_errors_are_one_clear_line(tmp_path, tiny_model):
+    assert "file not found" in _error(runner.invoke(app, ["classify", str(tmp_path / "missing.abc"), "--labels", "jig,reel", "--model", str(tiny_model)]))
+    (tmp_path / "notes.txt").write_text("hello")
+    assert "unsupported format .txt" in _error(runner.invoke(app, ["classify", str(tmp_path / "notes.txt"), "--labels", "jig,reel", "--model", str(tiny_model)]))
+    (tmp_path / "broken.mid").write_bytes(b"MThd\x00\x00\x00\x06garbage")
+    assert "unparseable score" in _error(runner.invoke(app, ["classify", str(tmp_path / "broken.mid"), "--labels", "jig,reel", "--model", str(tiny_model)]))
+    (tmp_path / "t.abc").write_text(TUNE)
+    assert "model folder not found" in _error(runner.invoke(app, ["classify", str(tmp_path / "t.abc"), "--labels", "jig,reel", "--model", str(tmp_path / "nomodel")]))
+    assert "at least two labels" in _error(runner.invoke(app, ["classify", str(tmp_path / "t.abc"), "--labels", "jig", "--model", str(tiny_model)]))
+    assert "no built dataset" in _error(runner.invoke(app, ["train", "--dataset", str(tmp_path)]))
+    assert "must be a built dataset" in _error(runner.invoke(app, ["search", "a jig", "--index", str(tmp_path), "--model", str(tiny_model)]))
+
+
+def test_classify_ranks_every_label(tmp_path, tiny_model):
+    (tmp_path / "t.abc").write_text(TUNE)
+    result = runner.invoke(app, ["classify", str(tmp_path / "t.abc"), "--labels", "jig,reel,waltz", "--model", str(tiny_model), "--json"])
+    assert result.exit_code == 0, result.output
+    ranked = json.loads(result.output)
+    assert sorted(r["label"] for r in ranked) == ["jig", "reel", "waltz"]
+    assert [r["score"] for r in ranked] == sorted((r["score"] for r in ranked), reverse=True)
+
+
+def test_search_over_a_dataset_and_embed(tmp_path, tiny_model, tiny_dataset):
+    result = runner.invoke(app, ["search", "a lively jig", "--index", str(tiny_dataset), "--model", str(tiny_model), "--top", "5", "--json"])
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.output)
+    assert [h["rank"] for h in hits] == [1, 2, 3, 4, 5]
+    assert all(h["title"].startswith("Tune number") for h in hits)
+    assert list(tiny_dataset.glob("embeddings-*.parquet"))  # cached for the next query
+    (tmp_path / "t.abc").write_text(TUNE)
+    out = tmp_path / "f.parquet"
+    result = runner.invoke(app, ["embed", str(tmp_path / "t.abc"), "--model", str(tiny_model), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(out)
+    assert table.num_rows == 1 and len(table.column("embedding")[0]) == 16
