@@ -1,5 +1,6 @@
 """The README's main job: build the music21-corpus dataset, pre-train (MMM) and train CLaMP
-(`small` preset, a few minutes on CPU), log both runs to MLflow and say where to look.
+(`small` preset, a few minutes on CPU), evaluate on the benchmarks found, log everything to
+MLflow and say where to look.
 
     python -m flows.main --help
 """
@@ -18,6 +19,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from prefect import flow  # noqa: E402
 
 from flows.build_dataset import build_dataset  # noqa: E402
+from flows.evaluate import evaluate_flow  # noqa: E402
 from flows.train import pretrain_mmm, train_clamp  # noqa: E402
 
 
@@ -32,7 +34,8 @@ def main_pipeline(name: str = "music21-corpus", mmm_steps: int = 150, clamp_step
     clamp = train_clamp(dataset_dir=dataset_dir, output_dir=f"outputs/{name}/clamp-small", steps=clamp_steps,
                         batch_size=batch_size, init_music_from=f"outputs/{name}/mmm-small/model",
                         overrides={"log_every": 10, "checkpoint_every": 50})
-    return {"dataset": summary, "mmm": mmm, "clamp": clamp}
+    evaluation = evaluate_flow(model_dir=clamp["model_dir"], dataset_dir=dataset_dir, out_dir=f"outputs/{name}/eval")
+    return {"dataset": summary, "mmm": mmm, "clamp": clamp, "evaluation": evaluation}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     for stage in ("mmm", "clamp"):
         r = result[stage]
         print(f"{stage}: {r['steps']} steps, loss {r['first_loss']:.3f} -> {r['last_loss']:.3f}; model in {r['model_dir']}")
+    from rich.console import Console
+    from rich.table import Table
+
+    rows = result["evaluation"]
+    table = Table(title="benchmarks (zero-shot needs no fine-tuning; the probe and baselines are for comparison)")
+    for col in rows[0] if rows else []:
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*[f"{v:.3f}" if isinstance(v, float) else ("-" if v is None else str(v)) for v in r.values()])
+    Console().print(table)
     uri = tracking_uri()
     print(f"\nMLflow runs are in {uri}\nOpen them with:  .venv/bin/mlflow ui --backend-store-uri {uri}")
     return 0

@@ -155,8 +155,12 @@ def evaluate(
     tracking_dir: str | Path | None = None,
     benchmarks_dir: str | Path | None = None,
     templates: dict | None = None,
+    max_items: int | None = None,
 ) -> list[EvalResult]:
-    """Evaluate a model folder (and its untrained twin) on the benchmarks found."""
+    """Evaluate a model folder (and its untrained twin) on the benchmarks found.
+
+    `max_items` keeps an evenly spaced subset of each benchmark, for quick runs.
+    """
     from clamp.eval.benchmarks import BENCHMARKS, load_benchmark, load_heldout
     from clamp.model.clamp_model import ClampModel
     from clamp.train.tracking import mlflow_run
@@ -174,6 +178,8 @@ def evaluate(
             bench = load_heldout(dataset_dir, field)
             if len(bench.classes) >= 2:
                 loaded.append(bench)
+    if max_items:
+        loaded = [subsample(b, max_items) for b in loaded]
     lineage = _lineage(Path(model_dir))
     models = [(model_name, model)] + ([(f"{model_name}-untrained", random_init_like(model))] if include_untrained else [])
     results: list[EvalResult] = []
@@ -193,6 +199,15 @@ def evaluate(
                     for a in result.artifacts:
                         mlflow.log_artifact(str(a))
     return results
+
+
+def subsample(bench: Benchmark, n: int) -> Benchmark:
+    if len(bench) <= n:
+        return bench
+    keep = np.linspace(0, len(bench) - 1, n).astype(int)
+    pick = lambda xs: [xs[i] for i in keep]  # noqa: E731
+    return Benchmark(bench.name, bench.task, pick(bench.ids), pick(bench.abc), pick(bench.labels),
+                     pick(bench.texts) if bench.texts else None, bench.failures, bench.provenance + f" (subset of {n})")
 
 
 def _lineage(model_dir: Path) -> dict[str, str]:

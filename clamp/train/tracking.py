@@ -50,8 +50,12 @@ def flatten(d: dict, prefix: str = "") -> dict[str, str]:
 
 
 @contextmanager
-def mlflow_run(experiment: str, run_name: str, tracking_dir: Path | None = None, enabled: bool = True, nested: bool = False):
-    """Start (or no-op) an MLflow run in the experiment, creating it with a local artifact root."""
+def mlflow_run(experiment: str, run_name: str, tracking_dir: Path | None = None, enabled: bool = True):
+    """Start (or no-op) an MLflow run in the experiment, creating it with a local artifact root.
+
+    Inside an active run (an ablation's parent), the new run is its child in the parent's
+    experiment and store.
+    """
     if not enabled:
         yield None
         return
@@ -59,9 +63,13 @@ def mlflow_run(experiment: str, run_name: str, tracking_dir: Path | None = None,
     os.environ.setdefault("DO_NOT_TRACK", "true")
     import mlflow
 
+    if mlflow.active_run() is not None:
+        with mlflow.start_run(run_name=run_name, nested=True) as run:
+            yield run
+        return
     mlflow.set_tracking_uri(tracking_uri(tracking_dir))
     if mlflow.get_experiment_by_name(experiment) is None and not os.environ.get("MLFLOW_TRACKING_URI", "").startswith("http"):
         mlflow.create_experiment(experiment, artifact_location=artifact_root(tracking_dir))
     mlflow.set_experiment(experiment)
-    with mlflow.start_run(run_name=run_name, nested=nested) as run:
+    with mlflow.start_run(run_name=run_name) as run:
         yield run
