@@ -11,7 +11,7 @@ import html
 import re
 import unicodedata
 
-from clamp.abc.normalize import INFO_FIELD_NAMES, extract_info_fields, normalize_abc
+from clamp.abc.normalize import INFO_FIELD_NAMES, extract_info_fields
 
 MAX_RECORD_BYTES = 1_000_000
 MAX_CONTROL_CHAR_RATIO = 0.01
@@ -115,7 +115,3 @@ def content_hash(normalized: str) -> str:
     """Exact-duplicate key: SHA-256 of the normalized music with whitespace removed (first 128 bits)."""
     return hashlib.sha256("".join(normalized.split()).encode("utf-8")).hexdigest()[:32]
 
-
-def normalize_for_hash(abc: str) -> str:
-    """The text that exact and near-duplicate detection compare: §4 normalization, any mode."""
-    return normalize_abc(abc)
