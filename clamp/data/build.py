@@ -29,7 +29,13 @@ import pyarrow as pa
 from clamp.abc.patching import PATCH_SIZE, get_patch_mode
 from clamp.config import BuildConfig, SourceSpec
 from clamp.data.dedup import ReferenceIndex, find_near_duplicates
-from clamp.data.prepare import PREPARED_SCHEMA, QUARANTINE_SCHEMA, PrepareConfig, prepare_table
+from clamp.data.prepare import (
+    PREPARE_VERSION,
+    PREPARED_SCHEMA,
+    QUARANTINE_SCHEMA,
+    PrepareConfig,
+    prepare_table,
+)
 from clamp.data.records import RAW_SCHEMA, RawRecord, batched
 from clamp.data.shards import (
     SHARD_SCHEMA,
@@ -198,7 +204,7 @@ def prepare_chunk(input_path: Path, layout: DatasetLayout, pcfg: PrepareConfig) 
     """Convert, clean, normalize and patch one input chunk (skipped when already done)."""
     out, quarantine, stats_file = prepared_paths_for(input_path, layout)
     semantic = {k: v for k, v in asdict(pcfg).items() if k != "conversion_cache_dir"}
-    fingerprint = _fingerprint(file_sha256(input_path), semantic)
+    fingerprint = _fingerprint(file_sha256(input_path), semantic, PREPARE_VERSION)
     if stats_file.is_file() and out.is_file() and quarantine.is_file():
         done = json.loads(stats_file.read_text())
         if done.get("fingerprint") == fingerprint:

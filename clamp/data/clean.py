@@ -48,10 +48,20 @@ def decode_text(content: bytes) -> str:
 
 
 _ALLOWED_CONTROL = {"\n", "\r", "\t"}
+_C1 = re.compile("[\u0080-\u009f]")
+
+
+def repair_c1_mojibake(text: str) -> str:
+    """Repair DOS-era text that was decoded as Latin-1: C1 control characters (U+0080-U+009F)
+    are code page 437 letters ("M\x81ller" -> "Müller", as in some Essen collection files)."""
+    if not _C1.search(text):
+        return text
+    return _C1.sub(lambda m: bytes([ord(m.group())]).decode("cp437"), text)
 
 
 def strip_control_chars(text: str, max_ratio: float = MAX_CONTROL_CHAR_RATIO) -> str:
-    """Remove stray control characters; reject text that is full of them."""
+    """Repair C1 mojibake, remove stray control characters; reject text that is full of them."""
+    text = repair_c1_mojibake(text)
     bad = sum(1 for c in text if unicodedata.category(c) == "Cc" and c not in _ALLOWED_CONTROL) if not text.isprintable() else 0
     if bad == 0:
         return text.replace("\r\n", "\n").replace("\r", "\n")

@@ -60,6 +60,11 @@ QUARANTINE_SCHEMA = pa.schema(
 )
 
 
+# Bump when preparation (cleaning, normalization, patching) changes its output, so reruns
+# redo the chunks instead of skipping them.
+PREPARE_VERSION = 2
+
+
 @dataclass(frozen=True)
 class PrepareConfig:
     patch_mode: str = "clamp-v1"

@@ -191,3 +191,12 @@ def test_content_hash_is_whitespace_insensitive():
 def test_content_hash_differs_for_different_music():
     assert content_hash("K:C\nabc|def|\n") != content_hash("K:C\nabc|deg|\n")
     assert content_hash("K:C\nabc|\n") != content_hash("K:G\nabc|\n")
+
+
+def test_c1_mojibake_from_dos_text_is_repaired_not_quarantined():
+    from clamp.data.clean import repair_c1_mojibake, strip_control_chars
+
+    # an Essen title as stored in the corpus: cp437 bytes once decoded as Latin-1
+    assert repair_c1_mojibake("T: Ach M\x81ller/M\x81ller als M\x94rder") == "T: Ach Müller/Müller als Mörder"
+    assert strip_control_chars("X:1\nT: J\x84gerlust\nK:C\nCDEF|\n") == "X:1\nT: Jägerlust\nK:C\nCDEF|\n"
+    assert repair_c1_mojibake("plain ascii") == "plain ascii"
