@@ -86,6 +86,12 @@ def train(
 
     if objective not in ("mmm", "clamp"):
         _fail(f"objective must be mmm or clamp, not {objective!r}")
+    if precision not in ("auto", "fp32", "bf16"):
+        _fail(f"precision must be auto, fp32 or bf16, not {precision!r}")
+    if input_kind not in ("patch", "char"):
+        _fail(f"input kind must be patch or char, not {input_kind!r}")
+    if input_kind == "char" and init_music_from is not None:
+        _fail("--init-music-from needs the patch encoder (MMM pre-trains patches, not characters)")
     if not (dataset / "manifest.json").is_file():
         _fail(f"no built dataset at {dataset} (run the build first)")
     if init_music_from is not None and not init_music_from.is_dir():
@@ -196,7 +202,9 @@ def _index(m, index: Path):
                 progress.advance(bar, n)
 
         feats = embed_music(m, table.column("abc").to_pylist(), 64, progress=_Bar())
-    pq.write_table(pa.table({"id": table.column("id"), "title": titles, "embedding": list(feats)}), cache)
+    tmp = cache.with_name(f".{cache.name}.tmp-{os.getpid()}")
+    pq.write_table(pa.table({"id": table.column("id"), "title": titles, "embedding": list(feats)}), tmp)
+    os.replace(tmp, cache)  # a Ctrl-C mid-write never leaves a broken cache
     return titles, feats
 
 

@@ -63,3 +63,11 @@ def test_search_over_a_dataset_and_embed(tmp_path, tiny_model, tiny_dataset):
     assert result.exit_code == 0, result.output
     table = pq.read_table(out)
     assert table.num_rows == 1 and len(table.column("embedding")[0]) == 16
+
+
+def test_crlf_files_read_like_training_data(tmp_path):
+    from clamp.eval.files import read_music_file
+
+    (tmp_path / "lf.abc").write_bytes(TUNE.encode())
+    (tmp_path / "crlf.abc").write_bytes(TUNE.replace("\n", "\r\n").encode())
+    assert read_music_file(tmp_path / "crlf.abc") == read_music_file(tmp_path / "lf.abc")

@@ -62,8 +62,10 @@ def unzip_mxl(data: bytes) -> bytes:
             if not names:
                 raise ConversionError("unparseable_musicxml: .mxl archive holds no MusicXML document")
             return zf.read(names[0])
-    except zipfile.BadZipFile as exc:
-        raise ConversionError(f"unparseable_musicxml: not a valid .mxl archive ({exc})") from None
+    except ConversionError:
+        raise
+    except Exception as exc:  # BadZipFile, zlib.error, encrypted or unsupported archives
+        raise ConversionError(f"unparseable_musicxml: not a valid .mxl archive ({type(exc).__name__}: {exc})") from None
 
 
 _XML_DECL_ENCODING = re.compile(rb"""(<\?xml[^>]*encoding=)(["'])[^"']*\2""")

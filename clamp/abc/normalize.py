@@ -57,6 +57,19 @@ def normalize_abc(text: str) -> str:
     return "\n".join(kept) + "\n" if kept else ""
 
 
+def drop_text_fields(text: str) -> str:
+    """The tune without its text-carrying info fields (kept: `X:`, the tune number). m3 mode
+    patches the tune as written otherwise, so titles and rhythms stay on the text side of a
+    pair instead of leaking into the music."""
+    return "\n".join(ln for ln in text.split("\n") if ln[:2] not in TEXT_FIELD_PREFIXES or ln.startswith("X:"))
+
+
+def m3_text(text: str) -> str:
+    """What the m3 patcher sees: ASCII, without text fields (DESIGN §5.2 checks raw WikiMT,
+    which has no text fields, so the digest is unchanged)."""
+    return to_ascii(drop_text_fields(text))
+
+
 def extract_info_fields(text: str) -> list[tuple[str, str]]:
     """The (field letter, value) pairs of the text-carrying header fields, in order.
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from clamp.abc.normalize import normalize_abc, to_ascii
+from clamp.abc.normalize import m3_text, normalize_abc
 
 PATCH_SIZE = 64
 
@@ -136,7 +136,7 @@ class PatchMode:
 
 PATCH_MODES: dict[str, PatchMode] = {
     "clamp-v1": PatchMode("clamp-v1", V1_VOCAB, V1_PAD, V1_MASK, normalize_abc, patchify_v1_text),
-    "m3": PatchMode("m3", M3_VOCAB, M3_PAD, M3_MASK, to_ascii, patchify_m3_text),
+    "m3": PatchMode("m3", M3_VOCAB, M3_PAD, M3_MASK, m3_text, patchify_m3_text),
 }
 
 

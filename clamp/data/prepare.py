@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from clamp.abc.convert import ConversionError, to_abc
-from clamp.abc.normalize import normalize_abc, to_ascii
+from clamp.abc.normalize import normalize_abc
 from clamp.abc.patching import PATCH_SIZE, get_patch_mode
 from clamp.data.clean import (
     MAX_RECORD_BYTES,
@@ -62,7 +64,7 @@ QUARANTINE_SCHEMA = pa.schema(
 
 # Bump when preparation (cleaning, normalization, patching) changes its output, so reruns
 # redo the chunks instead of skipping them.
-PREPARE_VERSION = 2
+PREPARE_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ class ConversionCache:
     def put(self, fmt: str, content: bytes, abc: str | None, error: str | None) -> None:
         path = self._path(fmt, content)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{id(self)}")
+        tmp = path.with_suffix(f".tmp-{os.getpid()}-{uuid.uuid4().hex}")
         tmp.write_text(json.dumps({"abc": abc, "error": error}), encoding="utf-8")
         tmp.replace(path)
 
@@ -137,7 +139,7 @@ def prepare_table(raw: pa.Table, cfg: PrepareConfig) -> tuple[pa.Table, pa.Table
             abc = strip_control_chars(abc)
             normalized = normalize_abc(abc)
             check_has_music(normalized)
-            prepared = normalized if mode.name == "clamp-v1" else to_ascii(abc)
+            prepared = normalized if mode.name == "clamp-v1" else mode.prepare(abc)
             patches = mode.patch_bytes(prepared, cfg.max_patches)
         except RejectedRecord as exc:
             for key, value in (

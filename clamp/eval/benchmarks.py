@@ -91,7 +91,8 @@ def load_vgmidi(benchmarks_dir: str | Path | None = None) -> Benchmark:
     with csv_path.open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     entries = [
-        (f"vgmidi:{r['id']}", root / r["midi"], VGMIDI_QUADRANTS[(int(r["valence"]), int(r["arousal"]))]) for r in rows
+        # the csv `id` repeats across phrases of one piece: the MIDI path is the unique key
+        (f"vgmidi:{r['midi']}", root / r["midi"], VGMIDI_QUADRANTS[(int(r["valence"]), int(r["arousal"]))]) for r in rows
     ]
     return _midi_benchmark("vgmidi", "emotion", entries, str(csv_path))
 

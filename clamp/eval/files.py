@@ -15,7 +15,7 @@ def read_music_file(path: str | Path) -> str:
     from clamp.abc.convert import ConversionError, to_abc
     from clamp.abc.normalize import normalize_abc
     from clamp.abc.tunes import split_tunes
-    from clamp.data.clean import RejectedRecord, check_has_music, decode_text
+    from clamp.data.clean import RejectedRecord, check_has_music, decode_text, strip_control_chars
 
     path = Path(path)
     if not path.is_file():
@@ -32,6 +32,7 @@ def read_music_file(path: str | Path) -> str:
             abc = tunes[0]
         else:
             abc = to_abc(fmt, data)
+        abc = strip_control_chars(abc)  # as in training: CRLF, stray control characters
         check_has_music(normalize_abc(abc))
     except ConversionError as exc:
         raise UserInputError(f"unparseable score {path}: {exc}") from None

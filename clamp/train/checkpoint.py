@@ -85,9 +85,23 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
     tree = _flatten(state, "", tensors)
     save_file(tensors, str(tmp / "state.safetensors"))
     (tmp / "state.json").write_text(json.dumps(tree))
+    # Move the old checkpoint aside before the new one takes its name, so a kill at any point
+    # leaves one complete checkpoint (`latest` or `latest.old`).
+    old = path.with_name(f"{path.name}.old")
     if path.exists():
-        shutil.rmtree(path)
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(path, old)
     os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def checkpoint_to_resume(path: str | Path) -> Path | None:
+    """`latest`, or `latest.old` when a kill came between the two renames of a save."""
+    path = Path(path)
+    for candidate in (path, path.with_name(f"{path.name}.old")):
+        if (candidate / "state.json").is_file() and (candidate / "state.safetensors").is_file():
+            return candidate
+    return None
 
 
 def load_checkpoint(path: str | Path) -> dict:

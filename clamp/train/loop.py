@@ -23,7 +23,20 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from clamp.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from clamp.train.checkpoint import (
+    checkpoint_to_resume,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+
+# Settings that define a run: a checkpoint is resumed only by a run with the same values.
+RUN_IDENTITY = (
+    "objective", "preset", "input_kind", "text_model", "init_music_from", "text_dropout", "learnable_temperature",
+    "projection_dim", "max_patches", "steps", "batch_size", "grad_accum", "lr", "text_lr", "weight_decay",
+    "warmup_steps", "min_lr_ratio", "max_grad_norm", "precision", "seed",
+)
 
 log = logging.getLogger("clamp.train")
 
@@ -142,17 +155,25 @@ def setup_distributed(device: torch.device) -> DistInfo:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # before NCCL starts: collectives stage on the current device
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
 def pick_device(name: str) -> torch.device:
+    """`auto`: this process's GPU (cuda:LOCAL_RANK under torchrun) when there is one, else CPU."""
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        return torch.device("cpu")
-    return torch.device(name)
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda, but CUDA is not available on this machine")
+        if device.index is None:
+            device = torch.device("cuda", local_rank)
+    return device
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -190,6 +211,7 @@ def run_loop(
     on_log=None,
     dinfo: DistInfo | None = None,
     device: torch.device | None = None,
+    dataset_fingerprint: str = "",
 ) -> dict:
     """Generic loop: `step_fn(model, batch, step) -> StepResult` does forward+loss (not backward).
 
@@ -209,7 +231,16 @@ def run_loop(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio))
     start_step = 0
     history: dict[int, float] = {}
-    state = load_checkpoint(ckpt_dir) if (ckpt_dir / "state.json").is_file() else None
+    identity = {**{k: getattr(cfg, k) for k in RUN_IDENTITY}, "dataset_fingerprint": dataset_fingerprint,
+                "world_size": dinfo.world}
+    resume_from = checkpoint_to_resume(ckpt_dir)
+    state = load_checkpoint(resume_from) if resume_from is not None else None
+    if state is not None and state.get("identity") != identity:
+        changed = sorted(k for k in identity if (state.get("identity") or {}).get(k) != identity[k])
+        raise ValueError(
+            f"{out_dir} holds a checkpoint of another run (different {', '.join(changed)}): "
+            "use a new output folder or delete it to start over"
+        )
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -227,6 +258,8 @@ def run_loop(
     amp = autocast_dtype(cfg.precision, device)
     metrics_file = out_dir / f"metrics-rank{dinfo.rank}.jsonl"
     out_dir.mkdir(parents=True, exist_ok=True)
+    if start_step == 0:
+        metrics_file.unlink(missing_ok=True)  # a fresh run: no lines from an earlier one
     ddp_model.train()
     t_last, samples_since, patches_since, data_wait = time.perf_counter(), 0, 0, 0.0
     for step in range(start_step, cfg.steps):
@@ -268,8 +301,15 @@ def run_loop(
             if on_log and dinfo.is_main:
                 on_log(done, record)
         if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
-            _save(ckpt_dir, model, optimizer, scheduler, done, history, dinfo)
-    return {"history": history, "completed": cfg.stop_after is None or cfg.stop_after >= cfg.steps}
+            _save(ckpt_dir, model, optimizer, scheduler, done, history, dinfo, identity)
+    completed = cfg.stop_after is None or cfg.stop_after >= cfg.steps
+    if completed and dinfo.is_main:
+        # the run is over: a later run in this folder starts afresh instead of resuming it
+        import shutil
+
+        for stale in (ckpt_dir, ckpt_dir.with_name(f"{ckpt_dir.name}.old")):
+            shutil.rmtree(stale, ignore_errors=True)
+    return {"history": history, "completed": completed}
 
 
 class _null:
@@ -280,7 +320,7 @@ class _null:
         return False
 
 
-def _save(ckpt_dir: Path, model, optimizer, scheduler, step: int, history: dict, dinfo: DistInfo) -> None:
+def _save(ckpt_dir: Path, model, optimizer, scheduler, step: int, history: dict, dinfo: DistInfo, identity: dict) -> None:
     rngs = [rng_state()]
     if dinfo.world > 1:
         gathered: list = [None] * dinfo.world
@@ -290,7 +330,7 @@ def _save(ckpt_dir: Path, model, optimizer, scheduler, step: int, history: dict,
         save_checkpoint(ckpt_dir, {
             "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "rng": rngs if dinfo.world > 1 else rngs[0],
-            "history": {str(k): v for k, v in history.items()},
+            "history": {str(k): v for k, v in history.items()}, "identity": identity,
         })
     if dinfo.world > 1:
         dist.barrier()

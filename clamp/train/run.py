@@ -61,6 +61,17 @@ def music_config(cfg: TrainConfig, manifest: dict) -> MusicEncoderConfig:
     return music
 
 
+def decay_groups(module: torch.nn.Module, lr: float, weight_decay: float, skip: set[int] | None = None) -> list[dict]:
+    """AdamW groups: weight decay on matrices only; none on biases, norms, embeddings' gains
+    and the temperature (as in CLIP), which decay would pull toward zero."""
+    decay, no_decay = [], []
+    for name, p in module.named_parameters():
+        if not p.requires_grad or (skip and id(p) in skip):
+            continue
+        (no_decay if p.ndim < 2 or "logit_scale" in name else decay).append(p)
+    return [{"params": decay, "lr": lr, "weight_decay": weight_decay}, {"params": no_decay, "lr": lr, "weight_decay": 0.0}]
+
+
 def mmm_step(model, batch, micro_step: int, seed: int, rank: int) -> StepResult:
     gen = torch.Generator().manual_seed(hash((seed, micro_step, rank)) % 2**63)
     out = model(batch["music"], generator=gen)
@@ -99,7 +110,7 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.objective == "mmm":
         model: torch.nn.Module = MMMModel(music)
         collate = PatchCollator(music.max_positions)
-        param_groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": cfg.lr}]
+        param_groups = decay_groups(model, cfg.lr, cfg.weight_decay)
 
         def step_fn(m, b, s):
             return mmm_step(m, b, s, cfg.seed, dinfo.rank)
@@ -109,15 +120,19 @@ def train(cfg: TrainConfig) -> dict:
         model = ClampModel.from_config(clamp_cfg)
         if cfg.init_music_from:
             pre = load_mmm(cfg.init_music_from)
+            keys = ("patch_mode", "input_kind", "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_positions")
+            if any(getattr(pre.cfg, k) != getattr(music, k) for k in keys):
+                raise ValueError(
+                    f"{cfg.init_music_from} was pre-trained with another encoder configuration "
+                    f"(preset/patch mode/input kind differ from {cfg.preset}, {music.patch_mode}, {cfg.input_kind})"
+                )
             model.music_encoder.load_state_dict(pre.encoder.state_dict())
         collate = ContrastiveCollator(model.tokenizer, music.max_positions, clamp_cfg.text_max_length, cfg.text_dropout,
                                       music.input_kind, music.pad_id, cfg.seed)
         text_params = list(model.text_encoder.parameters())
         text_ids = {id(p) for p in text_params}
-        param_groups = [
-            {"params": [p for p in model.parameters() if id(p) not in text_ids and p.requires_grad], "lr": cfg.lr},
-            {"params": text_params, "lr": cfg.text_lr},
-        ]
+        param_groups = decay_groups(model, cfg.lr, cfg.weight_decay, skip=text_ids) + decay_groups(
+            model.text_encoder, cfg.text_lr, cfg.weight_decay)
         step_fn = clamp_step
     seed_everything(cfg.seed + 1000 * dinfo.rank)  # dropout differs per rank, as with separate batches
     n_params = sum(p.numel() for p in model.parameters())
@@ -139,7 +154,8 @@ def train(cfg: TrainConfig) -> dict:
 
                 mlflow.log_metrics({k: float(v) for k, v in record.items() if k != "step"}, step=step)
 
-        result = run_loop(cfg, model, dataset, collate, step_fn, param_groups, on_log, dinfo, device)
+        result = run_loop(cfg, model, dataset, collate, step_fn, param_groups, on_log, dinfo, device,
+                          dataset_fingerprint=manifest.get("fingerprint", ""))
         model_dir = Path(cfg.output_dir) / "model"
         if result["completed"] and dinfo.is_main:
             if cfg.objective == "mmm":

@@ -161,3 +161,19 @@ def test_humdrum_failures_have_the_humdrum_reason():
 
     with pytest.raises(ConversionError, match="^unparseable_humdrum"):
         to_abc("humdrum", b"**kern\n*M4/4\n=1\n4q\n*-\n")
+
+
+def test_corrupt_mxl_deflate_stream_is_a_conversion_error():
+    import io
+    import zipfile
+
+    from clamp.abc.convert import ConversionError, to_abc
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("score.xml", "<score-partwise>" + "x" * 5000 + "</score-partwise>")
+    data = bytearray(buf.getvalue())
+    start = data.index(b"score.xml") + len("score.xml")
+    data[start + 10 : start + 40] = b"\xff" * 30  # damage the compressed stream
+    with pytest.raises(ConversionError, match="^unparseable_musicxml"):
+        to_abc("mxl", bytes(data))

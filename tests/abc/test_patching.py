@@ -278,10 +278,11 @@ def test_m3_max_patches_truncates():
     assert rows(patchify_m3_text(text, 3)) == [M3_BEGIN, m3("K:C\n"), m3("ab|")]
 
 
-def test_m3_prepare_is_ascii_only_not_normalization():
+def test_m3_prepare_drops_text_fields_and_transliterates_but_does_not_normalize():
     pm = get_patch_mode("m3")
     assert pm.vocab_size == 128 and pm.pad_id == 0 and pm.mask_id == 3
-    assert pm.prepare("X:1\nT:Café\n") == "X:1\nT:Cafe\n"
+    # text fields go (they are the text side), comments and the rest stay as written
+    assert pm.prepare("X:1\nT:Café\nK:C\n% café comment\nCDE|\n") == "X:1\nK:C\n% cafe comment\nCDE|\n"
 
 
 # ----------------------------------------------------------------------------------------- API
@@ -292,8 +293,8 @@ def test_patchify_returns_uint8_n_by_64(mode):
     arr = patchify("X:1\nT:t\nK:C\nabc|def|\n", mode)
     assert arr.dtype == np.uint8
     assert arr.ndim == 2 and arr.shape[1] == 64
-    # clamp-v1: K:C, abc|, def|, end; m3: begin, X:, T:, K:, abc|, def|, end
-    assert arr.shape[0] == (4 if mode == "clamp-v1" else 7)
+    # clamp-v1: K:C, abc|, def|, end; m3: begin, X:, K:, abc|, def|, end (T: is text, not music)
+    assert arr.shape[0] == (4 if mode == "clamp-v1" else 6)
 
 
 def test_patchify_max_patches():
@@ -311,3 +312,13 @@ def test_unknown_mode_raises_value_error():
         get_patch_mode("clamp-v9")
     with pytest.raises(ValueError):
         patchify("K:C\nabc|\n", "nope")
+
+
+def test_m3_keeps_text_fields_out_of_the_music():
+    from clamp.abc.normalize import m3_text
+
+    tune = "X:1\nT:Test Jig\nR:jig\nM:6/8\nK:D\n|:dAF DFA|\n"
+    assert m3_text(tune) == "X:1\nM:6/8\nK:D\n|:dAF DFA|\n"
+    rows_ = np.frombuffer(get_patch_mode("m3").patch_bytes(get_patch_mode("m3").prepare(tune), 512), dtype=np.uint8).reshape(-1, 64)
+    text = b"".join(bytes(r) for r in rows_)
+    assert b"Test Jig" not in text and b"R:jig" not in text and b"K:D" in text

@@ -115,15 +115,16 @@ def test_good_record_prepared(result):
     assert normalize_abc(row["abc"]) == GOOD_NORMALIZED
 
 
-def test_m3_mode_patches_raw_ascii():
+def test_m3_mode_patches_the_tune_as_written_without_text_fields():
     raw = records_to_table([CASES["good"][0]])
     prepared, quarantined = prepare_table(raw, PrepareConfig(patch_mode="m3"))
     assert quarantined.num_rows == 0
     row = prepared.to_pylist()[0]
-    assert row["n_chars"] == len(GOOD_ABC)
+    m3_input = "X:1\nM:6/8\nL:1/8\nK:G\n|:GAB cde|dcB A2G:|\n"  # T: and R: are the text side
+    assert row["n_chars"] == len(m3_input)
     patches = patches_of(row["patch_bytes"])
-    # begin, X:, T:, R:, M:, L:, K:, two bars, end
-    assert patches.shape == (10, 64)
+    # begin, X:, M:, L:, K:, two bars, end
+    assert patches.shape == (8, 64)
     assert patches[0].tolist() == [1] * 64
     # the exact-duplicate key is the same in both modes (it is over §4-normalized text)
     assert row["content_hash"] == content_hash(GOOD_NORMALIZED)

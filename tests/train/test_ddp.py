@@ -62,6 +62,7 @@ def test_two_process_gathered_loss_and_grads_equal_single_process(tmp_path):
         assert result["logits"].shape == (GLOBAL_BATCH, GLOBAL_BATCH)  # the global batch, gathered
         torch.testing.assert_close(result["logits"], single.logits.detach(), atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(result["loss"], single.loss.detach(), atol=1e-6, rtol=1e-5)
-        for name, p in model.named_parameters():
-            if p.grad is not None and name in result["grads"]:
-                torch.testing.assert_close(result["grads"][name], p.grad, atol=1e-5, rtol=1e-4, msg=name)
+        single_grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        assert set(result["grads"]) == set(single_grads)
+        for name, grad in single_grads.items():
+            torch.testing.assert_close(result["grads"][name], grad, atol=1e-5, rtol=1e-4, msg=name)

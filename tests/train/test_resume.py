@@ -68,3 +68,17 @@ def test_contrastive_run_stopped_and_resumed_matches(tiny_dataset, tmp_path):
     resumed = train(_cfg(tiny_dataset, tmp_path / "stop", **kw))
     assert resumed["history"] == reference["history"]
     assert Path(resumed["model_dir"], "model.safetensors").is_file()
+
+
+def test_a_checkpoint_of_another_run_is_refused_and_a_finished_run_leaves_none(tiny_dataset, tmp_path):
+    import pytest
+
+    out = tmp_path / "run"
+    train(_cfg(tiny_dataset, out, steps=8, stop_after=4))
+    assert (out / "checkpoints" / "latest" / "state.json").is_file()
+    with pytest.raises(ValueError, match=r"checkpoint of another run \(different lr\)"):
+        train(_cfg(tiny_dataset, out, steps=8, lr=5e-4))
+    done = train(_cfg(tiny_dataset, out, steps=8))
+    assert done["model_dir"] and not (out / "checkpoints" / "latest").exists()
+    again = train(_cfg(tiny_dataset, out, steps=8))  # starts afresh, same seed: same losses
+    assert again["history"] == done["history"]
