@@ -289,17 +289,18 @@ def run_loop(
         history[step] = loss_sum
         done = step + 1
         record = {"step": done, "loss": loss_sum, "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm), **extra}
-        with metrics_file.open("a") as fh:
-            fh.write(json.dumps(record) + "\n")
-        if done % cfg.log_every == 0 or done == cfg.steps:
+        log_now = done % cfg.log_every == 0 or done == cfg.steps
+        if log_now:
             now = time.perf_counter()
             elapsed = now - t_last
             record["samples_per_s"] = samples_since * dinfo.world / elapsed
             record["patches_per_s"] = patches_since * dinfo.world / elapsed
             record["data_wait_fraction"] = data_wait / elapsed
             t_last, samples_since, patches_since, data_wait = now, 0, 0, 0.0
-            if on_log and dinfo.is_main:
-                on_log(done, record)
+        with metrics_file.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        if log_now and on_log and dinfo.is_main:
+            on_log(done, record)
         if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
             _save(ckpt_dir, model, optimizer, scheduler, done, history, dinfo, identity)
     completed = cfg.stop_after is None or cfg.stop_after >= cfg.steps
