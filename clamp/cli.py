@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -293,7 +294,7 @@ def eval_command(
         table.add_column(col)
     for r in rows:
         table.add_row(*[f"{v:.3f}" if isinstance(v, float) else ("-" if v is None else str(v)) for v in r.values()])
-    Console().print(table)
+    Console(width=max(140, shutil.get_terminal_size().columns)).print(table)
 
 
 @dataset_app.command("info")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 
 os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         table.add_column(col)
     for r in rows:
         table.add_row(*[f"{v:.3f}" if isinstance(v, float) else ("-" if v is None else str(v)) for v in r.values()])
-    Console().print(table)
+    Console(width=max(140, shutil.get_terminal_size().columns)).print(table)
     uri = tracking_uri()
     print(f"\nMLflow runs are in {uri}\nOpen them with:  .venv/bin/mlflow ui --backend-store-uri {uri}")
     return 0

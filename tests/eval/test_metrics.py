@@ -63,3 +63,18 @@ def test_baselines():
     assert b["chance/accuracy"] == 0.5
     assert b["majority/accuracy"] == 0.75
     assert b["majority/macro_f1"] == pytest.approx((2 * 3 / 7 + 0) / 2)
+
+
+def test_linear_probe_separates_classes_in_a_narrow_cone():
+    """Two classes that differ by a tiny offset on unit vectors (like a young model's
+    embeddings) must still be separated: the probe standardizes its inputs."""
+    from clamp.eval.tasks import linear_probe
+
+    rng = np.random.default_rng(0)
+    base = np.ones(16) / 4.0
+    y = np.repeat([0, 1], 40)
+    x = base + 1e-3 * rng.standard_normal((80, 16))
+    x[:, 0] += 1e-3 * np.where(y == 1, 3.0, -3.0)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    result = linear_probe(x, y, 2)
+    assert result["accuracy"] > 0.9 and result["folds"] == 5
