@@ -125,7 +125,9 @@ def build_dataset(
 
     `config_path` is a YAML/JSON `BuildConfig`; `overrides` set single fields on top of it.
     """
-    fields = {**(overrides or {}), "name": name, "n_workers": n_workers, "scheduler_address": scheduler_address}
+    fields = {**(overrides or {}), "name": name, "n_workers": n_workers}
+    if scheduler_address:  # otherwise CLAMP_SCHEDULER_ADDRESS (set by `infra.stack`'s env.sh) applies
+        fields["scheduler_address"] = scheduler_address
     cfg = BuildConfig.from_file(config_path, **fields) if config_path else BuildConfig(**fields)
     runner = _task_runner(cfg.n_workers, cfg.scheduler_address)
     summary = run_stages.with_options(task_runner=runner)(cfg, show_progress=sys.stderr.isatty())
