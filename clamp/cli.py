@@ -297,6 +297,45 @@ def eval_command(
     Console(width=max(140, shutil.get_terminal_size().columns)).print(table)
 
 
+@app.command()
+def lineage(
+    name: Annotated[str, typer.Argument(help="registered model name")],
+    version: Annotated[str, typer.Argument(help="version number or alias (e.g. champion)")] = "champion",
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Trace a registered model version to its training run, dataset, code commit and config."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from clamp.train.tracking import tracking_uri
+
+    client = MlflowClient(tracking_uri=tracking_uri())
+    try:
+        mv = client.get_model_version(name, version) if version.isdigit() else client.get_model_version_by_alias(name, version)
+        run = client.get_run(mv.run_id)
+    except MlflowException as exc:
+        _fail(f"no model version {name}/{version} in {tracking_uri()}: {str(exc).splitlines()[0][:160]}")
+    tags, params = run.data.tags, run.data.params
+    info = {
+        "model": name, "version": mv.version, "aliases": list(getattr(mv, "aliases", []) or []), "source": mv.source,
+        "training_run_id": run.info.run_id, "run_name": tags.get("mlflow.runName", ""),
+        "dataset_fingerprint": mv.tags.get("dataset_fingerprint") or tags.get("dataset_fingerprint", ""),
+        "dataset_dir": tags.get("dataset_dir", ""), "git_commit": tags.get("git_commit", ""),
+        "objective": tags.get("objective", ""),
+        "config": {k: v for k, v in sorted(params.items()) if k.startswith(("train.", "music."))},
+    }
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    for k, v in info.items():
+        if k != "config":
+            typer.echo(f"{k:20s} {v}")
+    typer.echo("config:")
+    for k, v in info["config"].items():
+        typer.echo(f"  {k} = {v}")
+
+
 @dataset_app.command("info")
 def dataset_info(path: Annotated[Path, typer.Argument(help="a built dataset folder (holds manifest.json)")]) -> None:
     """Print a dataset's summary."""

@@ -33,7 +33,7 @@ from clamp.train.checkpoint import (
 
 # Settings that define a run: a checkpoint is resumed only by a run with the same values.
 RUN_IDENTITY = (
-    "objective", "preset", "input_kind", "text_model", "init_music_from", "text_dropout", "learnable_temperature",
+    "objective", "preset", "input_kind", "text_model", "init_music_from", "init_from", "text_dropout", "learnable_temperature",
     "projection_dim", "max_patches", "steps", "batch_size", "grad_accum", "lr", "text_lr", "weight_decay",
     "warmup_steps", "min_lr_ratio", "max_grad_norm", "precision", "seed",
 )
@@ -50,6 +50,7 @@ class TrainConfig:
     input_kind: Literal["patch", "char"] = "patch"
     text_model: str = "all-MiniLM-L6-v2"
     init_music_from: str | None = None  # an MMM output folder: start the music encoder from it
+    init_from: str | None = None  # a CLaMP model folder: continue training it (retraining a champion)
     text_dropout: bool = True
     learnable_temperature: bool = True
     projection_dim: int = 256

@@ -117,7 +117,12 @@ def train(cfg: TrainConfig) -> dict:
     else:
         clamp_cfg = ClampConfig(music=music, text_model=cfg.text_model, projection_dim=cfg.projection_dim,
                                 learnable_temperature=cfg.learnable_temperature)
-        model = ClampModel.from_config(clamp_cfg)
+        if cfg.init_from:
+            model = ClampModel.from_pretrained(cfg.init_from)
+            if model.config.music.to_dict() != music.to_dict():
+                raise ValueError(f"{cfg.init_from} has another music encoder configuration than preset {cfg.preset}")
+        else:
+            model = ClampModel.from_config(clamp_cfg)
         if cfg.init_music_from:
             pre = load_mmm(cfg.init_music_from)
             keys = ("patch_mode", "input_kind", "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_positions")
