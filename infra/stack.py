@@ -180,6 +180,13 @@ class Stack:
             raise
         (self.state / "env.sh").write_text("".join(f"export {k}={v}\n" for k, v in self.client_env().items()))
 
+    def restart_worker(self) -> int:
+        """Start the Prefect worker again (after it died or was killed)."""
+        f = self.state / "prefect-worker.pid"
+        if f.is_file() and _alive(int(f.read_text())):
+            raise StackError("the worker is still running")
+        return self._spawn("prefect-worker", [str(BIN / "prefect"), "worker", "start", "--pool", POOL])
+
     def status(self) -> dict[str, bool]:
         return {name: bool(check()) for name, check in self.services()} if self._meta().get("running") else {}
 

@@ -1,0 +1,65 @@
+"""Integration: the local stack runs every deployment of prefect.yaml through
+`prefect deployment run`, with small parameters, and each run completes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra.stack import Ports, Stack
+from tests.conftest import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+PREFECT = str(Path(sys.executable).parent / "prefect")
+TINY = {"preset": "tiny", "steps": 3, "batch_size": 8}
+
+
+@pytest.mark.slow
+def test_every_deployment_runs_on_the_local_stack(tmp_path, benchmarks_dir):
+    stack = Stack(tmp_path / "stack", Ports(free_port(), free_port(), free_port()))
+    stack.up()
+    env = stack.env()
+
+    def prefect(*args, timeout=600):
+        return subprocess.run([PREFECT, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+    def run(deployment: str, params: dict) -> None:
+        r = prefect("deployment", "run", deployment, "--params", json.dumps(params), "--watch", "--watch-timeout", "500")
+        log = (tmp_path / "stack" / "logs" / "prefect-worker.log").read_text(errors="replace")[-2500:]
+        assert r.returncode == 0 and "Completed" in r.stdout + r.stderr, f"{deployment}: {r.stdout[-1500:]}{r.stderr[-1500:]}{log}"
+
+    try:
+        deployed = prefect("--no-prompt", "deploy", "--all")
+        assert deployed.returncode == 0, deployed.stdout[-2000:] + deployed.stderr[-2000:]
+        data, out = tmp_path / "datasets", tmp_path / "out"
+        build = {"output_dir": str(data), "cache_dir": str(tmp_path / "cache"), "shard_size": 50, "decontaminate": False,
+                 "sources": [{"kind": "music21", "path_filter": "airdsAirs", "limit": 100}]}
+        run("build-dataset/music21-corpus", {"name": "stack", "overrides": build})
+        dataset = str(data / "stack")
+        run("pretrain-mmm/small-cpu", {"dataset_dir": dataset, "output_dir": str(out / "mmm"), "preset": "tiny",
+                                       "steps": 3, "batch_size": 8})
+        run("train-clamp/small-cpu-clamp", {"dataset_dir": dataset, "output_dir": str(out / "clamp"), "preset": "tiny",
+                                            "steps": 3, "batch_size": 8, "init_music_from": str(out / "mmm" / "model"),
+                                            "overrides": {"projection_dim": 16}})
+        run("evaluate/benchmarks", {"model_dir": str(out / "clamp" / "model"), "dataset_dir": dataset, "benchmarks": ["wikimt"],
+                                    "out_dir": str(out / "eval"), "include_untrained": False, "max_items": 20})
+        run("ablations/paper-grid", {"dataset_dir": dataset, "out_dir": str(out / "abl"), "preset": "tiny", "steps": 2,
+                                     "mmm_steps": 2, "batch_size": 8, "max_items": 10})
+        run("retrain/nightly", {"name": "stack", "model_name": "clamp-stack", "build_overrides": build,
+                                "train_overrides": {**TINY, "projection_dim": 16, "checkpoint_every": 0},
+                                "metric": "wikimt/items", "max_items": 10, "out_dir": str(out / "retrain")})
+        assert (out / "eval" / "clamp" / "wikimt-predictions.csv").is_file()
+        assert (out / "abl" / "ablations.csv").is_file()
+        # everything was tracked by the stack's MLflow server
+        from mlflow import MlflowClient
+
+        client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+        assert str(client.get_model_version_by_alias("clamp-stack", "champion").version) == "1"
+        names = {r.info.run_name for e in client.search_experiments() for r in client.search_runs([e.experiment_id])}
+        assert {"mmm-tiny", "clamp-tiny", "clamp/wikimt", "ablations"} <= names
+    finally:
+        stack.down()
