@@ -1,5 +1,6 @@
 """Integration: the local stack runs every deployment of prefect.yaml through
-`prefect deployment run`, with small parameters, and each run completes."""
+`prefect deployment run`, with small parameters, and each run completes. The build runs on the
+stack's Dask scheduler and workers; training and evaluation log to the stack's MLflow server."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ TINY = {"preset": "tiny", "steps": 3, "batch_size": 8}
 @pytest.mark.slow
 def test_every_deployment_runs_on_the_local_stack(tmp_path, benchmarks_dir):
     stack = Stack(tmp_path / "stack", Ports(free_port(), free_port(), free_port()))
-    stack.up()
+    stack.up(dask=True)
     env = stack.env()
 
     def prefect(*args, timeout=600):
@@ -38,7 +39,14 @@ def test_every_deployment_runs_on_the_local_stack(tmp_path, benchmarks_dir):
         data, out = tmp_path / "datasets", tmp_path / "out"
         build = {"output_dir": str(data), "cache_dir": str(tmp_path / "cache"), "shard_size": 50, "decontaminate": False,
                  "sources": [{"kind": "music21", "path_filter": "airdsAirs", "limit": 100}]}
-        run("build-dataset/music21-corpus", {"name": "stack", "overrides": build})
+        # on the stack's Dask cluster, by scheduler address, instead of a LocalCluster
+        run("build-dataset/music21-corpus", {"name": "stack", "overrides": build,
+                                             "scheduler_address": f"tcp://127.0.0.1:{stack.ports.dask}"})
+        from distributed import Client
+
+        with Client(f"tcp://127.0.0.1:{stack.ports.dask}", timeout=30) as dask_client:
+            prefixes = dask_client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.task_prefixes))
+        assert any("prepare" in p for p in prefixes) and any("write" in p for p in prefixes), prefixes
         dataset = str(data / "stack")
         run("pretrain-mmm/small-cpu", {"dataset_dir": dataset, "output_dir": str(out / "mmm"), "preset": "tiny",
                                        "steps": 3, "batch_size": 8})

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from clamp.train.loop import TrainConfig
 from clamp.train.run import train
 
@@ -25,6 +27,14 @@ def _cfg(dataset: Path, out: Path, **kw) -> TrainConfig:
     base = dict(objective="mmm", dataset_dir=str(dataset), output_dir=str(out), preset="tiny", steps=12,
                 batch_size=8, checkpoint_every=4, log_every=4, warmup_steps=3, lr=1e-3, mlflow=False, seed=3)
     return TrainConfig(**{**base, **kw})
+
+
+def assert_same_losses(a: dict[int, float], b: dict[int, float]) -> None:
+    """Same steps, same losses up to float32 reduction-order noise (about 1e-7 relative was
+    seen on this CPU); a wrong resume (data order, RNG, optimizer state) differs by 1e-3 or more."""
+    assert sorted(a) == sorted(b)
+    for step in a:
+        assert a[step] == pytest.approx(b[step], rel=1e-5, abs=1e-6), step
 
 
 def _checkpoint_step(out: Path) -> int:
@@ -57,7 +67,7 @@ def test_killed_mmm_run_resumes_with_identical_losses(tiny_dataset, tmp_path):
     assert not (out / "model").exists()
 
     resumed = train(_cfg(tiny_dataset, out, steps=steps))
-    assert resumed["history"] == reference["history"]
+    assert_same_losses(resumed["history"], reference["history"])
 
 
 def test_contrastive_run_stopped_and_resumed_matches(tiny_dataset, tmp_path):
@@ -66,13 +76,11 @@ def test_contrastive_run_stopped_and_resumed_matches(tiny_dataset, tmp_path):
     stopped = train(_cfg(tiny_dataset, tmp_path / "stop", stop_after=3, **kw))
     assert stopped["model_dir"] is None and sorted(stopped["history"]) == [0, 1, 2]
     resumed = train(_cfg(tiny_dataset, tmp_path / "stop", **kw))
-    assert resumed["history"] == reference["history"]
+    assert_same_losses(resumed["history"], reference["history"])
     assert Path(resumed["model_dir"], "model.safetensors").is_file()
 
 
 def test_a_checkpoint_of_another_run_is_refused_and_a_finished_run_leaves_none(tiny_dataset, tmp_path):
-    import pytest
-
     out = tmp_path / "run"
     train(_cfg(tiny_dataset, out, steps=8, stop_after=4))
     assert (out / "checkpoints" / "latest" / "state.json").is_file()
@@ -81,4 +89,4 @@ def test_a_checkpoint_of_another_run_is_refused_and_a_finished_run_leaves_none(t
     done = train(_cfg(tiny_dataset, out, steps=8))
     assert done["model_dir"] and not (out / "checkpoints" / "latest").exists()
     again = train(_cfg(tiny_dataset, out, steps=8))  # starts afresh, same seed: same losses
-    assert again["history"] == done["history"]
+    assert_same_losses(again["history"], done["history"])
