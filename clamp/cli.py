@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -275,10 +274,7 @@ def eval_command(
     untrained: Annotated[bool, typer.Option(help="also evaluate the untrained (random-init) twin")] = True,
 ) -> None:
     """Evaluate a model on the benchmarks and print the table."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from clamp.eval.run import evaluate, results_table
+    from clamp.eval.run import evaluate, print_results_table, results_table
 
     _model(model)  # a clear error before any work
     if dataset is not None and not (dataset / "manifest.json").is_file():
@@ -288,13 +284,7 @@ def eval_command(
                            include_untrained=untrained, mlflow_enabled=mlflow)
     except (FileNotFoundError, ValueError) as exc:
         _fail(str(exc).splitlines()[0])
-    rows = results_table(results)
-    table = Table(title="evaluation")
-    for col in rows[0] if rows else []:
-        table.add_column(col)
-    for r in rows:
-        table.add_row(*[f"{v:.3f}" if isinstance(v, float) else ("-" if v is None else str(v)) for v in r.values()])
-    Console(width=max(140, shutil.get_terminal_size().columns)).print(table)
+    print_results_table(results_table(results))
 
 
 @app.command()

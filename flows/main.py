@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 
 os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
@@ -56,16 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     for stage in ("mmm", "clamp"):
         r = result[stage]
         print(f"{stage}: {r['steps']} steps, loss {r['first_loss']:.3f} -> {r['last_loss']:.3f}; model in {r['model_dir']}")
-    from rich.console import Console
-    from rich.table import Table
+    from clamp.eval.run import print_results_table
 
-    rows = result["evaluation"]
-    table = Table(title="benchmarks (zero-shot needs no fine-tuning; the probe and baselines are for comparison)")
-    for col in rows[0] if rows else []:
-        table.add_column(col)
-    for r in rows:
-        table.add_row(*[f"{v:.3f}" if isinstance(v, float) else ("-" if v is None else str(v)) for v in r.values()])
-    Console(width=max(140, shutil.get_terminal_size().columns)).print(table)
+    print_results_table(result["evaluation"], "benchmarks (zero-shot needs no fine-tuning; the probe and baselines are for comparison)")
     uri = tracking_uri()
     print(f"\nMLflow runs are in {uri}\nOpen them with:  .venv/bin/mlflow ui --backend-store-uri {uri}")
     return 0

@@ -218,6 +218,21 @@ def _lineage(model_dir: Path) -> dict[str, str]:
     return {}
 
 
+def print_results_table(rows: list[dict], title: str = "evaluation") -> None:
+    """The results table on the terminal (wide enough for its columns even when piped)."""
+    import shutil
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in rows[0] if rows else []:
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*[f"{v:.3f}" if isinstance(v, float) else ("-" if v is None else str(v)) for v in r.values()])
+    Console(width=max(140, shutil.get_terminal_size().columns)).print(table)
+
+
 def results_table(results: list[EvalResult]) -> list[dict]:
     rows = []
     for r in results:
