@@ -10,6 +10,8 @@ from typing import Annotated
 
 import typer
 
+from clamp.config import error_line
+
 app = typer.Typer(help="CLaMP pipeline: build music-text datasets and train models.", no_args_is_help=True)
 dataset_app = typer.Typer(help="Inspect built datasets.", no_args_is_help=True)
 app.add_typer(dataset_app, name="dataset")
@@ -51,7 +53,7 @@ def build(
         else:
             summary = build_dataset(cfg)
     except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc).splitlines()[0])
+        _fail(error_line(exc))
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
     else:
@@ -106,7 +108,7 @@ def train(
     try:
         result = run_train(cfg)
     except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc).splitlines()[0])
+        _fail(error_line(exc))
     if int(os.environ.get("RANK", "0")) == 0:
         typer.echo(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
 
@@ -283,7 +285,7 @@ def eval_command(
         results = evaluate(model, [b.strip() for b in benchmarks.split(",") if b.strip()], dataset, out,
                            include_untrained=untrained, mlflow_enabled=mlflow)
     except (FileNotFoundError, ValueError) as exc:
-        _fail(str(exc).splitlines()[0])
+        _fail(error_line(exc))
     print_results_table(results_table(results))
 
 

@@ -26,6 +26,18 @@ def default_benchmarks_dir() -> Path | None:
     return candidate if candidate.is_dir() else None
 
 
+def error_line(exc: Exception) -> str:
+    """One line for the terminal: a pydantic error names the field instead of "1 validation error"."""
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"]) or "config"
+        more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        return f"invalid {exc.title} setting {where}: {err['msg']}{more}"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 class SourceSpec(BaseModel):
     """One source of raw records."""
 

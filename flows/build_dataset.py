@@ -169,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = build_dataset(args.name, args.config, overrides, args.workers, args.scheduler)
     except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from clamp.config import error_line
+
+        print(f"error: {error_line(exc)}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(summary, indent=2))

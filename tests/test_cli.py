@@ -71,3 +71,9 @@ def test_crlf_files_read_like_training_data(tmp_path):
     (tmp_path / "lf.abc").write_bytes(TUNE.encode())
     (tmp_path / "crlf.abc").write_bytes(TUNE.replace("\n", "\r\n").encode())
     assert read_music_file(tmp_path / "crlf.abc") == read_music_file(tmp_path / "lf.abc")
+
+
+def test_an_invalid_build_config_names_the_field(tmp_path):
+    (tmp_path / "bad.yaml").write_text("name: x\nsources: [{kind: ftp}]\n")
+    line = _error(runner.invoke(app, ["build", "--config", str(tmp_path / "bad.yaml")]))
+    assert line == "error: invalid BuildConfig setting sources.0.kind: Input should be 'music21', 'local' or 'web'"

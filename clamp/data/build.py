@@ -323,12 +323,13 @@ def plan_shards(
     write_atomic(pa.table(decon_rows, schema=_DECON_SCHEMA), layout.dedup_dir / "decontaminated.arrow")
 
     kept = np.flatnonzero(status == 0)
+    chunk_hashes = [file_sha256(p) for p in prepared_chunks]
     shards = []
     for s, start in enumerate(range(0, len(kept), cfg.shard_size)):
         members = [where[i] for i in kept[start : start + cfg.shard_size]]
         fp = _fingerprint(
             [ids[i] + ":" + hashes[i] for i in kept[start : start + cfg.shard_size]],
-            [file_sha256(prepared_chunks[c]) for c in sorted({m[0] for m in members})],
+            [chunk_hashes[c] for c in sorted({m[0] for m in members})],
             cfg.valid_fraction, cfg.test_fraction, cfg.max_patches, cfg.patch_mode, SHARD_SCHEMA_VERSION,
         )
         shards.append(ShardPlan(s, members, fp))

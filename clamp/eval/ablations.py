@@ -97,11 +97,9 @@ def write_comparison(rows: list[dict], out: Path, primary_metric: str | None) ->
     md_path = out / "ablations.md"
     md_path.write_text("\n".join(md) + "\n")
     metric = primary_metric or (metric_cols[0] if metric_cols else "final_train_loss")
-    import matplotlib
+    from clamp.eval.run import pyplot_agg
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot_agg()
     fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(rows), 3.5))
     ax.bar([r["cell"] for r in rows], [r.get(metric, 0.0) for r in rows], color="#4878a8")
     ax.set_ylabel(metric)

@@ -80,12 +80,18 @@ def evaluate_benchmark(model, model_name: str, bench: Benchmark, out_dir: Path, 
     return EvalResult(model_name, b, metrics, artifacts)
 
 
-def plot_confusion(cm: np.ndarray, classes: list[str], path: Path, title: str) -> Path:
+def pyplot_agg():
+    """matplotlib's pyplot on the file-only Agg backend (no display on servers)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_confusion(cm: np.ndarray, classes: list[str], path: Path, title: str) -> Path:
+    plt = pyplot_agg()
     fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(classes), 0.8 + 0.6 * len(classes)))
     ax.imshow(cm, cmap="Blues")
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
@@ -103,11 +109,7 @@ def plot_confusion(cm: np.ndarray, classes: list[str], path: Path, title: str) -
 
 
 def plot_ranks(ranks: np.ndarray, path: Path, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot_agg()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.hist(ranks, bins=np.unique(np.geomspace(1, max(2, ranks.max()), 30).astype(int)))
     ax.set_xscale("log")
@@ -118,18 +120,6 @@ def plot_ranks(ranks: np.ndarray, path: Path, title: str) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def log_to_mlflow(result: EvalResult, lineage: dict[str, str], params: dict[str, str]) -> str:
-    import mlflow
-
-    with mlflow.start_run(run_name=f"{result.model}/{result.benchmark}") as run:
-        mlflow.set_tags({"kind": "evaluation", "model": result.model, "benchmark": result.benchmark, **lineage})
-        mlflow.log_params(params)
-        mlflow.log_metrics(result.metrics)
-        for a in result.artifacts:
-            mlflow.log_artifact(str(a))
-        return run.info.run_id
 
 
 def random_init_like(model):

@@ -9,7 +9,6 @@ the selected patches only.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -121,6 +120,3 @@ class MMMModel(nn.Module):
             acc = (flat_logits.argmax(-1)[real] == flat_targets[real]).float().mean()
         return MMMOutput(loss, acc, int(features.shape[0]))
 
-
-def expected_selected(n_real: int) -> int:
-    return math.ceil(n_real * MASK_FRACTION)

@@ -8,7 +8,6 @@ Hugging Face cache (`local_files_only=True`), e.g. `distilroberta-base` (the pap
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 
@@ -47,6 +46,3 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
 def text_hidden_size(model) -> int:
     return int(model.config.hidden_size)
 
-
-def is_local_model(path: str | Path) -> bool:
-    return Path(path).is_dir() and (Path(path) / "config.json").is_file()

@@ -7,6 +7,7 @@ are seeded per step/sample, and checkpoints carry model, optimizer, scheduler an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -275,7 +276,7 @@ def run_loop(
             data_wait += time.perf_counter() - t0
             batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
             sync = micro == cfg.grad_accum - 1 or dinfo.world == 1
-            ctx = ddp_model.no_sync() if (not sync and dinfo.world > 1) else _null()
+            ctx = ddp_model.no_sync() if (not sync and dinfo.world > 1) else contextlib.nullcontext()
             with ctx, torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 result = step_fn(ddp_model, batch, step * cfg.grad_accum + micro)
             (result.loss_tensor / cfg.grad_accum).backward()
@@ -312,14 +313,6 @@ def run_loop(
         for stale in (ckpt_dir, ckpt_dir.with_name(f"{ckpt_dir.name}.old")):
             shutil.rmtree(stale, ignore_errors=True)
     return {"history": history, "completed": completed}
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
 
 
 def _save(ckpt_dir: Path, model, optimizer, scheduler, step: int, history: dict, dinfo: DistInfo, identity: dict) -> None:

@@ -331,9 +331,6 @@ class _State:
         ).fetchone()
         return None if row is None else _Item(row[0], int(row[1]), row[2], row[3])
 
-    def is_visited(self, url: str) -> bool:
-        return self.db.execute("SELECT 1 FROM visited WHERE url = ?", (url,)).fetchone() is not None
-
     def hash_seen(self, sha256: str) -> bool:
         return self.db.execute("SELECT 1 FROM hashes WHERE sha256 = ?", (sha256,)).fetchone() is not None
 
