@@ -73,6 +73,22 @@ def time_steps(step, warmup: int, steps: int, device: torch.device) -> list[floa
 
 
 def bench_mmm(args, device) -> dict:
+    """The MMM step; on a CUDA out-of-memory error the batch is halved (the figures name it)."""
+    batch = args.mmm_batch or args.batch
+    while True:
+        try:
+            return _bench_mmm(args, device, batch)
+        except torch.cuda.OutOfMemoryError:
+            if batch == 1:
+                raise
+        # outside the except block: its traceback no longer pins the failed step's tensors
+        print(f"mmm: batch {batch} does not fit in GPU memory; trying {batch // 2}", file=sys.stderr)
+        batch //= 2
+        torch._dynamo.reset()
+        torch.cuda.empty_cache()
+
+
+def _bench_mmm(args, device, batch: int) -> dict:
     from clamp.model.config import music_preset
     from clamp.model.mmm import MMMModel
 
@@ -80,11 +96,11 @@ def bench_mmm(args, device) -> dict:
     n = args.patches or cfg.max_positions
     model = MMMModel(cfg).to(device)
     if args.compile:
-        model.encoder = torch.compile(model.encoder)
-        model.decoder = torch.compile(model.decoder, dynamic=True)
+        model.encoder.compile()
+        model.decoder.compile(dynamic=True)  # the number of selected patches varies per step
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
     gen = torch.Generator().manual_seed(0)
-    patches = synthetic_patches(args.batch, n, cfg.vocab_size, gen).to(device)
+    patches = synthetic_patches(batch, n, cfg.vocab_size, gen).to(device)
     amp = torch.bfloat16 if device.type == "cuda" else None
     selected: list[int] = []
 
@@ -98,8 +114,8 @@ def bench_mmm(args, device) -> dict:
 
     times = time_steps(step, args.warmup, args.steps, device)
     t = statistics.median(times)
-    flops = encoder_flops(cfg, args.batch, n) + decoder_flops(cfg, int(statistics.median(selected)))
-    return _figures("mmm", args, t, n, flops, device)
+    flops = encoder_flops(cfg, batch, n) + decoder_flops(cfg, int(statistics.median(selected)))
+    return _figures("mmm", batch, t, n, flops, device)
 
 
 def bench_clamp(args, device) -> dict:
@@ -110,8 +126,8 @@ def bench_clamp(args, device) -> dict:
     n = args.patches or cfg.music.max_positions
     model = ClampModel.from_config(cfg).to(device)
     if args.compile:
-        model.music_encoder = torch.compile(model.music_encoder)
-        model.text_encoder = torch.compile(model.text_encoder, dynamic=True)
+        model.music_encoder.compile()
+        model.text_encoder.compile()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
     gen = torch.Generator().manual_seed(0)
     patches = synthetic_patches(args.batch, n, cfg.music.vocab_size, gen).to(device)
@@ -128,21 +144,51 @@ def bench_clamp(args, device) -> dict:
 
     times = time_steps(step, args.warmup, args.steps, device)
     t = statistics.median(times)
-    text_params = sum(p.numel() for p in model.text_encoder.parameters())
-    flops = encoder_flops(cfg.music, args.batch, n) + 6 * text_params * args.batch * 128
-    return _figures("clamp", args, t, n, flops, device)
+    flops = encoder_flops(cfg.music, args.batch, n) + text_flops(model.text_encoder, args.batch, 128)
+    return _figures("clamp", args.batch, t, n, flops, device)
 
 
-def _figures(name: str, args, t: float, n: int, flops: float, device) -> dict:
+def _figures(name: str, batch: int, t: float, n: int, flops: float, device) -> dict:
     out = {
+        f"{name} batch": batch,
         f"{name} step (s)": round(t, 4),
-        f"{name} samples/s": round(args.batch / t, 1),
-        f"{name} patches/s": round(args.batch * n / t),
+        f"{name} samples/s": round(batch / t, 1),
+        f"{name} patches/s": round(batch * n / t),
+        f"{name} model TFLOP/s": round(flops / t / 1e12, 1),
     }
     peak = peak_tflops(device)
     if peak:
         out[f"{name} MFU (bf16 peak {peak:.0f} TFLOP/s)"] = f"{flops / t / 1e12 / peak:.1%}"
+    if device.type == "cuda":
+        out[f"{name} peak GPU memory (GiB)"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 1)
+        torch.cuda.reset_peak_memory_stats(device)
     return out
+
+
+def text_flops(text_model: torch.nn.Module, batch: int, seq: int) -> float:
+    """Training FLOPs of the text encoder: 6 * non-embedding params * tokens + attention."""
+    cfg = text_model.config
+    embedding = sum(p.numel() for m in text_model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters())
+    params = sum(p.numel() for p in text_model.parameters()) - embedding
+    attn = 3 * 2 * 2 * seq * cfg.hidden_size * cfg.num_hidden_layers
+    return batch * seq * (6 * params + attn)
+
+
+def matmul_tflops(device: torch.device) -> float:
+    """Achieved bf16 TFLOP/s of a large matrix product on this card: the practical ceiling."""
+    a = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+    b = torch.randn(8192, 8192, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(10):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        a @ b
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end) / 1e3)
+    return 2 * 8192**3 / statistics.median(times) / 1e12
 
 
 def bench_loader(args) -> dict:
@@ -176,6 +222,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="small")
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--mmm-batch", type=int, help="batch of the MMM step (default: --batch)")
     parser.add_argument("--patches", type=int, help="patches per sample (default: the preset's max)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--objective", choices=["mmm", "clamp", "both"], default="both")
@@ -192,6 +239,8 @@ def main() -> None:
         torch.backends.cuda.matmul.allow_tf32 = True
     figures = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
                "preset": args.preset, "batch": args.batch}
+    if device.type == "cuda":
+        figures["bf16 matmul 8192^3 (TFLOP/s)"] = round(matmul_tflops(device), 1)
     if args.objective in ("mmm", "both"):
         figures.update(bench_mmm(args, device))
     if args.objective in ("clamp", "both"):

@@ -77,6 +77,7 @@ def train(
     precision: Annotated[str, typer.Option(help="auto (bf16 on GPU) | fp32 | bf16")] = "auto",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     num_workers: Annotated[int, typer.Option(help="data loader worker processes")] = 0,
+    compile: Annotated[bool, typer.Option(help="torch.compile the encoders (faster on GPU after the first steps)")] = False,
     checkpoint_every: Annotated[int, typer.Option(help="checkpoint interval (steps)")] = 50,
     mlflow: Annotated[bool, typer.Option(help="log to MLflow")] = True,
     register_as: Annotated[str | None, typer.Option(help="register the final model under this name")] = None,
@@ -102,7 +103,7 @@ def train(
         objective=objective, dataset_dir=str(dataset), output_dir=str(output), preset=preset, steps=steps,
         batch_size=batch_size, grad_accum=grad_accum, lr=lr, input_kind=input_kind, text_model=text_model,
         text_dropout=text_dropout, init_music_from=str(init_music_from) if init_music_from else None,
-        precision=precision, device=device, num_workers=num_workers, checkpoint_every=checkpoint_every,
+        precision=precision, device=device, num_workers=num_workers, compile=compile, checkpoint_every=checkpoint_every,
         mlflow=mlflow, register_as=register_as, seed=seed,
     )
     try:

@@ -72,8 +72,6 @@ class CharDecoder(nn.Module):
         self.positions = nn.Embedding(cfg.patch_size, cfg.decoder_hidden_size)
         self.layers = nn.ModuleList(EncoderLayer(dec_cfg) for _ in range(cfg.decoder_layers))
         self.head = nn.Linear(cfg.decoder_hidden_size, cfg.vocab_size)
-        causal = torch.ones(cfg.patch_size, cfg.patch_size, dtype=torch.bool).tril()
-        self.register_buffer("causal", causal, persistent=False)
         self.apply(_init_weights)
 
     def forward(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -81,7 +79,8 @@ class CharDecoder(nn.Module):
         x = torch.cat([self.project(features)[:, None], self.chars(targets[:, :-1])], 1)
         x = x + self.positions.weight[: x.shape[1]]
         for layer in self.layers:
-            x = layer(x, self.causal)
+            # is_causal instead of a mask tensor: lets SDPA pick the flash kernel on GPU
+            x = layer(x, None, is_causal=True)
         return self.head(x)
 
 

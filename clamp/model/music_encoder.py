@@ -59,11 +59,11 @@ class EncoderLayer(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.attn_dropout = cfg.dropout
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None, is_causal: bool = False) -> torch.Tensor:
         b, n, h = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, h // self.num_heads).permute(2, 0, 3, 1, 4)
         a = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.attn_dropout if self.training else 0.0
+            q, k, v, attn_mask=attn_mask, dropout_p=self.attn_dropout if self.training else 0.0, is_causal=is_causal
         )
         x = self.ln1(x + self.dropout(self.out(a.transpose(1, 2).reshape(b, n, h))))
         return self.ln2(x + self.dropout(self.ff(x)))

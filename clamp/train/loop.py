@@ -66,6 +66,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.1
     max_grad_norm: float = 1.0
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    compile: bool = False  # torch.compile the towers (worth it on GPU; the first steps compile)
     checkpoint_every: int = 50
     log_every: int = 10
     seed: int = 0
@@ -203,6 +204,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def compile_towers(model: torch.nn.Module) -> None:
+    """torch.compile the encoders and decoder in place (state-dict keys stay as they are).
+
+    `dynamic=True` because real batches vary in patch count and text length.
+    """
+    for name in ("encoder", "decoder", "music_encoder", "text_encoder"):
+        tower = getattr(model, name, None)
+        if isinstance(tower, torch.nn.Module):
+            tower.compile(dynamic=True)
+
+
 def run_loop(
     cfg: TrainConfig,
     model: torch.nn.Module,
@@ -224,12 +236,15 @@ def run_loop(
     out_dir = Path(cfg.output_dir)
     ckpt_dir = out_dir / "checkpoints" / "latest"
     model.to(device)
+    if cfg.compile:
+        compile_towers(model)
     ddp_model = model
     if dinfo.world > 1:
         ddp_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=False
         )
-    optimizer = torch.optim.AdamW(param_groups, weight_decay=cfg.weight_decay)
+    # fused: one kernel for the whole update instead of several per parameter
+    optimizer = torch.optim.AdamW(param_groups, weight_decay=cfg.weight_decay, fused=device.type == "cuda")
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio))
     start_step = 0
     history: dict[int, float] = {}

@@ -77,6 +77,20 @@ def test_mmm_loss_falls_on_a_repeated_batch():
     assert losses[-1] < 0.7 * losses[0]
 
 
+def test_char_decoder_is_causal():
+    """Logits at character t depend on the patch feature and characters < t only."""
+    torch.manual_seed(0)
+    decoder = MMMModel(music_preset("tiny", dropout=0.0)).decoder.eval()
+    features = torch.randn(2, 32)
+    targets = torch.randint(1, 96, (2, 64))
+    changed = targets.clone()
+    changed[:, 40:] = torch.randint(1, 96, (2, 24))
+    a, b = decoder(features, targets), decoder(features, changed)
+    # input position t holds character t-1, so changing characters >= 40 leaves logits 0..40 alone
+    torch.testing.assert_close(a[:, :41], b[:, :41])
+    assert not torch.allclose(a[:, 41:], b[:, 41:])
+
+
 @pytest.fixture(scope="module")
 def tiny_text():
     from transformers import AutoTokenizer, BertConfig, BertModel
