@@ -41,11 +41,12 @@ def encoder_flops(cfg, batch: int, n: int) -> float:
     return 3 * batch * n * (layers * (per_token_layer + attn) + embed)
 
 
-def decoder_flops(cfg, n_selected: int) -> float:
+def decoder_flops(cfg, decoded_positions: int) -> float:
+    """Training FLOPs of the character decoder over the positions it actually ran."""
     h, layers = cfg.decoder_hidden_size, cfg.decoder_layers
-    t = cfg.patch_size
-    per_token = layers * 2 * (4 * h * h + 2 * h * 4 * h) + 2 * h * cfg.vocab_size + layers * 4 * t * h
-    return 3 * n_selected * t * per_token
+    t = cfg.patch_size  # attention span bound: at most 64 characters
+    per_token = layers * 2 * (4 * h * h + 2 * h * 4 * h) + 2 * h * cfg.vocab_size + layers * 2 * t * h
+    return 3 * decoded_positions * per_token
 
 
 def synthetic_patches(batch: int, n: int, vocab: int, gen: torch.Generator) -> torch.Tensor:
@@ -102,7 +103,7 @@ def _bench_mmm(args, device, batch: int) -> dict:
     gen = torch.Generator().manual_seed(0)
     patches = synthetic_patches(batch, n, cfg.vocab_size, gen).to(device)
     amp = torch.bfloat16 if device.type == "cuda" else None
-    selected: list[int] = []
+    decoded: list[int] = []
 
     def step():
         with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
@@ -110,11 +111,11 @@ def _bench_mmm(args, device, batch: int) -> dict:
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         opt.step()
-        selected.append(out.n_selected)
+        decoded.append(out.decoded_positions)
 
     times = time_steps(step, args.warmup, args.steps, device)
     t = statistics.median(times)
-    flops = encoder_flops(cfg, batch, n) + decoder_flops(cfg, int(statistics.median(selected)))
+    flops = encoder_flops(cfg, batch, n) + decoder_flops(cfg, int(statistics.median(decoded)))
     return _figures("mmm", batch, t, n, flops, device)
 
 

@@ -41,14 +41,20 @@ AutoModel.from_config(AutoConfig.from_pretrained(sys.argv[1])).save_pretrained(s
 " "$TEXT"
 fi
 
-step cuda_checks 90 $PY benchmarks/cuda_checks.py --text-model "$TEXT"
-step bench_eager 120 $PY benchmarks/bench_train.py --preset "$PRESET" --batch "$BATCH" --device "$DEVICE" \
-  --steps 10 --warmup 3 --text-model "$TEXT" --dataset "$DATASET" --num-workers 8
-step loop_eager 120 $PY benchmarks/bench_train_loop.py --dataset "$DATASET" --preset "$PRESET" --batch "$BATCH" \
+step cuda_checks 60 $PY benchmarks/cuda_checks.py --text-model "$TEXT"
+# the headline: compiled steps at the preset and batch, the matmul ceiling, the loader rate
+step bench_compiled 170 $PY benchmarks/bench_train.py --preset "$PRESET" --batch "$BATCH" --device "$DEVICE" \
+  --compile --steps 10 --warmup 3 --text-model "$TEXT" --dataset "$DATASET" --num-workers 8
+step loop_eager 100 $PY benchmarks/bench_train_loop.py --dataset "$DATASET" --preset "$PRESET" --batch "$BATCH" \
   --steps 80 --log-every 20 --num-workers 8 --device "$DEVICE" --text-model "$TEXT" --resume-check
-step bench_m3_eager 90 $PY benchmarks/bench_train.py --preset "$M3_PRESET" --batch "$BATCH" --mmm-batch 16 \
+# the reference's shapes: M3 step with 12 layers at batch 16, contrastive step at batch 128
+step bench_m3_eager 60 $PY benchmarks/bench_train.py --preset "$M3_PRESET" --batch "$BATCH" --mmm-batch 16 \
   --device "$DEVICE" --steps 10 --warmup 3 --text-model "$TEXT"
-step bench_compiled 200 $PY benchmarks/bench_train.py --preset "$PRESET" --batch "$BATCH" --device "$DEVICE" \
-  --compile --steps 10 --warmup 3 --text-model "$TEXT"
+if [ "${FULL:-0}" = 1 ]; then  # longer: compiled 12-layer steps, compiled training loop
+  step bench_m3_compiled 240 $PY benchmarks/bench_train.py --preset "$M3_PRESET" --batch "$BATCH" --mmm-batch 16 \
+    --device "$DEVICE" --compile --steps 10 --warmup 3 --text-model "$TEXT"
+  step loop_compiled 240 $PY benchmarks/bench_train_loop.py --dataset "$DATASET" --preset "$PRESET" --batch "$BATCH" \
+    --steps 100 --log-every 20 --num-workers 8 --device "$DEVICE" --text-model "$TEXT" --compile
+fi
 echo "=== summary"
 cat "$OUT/gpu.txt" "$OUT/steps.txt"

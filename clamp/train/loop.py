@@ -188,10 +188,13 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 # --- the loop -----------------------------------------------------------------------------
 @dataclass
 class StepResult:
+    """One micro-step. Metrics and the patch count may stay tensors on the device: the loop
+    reads them in one transfer per logging window instead of stalling every step."""
+
     loss_tensor: torch.Tensor
-    metrics: dict[str, float]
+    metrics: dict[str, float | torch.Tensor]
     samples: int
-    patches: int
+    patches: int | torch.Tensor
 
     @property
     def loss(self) -> float:
@@ -279,12 +282,32 @@ def run_loop(
         metrics_file.unlink(missing_ok=True)  # a fresh run: no lines from an earlier one
     ddp_model.train()
     t_last, samples_since, patches_since, data_wait = time.perf_counter(), 0, 0, 0.0
+    pending: list[dict] = []  # records of finished steps whose numbers are still on the device
+
+    def flush(log_step: bool) -> None:
+        nonlocal t_last, samples_since, patches_since, data_wait
+        records = _to_host(pending)
+        pending.clear()
+        if log_step:
+            now = time.perf_counter()  # after _to_host: the device has finished these steps
+            elapsed = now - t_last
+            records[-1]["samples_per_s"] = samples_since * dinfo.world / elapsed
+            records[-1]["patches_per_s"] = float(patches_since) * dinfo.world / elapsed
+            records[-1]["data_wait_fraction"] = data_wait / elapsed
+            t_last, samples_since, patches_since, data_wait = now, 0, 0, 0.0
+        with metrics_file.open("a") as fh:
+            for record in records:
+                history[record["step"] - 1] = record["loss"]
+                fh.write(json.dumps(record) + "\n")
+        if log_step and on_log and dinfo.is_main:
+            on_log(records[-1]["step"], records[-1])
+
     for step in range(start_step, cfg.steps):
         if cfg.stop_after is not None and step >= cfg.stop_after:
             break
         optimizer.zero_grad(set_to_none=True)
-        loss_sum = 0.0
-        extra: dict[str, float] = {}
+        loss_sum: torch.Tensor | float = 0.0
+        extra: dict[str, float | torch.Tensor] = {}
         for micro in range(cfg.grad_accum):
             t0 = time.perf_counter()
             batch = next(batches)
@@ -295,30 +318,23 @@ def run_loop(
             with ctx, torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 result = step_fn(ddp_model, batch, step * cfg.grad_accum + micro)
             (result.loss_tensor / cfg.grad_accum).backward()
-            loss_sum += result.loss / cfg.grad_accum
+            loss_sum = loss_sum + result.loss_tensor.detach().float() / cfg.grad_accum
             samples_since += result.samples
-            patches_since += result.patches
+            patches_since = patches_since + result.patches
             for k, v in result.metrics.items():
+                v = v.detach().float() if torch.is_tensor(v) else v
                 extra[k] = extra.get(k, 0.0) + v / cfg.grad_accum
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         optimizer.step()
         scheduler.step()
-        history[step] = loss_sum
         done = step + 1
-        record = {"step": done, "loss": loss_sum, "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm), **extra}
+        pending.append({"step": done, "loss": loss_sum, "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm.detach(), **extra})
         log_now = done % cfg.log_every == 0 or done == cfg.steps
-        if log_now:
-            now = time.perf_counter()
-            elapsed = now - t_last
-            record["samples_per_s"] = samples_since * dinfo.world / elapsed
-            record["patches_per_s"] = patches_since * dinfo.world / elapsed
-            record["data_wait_fraction"] = data_wait / elapsed
-            t_last, samples_since, patches_since, data_wait = now, 0, 0, 0.0
-        with metrics_file.open("a") as fh:
-            fh.write(json.dumps(record) + "\n")
-        if log_now and on_log and dinfo.is_main:
-            on_log(done, record)
-        if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
+        checkpoint_now = bool(cfg.checkpoint_every) and done % cfg.checkpoint_every == 0 and done < cfg.steps
+        stopping = cfg.stop_after is not None and done >= cfg.stop_after
+        if log_now or checkpoint_now or stopping:
+            flush(log_now)
+        if checkpoint_now:
             _save(ckpt_dir, model, optimizer, scheduler, done, history, dinfo, identity)
     completed = cfg.stop_after is None or cfg.stop_after >= cfg.steps
     if completed and dinfo.is_main:
@@ -328,6 +344,13 @@ def run_loop(
         for stale in (ckpt_dir, ckpt_dir.with_name(f"{ckpt_dir.name}.old")):
             shutil.rmtree(stale, ignore_errors=True)
     return {"history": history, "completed": completed}
+
+
+def _to_host(records: list[dict]) -> list[dict]:
+    """Device tensors in `records` -> Python floats, with a single device-to-host transfer."""
+    tensors = [v for r in records for v in r.values() if torch.is_tensor(v)]
+    values = iter(torch.stack([t.reshape(()).float() for t in tensors]).tolist()) if tensors else iter(())
+    return [{k: next(values) if torch.is_tensor(v) else v for k, v in r.items()} for r in records]
 
 
 def _save(ckpt_dir: Path, model, optimizer, scheduler, step: int, history: dict, dinfo: DistInfo, identity: dict) -> None:

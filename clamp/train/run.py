@@ -75,15 +75,15 @@ def decay_groups(module: torch.nn.Module, lr: float, weight_decay: float, skip: 
 def mmm_step(model, batch, micro_step: int, seed: int, rank: int) -> StepResult:
     gen = torch.Generator().manual_seed(hash((seed, micro_step, rank)) % 2**63)
     out = model(batch["music"], generator=gen)
-    real = int(patch_mask(batch["music"]).sum())
-    return StepResult(out.loss, {"reconstruction_accuracy": float(out.accuracy)}, len(batch["music"]), real)
+    real = patch_mask(batch["music"]).sum()
+    return StepResult(out.loss, {"reconstruction_accuracy": out.accuracy}, len(batch["music"]), real)
 
 
 def clamp_step(model, batch, micro_step: int) -> StepResult:
     out = model(batch["music"], batch["input_ids"], batch["attention_mask"])
     m = batch["music"]
-    n_pos = int((m != 0).any(-1).sum()) if m.dim() == 3 else int((m != 0).sum())
-    return StepResult(out.loss, {"temperature": float(1 / _unwrap(model).scale().detach())}, len(m), n_pos)
+    n_pos = (m != 0).any(-1).sum() if m.dim() == 3 else (m != 0).sum()
+    return StepResult(out.loss, {"temperature": 1 / _unwrap(model).scale().detach()}, len(m), n_pos)
 
 
 def register_model_folder(name: str, run_id: str, source: str) -> str:

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from clamp.model.config import ClampConfig, music_preset
-from clamp.model.mmm import MMMModel, mask_patches
+from clamp.model.mmm import MMMModel, decode_groups, mask_patches
 from clamp.model.music_encoder import MusicEncoder, PatchEmbedding, patch_mask
 
 
@@ -75,6 +75,40 @@ def test_mmm_loss_falls_on_a_repeated_batch():
         losses.append(float(out.loss))
     assert losses[0] == pytest.approx(math.log(98), rel=0.1)  # chance level at the start
     assert losses[-1] < 0.7 * losses[0]
+
+
+def test_mmm_length_grouped_decoding_equals_full_length_decoding():
+    """Decoding each selected patch only up to its last character (in length groups) gives the
+    same loss, accuracy and gradients as decoding all 64 positions."""
+    torch.manual_seed(0)
+    model = MMMModel(music_preset("tiny", dropout=0.0))
+    patches = torch.randint(1, 96, (3, 12, 64))
+    ends = torch.tensor([1, 3, 8, 9, 17, 30, 64, 12, 5, 40, 2, 64] * 3).reshape(3, 12, 1)
+    patches = torch.where(torch.arange(64) < ends, patches, 0)
+    patches[2, 9:] = 0  # padding patches
+
+    out = model(patches, generator=torch.Generator().manual_seed(3))
+    grouped_grads = torch.autograd.grad(out.loss, list(model.parameters()))
+
+    batch = mask_patches(patches, model.cfg.mask_id, 0, torch.Generator().manual_seed(3))
+    hidden = model.encoder(batch.inputs, patch_mask(patches))
+    targets = patches[batch.selected]
+    logits = model.decoder(hidden[batch.selected], targets)  # all 64 positions
+    ref_loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=0)
+    real = targets != 0
+    ref_acc = (logits.argmax(-1)[real] == targets[real]).float().mean()
+    ref_grads = torch.autograd.grad(ref_loss, list(model.parameters()))
+
+    torch.testing.assert_close(out.loss, ref_loss, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(out.accuracy, ref_acc)
+    for g, r in zip(grouped_grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, r, atol=1e-6, rtol=1e-5)
+    assert out.n_selected == int(batch.selected.sum())
+    # positions decoded: each selected patch's end rounded up to a multiple of 8, far below 64 each
+    expected = sum(-(-int(e) // 8) * 8 for e in real.int().sum(1))
+    assert out.decoded_positions == expected < 64 * out.n_selected
+    # off the CPU every selected patch is decoded at full length, in one call
+    assert decode_groups(targets.to("meta"), 0) == [(None, 64)]
 
 
 def test_char_decoder_is_causal():
