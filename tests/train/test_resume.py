@@ -90,3 +90,18 @@ def test_a_checkpoint_of_another_run_is_refused_and_a_finished_run_leaves_none(t
     assert done["model_dir"] and not (out / "checkpoints" / "latest").exists()
     again = train(_cfg(tiny_dataset, out, steps=8))  # starts afresh, same seed: same losses
     assert_same_losses(again["history"], done["history"])
+
+
+def test_metrics_file_has_every_step_once_with_throughput_at_logging_steps(tiny_dataset, tmp_path):
+    """Step numbers stay on the device until a logging or checkpoint step; none may be lost,
+    repeated or reordered, whatever the two intervals are."""
+    out = tmp_path / "run"
+    result = train(_cfg(tiny_dataset, out, steps=7, log_every=3, checkpoint_every=5))
+    records = [json.loads(line) for line in (out / "metrics-rank0.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6, 7]
+    assert [r["step"] for r in records if "samples_per_s" in r] == [3, 6, 7]
+    assert all(isinstance(r["loss"], float) and isinstance(r["grad_norm"], float) for r in records)
+    assert all(0.0 <= r["reconstruction_accuracy"] <= 1.0 for r in records)
+    assert result["history"] == {r["step"] - 1: r["loss"] for r in records}
+    window = records[2]  # steps 1-3: 3 steps x 8 samples
+    assert window["samples_per_s"] > 0 and window["patches_per_s"] >= window["samples_per_s"]
