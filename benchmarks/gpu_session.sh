@@ -9,6 +9,10 @@
 # holding only config.json and the tokenizer gets random weights first: step speed does
 # not depend on the weights, and that way no 90 MB weight file has to travel.
 set -u
+if [ "${1:-}" = "-h" ] || [ "${1:-}" = "--help" ]; then
+  sed -n '2,/^set -u/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
+  exit 0
+fi
 DATASET=${1:?usage: gpu_session.sh DATASET_DIR [TEXT_MODEL]}
 TEXT=${2:-all-MiniLM-L6-v2}
 OUT=${OUT:-gpu-results}
