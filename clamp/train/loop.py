@@ -257,9 +257,9 @@ def run_loop(
     state = load_checkpoint(resume_from) if resume_from is not None else None
     if state is not None and state.get("identity") != identity:
         changed = sorted(k for k in identity if (state.get("identity") or {}).get(k) != identity[k])
+        what = f"different {', '.join(changed)}" if state.get("identity") else "written by an older version, settings unknown"
         raise ValueError(
-            f"{out_dir} holds a checkpoint of another run (different {', '.join(changed)}): "
-            "use a new output folder or delete it to start over"
+            f"{out_dir} holds a checkpoint of another run ({what}): use a new output folder or delete it to start over"
         )
     if state is not None:
         model.load_state_dict(state["model"])
