@@ -31,6 +31,7 @@ def run(objective: str, args, out_dir: Path, stop_after: int | None = None) -> d
         objective=objective, dataset_dir=args.dataset, output_dir=str(out_dir), preset=args.preset, steps=args.steps,
         batch_size=args.batch, num_workers=args.num_workers, device=args.device, mlflow=False, text_model=args.text_model,
         log_every=args.log_every, checkpoint_every=args.log_every, compile=args.compile, stop_after=stop_after,
+        group_by_length=args.group_by_length,
         lr=1e-3 if objective == "mmm" else 3e-4,
     )
     start = time.perf_counter()
@@ -63,6 +64,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--text-model", default="all-MiniLM-L6-v2")
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--group-by-length", action=argparse.BooleanOptionalAction, default=None,
+                        help="length-grouped batches (default: on for mmm, off for clamp)")
     parser.add_argument("--objective", choices=["mmm", "clamp", "both"], default="both")
     parser.add_argument("--resume-check", action="store_true", help="stop the contrastive run after a checkpoint, then resume it")
     args = parser.parse_args()

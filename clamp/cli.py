@@ -78,6 +78,9 @@ def train(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     num_workers: Annotated[int, typer.Option(help="data loader worker processes")] = 0,
     compile: Annotated[bool, typer.Option(help="torch.compile the encoders (faster on GPU after the first steps)")] = False,
+    group_by_length: Annotated[bool | None, typer.Option(
+        "--group-by-length/--no-group-by-length",
+        help="batches of similar-length tunes, less padding (default: on for mmm, off for clamp)")] = None,
     checkpoint_every: Annotated[int, typer.Option(help="checkpoint interval (steps)")] = 50,
     mlflow: Annotated[bool, typer.Option(help="log to MLflow")] = True,
     register_as: Annotated[str | None, typer.Option(help="register the final model under this name")] = None,
@@ -103,7 +106,7 @@ def train(
         objective=objective, dataset_dir=str(dataset), output_dir=str(output), preset=preset, steps=steps,
         batch_size=batch_size, grad_accum=grad_accum, lr=lr, input_kind=input_kind, text_model=text_model,
         text_dropout=text_dropout, init_music_from=str(init_music_from) if init_music_from else None,
-        precision=precision, device=device, num_workers=num_workers, compile=compile, checkpoint_every=checkpoint_every,
+        precision=precision, device=device, num_workers=num_workers, compile=compile, group_by_length=group_by_length, checkpoint_every=checkpoint_every,
         mlflow=mlflow, register_as=register_as, seed=seed,
     )
     try:

@@ -18,7 +18,7 @@ class ShardDataset(Dataset):
 
     def __init__(self, dataset_dir: str | Path, split: str | None = "train") -> None:
         self.paths = shard_paths(dataset_dir)
-        self.tables = [read_table(p, ["id", "texts", "patches", "split", "metadata"]) for p in self.paths]
+        self.tables = [read_table(p, ["id", "texts", "patches", "split", "metadata", "n_patches", "n_chars"]) for p in self.paths]
         index: list[tuple[int, int]] = []
         for t_idx, table in enumerate(self.tables):
             rows = np.arange(len(table))
@@ -29,6 +29,11 @@ class ShardDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def lengths(self, column: str = "n_patches") -> np.ndarray:
+        """Per item, in index order: patches (`n_patches`) or characters (`n_chars`)."""
+        per_table = [t.column(column).to_numpy() for t in self.tables]
+        return np.array([per_table[t][r] for t, r in self.index], dtype=np.int64)
 
     def __getitem__(self, i: int) -> dict:
         t_idx, row = self.index[i]

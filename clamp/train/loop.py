@@ -36,7 +36,7 @@ from clamp.train.checkpoint import (
 RUN_IDENTITY = (
     "objective", "preset", "input_kind", "text_model", "init_music_from", "init_from", "text_dropout", "learnable_temperature",
     "projection_dim", "max_patches", "steps", "batch_size", "grad_accum", "lr", "text_lr", "weight_decay",
-    "warmup_steps", "min_lr_ratio", "max_grad_norm", "precision", "seed",
+    "warmup_steps", "min_lr_ratio", "max_grad_norm", "precision", "seed", "group_by_length",
 )
 
 log = logging.getLogger("clamp.train")
@@ -67,6 +67,9 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     compile: bool = False  # torch.compile the towers (worth it on GPU; the first steps compile)
+    # batches of similar-length tunes (less padding); None: on for MMM, off for contrastive,
+    # whose in-batch negatives would otherwise all be of one length
+    group_by_length: bool | None = None
     checkpoint_every: int = 50
     log_every: int = 10
     seed: int = 0
@@ -90,20 +93,45 @@ class ResumableBatchSampler(Sampler[list[int]]):
 
     Each epoch is a fresh permutation seeded by (seed, epoch); with several processes,
     a global batch of `batch_size * world` indices is split by rank.
+
+    With `lengths`, batches are grouped by length: the permutation is cut into groups of
+    `group_batches` global batches, each group is sorted by length and cut into batches, and
+    the epoch's batches are shuffled. Batches then hold tunes of similar length, so padding
+    to the longest (most tunes are far shorter than `max_patches`) wastes little compute.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int, start_batch: int = 0, rank: int = 0, world: int = 1) -> None:
+    def __init__(self, n: int, batch_size: int, seed: int, start_batch: int = 0, rank: int = 0, world: int = 1,
+                 lengths: np.ndarray | None = None, group_batches: int = 64) -> None:
         self.n, self.batch_size, self.seed, self.start, self.rank, self.world = n, batch_size, seed, start_batch, rank, world
         self.global_batch = batch_size * world
         if n < self.global_batch:
             raise ValueError(f"dataset of {n} items is smaller than one global batch of {self.global_batch}")
+        if lengths is not None and len(lengths) != n:
+            raise ValueError(f"{len(lengths)} lengths for {n} items")
         self.per_epoch = n // self.global_batch
+        self.lengths = lengths
+        self.group_batches = group_batches
+        self._epoch: tuple[int, np.ndarray] | None = None
+
+    def epoch_batches(self, epoch: int) -> np.ndarray:
+        """(per_epoch, global_batch) item indices of one epoch."""
+        if self._epoch is not None and self._epoch[0] == epoch:
+            return self._epoch[1]
+        perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)[: self.per_epoch * self.global_batch]
+        if self.lengths is not None:
+            span = self.group_batches * self.global_batch
+            groups = [perm[i : i + span] for i in range(0, len(perm), span)]
+            perm = np.concatenate([g[np.argsort(self.lengths[g], kind="stable")] for g in groups])
+        batches = perm.reshape(self.per_epoch, self.global_batch)
+        if self.lengths is not None:
+            batches = batches[np.random.default_rng([self.seed, epoch, 1]).permutation(self.per_epoch)]
+        self._epoch = (epoch, batches)
+        return batches
 
     def batch(self, g: int) -> list[tuple[int, int]]:
         """(item index, global batch number) pairs: the number seeds per-sample randomness."""
         epoch, pos = divmod(g, self.per_epoch)
-        perm = np.random.default_rng([self.seed, epoch]).permutation(self.n)
-        chunk = perm[pos * self.global_batch : (pos + 1) * self.global_batch]
+        chunk = self.epoch_batches(epoch)[pos]
         return [(int(i), g) for i in chunk[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]]
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
@@ -229,10 +257,12 @@ def run_loop(
     dinfo: DistInfo | None = None,
     device: torch.device | None = None,
     dataset_fingerprint: str = "",
+    lengths: np.ndarray | None = None,
 ) -> dict:
     """Generic loop: `step_fn(model, batch, step) -> StepResult` does forward+loss (not backward).
 
-    Returns a dict with the loss history of this process (step -> loss) and timing.
+    `lengths` (one per dataset item) turns on length-grouped batches. Returns a dict with the
+    loss history of this process (step -> loss) and timing.
     """
     device = device or pick_device(cfg.device)
     dinfo = dinfo or DistInfo()
@@ -256,7 +286,8 @@ def run_loop(
     resume_from = checkpoint_to_resume(ckpt_dir)
     state = load_checkpoint(resume_from) if resume_from is not None else None
     if state is not None and state.get("identity") != identity:
-        changed = sorted(k for k in identity if (state.get("identity") or {}).get(k) != identity[k])
+        saved = state.get("identity") or {}
+        changed = sorted(k for k in set(identity) | set(saved) if saved.get(k) != identity.get(k))
         what = f"different {', '.join(changed)}" if state.get("identity") else "written by an older version, settings unknown"
         raise ValueError(
             f"{out_dir} holds a checkpoint of another run ({what}): use a new output folder or delete it to start over"
@@ -269,7 +300,8 @@ def run_loop(
         history = {int(k): float(v) for k, v in state.get("history", {}).items()}
         if dinfo.is_main:
             log.info("resumed from %s at step %d", ckpt_dir, start_step)
-    sampler = ResumableBatchSampler(len(dataset), cfg.batch_size, cfg.seed, start_step * cfg.grad_accum, dinfo.rank, dinfo.world)
+    sampler = ResumableBatchSampler(len(dataset), cfg.batch_size, cfg.seed, start_step * cfg.grad_accum, dinfo.rank, dinfo.world,
+                                    lengths=lengths)
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers,
                         persistent_workers=cfg.num_workers > 0, pin_memory=device.type == "cuda")
     batches = iter(loader)  # draws a base seed from the torch RNG: before the RNG is restored

@@ -159,8 +159,12 @@ def train(cfg: TrainConfig) -> dict:
 
                 mlflow.log_metrics({k: float(v) for k, v in record.items() if k != "step"}, step=step)
 
+        group = cfg.group_by_length if cfg.group_by_length is not None else cfg.objective == "mmm"
+        lengths = None
+        if group:  # lengths as the model sees them: cut at its positions
+            lengths = base.lengths("n_chars" if music.input_kind == "char" else "n_patches").clip(max=music.max_positions)
         result = run_loop(cfg, model, dataset, collate, step_fn, param_groups, on_log, dinfo, device,
-                          dataset_fingerprint=manifest.get("fingerprint", ""))
+                          dataset_fingerprint=manifest.get("fingerprint", ""), lengths=lengths)
         model_dir = Path(cfg.output_dir) / "model"
         if result["completed"] and dinfo.is_main:
             if cfg.objective == "mmm":
