@@ -97,7 +97,7 @@ def write_comparison(rows: list[dict], out: Path, primary_metric: str | None) ->
     md_path = out / "ablations.md"
     md_path.write_text("\n".join(md) + "\n")
     metric = primary_metric or (metric_cols[0] if metric_cols else "final_train_loss")
-    from clamp.eval.run import pyplot_agg
+    from clamp.eval.run import pyplot_agg, save_figure
 
     plt = pyplot_agg()
     fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(rows), 3.5))
@@ -105,8 +105,4 @@ def write_comparison(rows: list[dict], out: Path, primary_metric: str | None) ->
     ax.set_ylabel(metric)
     ax.set_title("ablations")
     plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
-    fig.tight_layout()
-    png = out / "ablations.png"
-    fig.savefig(png, dpi=110)
-    plt.close(fig)
-    return [csv_path, md_path, png]
+    return [csv_path, md_path, save_figure(fig, out / "ablations.png")]

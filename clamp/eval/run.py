@@ -90,6 +90,14 @@ def pyplot_agg():
     return plt
 
 
+def save_figure(fig, path: Path) -> Path:
+    """Lay out, write as PNG and release a pyplot figure."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    pyplot_agg().close(fig)
+    return path
+
+
 def plot_confusion(cm: np.ndarray, classes: list[str], path: Path, title: str) -> Path:
     plt = pyplot_agg()
     fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(classes), 0.8 + 0.6 * len(classes)))
@@ -102,10 +110,7 @@ def plot_confusion(cm: np.ndarray, classes: list[str], path: Path, title: str) -
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_ranks(ranks: np.ndarray, path: Path, title: str) -> Path:
@@ -116,10 +121,7 @@ def plot_ranks(ranks: np.ndarray, path: Path, title: str) -> Path:
     ax.set_xlabel("rank of the matching score (1 = best)")
     ax.set_ylabel("queries")
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def random_init_like(model):

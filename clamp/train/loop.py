@@ -224,10 +224,6 @@ class StepResult:
     samples: int
     patches: int | torch.Tensor
 
-    @property
-    def loss(self) -> float:
-        return float(self.loss_tensor.detach())
-
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
