@@ -2,6 +2,9 @@
 
     .venv/bin/python benchmarks/bench_eval.py --help
 
+The search comparison needs the `bench` extra (`pip install -e '.[bench]'`, for usearch);
+`--n 0` skips it.
+
 - embedding throughput (tunes/s) of the music tower for given presets on this CPU (random
   weights: the speed does not depend on training), over WikiMT tunes;
 - search over N stored embeddings (default 1,000,000, dim 256): exact (one matrix-vector
@@ -104,6 +107,13 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--queries", type=int, default=200)
     args = parser.parse_args()
+    if args.n:
+        try:
+            import usearch.index  # noqa: F401
+        except ImportError:
+            sys.exit("bench_eval.py: the search comparison needs usearch, which is in the optional `bench` extra:\n"
+                     "    .venv/bin/python -m pip install -e '.[bench]'\n"
+                     "or pass --n 0 to skip the search comparison.")
     figures = {}
     if args.tunes:
         figures.update(bench_embedding(args.presets.split(","), args.tunes))

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 
 from clamp.abc.convert import ConversionError, to_abc
 from clamp.abc.normalize import normalize_abc
-from clamp.abc.patching import PATCH_SIZE, get_patch_mode
+from clamp.abc.patching import get_patch_mode
 from clamp.data.clean import (
     MAX_RECORD_BYTES,
     RejectedRecord,
@@ -30,6 +27,7 @@ from clamp.data.clean import (
     text_candidates,
 )
 from clamp.data.dedup import NUM_PERM, minhash
+from clamp.io import write_json_atomic
 
 PREPARED_SCHEMA = pa.schema(
     [
@@ -97,11 +95,8 @@ class ConversionCache:
         return data.get("abc"), data.get("error")
 
     def put(self, fmt: str, content: bytes, abc: str | None, error: str | None) -> None:
-        path = self._path(fmt, content)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp-{os.getpid()}-{uuid.uuid4().hex}")
-        tmp.write_text(json.dumps({"abc": abc, "error": error}), encoding="utf-8")
-        tmp.replace(path)
+        # compact JSON, keys in insertion order, no trailing newline: the format cached files have always had
+        write_json_atomic({"abc": abc, "error": error}, self._path(fmt, content), indent=None, sort_keys=False)
 
 
 def convert_record(fmt: str, content: bytes, cfg: PrepareConfig, cache: ConversionCache | None) -> str:
@@ -158,7 +153,3 @@ def prepare_table(raw: pa.Table, cfg: PrepareConfig) -> tuple[pa.Table, pa.Table
         ):
             good[key].append(value)
     return pa.table(good, schema=PREPARED_SCHEMA), pa.table(bad, schema=QUARANTINE_SCHEMA)
-
-
-def patches_of(patch_bytes: bytes) -> np.ndarray:
-    return np.frombuffer(patch_bytes, dtype=np.uint8).reshape(-1, PATCH_SIZE)

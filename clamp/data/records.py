@@ -8,9 +8,6 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-# Formats a source may yield; conversion turns every one of them into ABC.
-FORMATS = ("abc", "musicxml", "mxl", "humdrum", "midi")
-
 FORMAT_BY_SUFFIX = {
     ".abc": "abc",
     ".xml": "musicxml",

@@ -1,7 +1,7 @@
-"""Arrow shards: schema, atomic writing with a stats file, manifest, readers, torch datasets.
+"""Arrow shards: schema, atomic writing with a stats file, manifest, readers.
 
 A shard is an Arrow IPC file (uncompressed, so it can be memory-mapped) of at most
-`shard_size` rows. It is written to a temp file and renamed; its stats file, written after
+`shard_size` rows. It is written atomically (`clamp.io.atomic_path`); its stats file, written after
 the rename, is the completion marker: a rerun skips a shard whose stats file records the same
 input fingerprint. Nothing time- or host-dependent is written into a shard, so the same input
 gives byte-identical files.
@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from clamp.abc.patching import PATCH_SIZE
+from clamp.io import atomic_path
+from clamp.io import write_json_atomic as _write_json_atomic
 
 SHARD_SCHEMA_VERSION = 1
 PATCH_TYPE = pa.list_(pa.list_(pa.uint8(), PATCH_SIZE))
@@ -28,7 +28,7 @@ SHARD_SCHEMA = pa.schema(
         pa.field("id", pa.string(), nullable=False),  # stable id: "<source>:<path>[#<tune>]"
         pa.field("source", pa.string(), nullable=False),  # music21 | local | web
         pa.field("source_format", pa.string(), nullable=False),  # abc | musicxml | mxl | humdrum | midi
-        pa.field("abc", pa.large_string(), nullable=False),  # the tune in ABC, as converted (before §4)
+        pa.field("abc", pa.large_string(), nullable=False),  # the tune in ABC, as converted (before normalisation)
         pa.field("texts", pa.list_(pa.string()), nullable=False),  # cleaned text candidates
         pa.field("metadata", pa.string(), nullable=False),  # JSON object: labels (rhythm, origin, composer ...)
         pa.field("provenance", pa.string(), nullable=False),  # path or URL it came from
@@ -68,22 +68,19 @@ def patches_array(patch_bytes: list[bytes]) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), inner, type=PATCH_TYPE)
 
 
-def write_atomic(table: pa.Table, path: Path) -> None:
-    """Write an Arrow IPC file via temp file + fsync + rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+def write_atomic(table: pa.Table, path: str | Path) -> None:
+    """Write an Arrow IPC file atomically, fsynced before the rename."""
+    with (
+        atomic_path(path, fsync=True) as tmp,
+        pa.OSFile(str(tmp), "wb") as sink,
+        pa.ipc.new_file(sink, table.schema) as writer,
+    ):
         writer.write_table(table)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
-def write_json_atomic(data: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+def write_json_atomic(data: dict, path: str | Path) -> None:
+    """Write stats files and manifests atomically: indent 2, sorted keys, trailing newline."""
+    _write_json_atomic(data, path, indent=2, sort_keys=True)
 
 
 def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
@@ -130,16 +127,3 @@ def row_patches(table: pa.Table, row: int) -> np.ndarray:
         chunk_row -= len(chunk)
     raise IndexError(row)
 
-
-def iter_examples(paths: list[Path], split: str | None = None) -> Iterator[dict]:
-    """Stream rows as dicts with `patches` as numpy arrays, one shard in memory at a time."""
-    for path in paths:
-        table = read_table(path, ["id", "texts", "patches", "n_patches", "split", "metadata"])
-        splits = table.column("split").to_pylist()
-        ids = table.column("id").to_pylist()
-        texts = table.column("texts").to_pylist()
-        metadata = table.column("metadata").to_pylist()
-        for i in range(len(table)):
-            if split and splits[i] != split:
-                continue
-            yield {"id": ids[i], "texts": texts[i], "patches": row_patches(table, i), "metadata": metadata[i]}

@@ -1,4 +1,4 @@
-"""torch datasets over the Arrow shards (map-style and streaming)."""
+"""torch dataset over the Arrow shards (map-style)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow.compute as pc
 import torch
-from torch.utils.data import Dataset, IterableDataset, get_worker_info
+from torch.utils.data import Dataset
 
-from clamp.data.shards import iter_examples, read_table, row_patches, shard_paths
+from clamp.data.shards import read_table, row_patches, shard_paths
 
 
 class ShardDataset(Dataset):
@@ -44,19 +44,3 @@ class ShardDataset(Dataset):
             "metadata": json.loads(table.column("metadata")[row].as_py()),
             "patches": torch.from_numpy(row_patches(table, row).astype(np.int64)),
         }
-
-
-class ShardIterableDataset(IterableDataset):
-    """Streams shards; with several DataLoader workers each worker reads a disjoint set of shards."""
-
-    def __init__(self, dataset_dir: str | Path, split: str | None = "train") -> None:
-        self.paths = shard_paths(dataset_dir)
-        self.split = split
-
-    def __iter__(self):
-        info = get_worker_info()
-        paths = self.paths if info is None else self.paths[info.id :: info.num_workers]
-        for ex in iter_examples(paths, self.split):
-            ex["metadata"] = json.loads(ex["metadata"])
-            ex["patches"] = torch.from_numpy(ex["patches"].astype(np.int64))
-            yield ex

@@ -1,36 +1,49 @@
-"""Metrics, written out so each can be checked by hand."""
+"""Classification metrics from scikit-learn; retrieval metrics (ranks, MRR, HitRate@k) written
+out here because their tie rule (ties count against the target) has no scikit-learn equivalent.
+
+scikit-learn is imported inside the functions, as in `clamp.eval.tasks`, so that importing
+this module (the CLI does, through `clamp.eval.tasks`) stays cheap.
+"""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
-    return float(np.mean(y_true == y_pred)) if len(y_true) else 0.0
+    from sklearn.metrics import accuracy_score
+
+    return float(accuracy_score(y_true, y_pred)) if len(y_true) else 0.0
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
-    """cm[i, j] = items of true class i predicted as j."""
-    cm = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(cm, (np.asarray(y_true), np.asarray(y_pred)), 1)
-    return cm
+    """cm[i, j] = items of true class i predicted as j, for classes 0..n_classes-1."""
+    from sklearn.metrics import confusion_matrix as sk_confusion_matrix
+
+    if not len(y_true):  # scikit-learn rejects empty input
+        return np.zeros((n_classes, n_classes), dtype=np.int64)
+    with warnings.catch_warnings():
+        # scikit-learn warns about a 1x1 result even when `labels` fixes the shape (n_classes=1)
+        warnings.filterwarnings("ignore", message="A single label was found", category=UserWarning)
+        cm = sk_confusion_matrix(y_true, y_pred, labels=np.arange(n_classes))
+    return cm.astype(np.int64)
 
 
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
     """Unweighted mean of per-class F1 over the classes present in y_true or y_pred.
 
-    A class with no true and no predicted items is left out (its F1 is undefined), as in
-    scikit-learn's default `labels=None` behaviour.
+    A class with no true and no predicted items is left out (its F1 is undefined); a class
+    only predicted, or only true, counts as F1 0. `n_classes` is kept for a uniform signature
+    with `confusion_matrix`; the classes actually scored are those that occur.
     """
-    cm = confusion_matrix(y_true, y_pred, n_classes)
-    tp = np.diag(cm).astype(float)
-    support = cm.sum(1)
-    predicted = cm.sum(0)
-    present = (support + predicted) > 0
-    denom = support + predicted
-    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
-    return float(f1[present].mean()) if present.any() else 0.0
+    from sklearn.metrics import f1_score
+
+    present = np.union1d(np.asarray(y_true), np.asarray(y_pred))
+    if not len(present):
+        return 0.0
+    return float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0))
 
 
 def ranks_of_targets(similarity: np.ndarray, targets: np.ndarray) -> np.ndarray:

@@ -80,15 +80,6 @@ class ClampModel(nn.Module):
         loss, logits = contrastive_loss(m, t, self.scale())
         return ClampOutput(loss, logits, m, t)
 
-    @torch.no_grad()
-    def embed_long_music(self, patches: torch.Tensor) -> torch.Tensor:
-        """One score of any length: windows of max_positions, averaged by window length."""
-        n_max = self.config.music.max_positions
-        windows = [patches[i : i + n_max] for i in range(0, len(patches), n_max)]
-        feats = torch.stack([self.encode_music(w[None])[0] for w in windows])
-        weights = torch.tensor([len(w) for w in windows], dtype=feats.dtype, device=feats.device)
-        return F.normalize((feats * weights[:, None]).sum(0) / weights.sum(), dim=-1)
-
     # --- persistence ----------------------------------------------------------------------
     def save_pretrained(self, path: str | Path) -> None:
         from safetensors.torch import save_file

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -143,10 +142,10 @@ def test_rerun_skips_finished_work_and_is_byte_identical(built, tmp_path, fixtur
     assert after == before
 
 
-def test_torch_datasets_read_the_shards(built):
+def test_torch_dataset_reads_the_shards(built):
     import torch
 
-    from clamp.data.torch_dataset import ShardDataset, ShardIterableDataset
+    from clamp.data.torch_dataset import ShardDataset
 
     cfg, summary, _ = built
     ds = ShardDataset(cfg.dataset_dir, split="train")
@@ -154,9 +153,6 @@ def test_torch_datasets_read_the_shards(built):
     item = ds[0]
     assert item["patches"].dtype == torch.int64 and item["patches"].shape[1] == 64
     assert int(item["patches"].max()) < 98
-    streamed = list(ShardIterableDataset(cfg.dataset_dir, split="train"))
-    assert [x["id"] for x in streamed] == [ds[i]["id"] for i in range(len(ds))]
-    assert np.array_equal(streamed[0]["patches"].numpy(), item["patches"].numpy())
 
 
 def test_relative_output_dir_builds_with_data_docs(tmp_path, monkeypatch):

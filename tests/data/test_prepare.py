@@ -16,10 +16,15 @@ from clamp.data.prepare import (
     QUARANTINE_SCHEMA,
     ConversionCache,
     PrepareConfig,
-    patches_of,
     prepare_table,
 )
 from clamp.data.records import RawRecord, records_to_table
+
+
+def patches_of(patch_bytes: bytes) -> np.ndarray:
+    """(n_patches, 64) view of a prepared row's `patch_bytes`."""
+    return np.frombuffer(patch_bytes, dtype=np.uint8).reshape(-1, 64)
+
 
 GOOD_ABC = "X:1\nT:Good Tune\nR:jig\nM:6/8\nL:1/8\nK:G\n|:GAB cde|dcB A2G:|\n"
 GOOD_NORMALIZED = "M:6/8\nL:1/8\nK:G\n|:GAB cde|dcB A2G:|\n"
@@ -126,7 +131,7 @@ def test_m3_mode_patches_the_tune_as_written_without_text_fields():
     # begin, X:, M:, L:, K:, two bars, end
     assert patches.shape == (8, 64)
     assert patches[0].tolist() == [1] * 64
-    # the exact-duplicate key is the same in both modes (it is over §4-normalized text)
+    # the exact-duplicate key is the same in both modes (it is over clamp-v1-normalized text)
     assert row["content_hash"] == content_hash(GOOD_NORMALIZED)
 
 

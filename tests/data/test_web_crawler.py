@@ -21,7 +21,6 @@ from clamp.data.records import RawRecord
 from clamp.data.sources.web import (
     CrawlConfig,
     Crawler,
-    crawl,
     detect_format,
     extract_links,
     normalize_url,
@@ -323,7 +322,7 @@ def test_full_crawl(site: FixtureSite, tmp_path: Path) -> None:
 
 
 def test_record_fields(site: FixtureSite, tmp_path: Path) -> None:
-    by_url = {r.metadata["url"]: r for r in crawl(config(site, tmp_path / "state"))}
+    by_url = {r.metadata["url"]: r for r in Crawler(config(site, tmp_path / "state")).crawl()}
 
     a_url = site.url("/tunes/a.abc")
     a = by_url[a_url]
@@ -490,7 +489,7 @@ def test_missing_robots_allows_all(tmp_path: Path) -> None:
     thread.start()
     try:
         seed = f"http://127.0.0.1:{server.server_address[1]}/private/x.abc"
-        records = list(crawl(CrawlConfig(seeds=[seed], state_dir=tmp_path / "s", per_host_delay_s=0.0)))
+        records = list(Crawler(CrawlConfig(seeds=[seed], state_dir=tmp_path / "s", per_host_delay_s=0.0)).crawl())
         assert [r.content for r in records] == [TUNE_A]
     finally:
         server.shutdown()

@@ -27,6 +27,24 @@ def test_macro_f1_by_hand():
     assert macro_f1(np.array([0, 0]), np.array([0, 1]), 4) == pytest.approx((2 / 3 + 0.0) / 2)
 
 
+def test_macro_f1_class_never_predicted_by_hand():
+    y = np.array([0, 0, 1, 1, 2])
+    p = np.array([0, 0, 0, 1, 1])
+    # class 0: tp 2, support 2, predicted 3 -> F1 4/5
+    # class 1: tp 1, support 2, predicted 2 -> F1 2/4 = 0.5
+    # class 2: tp 0, support 1, never predicted -> F1 0 (zero_division gives 0, no warning)
+    # class 3: neither true nor predicted -> left out of the mean
+    assert macro_f1(y, p, 4) == pytest.approx((0.8 + 0.5 + 0.0) / 3)
+    assert confusion_matrix(y, p, 4).tolist() == [[2, 0, 0, 0], [1, 1, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0]]
+
+
+def test_empty_inputs():
+    empty = np.array([], dtype=np.int64)
+    assert accuracy(empty, empty) == 0.0
+    assert macro_f1(empty, empty, 3) == 0.0
+    assert confusion_matrix(empty, empty, 3).tolist() == [[0, 0, 0]] * 3
+
+
 def test_macro_f1_matches_scikit_learn():
     from sklearn.metrics import f1_score
 

@@ -156,15 +156,24 @@ def test_clamp_model_save_and_load_round_trip(tmp_path, tiny_text):
 
 
 def test_long_music_is_embedded_in_windows_averaged_by_length(tiny_text):
+    """`embed_music` (the CLI's and evaluation's path) cuts a long tune into windows of
+    max_positions, encodes each, and averages them weighted by window length."""
+    from clamp.eval.embed import embed_music, music_inputs
     from clamp.model.clamp_model import ClampModel
 
     text_model, tok = tiny_text
     torch.manual_seed(0)
     model = ClampModel(ClampConfig(music=music_preset("tiny", max_positions=8), projection_dim=16), text_model, tok).eval()
-    patches = torch.randint(1, 96, (20, 64))  # windows of 8, 8, 4
-    parts = [model.encode_music(patches[i : i + 8][None])[0] for i in (0, 8, 16)]
-    expected = torch.nn.functional.normalize((8 * parts[0] + 8 * parts[1] + 4 * parts[2]) / 20, dim=-1)
-    torch.testing.assert_close(model.embed_long_music(patches), expected)
+    abc = "X:1\nT:long\nM:4/4\nL:1/8\nK:D\n" + "".join(f"|{'dAFA' * (1 + i % 3)}" for i in range(19)) + "|\n"
+    patches = music_inputs(model, abc)
+    n = len(patches)
+    assert n > 16  # three windows or more: 8, 8, and the rest
+    starts = range(0, n, 8)
+    with torch.no_grad():
+        parts = [model.encode_music(patches[i : i + 8][None])[0] * len(patches[i : i + 8]) for i in starts]
+    expected = torch.nn.functional.normalize(torch.stack(parts).sum(0) / n, dim=-1).numpy()
+    got = embed_music(model, [abc], batch_size=2)[0]
+    assert got == pytest.approx(expected, abs=1e-5)
 
 
 def test_fixed_temperature_is_not_trained(tiny_text):

@@ -1,4 +1,4 @@
-"""The music21 corpus, the offline default source (DESIGN §3.1).
+"""The music21 corpus, the offline default source (docs/architecture.md, "Sources").
 
 Every ABC tune becomes one record (multi-tune files are split on `X:`); Humdrum and
 MusicXML works become one record each with the composer/title of music21's metadata bundle.
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from clamp.abc.tunes import split_tunes
 from clamp.data.records import FORMAT_BY_SUFFIX, RawRecord
+from clamp.io import write_json_atomic
 
 SOURCE = "music21"
 LICENSE = "music21 corpus (software BSD-3-Clause; some encodings non-commercial, see music21 corpus notes)"
@@ -51,10 +52,7 @@ def _score_metadata(cache_dir: Path | None = None) -> dict[str, dict[str, str]]:
             continue
         out.setdefault(rel, {k: v for k, v in fields.items() if v})
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp")
-        tmp.write_text(json.dumps(out, sort_keys=True), encoding="utf-8")
-        tmp.replace(cache)
+        write_json_atomic(out, cache, indent=None)  # compact, sorted keys, as before
     return out
 
 

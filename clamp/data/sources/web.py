@@ -774,8 +774,3 @@ class _FetchError(Exception):
         super().__init__(reason)
         self.reason = reason
         self.response = response
-
-
-def crawl(config: CrawlConfig) -> Iterator[RawRecord]:
-    """Convenience: ``Crawler(config).crawl()``."""
-    return Crawler(config).crawl()
