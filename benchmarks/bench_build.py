@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -187,7 +186,9 @@ def main() -> None:
     if args.stream_child:
         stream_child(int(args.stream_child[0]), args.stream_child[1])
         return
-    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+    from clamp.environment import apply_defaults
+
+    apply_defaults()
     figures = {}
     figures.update(bench_patch(args.repeats, args.times))
     figures.update(bench_shard_write(args.repeats, args.times))

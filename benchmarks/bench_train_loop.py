@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def run(objective: str, args, out_dir: Path, stop_after: int | None = None) -> dict:
-    from clamp.train.loop import TrainConfig
+    from clamp.train.config import TrainConfig
     from clamp.train.run import train
 
     cfg = TrainConfig(

@@ -1,4 +1,5 @@
-"""The `clamp` command. Every sub-command has `--help`; user errors print one line and exit 2."""
+"""The `clamp` command. Every sub-command has `--help`; user errors print one line and exit 2
+(`--debug` shows their traceback; see clamp/cli_common.py)."""
 
 from __future__ import annotations
 
@@ -10,50 +11,37 @@ from typing import Annotated
 
 import typer
 
-from clamp.config import error_line
+from clamp import cli_common
+from clamp.config import DEFAULT_DATASET_DIR, DEFAULT_MODEL_DIR
+from clamp.environment import apply_defaults
+from clamp.errors import UserError
 
-app = typer.Typer(help="CLaMP pipeline: build music-text datasets and train models.", no_args_is_help=True)
+apply_defaults()
+
+app = cli_common.make_group_app("CLaMP pipeline: build music-text datasets, train, evaluate, search and classify scores.")
 dataset_app = typer.Typer(help="Inspect built datasets.", no_args_is_help=True)
 app.add_typer(dataset_app, name="dataset")
 
 
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
-
-
 @app.command()
 def build(
-    config: Annotated[Path | None, typer.Option(help="YAML/JSON BuildConfig")] = None,
-    name: Annotated[str | None, typer.Option(help="dataset name")] = None,
-    output_dir: Annotated[Path | None, typer.Option(help="where datasets are written")] = None,
-    limit: Annotated[int | None, typer.Option(help="cap the records of each source")] = None,
-    workers: Annotated[int, typer.Option(help="worker processes (no Prefect, no Dask)")] = 2,
-    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    config: cli_common.ConfigOption = None,
+    name: cli_common.NameOption = None,
+    output_dir: cli_common.OutputDirOption = None,
+    limit: cli_common.LimitOption = None,
+    patch_mode: cli_common.PatchModeOption = None,
+    workers: Annotated[int, typer.Option(min=1, help="worker processes (no Prefect, no Dask)")] = 2,
+    overwrite: cli_common.OverwriteOption = False,
+    as_json: cli_common.JsonOption = False,
 ) -> None:
-    """Build a dataset in-process with a process pool (the Prefect flow runs the same steps on Dask)."""
-    from concurrent.futures import ProcessPoolExecutor
-
+    """Build a dataset in-process with a process pool (`python -m flows.build_dataset` runs the
+    same stages as Prefect tasks on Dask, with the same options)."""
     from clamp.config import BuildConfig
-    from clamp.data.build import build_dataset
+    from clamp.data.build import PoolExecutor, build_dataset
     from clamp.data.report import print_summary
 
-    overrides: dict = {}
-    if name:
-        overrides["name"] = name
-    if output_dir:
-        overrides["output_dir"] = output_dir
-    try:
-        cfg = BuildConfig.from_file(config, **overrides) if config else BuildConfig(**overrides)
-        if limit:
-            cfg = cfg.model_copy(update={"sources": [s.model_copy(update={"limit": limit}) for s in cfg.sources]})
-        if workers > 1:
-            with ProcessPoolExecutor(workers) as pool:
-                summary = build_dataset(cfg, map_fn=pool.map)
-        else:
-            summary = build_dataset(cfg)
-    except (FileNotFoundError, ValueError) as exc:
-        _fail(error_line(exc))
+    cfg = BuildConfig.load(config, **cli_common.build_overrides(config, name, output_dir, limit, patch_mode))
+    summary = build_dataset(cfg, executor=PoolExecutor(workers, show_progress=sys.stderr.isatty()), overwrite=overwrite)
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
     else:
@@ -62,81 +50,65 @@ def build(
 
 @app.command()
 def train(
-    objective: Annotated[str, typer.Option(help="mmm (masked music pre-training) or clamp (contrastive)")] = "clamp",
-    dataset: Annotated[Path, typer.Option(help="a built dataset folder")] = Path("data/datasets/music21-corpus"),
-    output: Annotated[Path, typer.Option(help="run folder: checkpoints, metrics, final model")] = Path("outputs/run"),
-    preset: Annotated[str, typer.Option(help="tiny | small | clamp-s-512 | m3-12l")] = "small",
-    steps: Annotated[int, typer.Option(help="optimizer steps")] = 200,
-    batch_size: Annotated[int, typer.Option(help="batch size per process")] = 32,
-    grad_accum: Annotated[int, typer.Option(help="gradient accumulation steps")] = 1,
-    lr: Annotated[float, typer.Option(help="peak learning rate")] = 3e-4,
-    input_kind: Annotated[str, typer.Option(help="patch (bar patching) or char (ablation)")] = "patch",
-    text_model: Annotated[str, typer.Option(help="text encoder name or local folder")] = "all-MiniLM-L6-v2",
-    text_dropout: Annotated[bool, typer.Option(help="text dropout on/off")] = True,
+    config: Annotated[Path | None, typer.Option(help="YAML/JSON TrainConfig file; options below override it")] = None,
+    objective: Annotated[str | None, typer.Option(help="mmm (masked music pre-training) or clamp (contrastive) [clamp]")] = None,
+    dataset: Annotated[Path | None, typer.Option(help="a built dataset folder [data/datasets/music21-corpus]")] = None,
+    output: Annotated[Path | None, typer.Option(help="run folder: checkpoints, metrics, final model [outputs/run]")] = None,
+    preset: Annotated[str | None, typer.Option(help="tiny | small | clamp-s-512 | m3-12l [small]")] = None,
+    steps: Annotated[int | None, typer.Option(help="optimizer steps [200]")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="batch size per process [32]")] = None,
+    grad_accum: Annotated[int | None, typer.Option(help="gradient accumulation steps [1]")] = None,
+    lr: Annotated[float | None, typer.Option(help="peak learning rate [1e-3 for mmm, 3e-4 for clamp]")] = None,
+    input_kind: Annotated[str | None, typer.Option(help="patch (bar patching) or char (ablation) [patch]")] = None,
+    text_model: Annotated[str | None, typer.Option(help="text encoder name or local folder [all-MiniLM-L6-v2]")] = None,
+    text_dropout: Annotated[bool | None, typer.Option("--text-dropout/--no-text-dropout", help="text dropout [on]")] = None,
     init_music_from: Annotated[Path | None, typer.Option(help="an MMM model folder to start the music encoder from")] = None,
-    precision: Annotated[str, typer.Option(help="auto (bf16 on GPU) | fp32 | bf16")] = "auto",
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
-    num_workers: Annotated[int, typer.Option(help="data loader worker processes")] = 0,
-    compile: Annotated[bool, typer.Option(help="torch.compile the encoders (faster on GPU after the first steps)")] = False,
+    precision: Annotated[str | None, typer.Option(help="auto (bf16 on GPU) | fp32 | bf16 [auto]")] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda [auto]")] = None,
+    num_workers: Annotated[int | None, typer.Option(help="data loader worker processes [0]")] = None,
+    compile: Annotated[bool | None, typer.Option(
+        "--compile/--no-compile", help="torch.compile the encoders (faster on GPU after the first steps) [off]")] = None,
     group_by_length: Annotated[bool | None, typer.Option(
         "--group-by-length/--no-group-by-length",
-        help="batches of similar-length tunes, less padding (default: on for mmm, off for clamp)")] = None,
-    checkpoint_every: Annotated[int, typer.Option(help="checkpoint interval (steps)")] = 50,
-    mlflow: Annotated[bool, typer.Option(help="log to MLflow")] = True,
+        help="batches of similar-length tunes, less padding [on for mmm, off for clamp]")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(help="checkpoint interval in steps, 0 for none [50]")] = None,
+    mlflow: Annotated[bool | None, typer.Option("--mlflow/--no-mlflow", help="log to MLflow [on]")] = None,
     register_as: Annotated[str | None, typer.Option(help="register the final model under this name")] = None,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    seed: Annotated[int | None, typer.Option(help="random seed [0]")] = None,
 ) -> None:
-    """Train (or resume) a model; runs under `torchrun` for several processes."""
-    from clamp.train.loop import TrainConfig
+    """Train (or resume) a model; runs under `torchrun` for several processes.
+
+    Settings: the TrainConfig defaults < the --config file < the options given here."""
+    from clamp.train.config import TrainConfig
     from clamp.train.run import train as run_train
 
-    if objective not in ("mmm", "clamp"):
-        _fail(f"objective must be mmm or clamp, not {objective!r}")
-    if precision not in ("auto", "fp32", "bf16"):
-        _fail(f"precision must be auto, fp32 or bf16, not {precision!r}")
-    if input_kind not in ("patch", "char"):
-        _fail(f"input kind must be patch or char, not {input_kind!r}")
-    if input_kind == "char" and init_music_from is not None:
-        _fail("--init-music-from needs the patch encoder (MMM pre-trains patches, not characters)")
-    if not (dataset / "manifest.json").is_file():
-        _fail(f"no built dataset at {dataset} (run the build first)")
-    if init_music_from is not None and not init_music_from.is_dir():
-        _fail(f"MMM model folder not found: {init_music_from}")
-    cfg = TrainConfig(
-        objective=objective, dataset_dir=str(dataset), output_dir=str(output), preset=preset, steps=steps,
+    cfg = TrainConfig.load(
+        config, objective=objective, dataset_dir=_str(dataset), output_dir=_str(output), preset=preset, steps=steps,
         batch_size=batch_size, grad_accum=grad_accum, lr=lr, input_kind=input_kind, text_model=text_model,
-        text_dropout=text_dropout, init_music_from=str(init_music_from) if init_music_from else None,
-        precision=precision, device=device, num_workers=num_workers, compile=compile, group_by_length=group_by_length, checkpoint_every=checkpoint_every,
+        text_dropout=text_dropout, init_music_from=_str(init_music_from), precision=precision, device=device,
+        num_workers=num_workers, compile=compile, group_by_length=group_by_length, checkpoint_every=checkpoint_every,
         mlflow=mlflow, register_as=register_as, seed=seed,
     )
-    try:
-        result = run_train(cfg)
-    except (FileNotFoundError, ValueError) as exc:
-        _fail(error_line(exc))
+    if not (Path(cfg.dataset_dir) / "manifest.json").is_file():
+        raise UserError(f"no built dataset at {cfg.dataset_dir} (run the build first)")
+    if cfg.init_music_from is not None and not Path(cfg.init_music_from).is_dir():
+        raise UserError(f"MMM model folder not found: {cfg.init_music_from}")
+    result = run_train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         typer.echo(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
 
 
-DEFAULT_MODEL = Path("outputs/music21-corpus/clamp-small/model")
+def _str(path: Path | None) -> str | None:
+    return str(path) if path is not None else None
+
+
+DEFAULT_MODEL = DEFAULT_MODEL_DIR
 
 
 def _model(model_dir: Path):
-    from clamp.eval.files import UserInputError, load_model
+    from clamp.eval.files import load_model
 
-    try:
-        return load_model(model_dir)
-    except UserInputError as exc:
-        _fail(str(exc))
-
-
-def _music(paths: list[Path]) -> list[str]:
-    from clamp.eval.files import UserInputError, read_music_file
-
-    try:
-        return [read_music_file(p) for p in paths]
-    except UserInputError as exc:
-        _fail(str(exc))
-    return []
+    return load_model(model_dir)
 
 
 @app.command()
@@ -153,16 +125,21 @@ def embed(
     import pyarrow.parquet as pq
 
     from clamp.eval.embed import embed_music, embed_text
+    from clamp.eval.files import music_files, read_music_file
 
     if out.suffix not in (".parquet", ".npy"):
-        _fail(f"--out must end in .parquet or .npy, not {out.suffix or '(none)'}")
-    m = _model(model)
+        raise UserError(f"--out must end in .parquet or .npy, not {out.suffix or '(none)'}")
     if text:
-        feats = embed_text(m, inputs, batch_size)
-        names = inputs
+        texts = [t.strip() for t in inputs]
+        if not all(texts):
+            raise UserError("empty text: give each text as a non-empty argument")
+        m = _model(model)
+        feats = embed_text(m, texts, batch_size)
+        names = texts
     else:
-        paths = [Path(p) for p in inputs]
-        abcs = _music(paths)
+        paths = music_files([Path(p) for p in inputs])
+        abcs = [read_music_file(p) for p in paths]
+        m = _model(model)
         feats = embed_music(m, abcs, batch_size)
         names = [str(p) for p in paths]
     if out.suffix == ".npy":
@@ -184,7 +161,7 @@ def _index(m, index: Path):
         t = pq.read_table(index)
         return t.column("title").to_pylist(), np.stack(t.column("embedding").to_numpy(zero_copy_only=False))
     if not (index / "manifest.json").is_file():
-        _fail(f"--index must be a built dataset folder or a features .parquet: {index}")
+        raise UserError(f"--index must be a built dataset folder or a features .parquet: {index}")
     import hashlib
 
     from clamp.data.shards import load_manifest, read_dataset
@@ -208,18 +185,19 @@ def _index(m, index: Path):
                 progress.advance(bar, n)
 
         feats = embed_music(m, table.column("abc").to_pylist(), 64, progress=_Bar())
-    tmp = cache.with_name(f".{cache.name}.tmp-{os.getpid()}")
-    pq.write_table(pa.table({"id": table.column("id"), "title": titles, "embedding": list(feats)}), tmp)
-    os.replace(tmp, cache)  # a Ctrl-C mid-write never leaves a broken cache
+    from clamp.io import atomic_path
+
+    with atomic_path(cache) as tmp:  # a Ctrl-C mid-write never leaves a broken cache
+        pq.write_table(pa.table({"id": table.column("id"), "title": titles, "embedding": list(feats)}), tmp)
     return titles, feats
 
 
 @app.command()
 def search(
     query: Annotated[str, typer.Argument(help="a description, e.g. 'a lively jig in D major'")],
-    index: Annotated[Path, typer.Option(help="a built dataset folder or a features .parquet")] = Path("data/datasets/music21-corpus"),
+    index: Annotated[Path, typer.Option(help="a built dataset folder or a features .parquet")] = DEFAULT_DATASET_DIR,
     model: Annotated[Path, typer.Option(help="model folder")] = DEFAULT_MODEL,
-    top: Annotated[int, typer.Option(help="how many results")] = 10,
+    top: Annotated[int, typer.Option(help="how many results (1 or more)")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Rank the scores of an index by similarity to a text query."""
@@ -227,9 +205,13 @@ def search(
 
     from clamp.eval.embed import embed_text
 
+    if not query.strip():
+        raise UserError("empty query: describe the music, e.g. 'a lively jig in D major'")
+    if top < 1:
+        raise UserError(f"--top must be 1 or more, not {top}")
     m = _model(model)
     titles, feats = _index(m, index)
-    q = embed_text(m, [query])[0]
+    q = embed_text(m, [query.strip()])[0]
     scores = feats @ q
     order = np.argsort(-scores)[:top]
     results = [{"rank": r + 1, "title": titles[i], "score": round(float(scores[i]), 4)} for r, i in enumerate(order)]
@@ -250,12 +232,13 @@ def classify(
 ) -> None:
     """Zero-shot classification of one score among the given labels."""
     from clamp.eval.embed import embed_music, embed_text
+    from clamp.eval.files import read_music_file
     from clamp.eval.tasks import prompts_for
 
-    names = [x.strip() for x in labels.split(",") if x.strip()]
+    names = list(dict.fromkeys(x.strip() for x in labels.split(",") if x.strip()))
     if len(names) < 2:
-        _fail("give at least two labels, e.g. --labels jig,reel")
-    abc = _music([file])[0]
+        raise UserError("give at least two labels, all different, e.g. --labels jig,reel")
+    abc = read_music_file(file)
     m = _model(model)
     music = embed_music(m, [abc])[0]
     scores = []
@@ -280,17 +263,22 @@ def eval_command(
     untrained: Annotated[bool, typer.Option(help="also evaluate the untrained (random-init) twin")] = True,
 ) -> None:
     """Evaluate a model on the benchmarks and print the table."""
+    from clamp.config import validated
+    from clamp.data.benchmarks import BENCHMARKS
+    from clamp.eval.config import EvalConfig
     from clamp.eval.run import evaluate, print_results_table, results_table
 
+    names = [b.strip() for b in benchmarks.split(",") if b.strip()]
+    unknown = [b for b in names if b not in BENCHMARKS]
+    if unknown:
+        raise UserError(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(sorted(BENCHMARKS))}")
     _model(model)  # a clear error before any work
     if dataset is not None and not (dataset / "manifest.json").is_file():
-        _fail(f"no built dataset at {dataset}")
-    try:
-        results = evaluate(model, [b.strip() for b in benchmarks.split(",") if b.strip()], dataset, out,
-                           include_untrained=untrained, mlflow_enabled=mlflow)
-    except (FileNotFoundError, ValueError) as exc:
-        _fail(error_line(exc))
-    print_results_table(results_table(results))
+        raise UserError(f"no built dataset at {dataset}")
+    cfg = validated(EvalConfig, {"model_dir": str(model), "benchmarks": names or None,
+                                 "dataset_dir": _str(dataset), "out_dir": str(out), "include_untrained": untrained,
+                                 "mlflow": mlflow})
+    print_results_table(results_table(evaluate(cfg)))
 
 
 @app.command()
@@ -300,18 +288,17 @@ def lineage(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Trace a registered model version to its training run, dataset, code commit and config."""
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from clamp.train.tracking import tracking_uri
+    from clamp.tracking import tracking_uri
 
     client = MlflowClient(tracking_uri=tracking_uri())
     try:
         mv = client.get_model_version(name, version) if version.isdigit() else client.get_model_version_by_alias(name, version)
         run = client.get_run(mv.run_id)
     except MlflowException as exc:
-        _fail(f"no model version {name}/{version} in {tracking_uri()}: {str(exc).splitlines()[0][:160]}")
+        raise UserError(f"no model version {name}/{version} in {tracking_uri()}: {str(exc).splitlines()[0][:160]}") from None
     tags, params = run.data.tags, run.data.params
     info = {
         "model": name, "version": mv.version, "aliases": list(getattr(mv, "aliases", []) or []), "source": mv.source,
@@ -340,7 +327,7 @@ def dataset_info(path: Annotated[Path, typer.Argument(help="a built dataset fold
 
     summary_file = path / "summary.json"
     if not summary_file.is_file():
-        _fail(f"no summary.json in {path}: not a built dataset")
+        raise UserError(f"no summary.json in {path}: not a built dataset")
     print_summary(BuildSummary(**json.loads(summary_file.read_text())))
 
 

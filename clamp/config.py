@@ -1,18 +1,27 @@
 """All configuration in one typed place.
 
 `BuildConfig` is read from (in increasing priority) defaults, a YAML/JSON file, environment
-variables `CLAMP_<FIELD>` and explicit keyword arguments.
+variables `CLAMP_<FIELD>` and the options the user gave (`BuildConfig.load`). Training,
+model, evaluation and stack settings live in `clamp.train.config`, `clamp.model.config`,
+`clamp.eval.config` and `infra.stack`; all are pydantic models, so a bad value names its field
+(docs/configuration.md).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from clamp.errors import ConfigError, UserError, error_line
+
+__all__ = ["BuildConfig", "ConfigError", "SourceSpec", "UserError", "error_line", "read_config_file", "validated"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,16 +35,48 @@ def default_benchmarks_dir() -> Path | None:
     return candidate if candidate.is_dir() else None
 
 
-def error_line(exc: Exception) -> str:
-    """One line for the terminal: a pydantic error names the field instead of "1 validation error"."""
-    from pydantic import ValidationError
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML or JSON config file; a missing or malformed file is a `ConfigError`."""
+    import yaml
 
-    if isinstance(exc, ValidationError):
-        err = exc.errors()[0]
-        where = ".".join(str(x) for x in err["loc"]) or "config"
-        more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        return f"invalid {exc.title} setting {where}: {err['msg']}{more}"
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    is_yaml = path.suffix in (".yaml", ".yml")
+    try:
+        data = (yaml.safe_load(text) or {}) if is_yaml else json.loads(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        what = "YAML" if is_yaml else "JSON"
+        raise ConfigError(f"config file {path} is not valid {what}: {' '.join(str(exc).split())[:200]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of settings, not {type(data).__name__}")
+    return data
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated(cls: type[M], data: dict[str, Any]) -> M:
+    """`cls(**data)`, with a validation failure turned into a `ConfigError` naming the field."""
+    try:
+        return cls(**data)
+    except ValidationError as exc:
+        raise ConfigError(error_line(exc)) from exc
+
+
+# Where the README's main job puts things; every default path below derives from these.
+DEFAULT_DATASET_NAME = "music21-corpus"
+DEFAULT_DATASETS_DIR = Path("data/datasets")
+DEFAULT_DATASET_DIR = DEFAULT_DATASETS_DIR / DEFAULT_DATASET_NAME
+
+
+def run_dir(dataset_name: str = DEFAULT_DATASET_NAME) -> Path:
+    """`outputs/<dataset>`: the main job's models (`mmm-small/`, `clamp-small/`) and evaluation (`eval/`)."""
+    return Path("outputs") / dataset_name
+
+
+DEFAULT_MODEL_DIR = run_dir() / "clamp-small" / "model"
 
 
 class SourceSpec(BaseModel):
@@ -68,9 +109,9 @@ class BuildConfig(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CLAMP_", extra="forbid")
 
-    name: str = "music21-corpus"
+    name: str = DEFAULT_DATASET_NAME
     sources: list[SourceSpec] = Field(default_factory=lambda: [SourceSpec(kind="music21")])
-    output_dir: Path = Path("data/datasets")
+    output_dir: Path = DEFAULT_DATASETS_DIR
     cache_dir: Path = Path(".clamp/cache")
     patch_mode: Literal["clamp-v1", "m3"] = "clamp-v1"
     max_patches: int = Field(512, ge=2, le=4096)
@@ -98,16 +139,56 @@ class BuildConfig(BaseSettings):
     def dataset_dir(self) -> Path:
         return self.output_dir / self.name
 
-    @classmethod
-    def from_file(cls, path: str | Path, **overrides) -> BuildConfig:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        text = path.read_text(encoding="utf-8")
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
+    # Settings that are not part of a dataset's identity: where and how it is built.
+    RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {"output_dir", "cache_dir", "n_workers", "scheduler_address", "data_docs", "benchmarks_dir"}
+    )
 
-            data = yaml.safe_load(text) or {}
-        else:
-            data = json.loads(text)
-        return cls(**{**data, **overrides})
+    def sources_fingerprint(self) -> str:
+        """What the dataset is made from: the sources, without `limit` (a cap on how many
+        records of a source are read changes the dataset's size, not what it is)."""
+        specs = [s.model_dump(exclude={"limit"}) for s in self.sources]
+        return hashlib.sha256(json.dumps(specs, sort_keys=True).encode()).hexdigest()[:16]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # options the user gave > CLAMP_<FIELD> > the config file > defaults
+        return init_settings, env_settings, _FileSource(settings_cls)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, **overrides: Any) -> BuildConfig:
+        """Defaults < the file at `path` < environment < `overrides`.
+
+        Only the options the user actually gave belong in `overrides`: a `None` value is
+        dropped, so a command-line default can never shadow the file's value.
+        """
+        given = {k: v for k, v in overrides.items() if v is not None}
+        token = _CONFIG_FILE_DATA.set(read_config_file(path) if path else {})
+        try:
+            return validated(cls, given)
+        finally:
+            _CONFIG_FILE_DATA.reset(token)
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> BuildConfig:
+        return cls.load(path, **overrides)
+
+
+_CONFIG_FILE_DATA: ContextVar[dict[str, Any] | None] = ContextVar("clamp_config_file_data", default=None)
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """The config file's values, below the environment and explicit options."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover - unused
+        return (_CONFIG_FILE_DATA.get() or {}).get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_CONFIG_FILE_DATA.get() or {})

@@ -1,75 +1,61 @@
-"""Prefect flow `build-dataset`: thin orchestration over `clamp.data.build`.
-
-Stages run as Prefect tasks; the parallel ones (prepare per input chunk, write per shard) run
-on a Dask cluster through `DaskTaskRunner`: a `LocalCluster` by default, or an existing
-cluster when `scheduler_address` is given.
-
-Run it directly (embedded default: the music21 corpus):
+"""Prefect flow `build-dataset`: the library's stage list (`clamp.data.build.run_build`) run
+as Prefect tasks, the parallel ones (prepare per input chunk, write per shard) on a Dask
+cluster through `DaskTaskRunner`: a `LocalCluster` by default, or an existing cluster when
+`scheduler_address` is given.
 
     python -m flows.build_dataset --help
 """
 
 from __future__ import annotations
 
-import os
+import json
 import sys
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, TypeVar
 
-# Dask logs every worker start/stop at INFO; keep the terminal for the progress bars.
-os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
-
-from prefect import flow, get_run_logger, task  # noqa: E402
+import typer
+from prefect import Task, flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.futures import as_completed
 
+from clamp import cli_common
 from clamp.config import BuildConfig
 from clamp.data import build as steps
 from clamp.data.report import print_summary, summary_markdown
 
+T = TypeVar("T")
 
-@task(name="ingest-sources", retries=3, retry_delay_seconds=[10, 30, 90])
-def ingest_task(cfg: BuildConfig) -> list[Path]:
-    """Read every source into input chunks (the web source talks to the network: retried)."""
-    layout = steps.DatasetLayout(cfg.dataset_dir)
-    return steps.ingest(steps.iter_records(cfg), layout, cfg.chunk_size, cfg.chunk_max_conversions)
-
-
-@task(name="prepare-chunk", retries=1)
-def prepare_task(input_path: Path, cfg: BuildConfig) -> dict:
-    return steps.prepare_chunk(input_path, steps.DatasetLayout(cfg.dataset_dir), steps.prepare_config(cfg))
-
-
-@task(name="plan-shards")
-def plan_task(prepared: list[Path], cfg: BuildConfig) -> steps.PlanResult:
-    reference, _ = steps.load_reference(cfg)
-    layout = steps.DatasetLayout(cfg.dataset_dir)
-    plan = steps.plan_shards(prepared, layout, cfg, reference)
-    steps.remove_stale_shards(layout, len(plan.shards))
-    return plan
+# Orchestration policy per stage: reading sources talks to the network (web), so it is retried.
+TASK_OPTIONS: dict[str, dict[str, Any]] = {
+    "ingest": {"name": "ingest-sources", "retries": 3, "retry_delay_seconds": [10, 30, 90]},
+    "prepare": {"name": "prepare-chunk", "retries": 1},
+    "plan": {"name": "plan-shards"},
+    "write_shards": {"name": "write-shard"},
+    "finalize": {"name": "finalize"},
+}
 
 
-@task(name="write-shard")
-def write_shard_task(plan: steps.ShardPlan, prepared: list[Path], cfg: BuildConfig) -> dict:
-    return steps.write_shard(plan, prepared, steps.DatasetLayout(cfg.dataset_dir), cfg)
+def stage_task(stage: str, fn: Callable[..., T]) -> Task:
+    """The Prefect task that runs one stage function of the library."""
+    return task(fn, **TASK_OPTIONS[stage])
 
 
-@task(name="finalize")
-def finalize_task(cfg: BuildConfig, chunk_stats: list[dict], plan: steps.PlanResult, shard_stats: list[dict], seconds: dict) -> steps.BuildSummary:
-    return steps.finalize(steps.DatasetLayout(cfg.dataset_dir), cfg, chunk_stats, plan, shard_stats, seconds)
+class PrefectExecutor:
+    """Runs `run_build`'s stages as Prefect tasks; `map` submits to the flow's task runner."""
 
+    def __init__(self, show_progress: bool = False) -> None:
+        self.show_progress = show_progress
 
-def _gather(futures: list, label: str, show_progress: bool) -> list:
-    """Results in submission order, with a progress bar on a terminal."""
-    if not show_progress:
+    def run(self, stage: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return stage_task(stage, fn)(*args, **kwargs)
+
+    def map(self, stage: str, fn: Callable[..., T], items: Sequence[Any], **kwargs: Any) -> list[T]:
+        t = stage_task(stage, fn)
+        futures = [t.submit(item, **kwargs) for item in items]
+        with steps.progress_bar(steps.STAGE_LABELS[stage], len(futures), self.show_progress) as advance:
+            for _ in as_completed(futures):
+                advance()
         return [f.result() for f in futures]
-    from rich.progress import Progress
-
-    with Progress(transient=False) as progress:
-        bar = progress.add_task(label, total=len(futures))
-        for _ in as_completed(futures):
-            progress.advance(bar)
-    return [f.result() for f in futures]
 
 
 def _task_runner(n_workers: int, scheduler_address: str | None):
@@ -84,53 +70,29 @@ def _task_runner(n_workers: int, scheduler_address: str | None):
 
 
 @flow(name="build-dataset-stages")
-def run_stages(cfg: BuildConfig, show_progress: bool = False) -> steps.BuildSummary:
-    import time
-
-    logger = get_run_logger()
-    seconds: dict[str, float] = {}
-    t = time.perf_counter()
-    inputs = ingest_task(cfg)
-    seconds["ingest"] = time.perf_counter() - t
-    logger.info("ingested %d input chunks", len(inputs))
-
-    t = time.perf_counter()
-    chunk_futures = [prepare_task.submit(p, cfg) for p in inputs]
-    chunk_stats = _gather(chunk_futures, "prepare (convert, clean, patch)", show_progress)
-    seconds["prepare"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    layout = steps.DatasetLayout(cfg.dataset_dir)
-    prepared = [steps.prepared_paths_for(p, layout)[0] for p in inputs]
-    plan = plan_task(prepared, cfg)
-    seconds["plan"] = time.perf_counter() - t
-    logger.info("kept %d of %d prepared rows in %d shards", plan.kept, plan.prepared, len(plan.shards))
-
-    t = time.perf_counter()
-    shard_futures = [write_shard_task.submit(sp, prepared, cfg) for sp in plan.shards]
-    shard_stats = _gather(shard_futures, "write shards (contract + atomic write)", show_progress)
-    seconds["write_shards"] = time.perf_counter() - t
-    return finalize_task(cfg, chunk_stats, plan, shard_stats, seconds)
+def run_stages(cfg: BuildConfig, overwrite: bool = False, show_progress: bool = False) -> steps.BuildSummary:
+    return steps.run_build(cfg, PrefectExecutor(show_progress), overwrite=overwrite)
 
 
 @flow(name="build-dataset", log_prints=True)
 def build_dataset(
-    name: str = "music21-corpus",
+    name: str | None = None,
     config_path: str | None = None,
     overrides: dict[str, Any] | None = None,
-    n_workers: int = 2,
+    n_workers: int | None = None,
     scheduler_address: str | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Build a validated, sharded music-text dataset; returns the run summary.
 
-    `config_path` is a YAML/JSON `BuildConfig`; `overrides` set single fields on top of it.
+    Settings come from `BuildConfig` (docs/configuration.md): defaults < the YAML/JSON file at
+    `config_path` < `CLAMP_<FIELD>` environment variables < `overrides` and the named
+    parameters. Parameters left at None take the lower layers' values.
     """
-    fields = {**(overrides or {}), "name": name, "n_workers": n_workers}
-    if scheduler_address:  # otherwise CLAMP_SCHEDULER_ADDRESS (set by `infra.stack`'s env.sh) applies
-        fields["scheduler_address"] = scheduler_address
-    cfg = BuildConfig.from_file(config_path, **fields) if config_path else BuildConfig(**fields)
+    cfg = BuildConfig.load(config_path, **{**(overrides or {}), "name": name, "n_workers": n_workers,
+                                           "scheduler_address": scheduler_address})
     runner = _task_runner(cfg.n_workers, cfg.scheduler_address)
-    summary = run_stages.with_options(task_runner=runner)(cfg, show_progress=sys.stderr.isatty())
+    summary = run_stages.with_options(task_runner=runner)(cfg, overwrite, show_progress=sys.stderr.isatty())
     create_markdown_artifact(key="build-summary", markdown=summary_markdown(summary), description=f"build-dataset {cfg.name}")
     if summary.quarantine_reasons:
         create_table_artifact(
@@ -141,44 +103,33 @@ def build_dataset(
     return summary.to_dict()
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import json
+app = cli_common.make_command_app("Build the music-text dataset (default: the music21 corpus) into validated Arrow shards, with Prefect on Dask.")
 
-    parser = argparse.ArgumentParser(
-        prog="python -m flows.build_dataset",
-        description="Build the music-text dataset (default: the music21 corpus) into validated Arrow shards.",
-    )
-    parser.add_argument("--name", default="music21-corpus", help="dataset name (folder under output_dir)")
-    parser.add_argument("--config", help="YAML/JSON BuildConfig file")
-    parser.add_argument("--output-dir", help="where datasets are written (default data/datasets)")
-    parser.add_argument("--limit", type=int, help="cap the records of each source (quick runs)")
-    parser.add_argument("--patch-mode", choices=["clamp-v1", "m3"], help="bar patching mode")
-    parser.add_argument("--workers", type=int, default=2, help="Dask LocalCluster worker processes")
-    parser.add_argument("--scheduler", help="address of an existing Dask scheduler instead of a LocalCluster")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    args = parser.parse_args(argv)
-    overrides: dict[str, Any] = {}
-    if args.output_dir:
-        overrides["output_dir"] = args.output_dir
-    if args.patch_mode:
-        overrides["patch_mode"] = args.patch_mode
-    if args.limit:
-        base = BuildConfig.from_file(args.config) if args.config else BuildConfig()
-        overrides["sources"] = [{**s.model_dump(), "limit": args.limit} for s in base.sources]
-    try:
-        summary = build_dataset(args.name, args.config, overrides, args.workers, args.scheduler)
-    except (FileNotFoundError, ValueError) as exc:
-        from clamp.config import error_line
 
-        print(f"error: {error_line(exc)}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(summary, indent=2))
+@app.command()
+def main(
+    config: cli_common.ConfigOption = None,
+    name: cli_common.NameOption = None,
+    output_dir: cli_common.OutputDirOption = None,
+    limit: cli_common.LimitOption = None,
+    patch_mode: cli_common.PatchModeOption = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Dask LocalCluster worker processes (default 2)")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="address of an existing Dask scheduler instead of a LocalCluster")] = None,
+    overwrite: cli_common.OverwriteOption = False,
+    as_json: cli_common.JsonOption = False,
+    debug: cli_common.DebugOption = False,
+) -> None:
+    """Build a dataset with Prefect; the same options as `clamp build`, plus --scheduler."""
+    overrides = cli_common.build_overrides(config, name, output_dir, limit, patch_mode)
+    cfg = BuildConfig.load(config, **overrides, n_workers=workers, scheduler_address=scheduler)
+    steps.check_dataset_claim(steps.DatasetLayout(cfg.dataset_dir), cfg, overwrite)  # before any Prefect start-up
+    summary = build_dataset(config_path=str(config) if config else None, overrides=overrides, n_workers=workers,
+                            scheduler_address=scheduler, overwrite=overwrite)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
     else:
         print_summary(steps.BuildSummary(**summary))
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    app()

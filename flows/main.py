@@ -7,61 +7,67 @@ MLflow and say where to look.
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
+from typing import Annotated
 
-os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+import typer
+from prefect import flow
 
-from prefect import flow  # noqa: E402
+from clamp import cli_common
+from clamp.config import DEFAULT_DATASET_NAME, run_dir
+from flows.build_dataset import build_dataset
+from flows.evaluate import evaluate_flow
+from flows.train import pretrain_mmm, train_clamp
 
-from flows.build_dataset import build_dataset  # noqa: E402
-from flows.evaluate import evaluate_flow  # noqa: E402
-from flows.train import pretrain_mmm, train_clamp  # noqa: E402
+# The main job's budget: a few minutes of each training stage on a 2-core CPU.
+MMM_STEPS, CLAMP_STEPS, BATCH_SIZE = 150, 150, 16
 
 
 @flow(name="main-pipeline", log_prints=True)
-def main_pipeline(name: str = "music21-corpus", mmm_steps: int = 150, clamp_steps: int = 150, batch_size: int = 16,
-                  limit: int | None = None) -> dict:
+def main_pipeline(name: str = DEFAULT_DATASET_NAME, mmm_steps: int = MMM_STEPS, clamp_steps: int = CLAMP_STEPS,
+                  batch_size: int = BATCH_SIZE, limit: int | None = None) -> dict:
     overrides = {"sources": [{"kind": "music21", "limit": limit}]} if limit else None
     summary = build_dataset(name=name, overrides=overrides)
     dataset_dir = summary["dataset_dir"]
-    mmm = pretrain_mmm(dataset_dir=dataset_dir, output_dir=f"outputs/{name}/mmm-small", steps=mmm_steps,
-                       batch_size=batch_size, overrides={"log_every": 10, "checkpoint_every": 50})
-    clamp = train_clamp(dataset_dir=dataset_dir, output_dir=f"outputs/{name}/clamp-small", steps=clamp_steps,
-                        batch_size=batch_size, init_music_from=f"outputs/{name}/mmm-small/model",
-                        overrides={"log_every": 10, "checkpoint_every": 50})
-    evaluation = evaluate_flow(model_dir=clamp["model_dir"], dataset_dir=dataset_dir, out_dir=f"outputs/{name}/eval")
+    out = run_dir(name)
+    mmm = pretrain_mmm(overrides={"dataset_dir": dataset_dir, "output_dir": str(out / "mmm-small"),
+                                  "steps": mmm_steps, "batch_size": batch_size})
+    clamp = train_clamp(overrides={"dataset_dir": dataset_dir, "output_dir": str(out / "clamp-small"),
+                                   "steps": clamp_steps, "batch_size": batch_size, "init_music_from": mmm["model_dir"]})
+    evaluation = evaluate_flow(overrides={"model_dir": clamp["model_dir"], "dataset_dir": dataset_dir,
+                                          "out_dir": str(out / "eval")})
     return {"dataset": summary, "mmm": mmm, "clamp": clamp, "evaluation": evaluation}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m flows.main", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--name", default="music21-corpus", help="dataset name")
-    parser.add_argument("--mmm-steps", type=int, default=150, help="MMM pre-training steps")
-    parser.add_argument("--clamp-steps", type=int, default=150, help="contrastive training steps")
-    parser.add_argument("--batch-size", type=int, default=16, help="batch size for both stages")
-    parser.add_argument("--limit", type=int, help="cap the corpus records (quick runs)")
-    args = parser.parse_args(argv)
-    from clamp.data.build import BuildSummary
-    from clamp.data.report import print_summary
-    from clamp.train.tracking import tracking_uri
+app = cli_common.make_command_app(__doc__.split("\n\n")[0])
 
-    result = main_pipeline(args.name, args.mmm_steps, args.clamp_steps, args.batch_size, args.limit)
+
+@app.command()
+def main(
+    name: Annotated[str, typer.Option(help="dataset name")] = DEFAULT_DATASET_NAME,
+    mmm_steps: Annotated[int, typer.Option(min=1, help="MMM pre-training steps")] = MMM_STEPS,
+    clamp_steps: Annotated[int, typer.Option(min=1, help="contrastive training steps")] = CLAMP_STEPS,
+    batch_size: Annotated[int, typer.Option(min=1, help="batch size for both stages")] = BATCH_SIZE,
+    limit: cli_common.LimitOption = None,
+    debug: cli_common.DebugOption = False,
+) -> None:
+    """Build, pre-train, train and evaluate; print the tables and where the MLflow runs are."""
+    from clamp.config import BuildConfig
+    from clamp.data.build import BuildSummary, DatasetLayout, check_dataset_claim
+    from clamp.data.report import print_summary
+    from clamp.eval.run import print_results_table
+    from clamp.tracking import tracking_uri
+
+    cfg = BuildConfig.load(name=name, sources=[{"kind": "music21", "limit": limit}] if limit else None)
+    check_dataset_claim(DatasetLayout(cfg.dataset_dir), cfg)  # a clear error before any Prefect start-up
+    result = main_pipeline(name, mmm_steps, clamp_steps, batch_size, limit)
     print_summary(BuildSummary(**result["dataset"]))
     for stage in ("mmm", "clamp"):
         r = result[stage]
         print(f"{stage}: {r['steps']} steps, loss {r['first_loss']:.3f} -> {r['last_loss']:.3f}; model in {r['model_dir']}")
-    from clamp.eval.run import print_results_table
-
     print_results_table(result["evaluation"], "benchmarks (zero-shot needs no fine-tuning; the probe and baselines are for comparison)")
     uri = tracking_uri()
     print(f"\nMLflow runs are in {uri}\nOpen them with:  .venv/bin/mlflow ui --backend-store-uri {uri}")
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    app()

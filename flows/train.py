@@ -1,7 +1,9 @@
 """Prefect flows `pretrain-mmm` and `train-clamp`: thin wrappers over `clamp.train.run.train`.
 
-They run in the flow's process (CUDA when present). For several GPUs, launch
-`torchrun --nproc_per_node N -m clamp.train.cli ...` instead (see the README).
+Settings are `TrainConfig` fields (docs/configuration.md): the defaults < the YAML/JSON file at
+`config_path` < `overrides`; a deployment passes only what differs. They run in the flow's
+process (CUDA when present). For several GPUs, launch
+`torchrun --nproc_per_node N -m clamp.cli train ...` instead (see the README).
 """
 
 from __future__ import annotations
@@ -11,13 +13,13 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from clamp.train.loop import TrainConfig
+from clamp.train.config import TrainConfig
 
 
-def _train(objective: str, overrides: dict[str, Any]) -> dict:
+def _train(objective: str, config_path: str | None, overrides: dict[str, Any] | None) -> dict:
     from clamp.train.run import train
 
-    cfg = TrainConfig(**{**overrides, "objective": objective})
+    cfg = TrainConfig.load(config_path, **{**(overrides or {}), "objective": objective})
     logger = get_run_logger()
     logger.info("training %s (%s preset) on %s for %d steps", objective, cfg.preset, cfg.dataset_dir, cfg.steps)
     result = train(cfg)
@@ -30,30 +32,12 @@ def _train(objective: str, overrides: dict[str, Any]) -> dict:
 
 
 @flow(name="pretrain-mmm", log_prints=True)
-def pretrain_mmm(
-    dataset_dir: str = "data/datasets/music21-corpus",
-    output_dir: str = "outputs/mmm-small",
-    preset: str = "small",
-    steps: int = 300,
-    batch_size: int = 32,
-    overrides: dict[str, Any] | None = None,
-) -> dict:
+def pretrain_mmm(config_path: str | None = None, overrides: dict[str, Any] | None = None) -> dict:
     """Masked-music pre-training of the music encoder."""
-    return _train("mmm", {"dataset_dir": dataset_dir, "output_dir": output_dir, "preset": preset, "steps": steps,
-                          "batch_size": batch_size, "lr": 1e-3, "run_name": f"mmm-{preset}", **(overrides or {})})
+    return _train("mmm", config_path, overrides)
 
 
 @flow(name="train-clamp", log_prints=True)
-def train_clamp(
-    dataset_dir: str = "data/datasets/music21-corpus",
-    output_dir: str = "outputs/clamp-small",
-    preset: str = "small",
-    steps: int = 150,
-    batch_size: int = 32,
-    init_music_from: str | None = "outputs/mmm-small/model",
-    overrides: dict[str, Any] | None = None,
-) -> dict:
+def train_clamp(config_path: str | None = None, overrides: dict[str, Any] | None = None) -> dict:
     """Contrastive training of music and text encoders (optionally from an MMM encoder)."""
-    return _train("clamp", {"dataset_dir": dataset_dir, "output_dir": output_dir, "preset": preset, "steps": steps,
-                            "batch_size": batch_size, "init_music_from": init_music_from, "run_name": f"clamp-{preset}",
-                            **(overrides or {})})
+    return _train("clamp", config_path, overrides)

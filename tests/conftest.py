@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import random
 import socket
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("DO_NOT_TRACK", "true")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
-os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+from clamp.environment import apply_defaults
+
+apply_defaults()
 
 
 def free_port() -> int:
@@ -71,7 +66,7 @@ def tiny_dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tiny_dataset, tmp_path_factory) -> Path:
     """A tiny CLaMP model trained for a few steps on the tiny dataset (real text tokenizer)."""
-    from clamp.train.loop import TrainConfig
+    from clamp.train.config import TrainConfig
     from clamp.train.run import train
 
     out = tmp_path_factory.mktemp("tiny-model")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import random
 
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from clamp.cli import app
+from clamp.errors import UserError
 
 runner = CliRunner()
 TUNE = "X:1\nT:Test Jig\nR:jig\nM:6/8\nL:1/8\nK:D\n|:dAF DFA|dAF GFE|dAF DFA|GFE D3:|\n"
@@ -33,7 +35,7 @@ def test_user_errors_are_one_clear_line(tmp_path, tiny_model):
     (tmp_path / "notes.txt").write_text("hello")
     assert "unsupported format .txt" in _error(runner.invoke(app, ["classify", str(tmp_path / "notes.txt"), "--labels", "jig,reel", "--model", str(tiny_model)]))
     (tmp_path / "broken.mid").write_bytes(b"MThd\x00\x00\x00\x06garbage")
-    assert "unparseable score" in _error(runner.invoke(app, ["classify", str(tmp_path / "broken.mid"), "--labels", "jig,reel", "--model", str(tiny_model)]))
+    assert "unusable score" in _error(runner.invoke(app, ["classify", str(tmp_path / "broken.mid"), "--labels", "jig,reel", "--model", str(tiny_model)]))
     (tmp_path / "t.abc").write_text(TUNE)
     assert "model folder not found" in _error(runner.invoke(app, ["classify", str(tmp_path / "t.abc"), "--labels", "jig,reel", "--model", str(tmp_path / "nomodel")]))
     assert "at least two labels" in _error(runner.invoke(app, ["classify", str(tmp_path / "t.abc"), "--labels", "jig", "--model", str(tiny_model)]))
@@ -77,3 +79,55 @@ def test_an_invalid_build_config_names_the_field(tmp_path):
     (tmp_path / "bad.yaml").write_text("name: x\nsources: [{kind: ftp}]\n")
     line = _error(runner.invoke(app, ["build", "--config", str(tmp_path / "bad.yaml")]))
     assert line == "error: invalid BuildConfig setting sources.0.kind: Input should be 'music21', 'local' or 'web'"
+
+
+def test_bad_inputs_get_one_line_errors(tmp_path, tiny_model, tiny_dataset):
+    model = ["--model", str(tiny_model)]
+    assert "empty query" in _error(runner.invoke(app, ["search", "  ", "--index", str(tiny_dataset), *model]))
+    assert "--top must be 1 or more, not 0" in _error(runner.invoke(app, ["search", "a jig", "--index", str(tiny_dataset), "--top", "0", *model]))
+    # 4 MB of random text: the build's 1 MB record limit, checked before reading the file
+    big = tmp_path / "noise.abc"
+    big.write_bytes(bytes(random.Random(0).choice(b"abcdefgh |\n") for _ in range(4_000_000)))
+    assert "too_large: 4000000 bytes > 1000000" in _error(runner.invoke(app, ["classify", str(big), "--labels", "jig,reel", *model]))
+    small = tmp_path / "words.abc"
+    small.write_text("the quick brown fox jumps over the lazy dog\n" * 20)
+    assert "not_abc: no K: (key) field" in _error(runner.invoke(app, ["classify", str(small), "--labels", "jig,reel", *model]))
+    assert "is a directory" in _error(runner.invoke(app, ["classify", str(tmp_path), "--labels", "jig,reel", *model]))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "no music files" in _error(runner.invoke(app, ["embed", str(empty), *model, "--out", str(tmp_path / "f.npy")]))
+    assert "empty text" in _error(runner.invoke(app, ["embed", "--text", "", *model, "--out", str(tmp_path / "f.npy")]))
+    assert "unknown benchmark 'mnist'" in _error(runner.invoke(app, ["eval", "--benchmarks", "mnist", *model]))
+    (tmp_path / "train.yaml").write_text("steps: 0\n")
+    assert _error(runner.invoke(app, ["train", "--config", str(tmp_path / "train.yaml")])).startswith(
+        "error: invalid TrainConfig setting steps: Input should be greater than or equal to 1")
+    assert "invalid TrainConfig setting precision" in _error(runner.invoke(app, ["train", "--precision", "fp8"]))
+
+
+def test_embed_a_directory_embeds_its_music_files(tmp_path, tiny_model):
+    scores = tmp_path / "scores"
+    (scores / "sub").mkdir(parents=True)
+    (scores / "a.abc").write_text(TUNE)
+    (scores / "sub" / "b.abc").write_text(TUNE.replace("Test Jig", "Other"))
+    (scores / "readme.txt").write_text("not music")
+    out = tmp_path / "f.parquet"
+    result = runner.invoke(app, ["embed", str(scores), "--model", str(tiny_model), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(out).column("id").to_pylist() == [str(scores / "a.abc"), str(scores / "sub" / "b.abc")]
+
+
+def test_debug_shows_the_traceback_and_internal_errors_keep_theirs(tmp_path, tiny_model, monkeypatch):
+    missing = str(tmp_path / "missing.abc")
+    shown = runner.invoke(app, ["--debug", "classify", missing, "--labels", "jig,reel", "--model", str(tiny_model)])
+    assert shown.exit_code == 1 and isinstance(shown.exception, UserError)
+
+    import clamp.eval.files as files
+
+    def broken(path, max_bytes=None):
+        raise KeyError("a bug, not a user error")
+
+    monkeypatch.setattr(files, "read_music_file", broken)  # an internal failure, injected
+    (tmp_path / "t.abc").write_text(TUNE)
+    crashed = runner.invoke(app, ["classify", str(tmp_path / "t.abc"), "--labels", "jig,reel", "--model", str(tiny_model)])
+    assert crashed.exit_code == 1 and isinstance(crashed.exception, KeyError)
+    assert "error:" not in crashed.output

@@ -1,4 +1,4 @@
-"""ABC normalization of CLaMP v1 (DESIGN §4) and extraction of the info fields it drops.
+"""ABC normalization of CLaMP v1 (docs/abc-normalisation-and-patching.md) and extraction of the info fields it drops.
 
 The dropped info fields are the text side of a music-text pair, so they are returned by
 `extract_info_fields` rather than thrown away.
@@ -38,7 +38,7 @@ def to_ascii(text: str) -> str:
 
 
 def normalize_abc(text: str) -> str:
-    """Return the music of one tune as the clamp-v1 patcher sees it (DESIGN §4)."""
+    """Return the music of one tune as the clamp-v1 patcher sees it (docs/abc-normalisation-and-patching.md)."""
     kept: list[str] = []
     append = kept.append
     for line in to_ascii(text).split("\n"):
@@ -65,7 +65,7 @@ def drop_text_fields(text: str) -> str:
 
 
 def m3_text(text: str) -> str:
-    """What the m3 patcher sees: ASCII, without text fields (DESIGN §5.2 checks raw WikiMT,
+    """What the m3 patcher sees: ASCII, without text fields (docs/abc-normalisation-and-patching.md, "Check digests" checks raw WikiMT,
     which has no text fields, so the digest is unchanged)."""
     return to_ascii(drop_text_fields(text))
 

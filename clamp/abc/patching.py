@@ -1,7 +1,7 @@
-"""Bar patching (DESIGN §5): one score -> an (n_patches, 64) uint8 array.
+"""Bar patching (docs/abc-normalisation-and-patching.md): one score -> an (n_patches, 64) uint8 array.
 
 Two modes:
-- ``clamp-v1``: the paper's 98-symbol vocabulary over §4-normalized text;
+- ``clamp-v1``: the paper's 98-symbol vocabulary over clamp-v1-normalized text;
 - ``m3``: CLaMP 2/3's raw 128-symbol vocabulary over the tune as written.
 
 Both reproduce the reference check digests on WikiMT exactly (see tests). Patches are
@@ -21,7 +21,7 @@ from clamp.abc.normalize import m3_text, normalize_abc
 
 PATCH_SIZE = 64
 
-# Alternatives tried in exactly this order (DESIGN §5.1).
+# Alternatives tried in exactly this order (docs/abc-normalisation-and-patching.md, "Splitting into bars").
 BARLINE_RE = re.compile(r"(\|:|::|:\||\[\||\|\||\|\]|\|)")
 BARLINES = frozenset(["|:", "::", ":|", "[|", "||", "|]", "|"])
 

@@ -6,8 +6,9 @@
             --finalize--> manifest.json, summary.json, quarantine, Data Docs
 
 Each parallel step is one unit of work whose stats file is its completion marker, so a
-rerun skips finished units. `build_dataset` runs the steps in-process (or with any `map`);
-the Prefect flow in `flows/build_dataset.py` runs the same functions as Dask tasks.
+rerun skips finished units. The stages are listed once, in `run_build`; an `Executor` decides
+where they run: in this process (`InProcessExecutor`), in a process pool (`PoolExecutor`), or
+as Prefect tasks on Dask (`flows.build_dataset.PrefectExecutor`). See docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import logging
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -48,8 +50,11 @@ from clamp.data.shards import (
     write_atomic,
     write_json_atomic,
 )
+from clamp.errors import UserError
+from clamp.io import write_bytes_atomic
 
 log = logging.getLogger("clamp.data.build")
+T = TypeVar("T")
 
 
 class ReconciliationError(RuntimeError):
@@ -83,6 +88,87 @@ class DatasetLayout:
     @property
     def docs_dir(self) -> Path:
         return self.root / "data_docs"
+
+    @property
+    def build_config_file(self) -> Path:
+        return self.root / "build_config.json"
+
+    def inside(self, path: Path) -> Path:
+        """`path`, after checking it lies in this dataset: a build deletes nothing outside it."""
+        if not Path(path).resolve().is_relative_to(self.root.resolve()):
+            raise RuntimeError(f"refusing to touch {path}: outside the dataset folder {self.root}")
+        return Path(path)
+
+
+# --- the dataset folder's identity ------------------------------------------------------------
+def check_dataset_claim(layout: DatasetLayout, cfg: BuildConfig, overwrite: bool = False) -> bool:
+    """Whether this build may write into `layout.root`; True when `overwrite` must empty it first.
+
+    A dataset folder is built from one set of sources (`build_config.json` records them and
+    their fingerprint). Building other sources into it would mix two datasets (and the plan
+    step would delete the first one's shards as stale), so it is refused with a `UserError`
+    unless `overwrite`. Folders written before this record existed (they hold a manifest or
+    a work folder) are adopted as they are. Reads only: entry points call it before starting.
+    """
+    root = layout.root
+    if not root.is_dir() or not any(root.iterdir()):
+        return False
+    if layout.build_config_file.is_file():
+        old = json.loads(layout.build_config_file.read_text(encoding="utf-8"))
+        same = old.get("sources_fingerprint") == cfg.sources_fingerprint()
+    else:  # written before this record existed, or not a dataset folder at all
+        kinds = _legacy_source_kinds(layout)
+        same = kinds is not None and kinds <= {s.kind for s in cfg.sources}
+        what = f"{', '.join(sorted(kinds))}, recorded before source fingerprints" if kinds else "not a dataset folder"
+        old = {"config": {"sources": what}}
+    if same:
+        return False
+    if not overwrite:
+        was = _describe_sources(old.get("config", {}).get("sources"))
+        now = _describe_sources(cfg.model_dump(mode="json")["sources"])
+        raise UserError(
+            f"{root} holds a dataset built from other sources ({was}) than this build ({now}):"
+            " choose another name, or pass --overwrite to replace it"
+        )
+    return True
+
+
+def claim_dataset(layout: DatasetLayout, cfg: BuildConfig, overwrite: bool = False) -> None:
+    """`check_dataset_claim`, then empty the folder if overwriting, and record the sources."""
+    if check_dataset_claim(layout, cfg, overwrite):
+        import shutil
+
+        log.warning("--overwrite: emptying %s", layout.root)
+        for child in layout.root.iterdir():
+            layout.inside(child)
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    record = {"sources_fingerprint": cfg.sources_fingerprint(),
+              "config": cfg.model_dump(mode="json", exclude=set(BuildConfig.RUNTIME_FIELDS))}
+    write_json_atomic(record, layout.build_config_file)
+
+
+def _legacy_source_kinds(layout: DatasetLayout) -> set[str] | None:
+    """The source kinds of a dataset written before `build_config.json` existed, read from
+    its first shard or input chunk (every row names its source); None when there is none."""
+    candidates = sorted(layout.shards_dir.glob("shard-*.arrow"))[:1] + sorted(layout.input_dir.glob("chunk-*.arrow"))[:1]
+    for path in candidates:
+        try:
+            return set(read_table(path, ["source"]).column("source").to_pylist())
+        except (OSError, KeyError, pa.ArrowException):
+            continue
+    return None
+
+
+def _describe_sources(sources: object) -> str:
+    if not isinstance(sources, list):
+        return str(sources)
+    return ", ".join(
+        s.get("kind", "?") + (f" {s['path']}" if s.get("path") else "") + (f" {','.join(s['seeds'])}" if s.get("seeds") else "")
+        for s in sources if isinstance(s, dict)
+    )
 
 
 def _fingerprint(*parts: object) -> str:
@@ -165,14 +251,12 @@ def ingest(
     paths: list[Path] = []
     for i, table in enumerate(batched(records, chunk_size, max_conversions)):
         path = layout.input_dir / f"chunk-{i:05d}.arrow"
-        tmp_bytes = _ipc_bytes(table)
-        if not path.is_file() or path.read_bytes() != tmp_bytes:
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_bytes(tmp_bytes)
-            tmp.replace(path)
+        data = _ipc_bytes(table)
+        if not path.is_file() or path.read_bytes() != data:
+            write_bytes_atomic(data, path)
         paths.append(path)
     for stale in sorted(layout.input_dir.glob("chunk-*.arrow"))[len(paths) :]:
-        stale.unlink()  # the input shrank since the last run
+        layout.inside(stale).unlink()  # the input shrank since the last run
     return paths
 
 
@@ -342,7 +426,8 @@ def plan_shards(
         decontaminated_by_benchmark=dict(sorted(by_benchmark.items())),
         kept=len(kept),
         prepared=n,
-        decontamination="done" if reference is not None else "skipped: no benchmarks directory",
+        decontamination="done" if reference is not None else (
+            "skipped: decontaminate=false" if not cfg.decontaminate else "skipped: no benchmarks directory"),
     )
 
 
@@ -598,38 +683,139 @@ def load_reference(cfg: BuildConfig) -> tuple[ReferenceIndex | None, dict]:
     return load_reference_index(Path(cfg.benchmarks_dir), cfg.cache_dir)
 
 
+# --- executors ------------------------------------------------------------------------------
+class Executor(Protocol):
+    """Where the stages of `run_build` run. `run` calls one unit of work, `map` one per item
+    (each item an independent, idempotent unit); both return results in order."""
+
+    def run(self, stage: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T: ...
+
+    def map(self, stage: str, fn: Callable[..., T], items: Sequence[Any], **kwargs: Any) -> list[T]: ...
+
+
+STAGE_LABELS = {
+    "ingest": "ingest sources",
+    "prepare": "prepare (convert, clean, patch)",
+    "plan": "plan shards (decontaminate, dedup, split)",
+    "write_shards": "write shards (contract + atomic write)",
+    "finalize": "finalize (manifest, summary, quarantine)",
+}
+
+
+class InProcessExecutor:
+    """Every unit in this process, one after another (tests, debugging, small builds)."""
+
+    def __init__(self, show_progress: bool = False) -> None:
+        self.show_progress = show_progress
+
+    def run(self, stage: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return fn(*args, **kwargs)
+
+    def map(self, stage: str, fn: Callable[..., T], items: Sequence[Any], **kwargs: Any) -> list[T]:
+        with progress_bar(STAGE_LABELS.get(stage, stage), len(items), self.show_progress) as advance:
+            results = []
+            for item in items:
+                results.append(fn(item, **kwargs))
+                advance()
+        return results
+
+
+class PoolExecutor(InProcessExecutor):
+    """Parallel stages in a pool of worker processes (no Prefect, no Dask)."""
+
+    def __init__(self, workers: int, show_progress: bool = False) -> None:
+        super().__init__(show_progress)
+        self.workers = workers
+
+    def map(self, stage: str, fn: Callable[..., T], items: Sequence[Any], **kwargs: Any) -> list[T]:
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        if self.workers <= 1 or len(items) <= 1:
+            return super().map(stage, fn, items, **kwargs)
+        with ProcessPoolExecutor(min(self.workers, len(items))) as pool:
+            futures = [pool.submit(fn, item, **kwargs) for item in items]
+            with progress_bar(STAGE_LABELS.get(stage, stage), len(items), self.show_progress) as advance:
+                for _ in as_completed(futures):
+                    advance()
+            return [f.result() for f in futures]
+
+
+@contextmanager
+def progress_bar(label: str, total: int, enabled: bool) -> Iterator[Callable[[], None]]:
+    """A rich progress bar (when `enabled`, e.g. on a terminal); yields the advance callback."""
+    if not enabled:
+        yield lambda: None
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=False) as progress:
+        bar = progress.add_task(label, total=total)
+        yield lambda: progress.advance(bar)
+
+
+# --- the stage list -----------------------------------------------------------------------------
+def ingest_sources(cfg: BuildConfig, records: Iterable[RawRecord] | None = None) -> list[Path]:
+    """Stage `ingest`: every source (or the given records) into input chunks."""
+    layout = DatasetLayout(cfg.dataset_dir)
+    return ingest(records if records is not None else iter_records(cfg), layout, cfg.chunk_size, cfg.chunk_max_conversions)
+
+
+def plan_build(cfg: BuildConfig, inputs: list[Path]) -> PlanResult:
+    """Stage `plan`: decontaminate against the benchmarks, dedup, split and cut into shards."""
+    layout = DatasetLayout(cfg.dataset_dir)
+    reference, _ = load_reference(cfg)
+    plan = plan_shards([prepared_paths_for(p, layout)[0] for p in inputs], layout, cfg, reference)
+    remove_stale_shards(layout, len(plan.shards))
+    return plan
+
+
+def run_build(
+    cfg: BuildConfig,
+    executor: Executor | None = None,
+    records: Iterable[RawRecord] | None = None,
+    overwrite: bool = False,
+) -> BuildSummary:
+    """Build the dataset: the one list of stages, run by `executor` (default: in this process)."""
+    executor = executor or InProcessExecutor()
+    layout = DatasetLayout(cfg.dataset_dir)
+    claim_dataset(layout, cfg, overwrite)
+    seconds: dict[str, float] = {}
+
+    @contextmanager
+    def timed(stage: str) -> Iterator[None]:
+        t = time.perf_counter()
+        yield
+        seconds[stage] = time.perf_counter() - t
+
+    with timed("ingest"):
+        inputs = executor.run("ingest", ingest_sources, cfg, records)
+    log.info("ingested %d input chunks", len(inputs))
+    with timed("prepare"):
+        chunk_stats = executor.map("prepare", prepare_chunk, inputs, layout=layout, pcfg=prepare_config(cfg))
+    with timed("plan"):
+        plan = executor.run("plan", plan_build, cfg, inputs)
+    log.info("kept %d of %d prepared rows in %d shards", plan.kept, plan.prepared, len(plan.shards))
+    prepared = [prepared_paths_for(p, layout)[0] for p in inputs]
+    with timed("write_shards"):
+        shard_stats = executor.map("write_shards", write_shard, plan.shards, prepared_chunks=prepared, layout=layout, cfg=cfg)
+    return executor.run("finalize", finalize, layout, cfg, chunk_stats, plan, shard_stats, seconds)
+
+
 def build_dataset(
     cfg: BuildConfig,
     records: Iterable[RawRecord] | None = None,
-    map_fn: Callable = map,
+    executor: Executor | None = None,
+    overwrite: bool = False,
 ) -> BuildSummary:
-    """Run every step without Prefect: in this process, or with `map_fn` (e.g. a process pool's map)."""
-    layout = DatasetLayout(cfg.dataset_dir)
-    seconds: dict[str, float] = {}
-    t = time.perf_counter()
-    inputs = ingest(records if records is not None else iter_records(cfg), layout, cfg.chunk_size, cfg.chunk_max_conversions)
-    seconds["ingest"] = time.perf_counter() - t
-    t = time.perf_counter()
-    pcfg = prepare_config(cfg)
-    chunk_stats = list(map_fn(partial(prepare_chunk, layout=layout, pcfg=pcfg), inputs))
-    seconds["prepare"] = time.perf_counter() - t
-    t = time.perf_counter()
-    reference, _ = load_reference(cfg)
-    prepared = [prepared_paths_for(p, layout)[0] for p in inputs]
-    plan = plan_shards(prepared, layout, cfg, reference)
-    seconds["plan"] = time.perf_counter() - t
-    t = time.perf_counter()
-    remove_stale_shards(layout, len(plan.shards))
-    shard_stats = list(map_fn(partial(write_shard, prepared_chunks=prepared, layout=layout, cfg=cfg), plan.shards))
-    seconds["write_shards"] = time.perf_counter() - t
-    return finalize(layout, cfg, chunk_stats, plan, shard_stats, seconds)
+    """Build without Prefect: in this process, or with `executor=PoolExecutor(n)`."""
+    return run_build(cfg, executor, records, overwrite)
 
 
 def remove_stale_shards(layout: DatasetLayout, n_shards: int) -> None:
     """Delete shards (and their markers) beyond the current plan, left by a larger earlier build."""
     for path in sorted(layout.shards_dir.glob("shard-*.arrow")):
         if int(path.stem.split("-")[1]) >= n_shards:
-            path.unlink()
+            layout.inside(path).unlink()
             stats_path(path).unlink(missing_ok=True)
 
 
@@ -639,7 +825,15 @@ __all__ = [
     "DatasetLayout",
     "PlanResult",
     "ShardPlan",
+    "Executor",
+    "InProcessExecutor",
+    "PoolExecutor",
     "build_dataset",
+    "check_dataset_claim",
+    "claim_dataset",
+    "ingest_sources",
+    "plan_build",
+    "run_build",
     "finalize",
     "ingest",
     "load_reference",

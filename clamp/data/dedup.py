@@ -28,7 +28,7 @@ _EMPTY = np.full(NUM_PERM, np.iinfo(np.uint32).max, dtype=np.uint32)
 
 
 def minhash(normalized: str) -> np.ndarray:
-    """MinHash signature (uint32[NUM_PERM]) of the music in §4-normalized ABC."""
+    """MinHash signature (uint32[NUM_PERM]) of the music in clamp-v1-normalized ABC (docs/abc-normalisation-and-patching.md)."""
     body = "".join(music_body(normalized).split()).encode("ascii", "replace")
     if len(body) < SHINGLE:
         body = body.ljust(SHINGLE, b"\0")

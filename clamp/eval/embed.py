@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from clamp.abc.patching import get_patch_mode
-from clamp.train.data import pad_patches, patches_to_chars
+from clamp.model.inputs import pad_patches, patches_to_chars
 
 
 def music_inputs(model, abc: str, max_patches: int = 4096) -> torch.Tensor:
@@ -21,7 +21,7 @@ def music_inputs(model, abc: str, max_patches: int = 4096) -> torch.Tensor:
 @torch.no_grad()
 def embed_music(model, abcs: Sequence[str], batch_size: int = 32, progress: Iterable | None = None) -> np.ndarray:
     """L2-normalized embeddings; tunes longer than the model's window are embedded in windows
-    and averaged by window length (DESIGN §6)."""
+    and averaged by window length (docs/model-and-losses.md)."""
     model.eval()
     cfg = model.config.music
     window = cfg.max_positions

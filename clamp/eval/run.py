@@ -1,4 +1,4 @@
-"""Run the evaluation protocol of DESIGN §7 for one model over benchmarks; log to MLflow.
+"""Run the evaluation protocol of docs/evaluation.md for one model over benchmarks; log to MLflow.
 
 One MLflow run per (model, benchmark), named `<model>/<benchmark>`, with metrics named
 `<benchmark>/<task>/<metric>` so runs line up column by column in the MLflow UI.
@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from clamp.eval.benchmarks import Benchmark
+from clamp.eval.config import EvalConfig
 from clamp.eval.embed import embed_music, embed_text
 from clamp.eval.tasks import (
     baselines,
@@ -136,51 +137,38 @@ def random_init_like(model):
     return ClampModel(model.config, text, model.tokenizer)
 
 
-def evaluate(
-    model_dir: str | Path,
-    benchmarks: list[str] | None = None,
-    dataset_dir: str | Path | None = None,
-    out_dir: str | Path = "outputs/eval",
-    include_untrained: bool = True,
-    mlflow_enabled: bool = True,
-    experiment: str = "clamp-eval",
-    tracking_dir: str | Path | None = None,
-    benchmarks_dir: str | Path | None = None,
-    templates: dict | None = None,
-    max_items: int | None = None,
-) -> list[EvalResult]:
-    """Evaluate a model folder (and its untrained twin) on the benchmarks found.
-
-    `max_items` keeps an evenly spaced subset of each benchmark, for quick runs.
-    """
-    from clamp.eval.benchmarks import BENCHMARKS, load_benchmark, load_heldout
+def evaluate(cfg: EvalConfig, templates: dict | None = None) -> list[EvalResult]:
+    """Evaluate a model folder (and its untrained twin) on the benchmarks found."""
+    from clamp.data.benchmarks import BENCHMARKS
+    from clamp.eval.benchmarks import load_benchmark, load_heldout
     from clamp.model.clamp_model import ClampModel
-    from clamp.train.tracking import mlflow_run
+    from clamp.tracking import mlflow_run
 
+    model_dir = Path(cfg.model_dir)
     model = ClampModel.from_pretrained(model_dir)
-    model_name = Path(model_dir).resolve().parent.name if Path(model_dir).name == "model" else Path(model_dir).name
+    model_name = model_dir.resolve().parent.name if model_dir.name == "model" else model_dir.name
     loaded: list[Benchmark] = []
-    for name in benchmarks or list(BENCHMARKS):
+    for name in cfg.benchmarks or list(BENCHMARKS):
         try:
-            loaded.append(load_benchmark(name, benchmarks_dir))
+            loaded.append(load_benchmark(name, cfg.benchmarks_dir, cfg.cache_dir))
         except FileNotFoundError as exc:
             log.warning("skipping %s: %s", name, exc)
-    if dataset_dir is not None:
-        for field in ("rhythm", "origin", "composer"):
-            bench = load_heldout(dataset_dir, field)
+    if cfg.dataset_dir is not None:
+        for field in cfg.heldout_fields:
+            bench = load_heldout(cfg.dataset_dir, field)
             if len(bench.classes) >= 2:
                 loaded.append(bench)
-    if max_items:
-        loaded = [subsample(b, max_items) for b in loaded]
-    lineage = _lineage(Path(model_dir))
-    models = [(model_name, model)] + ([(f"{model_name}-untrained", random_init_like(model))] if include_untrained else [])
+    if cfg.max_items:
+        loaded = [subsample(b, cfg.max_items) for b in loaded]
+    lineage = _lineage(model_dir)
+    models = [(model_name, model)] + ([(f"{model_name}-untrained", random_init_like(model))] if cfg.include_untrained else [])
     results: list[EvalResult] = []
     for name, m in models:
         for bench in loaded:
-            result = evaluate_benchmark(m, name, bench, Path(out_dir) / name, templates)
+            result = evaluate_benchmark(m, name, bench, Path(cfg.out_dir) / name, templates)
             results.append(result)
-            if mlflow_enabled:
-                with mlflow_run(experiment, f"{name}/{bench.name}", Path(tracking_dir) if tracking_dir else None):
+            if cfg.mlflow:
+                with mlflow_run(cfg.experiment, f"{name}/{bench.name}", Path(cfg.tracking_dir) if cfg.tracking_dir else None):
                     import mlflow
 
                     mlflow.set_tags({"kind": "evaluation", "model": name, "benchmark": bench.name,

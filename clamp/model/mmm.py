@@ -1,4 +1,4 @@
-"""Masked music modelling (MMM, the M3 objective; DESIGN §6).
+"""Masked music modelling (MMM, the M3 objective; docs/model-and-losses.md).
 
 Per sample, ceil(45%) of the real patches are selected. With p 0.8 every selected patch is
 replaced by a patch of mask ids, with p 0.1 the characters inside each selected patch are

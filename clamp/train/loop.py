@@ -10,14 +10,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -31,60 +29,9 @@ from clamp.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-
-# Settings that define a run: a checkpoint is resumed only by a run with the same values.
-RUN_IDENTITY = (
-    "objective", "preset", "input_kind", "text_model", "init_music_from", "init_from", "text_dropout", "learnable_temperature",
-    "projection_dim", "max_patches", "steps", "batch_size", "grad_accum", "lr", "text_lr", "weight_decay",
-    "warmup_steps", "min_lr_ratio", "max_grad_norm", "precision", "seed", "group_by_length",
-)
+from clamp.train.config import RUN_IDENTITY, TrainConfig
 
 log = logging.getLogger("clamp.train")
-
-
-@dataclass
-class TrainConfig:
-    objective: Literal["mmm", "clamp"] = "clamp"
-    dataset_dir: str = "data/datasets/music21-corpus"
-    output_dir: str = "outputs/run"
-    preset: str = "small"
-    input_kind: Literal["patch", "char"] = "patch"
-    text_model: str = "all-MiniLM-L6-v2"
-    init_music_from: str | None = None  # an MMM output folder: start the music encoder from it
-    init_from: str | None = None  # a CLaMP model folder: continue training it (retraining a champion)
-    text_dropout: bool = True
-    learnable_temperature: bool = True
-    projection_dim: int = 256
-    max_patches: int | None = None  # default: the preset's max_positions
-    steps: int = 200
-    batch_size: int = 32  # per process
-    grad_accum: int = 1
-    lr: float = 3e-4
-    text_lr: float = 2e-5
-    weight_decay: float = 0.01
-    warmup_steps: int = 20
-    min_lr_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    compile: bool = False  # torch.compile the towers (worth it on GPU; the first steps compile)
-    # batches of similar-length tunes (less padding); None: on for MMM, off for contrastive,
-    # whose in-batch negatives would otherwise all be of one length
-    group_by_length: bool | None = None
-    checkpoint_every: int = 50
-    log_every: int = 10
-    seed: int = 0
-    num_workers: int = 0
-    device: str = "auto"
-    mlflow: bool = True
-    experiment: str = "clamp"
-    run_name: str | None = None
-    register_as: str | None = None
-    tracking_dir: str | None = None
-    stop_after: int | None = None  # stop (as if killed) after this many steps; for resume tests
-    extra: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 # --- data order ---------------------------------------------------------------------------
@@ -160,14 +107,13 @@ class IndexedDataset(Dataset):
 
 
 # --- schedule -----------------------------------------------------------------------------
-def lr_lambda(warmup: int, total: int, min_ratio: float):
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        progress = (step - warmup) / max(1, total - warmup)
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+def cosine_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up, then cosine decay to `min_lr_ratio` of the peak (transformers' schedule)."""
+    from transformers import get_cosine_with_min_lr_schedule_with_warmup
 
-    return f
+    return get_cosine_with_min_lr_schedule_with_warmup(
+        optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=cfg.steps, min_lr_rate=cfg.min_lr_ratio
+    )
 
 
 # --- distributed --------------------------------------------------------------------------
@@ -274,7 +220,7 @@ def run_loop(
         )
     # fused: one kernel for the whole update instead of several per parameter
     optimizer = torch.optim.AdamW(param_groups, weight_decay=cfg.weight_decay, fused=device.type == "cuda")
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio))
+    scheduler = cosine_schedule(optimizer, cfg)
     start_step = 0
     history: dict[int, float] = {}
     identity = {**{k: getattr(cfg, k) for k in RUN_IDENTITY}, "dataset_fingerprint": dataset_fingerprint,

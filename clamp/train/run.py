@@ -15,6 +15,7 @@ from clamp.model.clamp_model import ClampModel
 from clamp.model.config import ClampConfig, MusicEncoderConfig, music_preset
 from clamp.model.mmm import MMMModel
 from clamp.model.music_encoder import patch_mask
+from clamp.tracking import flatten, git_commit, mlflow_run
 from clamp.train.data import ContrastiveCollator, PatchCollator
 from clamp.train.loop import (
     IndexedDataset,
@@ -25,7 +26,6 @@ from clamp.train.loop import (
     seed_everything,
     setup_distributed,
 )
-from clamp.train.tracking import flatten, git_commit, mlflow_run
 
 log = logging.getLogger("clamp.train")
 MMM_CONFIG = "mmm_config.json"

@@ -1,4 +1,4 @@
-"""clamp-v1 ABC normalization (DESIGN §4), info-field extraction and ASCII transliteration."""
+"""clamp-v1 ABC normalization (docs/abc-normalisation-and-patching.md), info-field extraction and ASCII transliteration."""
 
 from __future__ import annotations
 

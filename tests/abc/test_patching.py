@@ -1,4 +1,4 @@
-"""Bar patching (DESIGN §5): the WikiMT reference digests and hand-computed small cases."""
+"""Bar patching (docs/abc-normalisation-and-patching.md): the WikiMT reference digests and hand-computed small cases."""
 
 from __future__ import annotations
 

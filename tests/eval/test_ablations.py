@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from clamp.eval.ablations import AblationCell, grid, run_ablations
+from clamp.workflows.ablations import AblationCell, AblationConfig, grid, run_ablations
 
 
 def test_grid_has_the_paper_ablations():
@@ -20,9 +20,10 @@ def test_ablation_children_compare_in_mlflow(tiny_dataset, tmp_path, benchmarks_
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     cells = [AblationCell(True, "patch", True), AblationCell(False, "patch", False), AblationCell(True, "char", False)]
     tracking = tmp_path / "mlflow"
-    result = run_ablations(str(tiny_dataset), str(tmp_path / "abl"), cells, ["wikimt"],
-                           {"preset": "tiny", "steps": 3, "batch_size": 8, "projection_dim": 16, "checkpoint_every": 0},
-                           mmm_steps=3, tracking_dir=str(tracking), max_items=60)
+    cfg = AblationConfig(dataset_dir=str(tiny_dataset), out_dir=str(tmp_path / "abl"), benchmarks=["wikimt"],
+                         train={"preset": "tiny", "steps": 3, "batch_size": 8, "projection_dim": 16, "checkpoint_every": 0},
+                         mmm_steps=3, tracking_dir=str(tracking), max_items=60)
+    result = run_ablations(cfg, cells)
     client = MlflowClient(tracking_uri=f"sqlite:///{tracking / 'mlflow.db'}")
     parent = client.get_run(result["parent_run_id"])
     children = client.search_runs([parent.info.experiment_id],

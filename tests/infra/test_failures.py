@@ -50,7 +50,7 @@ def test_a_transient_ingest_fault_is_retried_by_prefect(tmp_path, prefect_home, 
 
     @flow
     def ingest_only():
-        return fb.ingest_task.with_options(retry_delay_seconds=0)(cfg)
+        return fb.stage_task("ingest", fb.steps.ingest_sources).with_options(retry_delay_seconds=0)(cfg)
 
     chunks = ingest_only()
     assert len(calls) == 2 and len(chunks) == 1
@@ -67,7 +67,8 @@ def test_failed_contract_stops_retrain_before_training(tmp_path, prefect_home, m
     overrides = {"output_dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "c"), "decontaminate": False,
                  "sources": [{"kind": "local", "path": str(tmp_path / "a/tunes")}, {"kind": "local", "path": str(tmp_path / "b/tunes")}]}
     with pytest.raises(Exception, match=r"failed the shard contract: expect_column_values_to_be_unique\(id\)"):
-        retrain_flow(name="bad", model_name="never", build_overrides=overrides, out_dir=str(tmp_path / "retrain"))
+        retrain_flow(name="bad", build_overrides=overrides,
+                     overrides={"model_name": "never", "out_dir": str(tmp_path / "retrain")})
     assert not (tmp_path / "retrain").exists()  # no challenger was trained
     assert not list((tmp_path / "out" / "bad" / "shards").glob("*.arrow"))
 

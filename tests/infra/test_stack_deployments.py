@@ -48,18 +48,20 @@ def test_every_deployment_runs_on_the_local_stack(tmp_path, benchmarks_dir):
             prefixes = dask_client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.task_prefixes))
         assert any("prepare" in p for p in prefixes) and any("write" in p for p in prefixes), prefixes
         dataset = str(data / "stack")
-        run("pretrain-mmm/small-cpu", {"dataset_dir": dataset, "output_dir": str(out / "mmm"), "preset": "tiny",
-                                       "steps": 3, "batch_size": 8})
-        run("train-clamp/small-cpu-clamp", {"dataset_dir": dataset, "output_dir": str(out / "clamp"), "preset": "tiny",
-                                            "steps": 3, "batch_size": 8, "init_music_from": str(out / "mmm" / "model"),
-                                            "overrides": {"projection_dim": 16}})
-        run("evaluate/benchmarks", {"model_dir": str(out / "clamp" / "model"), "dataset_dir": dataset, "benchmarks": ["wikimt"],
-                                    "out_dir": str(out / "eval"), "include_untrained": False, "max_items": 20})
-        run("ablations/paper-grid", {"dataset_dir": dataset, "out_dir": str(out / "abl"), "preset": "tiny", "steps": 2,
-                                     "mmm_steps": 2, "batch_size": 8, "max_items": 10})
-        run("retrain/nightly", {"name": "stack", "model_name": "clamp-stack", "build_overrides": build,
-                                "train_overrides": {**TINY, "projection_dim": 16, "checkpoint_every": 0},
-                                "metric": "wikimt/items", "max_items": 10, "out_dir": str(out / "retrain")})
+        run("pretrain-mmm/small-cpu", {"overrides": {"dataset_dir": dataset, "output_dir": str(out / "mmm"), "preset": "tiny",
+                                                     "steps": 3, "batch_size": 8}})
+        run("train-clamp/small-cpu-clamp", {"overrides": {
+            "dataset_dir": dataset, "output_dir": str(out / "clamp"), "preset": "tiny", "steps": 3, "batch_size": 8,
+            "init_music_from": str(out / "mmm" / "model"), "projection_dim": 16}})
+        run("evaluate/benchmarks", {"overrides": {"model_dir": str(out / "clamp" / "model"), "dataset_dir": dataset,
+                                                  "benchmarks": ["wikimt"], "out_dir": str(out / "eval"),
+                                                  "include_untrained": False, "max_items": 20}})
+        run("ablations/paper-grid", {"overrides": {"dataset_dir": dataset, "out_dir": str(out / "abl"), "mmm_steps": 2,
+                                                   "train": {"preset": "tiny", "steps": 2, "batch_size": 8},
+                                                   "max_items": 10}})
+        run("retrain/nightly", {"name": "stack", "build_overrides": build, "overrides": {
+            "model_name": "clamp-stack", "train": {**TINY, "projection_dim": 16, "checkpoint_every": 0},
+            "metric": "wikimt/items", "max_items": 10, "out_dir": str(out / "retrain")}})
         assert (out / "eval" / "clamp" / "wikimt-predictions.csv").is_file()
         assert (out / "abl" / "ablations.csv").is_file()
         # everything was tracked by the stack's MLflow server

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from clamp.train.loop import TrainConfig
+from clamp.train.config import TrainConfig
 from clamp.train.run import train
 
 

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from clamp.train.loop import TrainConfig
+from clamp.train.config import TrainConfig
 from clamp.train.run import train
 
 SCRIPT = """
 import json, sys
-from clamp.train.loop import TrainConfig
+from clamp.train.config import TrainConfig
 from clamp.train.run import train
 train(TrainConfig(**json.loads(sys.argv[1])))
 """

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from clamp.config import BuildConfig, SourceSpec
 from clamp.data.build import build_dataset
-from clamp.train.retrain import apply_decision, champion, retrain, should_promote
+from clamp.workflows.retrain import RetrainConfig, apply_decision, champion, retrain, should_promote
 from tests.conftest import write_tunes
 
 TRAIN = {"preset": "tiny", "steps": 3, "batch_size": 8, "projection_dim": 16, "checkpoint_every": 0}
@@ -55,21 +55,22 @@ def test_retrain_rounds_bootstrap_nothing_changed_and_new_data(tmp_path, registr
     cfg = BuildConfig(name="d", output_dir=tmp_path / "ds", cache_dir=tmp_path / "cache", sources=[SourceSpec(kind="local", path=str(src))],
                       shard_size=16, decontaminate=False, data_docs=False, valid_fraction=0.0, test_fraction=0.0)
     build_dataset(cfg)
-    kw = dict(model_name="clamp-test", out_dir=str(tmp_path / "retrain"), train_overrides=TRAIN, benchmarks=["wikimt"],
-              metric="wikimt/items", max_items=30)  # a metric that ties: the champion must be kept
+    rcfg = RetrainConfig(dataset_dir=str(cfg.dataset_dir), model_name="clamp-test", out_dir=str(tmp_path / "retrain"),
+                         train=TRAIN, benchmarks=["wikimt"], metric="wikimt/items",
+                         max_items=30)  # a metric that ties: the champion must be kept
 
-    first = retrain(str(cfg.dataset_dir), **kw)
+    first = retrain(rcfg)
     assert first.action == "bootstrap" and first.challenger_version == "1"
     assert str(champion(registry, "clamp-test").version) == "1"
 
-    again = retrain(str(cfg.dataset_dir), **kw)
+    again = retrain(rcfg)
     assert again.action == "no-change"
     assert len(registry.search_model_versions("name='clamp-test'")) == 1  # nothing trained
 
     write_tunes(src, 56, seed=1)  # new and changed tunes
     summary = build_dataset(cfg)
     assert summary.rows_written > 40
-    third = retrain(str(cfg.dataset_dir), **kw)
+    third = retrain(rcfg)
     assert third.action == "kept-champion" and third.challenger_version == "2"
     assert third.champion_metrics["wikimt/items"] == third.challenger_metrics["wikimt/items"] == 30
     assert str(champion(registry, "clamp-test").version) == "1"

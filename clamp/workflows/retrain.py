@@ -13,6 +13,12 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from clamp.config import DEFAULT_DATASET_DIR
+from clamp.errors import UserError
 
 log = logging.getLogger("clamp.retrain")
 ALIAS = "champion"
@@ -59,25 +65,34 @@ def download_version(client, version, dest: Path) -> Path:
     return Path(mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=str(dest)))
 
 
-def retrain(
-    dataset_dir: str,
-    model_name: str,
-    out_dir: str,
-    train_overrides: dict,
-    benchmarks: list[str],
-    metric: str,
-    max_items: int | None = None,
-    experiment: str = "clamp-retrain",
-) -> RetrainDecision:
+class RetrainConfig(BaseModel):
+    """One retraining round's settings (docs/services.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset_dir: str = str(DEFAULT_DATASET_DIR)
+    model_name: str = "clamp-small"
+    out_dir: str = "outputs/retrain"
+    # TrainConfig fields for the challenger (objective, data and output folders are set here)
+    train: dict[str, Any] = Field(default_factory=lambda: {"preset": "small", "steps": 100, "batch_size": 16})
+    benchmarks: list[str] = Field(default_factory=lambda: ["wikimt"])
+    metric: str = "corpus-rhythm/zero_shot/accuracy"  # strictly higher is better
+    max_items: int | None = Field(None, ge=1)
+    experiment: str = "clamp-retrain"
+
+
+def retrain(cfg: RetrainConfig) -> RetrainDecision:
     """One retraining round; see the module docstring. MLflow's tracking URI must be set."""
     import mlflow
     from mlflow import MlflowClient
 
     from clamp.data.shards import load_manifest
+    from clamp.eval.config import EvalConfig
     from clamp.eval.run import evaluate
-    from clamp.train.loop import TrainConfig
+    from clamp.train.config import TrainConfig
     from clamp.train.run import register_model_folder, train
 
+    dataset_dir, model_name, metric, experiment = cfg.dataset_dir, cfg.model_name, cfg.metric, cfg.experiment
     client = MlflowClient()
     fingerprint = load_manifest(dataset_dir)["fingerprint"]
     current = champion(client, model_name)
@@ -85,25 +100,24 @@ def retrain(
         log.info("dataset unchanged since champion v%s: nothing to do", current.version)
         return RetrainDecision("no-change", fingerprint, champion_version=str(current.version))
 
-    out = Path(out_dir) / fingerprint[:12]
+    out = Path(cfg.out_dir) / fingerprint[:12]
     init_from = str(download_version(client, current, out / "champion")) if current is not None else None
     result = train(TrainConfig(**{
-        **train_overrides, "objective": "clamp", "dataset_dir": dataset_dir, "output_dir": str(out / "challenger"),
+        **cfg.train, "objective": "clamp", "dataset_dir": dataset_dir, "output_dir": str(out / "challenger"),
         "init_from": init_from, "experiment": experiment, "run_name": f"retrain-{fingerprint[:8]}", "mlflow": True,
     }))
     run = client.get_run(result["run_id"])
     version = register_model_folder(model_name, result["run_id"], f"{run.info.artifact_uri}/model")
     client.set_model_version_tag(model_name, version, "dataset_fingerprint", fingerprint)
-    challenger_eval = evaluate(result["model_dir"], benchmarks, dataset_dir=dataset_dir, out_dir=out / "eval-challenger",
-                               include_untrained=False, mlflow_enabled=False, max_items=max_items)
-    challenger_metrics = {k: v for r in challenger_eval for k, v in r.metrics.items()}
-    champion_metrics: dict[str, float] = {}
-    if init_from is not None:
-        champion_eval = evaluate(init_from, benchmarks, dataset_dir=dataset_dir, out_dir=out / "eval-champion",
-                                 include_untrained=False, mlflow_enabled=False, max_items=max_items)
-        champion_metrics = {k: v for r in champion_eval for k, v in r.metrics.items()}
+    def evaluation(model_dir: str, name: str) -> dict[str, float]:
+        results = evaluate(EvalConfig(model_dir=model_dir, benchmarks=cfg.benchmarks, dataset_dir=dataset_dir,
+                                      out_dir=str(out / name), include_untrained=False, mlflow=False, max_items=cfg.max_items))
+        return {k: v for r in results for k, v in r.metrics.items()}
+
+    challenger_metrics = evaluation(result["model_dir"], "eval-challenger")
+    champion_metrics = evaluation(init_from, "eval-champion") if init_from is not None else {}
     if metric not in challenger_metrics:
-        raise ValueError(f"metric {metric!r} not among the evaluation metrics: {sorted(challenger_metrics)[:8]} ...")
+        raise UserError(f"metric {metric!r} not among the evaluation metrics: {sorted(challenger_metrics)[:8]} ...")
     promote = apply_decision(client, model_name, version, champion_metrics.get(metric), challenger_metrics[metric])
     action = "bootstrap" if current is None else ("promoted" if promote else "kept-champion")
     decision = RetrainDecision(action, fingerprint, str(current.version) if current else None, str(version), metric,

@@ -11,8 +11,12 @@ import csv
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from clamp.train.loop import TrainConfig
+from pydantic import BaseModel, ConfigDict, Field
+
+from clamp.config import DEFAULT_DATASET_DIR
+from clamp.train.config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -31,33 +35,41 @@ def grid(text_dropout=(True, False), input_kind=("patch", "char"), mmm_init=(Tru
     return [c for c in cells if not (c.mmm_init and c.input_kind == "char")]  # MMM pre-trains the patch encoder only
 
 
-def run_ablations(
-    dataset_dir: str,
-    out_dir: str,
-    cells: list[AblationCell],
-    benchmarks: list[str],
-    base: dict | None = None,
-    mmm_steps: int = 100,
-    experiment: str = "clamp-ablations",
-    tracking_dir: str | None = None,
-    primary_metric: str | None = None,
-    max_items: int | None = None,
-) -> dict:
+class AblationConfig(BaseModel):
+    """The grid's settings: one training budget for every cell (docs/evaluation.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset_dir: str = str(DEFAULT_DATASET_DIR)
+    out_dir: str = "outputs/ablations"
+    benchmarks: list[str] = Field(default_factory=lambda: ["wikimt"])
+    # TrainConfig fields shared by every cell (objective, cell settings and folders are set here)
+    train: dict[str, Any] = Field(default_factory=lambda: {"preset": "small", "steps": 100, "batch_size": 16, "seed": 0})
+    mmm_steps: int = Field(100, ge=1)
+    max_items: int | None = Field(None, ge=1)
+    experiment: str = "clamp-ablations"
+    tracking_dir: str | None = None
+    primary_metric: str | None = None
+
+
+def run_ablations(cfg: AblationConfig, cells: list[AblationCell] | None = None) -> dict:
     import mlflow
 
+    from clamp.eval.config import EvalConfig
     from clamp.eval.run import evaluate
+    from clamp.tracking import flatten, mlflow_run
     from clamp.train.run import train
-    from clamp.train.tracking import flatten, mlflow_run
 
-    base = {"preset": "small", "steps": 100, "batch_size": 16, "seed": 0, **(base or {})}
-    out = Path(out_dir)
+    cells = cells if cells is not None else grid()
+    base, dataset_dir, experiment, tracking_dir = cfg.train, cfg.dataset_dir, cfg.experiment, cfg.tracking_dir
+    out = Path(cfg.out_dir)
     rows: list[dict] = []
     with mlflow_run(experiment, "ablations", Path(tracking_dir) if tracking_dir else None) as parent:
-        mlflow.log_params(flatten({"base": base, "mmm_steps": mmm_steps, "benchmarks": ",".join(benchmarks),
+        mlflow.log_params(flatten({"base": base, "mmm_steps": cfg.mmm_steps, "benchmarks": ",".join(cfg.benchmarks),
                                    "cells": ",".join(c.name for c in cells)}))
         mmm_dir = None
         if any(c.mmm_init for c in cells):
-            mmm = train(TrainConfig(**{**base, "objective": "mmm", "steps": mmm_steps, "dataset_dir": dataset_dir,
+            mmm = train(TrainConfig(**{**base, "objective": "mmm", "steps": cfg.mmm_steps, "dataset_dir": dataset_dir,
                                        "output_dir": str(out / "mmm"), "run_name": "mmm-init", "experiment": experiment,
                                        "tracking_dir": tracking_dir}))
             mmm_dir = mmm["model_dir"]
@@ -68,15 +80,15 @@ def run_ablations(
                 "init_music_from": mmm_dir if cell.mmm_init else None, "run_name": f"train/{cell.name}",
                 "experiment": experiment, "tracking_dir": tracking_dir,
             }))
-            evals = evaluate(result["model_dir"], benchmarks, dataset_dir=dataset_dir, out_dir=out / cell.name / "eval",
-                             include_untrained=False, experiment=experiment, tracking_dir=tracking_dir,
-                             max_items=max_items)
+            evals = evaluate(EvalConfig(model_dir=result["model_dir"], benchmarks=cfg.benchmarks, dataset_dir=dataset_dir,
+                                        out_dir=str(out / cell.name / "eval"), include_untrained=False, experiment=experiment,
+                                        tracking_dir=tracking_dir, max_items=cfg.max_items))
             row = {"cell": cell.name, "text_dropout": cell.text_dropout, "input": cell.input_kind, "mmm_init": cell.mmm_init,
                    "final_train_loss": result["last_loss"]}
             for e in evals:
                 row.update(e.metrics)
             rows.append(row)
-        table = write_comparison(rows, out, primary_metric)
+        table = write_comparison(rows, out, cfg.primary_metric)
         for path in table:
             mlflow.log_artifact(str(path))
         run_id = parent.info.run_id

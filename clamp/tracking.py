@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from clamp.config import REPO_ROOT
+from clamp.environment import apply_defaults
 
 DEFAULT_TRACKING_DIR = Path("mlruns-store")
 
@@ -59,8 +60,7 @@ def mlflow_run(experiment: str, run_name: str, tracking_dir: Path | None = None,
     if not enabled:
         yield None
         return
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("DO_NOT_TRACK", "true")
+    apply_defaults()  # before mlflow's import: its telemetry reads the environment then
     import mlflow
 
     if mlflow.active_run() is not None:

@@ -1,0 +1,88 @@
+"""What every command line of the project shares (typer): the user-error handling and the
+build options, so `clamp build` and `python -m flows.build_dataset` take the same flags.
+
+A `UserError` raised anywhere below a command prints `error: <one line>` and exits 2; with
+`--debug` it is raised with its traceback. Any other exception is a bug and always keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from typer.core import TyperCommand, TyperGroup
+
+from clamp.errors import UserError, error_line
+
+DEBUG_HELP = "show the traceback of user errors too"
+
+
+class _UserErrorsToOneLine:
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)  # type: ignore[misc]
+        except UserError as exc:
+            if ctx.params.get("debug") or ctx.find_root().params.get("debug"):
+                raise
+            typer.echo(f"error: {error_line(exc)}", err=True)
+            ctx.exit(2)
+
+
+class UserErrorGroup(_UserErrorsToOneLine, TyperGroup):
+    """A typer group whose sub-commands' user errors become one line and exit status 2."""
+
+
+class UserErrorCommand(_UserErrorsToOneLine, TyperCommand):
+    """A single typer command with the same handling."""
+
+
+def make_group_app(help: str) -> typer.Typer:
+    """A multi-command app with a global `--debug` option."""
+    app = typer.Typer(help=help, cls=UserErrorGroup, no_args_is_help=True, pretty_exceptions_show_locals=False)
+
+    @app.callback()
+    def _root(debug: Annotated[bool, typer.Option("--debug", help=DEBUG_HELP)] = False) -> None:
+        pass
+
+    return app
+
+
+class _CommandApp(typer.Typer):
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("cls", UserErrorCommand)  # a lone command is not run through the group class
+        return super().command(*args, **kwargs)
+
+
+def make_command_app(help: str) -> typer.Typer:
+    """A one-command app (`python -m flows.x --help`); its command takes `debug: DebugOption`."""
+    return _CommandApp(help=help, pretty_exceptions_show_locals=False, add_completion=False)
+
+
+DebugOption = Annotated[bool, typer.Option("--debug", help=DEBUG_HELP)]
+
+# --- build options, shared by `clamp build` and `python -m flows.build_dataset` ----------------
+# Every default is None: a value the user did not give never overrides the config file.
+ConfigOption = Annotated[Path | None, typer.Option(help="YAML/JSON BuildConfig file (see docs/configuration.md)")]
+NameOption = Annotated[str | None, typer.Option(help="dataset name: the folder under output_dir (default music21-corpus)")]
+OutputDirOption = Annotated[Path | None, typer.Option(help="where datasets are written (default data/datasets)")]
+LimitOption = Annotated[int | None, typer.Option(min=1, help="cap the records of each source (quick runs)")]
+PatchModeOption = Annotated[str | None, typer.Option(help="bar patching: clamp-v1 or m3 (default clamp-v1)")]
+OverwriteOption = Annotated[bool, typer.Option(help="replace a dataset of the same name built from other sources")]
+JsonOption = Annotated[bool, typer.Option("--json", help="print the summary as JSON")]
+
+
+def build_overrides(config: Path | None, name: str | None, output_dir: Path | None, limit: int | None,
+                    patch_mode: str | None) -> dict[str, Any]:
+    """The BuildConfig fields the user gave on the command line (and nothing else)."""
+    from clamp.config import BuildConfig
+
+    overrides: dict[str, Any] = {k: v for k, v in
+                                 {"name": name, "output_dir": str(output_dir) if output_dir else None,
+                                  "patch_mode": patch_mode}.items() if v is not None}
+    if limit is not None:
+        base = BuildConfig.load(config, **overrides)
+        overrides["sources"] = [{**s.model_dump(), "limit": limit} for s in base.sources]
+    return overrides

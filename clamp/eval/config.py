@@ -1,0 +1,28 @@
+"""`EvalConfig`: every setting of an evaluation run, typed and validated in one place."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from clamp.config import DEFAULT_MODEL_DIR
+
+HeldoutField = Literal["rhythm", "origin", "composer"]
+
+
+class EvalConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model_dir: str = str(DEFAULT_MODEL_DIR)
+    benchmarks: list[str] | None = None  # None: every registered benchmark that is present
+    dataset_dir: str | None = None  # a built dataset: adds its held-out (test split) tasks
+    heldout_fields: list[HeldoutField] = Field(default_factory=lambda: ["rhythm", "origin", "composer"])
+    out_dir: str = "outputs/eval"
+    include_untrained: bool = True  # also evaluate the untrained (random-init) twin
+    mlflow: bool = True
+    experiment: str = "clamp-eval"
+    tracking_dir: str | None = None
+    benchmarks_dir: str | None = None  # default: CLAMP_BENCHMARKS_DIR or ../shared/benchmarks
+    cache_dir: str | None = None  # MIDI conversions, shared with the build; default: the build's cache_dir
+    max_items: int | None = Field(None, ge=1)  # an evenly spaced subset of each benchmark, for quick runs

@@ -1,0 +1,95 @@
+"""`TrainConfig`: every setting of a training run, typed and validated in one place.
+
+Model defaults (text model, projection size, temperature) come from `clamp.model.config`,
+so the CLI, the flows and the library cannot disagree. Precedence: defaults < a YAML/JSON
+file (`clamp train --config`) < options the user gave.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from clamp.config import DEFAULT_DATASET_DIR
+from clamp.model.config import DEFAULT_TEXT_MODEL, ClampConfig, PresetName
+
+# The peak learning rate when none is given: MMM's randomly initialised encoder and decoder
+# take a larger step than contrastive training of a pretrained text tower.
+DEFAULT_LR: dict[str, float] = {"mmm": 1e-3, "clamp": 3e-4}
+
+# Settings that define a run: a checkpoint is resumed only by a run with the same values.
+RUN_IDENTITY = (
+    "objective", "preset", "input_kind", "text_model", "init_music_from", "init_from", "text_dropout", "learnable_temperature",
+    "projection_dim", "max_patches", "steps", "batch_size", "grad_accum", "lr", "text_lr", "weight_decay",
+    "warmup_steps", "min_lr_ratio", "max_grad_norm", "precision", "seed", "group_by_length",
+)
+
+_MODEL_DEFAULTS = ClampConfig.model_fields
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    objective: Literal["mmm", "clamp"] = "clamp"
+    dataset_dir: str = str(DEFAULT_DATASET_DIR)
+    output_dir: str = "outputs/run"
+    preset: PresetName = "small"
+    input_kind: Literal["patch", "char"] = "patch"
+    text_model: str = DEFAULT_TEXT_MODEL
+    init_music_from: str | None = None  # an MMM output folder: start the music encoder from it
+    init_from: str | None = None  # a CLaMP model folder: continue training it (retraining a champion)
+    text_dropout: bool = True
+    learnable_temperature: bool = _MODEL_DEFAULTS["learnable_temperature"].default
+    projection_dim: int = Field(_MODEL_DEFAULTS["projection_dim"].default, ge=1)
+    max_patches: int | None = Field(None, ge=2)  # default: the preset's max_positions
+    steps: int = Field(200, ge=1)
+    batch_size: int = Field(32, ge=1)  # per process
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(None, gt=0)  # default: DEFAULT_LR[objective]  # type: ignore[assignment]
+    text_lr: float = Field(2e-5, ge=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_steps: int = Field(20, ge=0)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    compile: bool = False  # torch.compile the towers (worth it on GPU; the first steps compile)
+    # batches of similar-length tunes (less padding); None: on for MMM, off for contrastive,
+    # whose in-batch negatives would otherwise all be of one length
+    group_by_length: bool | None = None
+    checkpoint_every: int = Field(50, ge=0)  # 0: no intermediate checkpoints
+    log_every: int = Field(10, ge=1)
+    seed: int = 0
+    num_workers: int = Field(0, ge=0)
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    mlflow: bool = True
+    experiment: str = "clamp"
+    run_name: str | None = None
+    register_as: str | None = None
+    tracking_dir: str | None = None
+    stop_after: int | None = Field(None, ge=0)  # stop (as if killed) after this many steps; for resume tests
+
+    @model_validator(mode="before")
+    @classmethod
+    def _objective_lr(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("lr") is None:
+            data = {**data, "lr": DEFAULT_LR.get(data.get("objective", "clamp"), DEFAULT_LR["clamp"])}
+        return data
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        if self.input_kind == "char" and self.init_music_from is not None:
+            raise ValueError("init_music_from needs the patch encoder (MMM pre-trains patches, not characters)")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump()
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, **overrides: Any) -> TrainConfig:
+        """Defaults < the file at `path` < `overrides` (only what the user gave; None is dropped)."""
+        from clamp.config import read_config_file, validated
+
+        data = read_config_file(path) if path else {}
+        return validated(cls, {**data, **{k: v for k, v in overrides.items() if v is not None}})
