@@ -37,7 +37,8 @@ def build(
     """Build a dataset in-process with a process pool (`python -m flows.build_dataset` runs the
     same stages as Prefect tasks on Dask, with the same options)."""
     from clamp.config import BuildConfig
-    from clamp.data.build import PoolExecutor, build_dataset
+    from clamp.data.build import build_dataset
+    from clamp.data.executors import PoolExecutor
     from clamp.data.report import print_summary
 
     cfg = BuildConfig.load(config, **cli_common.build_overrides(config, name, output_dir, limit, patch_mode))

@@ -21,6 +21,7 @@ from prefect.futures import as_completed
 from clamp import cli_common
 from clamp.config import BuildConfig
 from clamp.data import build as steps
+from clamp.data.executors import STAGE_LABELS, progress_bar
 from clamp.data.report import print_summary, summary_markdown
 
 T = TypeVar("T")
@@ -52,7 +53,7 @@ class PrefectExecutor:
     def map(self, stage: str, fn: Callable[..., T], items: Sequence[Any], **kwargs: Any) -> list[T]:
         t = stage_task(stage, fn)
         futures = [t.submit(item, **kwargs) for item in items]
-        with steps.progress_bar(steps.STAGE_LABELS[stage], len(futures), self.show_progress) as advance:
+        with progress_bar(STAGE_LABELS[stage], len(futures), self.show_progress) as advance:
             for _ in as_completed(futures):
                 advance()
         return [f.result() for f in futures]

@@ -19,11 +19,11 @@ import logging
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -31,6 +31,7 @@ import pyarrow as pa
 from clamp.abc.patching import PATCH_SIZE, get_patch_mode
 from clamp.config import BuildConfig, SourceSpec
 from clamp.data.dedup import ReferenceIndex, find_near_duplicates
+from clamp.data.executors import Executor, InProcessExecutor, PoolExecutor
 from clamp.data.prepare import (
     PREPARE_VERSION,
     PREPARED_SCHEMA,
@@ -681,76 +682,6 @@ def load_reference(cfg: BuildConfig) -> tuple[ReferenceIndex | None, dict]:
     from clamp.data.decontam import load_reference_index
 
     return load_reference_index(Path(cfg.benchmarks_dir), cfg.cache_dir)
-
-
-# --- executors ------------------------------------------------------------------------------
-class Executor(Protocol):
-    """Where the stages of `run_build` run. `run` calls one unit of work, `map` one per item
-    (each item an independent, idempotent unit); both return results in order."""
-
-    def run(self, stage: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T: ...
-
-    def map(self, stage: str, fn: Callable[..., T], items: Sequence[Any], **kwargs: Any) -> list[T]: ...
-
-
-STAGE_LABELS = {
-    "ingest": "ingest sources",
-    "prepare": "prepare (convert, clean, patch)",
-    "plan": "plan shards (decontaminate, dedup, split)",
-    "write_shards": "write shards (contract + atomic write)",
-    "finalize": "finalize (manifest, summary, quarantine)",
-}
-
-
-class InProcessExecutor:
-    """Every unit in this process, one after another (tests, debugging, small builds)."""
-
-    def __init__(self, show_progress: bool = False) -> None:
-        self.show_progress = show_progress
-
-    def run(self, stage: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return fn(*args, **kwargs)
-
-    def map(self, stage: str, fn: Callable[..., T], items: Sequence[Any], **kwargs: Any) -> list[T]:
-        with progress_bar(STAGE_LABELS.get(stage, stage), len(items), self.show_progress) as advance:
-            results = []
-            for item in items:
-                results.append(fn(item, **kwargs))
-                advance()
-        return results
-
-
-class PoolExecutor(InProcessExecutor):
-    """Parallel stages in a pool of worker processes (no Prefect, no Dask)."""
-
-    def __init__(self, workers: int, show_progress: bool = False) -> None:
-        super().__init__(show_progress)
-        self.workers = workers
-
-    def map(self, stage: str, fn: Callable[..., T], items: Sequence[Any], **kwargs: Any) -> list[T]:
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        if self.workers <= 1 or len(items) <= 1:
-            return super().map(stage, fn, items, **kwargs)
-        with ProcessPoolExecutor(min(self.workers, len(items))) as pool:
-            futures = [pool.submit(fn, item, **kwargs) for item in items]
-            with progress_bar(STAGE_LABELS.get(stage, stage), len(items), self.show_progress) as advance:
-                for _ in as_completed(futures):
-                    advance()
-            return [f.result() for f in futures]
-
-
-@contextmanager
-def progress_bar(label: str, total: int, enabled: bool) -> Iterator[Callable[[], None]]:
-    """A rich progress bar (when `enabled`, e.g. on a terminal); yields the advance callback."""
-    if not enabled:
-        yield lambda: None
-        return
-    from rich.progress import Progress
-
-    with Progress(transient=False) as progress:
-        bar = progress.add_task(label, total=total)
-        yield lambda: progress.advance(bar)
 
 
 # --- the stage list -----------------------------------------------------------------------------
