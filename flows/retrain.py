@@ -7,6 +7,7 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
+from clamp.tracking import set_entry_point
 from flows.build_dataset import build_dataset
 
 
@@ -19,6 +20,7 @@ def retrain_flow(name: str | None = None, build_overrides: dict[str, Any] | None
     from clamp.config import validated
     from clamp.workflows.retrain import RetrainConfig, retrain
 
+    set_entry_point("flows.retrain:retrain_flow")
     cfg = validated(RetrainConfig, overrides or {})  # checked before the (long) build
     summary = build_dataset(name=name, overrides=build_overrides)
     decision = retrain(cfg.model_copy(update={"dataset_dir": summary["dataset_dir"]}))

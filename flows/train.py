@@ -13,6 +13,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from clamp.tracking import set_entry_point
 from clamp.train.config import TrainConfig
 
 
@@ -34,10 +35,12 @@ def _train(objective: str, config_path: str | None, overrides: dict[str, Any] | 
 @flow(name="pretrain-mmm", log_prints=True)
 def pretrain_mmm(config_path: str | None = None, overrides: dict[str, Any] | None = None) -> dict:
     """Masked-music pre-training of the music encoder."""
+    set_entry_point("flows.train:pretrain_mmm")
     return _train("mmm", config_path, overrides)
 
 
 @flow(name="train-clamp", log_prints=True)
 def train_clamp(config_path: str | None = None, overrides: dict[str, Any] | None = None) -> dict:
     """Contrastive training of music and text encoders (optionally from an MMM encoder)."""
+    set_entry_point("flows.train:train_clamp")
     return _train("clamp", config_path, overrides)

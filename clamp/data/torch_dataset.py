@@ -35,6 +35,11 @@ class ShardDataset(Dataset):
         per_table = [t.column(column).to_numpy() for t in self.tables]
         return np.array([per_table[t][r] for t, r in self.index], dtype=np.int64)
 
+    def column_texts(self) -> list[str]:
+        """Every text candidate of the items, in index order (flattened)."""
+        per_table = [t.column("texts").to_pylist() for t in self.tables]
+        return [text for t, r in self.index for text in per_table[t][r]]
+
     def __getitem__(self, i: int) -> dict:
         t_idx, row = self.index[i]
         table = self.tables[t_idx]

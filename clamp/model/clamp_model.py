@@ -69,14 +69,26 @@ class ClampModel(nn.Module):
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return F.normalize(self.text_proj(mean_pool(hidden, attention_mask)), dim=-1)
+        return self.project_text(mean_pool(hidden, attention_mask))
 
     def scale(self) -> torch.Tensor:
         return self.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
 
-    def forward(self, music: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> ClampOutput:
+    def project_text(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Pooled text-tower features (e.g. cached from a locked tower) -> L2-normalized (b, projection_dim)."""
+        return F.normalize(self.text_proj(pooled.to(self.text_proj.weight.dtype)), dim=-1)
+
+    def forward(self, music: torch.Tensor, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                text_features: torch.Tensor | None = None) -> ClampOutput:
+        """Loss of a batch. Text comes as tokens (the tower runs) or as pooled `text_features`
+        of a locked tower (only the projection runs)."""
         m = self.encode_music(music)
-        t = self.encode_text(input_ids, attention_mask)
+        if text_features is not None:
+            t = self.project_text(text_features)
+        else:
+            if input_ids is None or attention_mask is None:
+                raise ValueError("forward needs input_ids and attention_mask, or text_features")
+            t = self.encode_text(input_ids, attention_mask)
         loss, logits = contrastive_loss(m, t, self.scale())
         return ClampOutput(loss, logits, m, t)
 

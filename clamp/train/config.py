@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from clamp.config import DEFAULT_DATASET_DIR
+from clamp.config import DEFAULT_DATASET_DIR, BuildConfig
 from clamp.model.config import DEFAULT_TEXT_MODEL, ClampConfig, PresetName
 
 # The peak learning rate when none is given: MMM's randomly initialised encoder and decoder
@@ -23,10 +23,11 @@ DEFAULT_LR: dict[str, float] = {"mmm": 1e-3, "clamp": 3e-4}
 RUN_IDENTITY = (
     "objective", "preset", "input_kind", "text_model", "init_music_from", "init_from", "text_dropout", "learnable_temperature",
     "projection_dim", "max_patches", "steps", "batch_size", "grad_accum", "lr", "text_lr", "weight_decay",
-    "warmup_steps", "min_lr_ratio", "max_grad_norm", "precision", "seed", "group_by_length",
+    "warmup_steps", "min_lr_ratio", "max_grad_norm", "precision", "seed", "group_by_length", "text_tower",
 )
 
 _MODEL_DEFAULTS = ClampConfig.model_fields
+_BUILD_DEFAULTS = BuildConfig.model_fields
 
 
 class TrainConfig(BaseModel):
@@ -41,6 +42,9 @@ class TrainConfig(BaseModel):
     init_music_from: str | None = None  # an MMM output folder: start the music encoder from it
     init_from: str | None = None  # a CLaMP model folder: continue training it (retraining a champion)
     text_dropout: bool = True
+    # "locked": the pretrained text encoder is frozen and its features cached (LiT; the CPU
+    # recipe); "train": it is trained jointly at `text_lr` (the paper's CLaMP)
+    text_tower: Literal["train", "locked"] = "locked"
     learnable_temperature: bool = _MODEL_DEFAULTS["learnable_temperature"].default
     projection_dim: int = Field(_MODEL_DEFAULTS["projection_dim"].default, ge=1)
     max_patches: int | None = Field(None, ge=2)  # default: the preset's max_positions
@@ -60,6 +64,12 @@ class TrainConfig(BaseModel):
     group_by_length: bool | None = None
     checkpoint_every: int = Field(50, ge=0)  # 0: no intermediate checkpoints
     log_every: int = Field(10, ge=1)
+    # every N steps: text-to-music MRR, alignment and uniformity on the valid split (0: never)
+    eval_every: int = Field(0, ge=0)
+    keep_best: bool = True  # with eval_every: the saved model is the one with the best valid MRR
+    early_stopping_patience: int | None = Field(None, ge=1)  # stop after N evaluations without a better MRR
+    progress: Literal["auto", "bar", "lines", "off"] = "auto"  # auto: a bar on a terminal, else lines
+    cache_dir: str = str(_BUILD_DEFAULTS["cache_dir"].default)  # cached text features of a locked tower
     seed: int = 0
     num_workers: int = Field(0, ge=0)
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")

@@ -13,7 +13,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from clamp.train.checkpoint import (
     set_rng_state,
 )
 from clamp.train.config import RUN_IDENTITY, TrainConfig
+from clamp.train.progress import TrainingProgress
 
 log = logging.getLogger("clamp.train")
 
@@ -200,11 +201,15 @@ def run_loop(
     device: torch.device | None = None,
     dataset_fingerprint: str = "",
     lengths: np.ndarray | None = None,
+    validate_fn: Callable[[], dict[str, float]] | None = None,
+    on_validation: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict:
     """Generic loop: `step_fn(model, batch, step) -> StepResult` does forward+loss (not backward).
 
-    `lengths` (one per dataset item) turns on length-grouped batches. Returns a dict with the
-    loss history of this process (step -> loss) and timing.
+    `lengths` (one per dataset item) turns on length-grouped batches. `validate_fn` (main
+    process) runs every `cfg.eval_every` steps; its `valid/text_to_music/mrr` picks the best
+    model (kept in memory, `cfg.keep_best`) and drives early stopping. Returns the loss history
+    of this process (step -> loss), the validation history and the best state.
     """
     device = device or pick_device(cfg.device)
     dinfo = dinfo or DistInfo()
@@ -273,11 +278,47 @@ def run_loop(
             for record in records:
                 history[record["step"] - 1] = record["loss"]
                 fh.write(json.dumps(record) + "\n")
-        if log_step and on_log and dinfo.is_main:
-            on_log(records[-1]["step"], records[-1])
+        if log_step and dinfo.is_main:
+            progress.log(records[-1]["step"], records[-1])
+            if on_log:
+                on_log(records[-1]["step"], records[-1])
+
+    progress = TrainingProgress(cfg.steps, start_step, f"{cfg.objective} {cfg.preset}",
+                                cfg.progress if dinfo.is_main else "off")
+    validations: list[dict] = []
+    best: dict = {"mrr": -1.0, "step": None, "state": None}
+    evaluations_since_best = 0
+    early_stop = False
+
+    def run_validation(done: int) -> bool:
+        """Validate (main process); True when early stopping says stop, agreed by all processes."""
+        nonlocal evaluations_since_best
+        stop = False
+        if dinfo.is_main and validate_fn is not None:
+            metrics = validate_fn()
+            validations.append({"step": done, **metrics})
+            mrr = metrics.get("valid/text_to_music/mrr", -1.0)
+            if mrr > best["mrr"]:
+                best.update(mrr=mrr, step=done)
+                if cfg.keep_best:
+                    best["state"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                evaluations_since_best = 0
+            else:
+                evaluations_since_best += 1
+            progress.validation(done, metrics)
+            if on_validation:
+                on_validation(done, {**metrics, "valid/best_mrr": best["mrr"]})
+            stop = cfg.early_stopping_patience is not None and evaluations_since_best >= cfg.early_stopping_patience
+        if dinfo.world > 1:
+            flag = torch.tensor([float(stop)], device=device)
+            dist.broadcast(flag, 0)
+            stop = bool(flag.item())
+        return stop
 
     for step in range(start_step, cfg.steps):
         if cfg.stop_after is not None and step >= cfg.stop_after:
+            break
+        if early_stop:
             break
         optimizer.zero_grad(set_to_none=True)
         loss_sum: torch.Tensor | float = 0.0
@@ -308,16 +349,22 @@ def run_loop(
         stopping = cfg.stop_after is not None and done >= cfg.stop_after
         if log_now or checkpoint_now or stopping:
             flush(log_now)
+        progress.step(done)
+        if cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.steps):
+            early_stop = run_validation(done)
         if checkpoint_now:
             _save(ckpt_dir, model, optimizer, scheduler, done, history, dinfo, identity)
-    completed = cfg.stop_after is None or cfg.stop_after >= cfg.steps
+    progress.close()
+    completed = early_stop or cfg.stop_after is None or cfg.stop_after >= cfg.steps
     if completed and dinfo.is_main:
         # the run is over: a later run in this folder starts afresh instead of resuming it
         import shutil
 
         for stale in (ckpt_dir, ckpt_dir.with_name(f"{ckpt_dir.name}.old")):
             shutil.rmtree(stale, ignore_errors=True)
-    return {"history": history, "completed": completed}
+    return {"history": history, "completed": completed, "validations": validations, "best_step": best["step"],
+            "best_mrr": best["mrr"] if best["step"] is not None else None, "best_state": best["state"],
+            "early_stopped": early_stop}
 
 
 def _to_host(records: list[dict]) -> list[dict]:

@@ -26,6 +26,9 @@ from clamp.train.loop import (
     seed_everything,
     setup_distributed,
 )
+from clamp.train.progress import TrainingProgressCounter
+from clamp.train.text_bank import LockedTextCollator, TextFeatureBank, candidates
+from clamp.train.validate import COLLAPSE_COSINE, validate
 
 log = logging.getLogger("clamp.train")
 MMM_CONFIG = "mmm_config.json"
@@ -80,10 +83,31 @@ def mmm_step(model, batch, micro_step: int, seed: int, rank: int) -> StepResult:
 
 
 def clamp_step(model, batch, micro_step: int) -> StepResult:
-    out = model(batch["music"], batch["input_ids"], batch["attention_mask"])
+    if "text_features" in batch:  # a locked text tower: cached features
+        out = model(batch["music"], text_features=batch["text_features"])
+    else:
+        out = model(batch["music"], batch["input_ids"], batch["attention_mask"])
     m = batch["music"]
     n_pos = (m != 0).any(-1).sum() if m.dim() == 3 else (m != 0).sum()
     return StepResult(out.loss, {"temperature": 1 / _unwrap(model).scale().detach()}, len(m), n_pos)
+
+
+def build_text_bank(model, texts: list[str], cfg: TrainConfig, dinfo) -> TextFeatureBank:
+    """The locked tower's features of every candidate; the main process fills the disk cache
+    first, so the other processes of a DDP run only read it."""
+    lines = [ln for t in texts for ln in candidates([t])]
+    if dinfo.world > 1 and not dinfo.is_main:
+        import torch.distributed as dist
+
+        dist.barrier()  # wait for the main process's cache
+    with TrainingProgressCounter(len(set(lines)), "text features (locked tower, cached)",
+                                 cfg.progress if dinfo.is_main else "off") as advance:
+        bank = TextFeatureBank.build(model, lines, cfg.cache_dir, progress=advance)
+    if dinfo.world > 1 and dinfo.is_main:
+        import torch.distributed as dist
+
+        dist.barrier()
+    return bank
 
 
 def register_model_folder(name: str, run_id: str, source: str) -> str:
@@ -107,6 +131,13 @@ def train(cfg: TrainConfig) -> dict:
     seed_everything(cfg.seed)  # same init on every rank (DDP also broadcasts rank 0's)
     base = ShardDataset(cfg.dataset_dir, split="train")
     dataset = IndexedDataset(base)
+    validate_fn = None
+    valid_items: list[dict] = []
+    if cfg.eval_every and cfg.objective == "clamp" and dinfo.is_main:
+        valid = ShardDataset(cfg.dataset_dir, split="valid")
+        valid_items = [valid[i] for i in range(len(valid))]
+        if not valid_items:
+            log.warning("eval_every is set, but the dataset has no valid split: no validation")
     if cfg.objective == "mmm":
         model: torch.nn.Module = MMMModel(music)
         collate = PatchCollator(music.max_positions)
@@ -132,13 +163,31 @@ def train(cfg: TrainConfig) -> dict:
                     f"(preset/patch mode/input kind differ from {cfg.preset}, {music.patch_mode}, {cfg.input_kind})"
                 )
             model.music_encoder.load_state_dict(pre.encoder.state_dict())
-        collate = ContrastiveCollator(model.tokenizer, music.max_positions, clamp_cfg.text_max_length, cfg.text_dropout,
-                                      music.input_kind, music.pad_id, cfg.seed)
-        text_params = list(model.text_encoder.parameters())
-        text_ids = {id(p) for p in text_params}
-        param_groups = decay_groups(model, cfg.lr, cfg.weight_decay, skip=text_ids) + decay_groups(
-            model.text_encoder, cfg.text_lr, cfg.weight_decay)
+        text_ids = {id(p) for p in model.text_encoder.parameters()}
+        param_groups = decay_groups(model, cfg.lr, cfg.weight_decay, skip=text_ids)
+        if cfg.text_tower == "locked":
+            model.text_encoder.requires_grad_(False)
+            valid_texts = [t for it in valid_items for t in candidates(it["texts"])] if dinfo.is_main else []
+            bank = build_text_bank(model, [*base.column_texts(), *valid_texts], cfg, dinfo)
+            collate = LockedTextCollator(bank, music.max_positions, cfg.text_dropout, music.input_kind, music.pad_id, cfg.seed)
+        else:
+            bank = None
+            collate = ContrastiveCollator(model.tokenizer, music.max_positions, clamp_cfg.text_max_length, cfg.text_dropout,
+                                          music.input_kind, music.pad_id, cfg.seed)
+            param_groups += decay_groups(model.text_encoder, cfg.text_lr, cfg.weight_decay)
         step_fn = clamp_step
+
+        def text_embed(items: list[dict]) -> torch.Tensor:
+            """Valid texts as training sees them without dropout: all candidates."""
+            if bank is not None:
+                return model.project_text(torch.stack([bank.feature_of(candidates(it["texts"])) for it in items]).to(device))
+            enc = model.tokenizer([" ".join(candidates(it["texts"])) for it in items], padding=True, truncation=True,
+                                  max_length=model.config.text_max_length, return_tensors="pt").to(device)
+            return model.encode_text(enc["input_ids"], enc["attention_mask"])
+
+        if cfg.eval_every and valid_items:
+            def validate_fn() -> dict[str, float]:
+                return validate(model, valid_items, text_embed, device)
     seed_everything(cfg.seed + 1000 * dinfo.rank)  # dropout differs per rank, as with separate batches
     n_params = sum(p.numel() for p in model.parameters())
     run_name = cfg.run_name or f"{cfg.objective}-{cfg.preset}"
@@ -163,8 +212,19 @@ def train(cfg: TrainConfig) -> dict:
         lengths = None
         if group:  # lengths as the model sees them: cut at its positions
             lengths = base.lengths("n_chars" if music.input_kind == "char" else "n_patches").clip(max=music.max_positions)
+        def on_validation(step: int, metrics: dict[str, float]) -> None:
+            log.info("step %d valid MRR %.4f (mean cosine %.3f)", step, metrics.get("valid/text_to_music/mrr", float("nan")),
+                     metrics.get("valid/mean_cosine", float("nan")))
+            if run is not None:
+                import mlflow
+
+                mlflow.log_metrics(metrics, step=step)
+
         result = run_loop(cfg, model, dataset, collate, step_fn, param_groups, on_log, dinfo, device,
-                          dataset_fingerprint=manifest.get("fingerprint", ""), lengths=lengths)
+                          dataset_fingerprint=manifest.get("fingerprint", ""), lengths=lengths,
+                          validate_fn=validate_fn, on_validation=on_validation)
+        if result["best_state"] is not None:  # keep_best: the model with the best valid MRR
+            model.load_state_dict(result["best_state"])
         model_dir = Path(cfg.output_dir) / "model"
         if result["completed"] and dinfo.is_main:
             if cfg.objective == "mmm":
@@ -196,4 +256,17 @@ def train(cfg: TrainConfig) -> dict:
             "train_items": len(base),
             "history": history,
         }
+        if result["validations"]:
+            last = result["validations"][-1]
+            summary.update({
+                "validation_steps": [v["step"] for v in result["validations"]],
+                "validation_mrr": [v.get("valid/text_to_music/mrr") for v in result["validations"]],
+                "best_step": result["best_step"], "best_valid_mrr": result["best_mrr"],
+                "early_stopped": result["early_stopped"],
+                "last_valid": {k.removeprefix("valid/"): v for k, v in last.items() if k != "step"},
+            })
+            if last.get("valid/mean_cosine", 0.0) > COLLAPSE_COSINE:
+                summary["warning"] = (f"embeddings have collapsed: mean pairwise cosine {last['valid/mean_cosine']:.3f} "
+                                      f"on the valid split (above {COLLAPSE_COSINE})")
+                log.warning(summary["warning"])
     return summary

@@ -39,6 +39,20 @@ def test_training_run_is_logged_with_lineage_and_registered(tiny_dataset, tmp_pa
     assert {"model/config.json", "model/model.safetensors"} <= artifacts
     versions = client.search_model_versions("name='clamp-tiny-test'")
     assert [v.run_id for v in versions] == [run.info.run_id]
+    # the experiment opens on its runs in MLflow 3's UI, not on the GenAI overview
+    assert client.get_experiment_by_name("test-clamp").tags["mlflow.experimentKind"] == "custom_model_development"
+    assert "engine.py" not in run.data.tags["mlflow.source.name"]
+
+
+def test_a_flow_records_itself_as_the_entry_point():
+    import clamp.tracking as tracking
+
+    try:
+        tracking.set_entry_point("flows.train:pretrain_mmm")
+        assert tracking.entry_point() == "flows.train:pretrain_mmm"
+    finally:
+        tracking.set_entry_point("")
+    assert tracking.entry_point()  # the program and its sub-command
 
 
 def test_char_ablation_and_no_text_dropout_train(tiny_dataset, tmp_path):

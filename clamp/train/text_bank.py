@@ -1,0 +1,134 @@
+"""Locked text tower (LiT, Zhai et al. 2022): the pretrained text encoder is frozen, so its
+pooled feature of every text candidate is computed once, without gradient, and cached on disk.
+
+Training then runs only the music tower and the two projections: on a CPU the text tower is
+most of a jointly trained step. Text dropout works in the bank's terms: each draw uses one
+candidate of the tune (dropout on) or the mean of all its candidates (off). The features are
+exactly what `ClampModel.encode_text` computes before its projection, so a locked model is
+evaluated, saved and loaded like any other (docs/model-and-losses.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from clamp.model.inputs import pad_patches, patches_to_chars
+from clamp.model.text import mean_pool
+
+log = logging.getLogger("clamp.train")
+
+
+def candidates(texts: Sequence[str]) -> list[str]:
+    """A row's text candidates as single non-empty lines (as text dropout splits them)."""
+    return [ln.strip() for t in texts for ln in t.split("\n") if ln.strip()]
+
+
+def text_tower_fingerprint(model) -> str:
+    """What the cached features depend on: the tower's weights and config, the tokenizer's
+    vocabulary and the maximum text length."""
+    h = hashlib.sha256()
+    h.update(model.text_encoder.config.to_json_string().encode())
+    h.update(str(model.config.text_max_length).encode())
+    h.update(str(sorted(model.tokenizer.get_vocab().items())[:2000]).encode())
+    for name, tensor in sorted(model.text_encoder.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().float().cpu().numpy().tobytes()[:1 << 16])  # a prefix of each tensor
+        h.update(str(float(tensor.detach().float().sum())).encode())
+    return h.hexdigest()[:16]
+
+
+class TextFeatureBank:
+    """Pooled (pre-projection) text features, one row per distinct candidate string."""
+
+    def __init__(self, texts: list[str], features: torch.Tensor) -> None:
+        self.index = {t: i for i, t in enumerate(texts)}
+        self.features = features.float()
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def dim(self) -> int:
+        return int(self.features.shape[1])
+
+    def feature_of(self, lines: Sequence[str]) -> torch.Tensor:
+        """The mean feature of `lines` (one line: its feature)."""
+        rows = [self.index[ln] for ln in lines]
+        return self.features[rows].mean(0)
+
+    @classmethod
+    @torch.no_grad()
+    def build(cls, model, texts: Iterable[str], cache_dir: str | Path | None = None, batch_size: int = 256,
+              progress: Callable[[int], None] | None = None) -> TextFeatureBank:
+        """Features of every distinct text, from the disk cache where present; the rest are
+        computed with the frozen tower (eval mode, no gradient) and added to the cache."""
+        wanted = sorted(set(texts))
+        cached: dict[str, np.ndarray] = {}
+        path = None
+        if cache_dir is not None:
+            path = Path(cache_dir) / "text-features" / f"{text_tower_fingerprint(model)}.npz"
+            if path.is_file():
+                data = np.load(path, allow_pickle=False)
+                cached = dict(zip(data["texts"].tolist(), data["features"], strict=True))
+        missing = [t for t in wanted if t not in cached]
+        if missing:
+            log.info("text features: %d cached, computing %d", len(wanted) - len(missing), len(missing))
+            tower = model.text_encoder
+            was_training = tower.training
+            tower.eval()
+            device = next(tower.parameters()).device
+            # sorted by length: batches of similar length waste little padding
+            order = sorted(range(len(missing)), key=lambda i: len(missing[i]))
+            for start in range(0, len(order), batch_size):
+                chunk = [missing[i] for i in order[start : start + batch_size]]
+                enc = model.tokenizer(chunk, padding=True, truncation=True, max_length=model.config.text_max_length,
+                                      return_tensors="pt").to(device)
+                hidden = tower(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
+                pooled = mean_pool(hidden, enc["attention_mask"]).float().cpu().numpy()
+                cached.update(zip(chunk, pooled, strict=True))
+                if progress is not None:
+                    progress(len(chunk))
+            tower.train(was_training)
+            if path is not None:
+                from clamp.io import atomic_path
+
+                keys = sorted(cached)
+                with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+                    np.savez(fh, texts=np.array(keys), features=np.stack([cached[k] for k in keys]).astype(np.float32))
+        features = torch.from_numpy(np.stack([cached[t] for t in wanted]) if wanted else np.zeros((0, 1), np.float32))
+        return cls(wanted, features)
+
+
+class LockedTextCollator:
+    """(music, text_features) batches: text dropout picks one cached candidate per draw."""
+
+    def __init__(self, bank: TextFeatureBank, max_patches: int, text_dropout: bool = True, input_kind: str = "patch",
+                 pad_id: int = 0, seed: int = 0) -> None:
+        self.bank, self.max_patches, self.text_dropout = bank, max_patches, text_dropout
+        self.input_kind, self.pad_id, self.seed = input_kind, pad_id, seed
+
+    def text_feature(self, texts: Sequence[str], rng: random.Random) -> torch.Tensor:
+        lines = candidates(texts)
+        if self.text_dropout:
+            return self.bank.feature_of([rng.choice(lines)])
+        return self.bank.feature_of(lines)
+
+    def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        # seeded per (seed, draw, item), like string text dropout: resume-exact
+        feats = torch.stack([
+            self.text_feature(it["texts"], random.Random(f"{self.seed}:{it.get('draw', 0)}:{it.get('index', 0)}"))
+            for it in items
+        ])
+        if self.input_kind == "char":
+            seqs = [patches_to_chars(it["patches"], self.pad_id, self.max_patches) for it in items]
+            music = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True, padding_value=self.pad_id)
+        else:
+            music = pad_patches([it["patches"] for it in items], self.max_patches)
+        return {"music": music, "text_features": feats}
