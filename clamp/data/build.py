@@ -30,6 +30,7 @@ import pyarrow as pa
 
 from clamp.abc.patching import PATCH_SIZE, get_patch_mode
 from clamp.config import BuildConfig, SourceSpec
+from clamp.data.captions import CAPTIONS_VERSION
 from clamp.data.dedup import ReferenceIndex, find_near_duplicates
 from clamp.data.executors import Executor, InProcessExecutor, PoolExecutor
 from clamp.data.prepare import (
@@ -37,6 +38,7 @@ from clamp.data.prepare import (
     PREPARED_SCHEMA,
     QUARANTINE_SCHEMA,
     PrepareConfig,
+    caption_counts,
     prepare_table,
 )
 from clamp.data.records import RAW_SCHEMA, RawRecord, batched
@@ -289,7 +291,7 @@ def prepare_chunk(input_path: Path, layout: DatasetLayout, pcfg: PrepareConfig) 
     """Convert, clean, normalize and patch one input chunk (skipped when already done)."""
     out, quarantine, stats_file = prepared_paths_for(input_path, layout)
     semantic = {k: v for k, v in asdict(pcfg).items() if k != "conversion_cache_dir"}
-    fingerprint = _fingerprint(file_sha256(input_path), semantic, PREPARE_VERSION)
+    fingerprint = _fingerprint(file_sha256(input_path), semantic, PREPARE_VERSION, CAPTIONS_VERSION)
     if stats_file.is_file() and out.is_file() and quarantine.is_file():
         done = json.loads(stats_file.read_text())
         if done.get("fingerprint") == fingerprint:
@@ -564,6 +566,12 @@ class BuildSummary:
     median_patches_per_char: float
     seconds: dict[str, float] = field(default_factory=dict)
     throughput: dict[str, float] = field(default_factory=dict)
+    # captions (docs/shard-schema.md, "Captions and labels"): share of written rows with 3 or
+    # more text candidates, distinct caption sentences in the shards, and prepared rows whose
+    # analysis failed (they kept their cleaned raw texts only)
+    caption_coverage: float = 0.0
+    distinct_captions: int = 0
+    caption_failures: int = 0
 
     def reconcile(self) -> None:
         accounted = self.rows_written + self.quarantined + self.duplicates + self.decontaminated
@@ -594,11 +602,16 @@ def finalize(
 
     lengths: list[np.ndarray] = []
     ratios: list[np.ndarray] = []
+    with_three_texts = 0
+    caption_keys: set[bytes] = set()
     for s in shard_stats:
-        t = read_table(layout.shards_dir / s["shard"], ["n_patches", "n_chars"])
+        t = read_table(layout.shards_dir / s["shard"], ["n_patches", "n_chars", "texts", "metadata"])
         p, c = t.column("n_patches").to_numpy(), t.column("n_chars").to_numpy()
         lengths.append(p)
         ratios.append(p / np.maximum(c, 1))
+        rich, keys = _caption_stats(t)
+        with_three_texts += rich
+        caption_keys |= keys
     all_p = np.concatenate(lengths) if lengths else np.zeros(0)
     all_r = np.concatenate(ratios) if ratios else np.zeros(0)
     patches = sum(s["patches"] for s in shard_stats)
@@ -610,12 +623,13 @@ def finalize(
     for s in shard_stats:
         splits.update(s["splits"])
     records_in = sum(s["records_in"] for s in chunk_stats)
+    rows_written = sum(s["rows"] for s in shard_stats)
     summary = BuildSummary(
         name=cfg.name,
         dataset_dir=str(layout.root),
         patch_mode=cfg.patch_mode,
         records_in=records_in,
-        rows_written=sum(s["rows"] for s in shard_stats),
+        rows_written=rows_written,
         quarantined=quarantine.num_rows,
         duplicates=plan.duplicates_exact + plan.duplicates_near,
         decontaminated=plan.decontaminated_exact + plan.decontaminated_near,
@@ -638,6 +652,12 @@ def finalize(
         throughput={
             f"{k}_records_per_s": round(records_in / v, 1) for k, v in seconds.items() if v > 0 and records_in
         },
+        caption_coverage=round(with_three_texts / rows_written, 4) if rows_written else 0.0,
+        distinct_captions=len(caption_keys),
+        caption_failures=sum(
+            caption_counts(prepared_paths_for(layout.input_dir / f"{s['chunk']}.arrow", layout)[0])["caption_failures"]
+            for s in chunk_stats
+        ),
     )
     summary.reconcile()
     manifest = {
@@ -660,6 +680,25 @@ def finalize(
     if cfg.data_docs:
         _write_docs_index(layout, shard_stats)
     return summary
+
+
+def _caption_stats(shard: pa.Table) -> tuple[int, set[bytes]]:
+    """(rows of the shard with 3 or more text candidates, 8-byte keys of its captions).
+
+    A row's captions are its last `n_captions` texts (the count is in its metadata JSON);
+    they are kept as BLAKE2b digests so that a large dataset's distinct count stays small.
+    """
+    rich = 0
+    keys: set[bytes] = set()
+    for texts, meta in zip(shard.column("texts").to_pylist(), shard.column("metadata").to_pylist(), strict=True):
+        rich += len(texts) >= 3
+        try:
+            n = int(json.loads(meta).get("n_captions", 0))
+        except (ValueError, AttributeError, TypeError):
+            n = 0
+        if n > 0:
+            keys.update(hashlib.blake2b(t.encode("utf-8"), digest_size=8).digest() for t in texts[-n:])
+    return rich, keys
 
 
 def _write_docs_index(layout: DatasetLayout, shard_stats: list[dict]) -> None:

@@ -15,7 +15,8 @@ import pyarrow as pa
 
 from clamp.abc.convert import ConversionError, to_abc
 from clamp.abc.normalize import normalize_abc
-from clamp.abc.patching import get_patch_mode
+from clamp.abc.patching import PATCH_SIZE, get_patch_mode
+from clamp.data.captions import describe
 from clamp.data.clean import (
     MAX_RECORD_BYTES,
     RejectedRecord,
@@ -23,6 +24,7 @@ from clamp.data.clean import (
     check_raw_bytes,
     content_hash,
     decode_text,
+    dedupe,
     strip_control_chars,
     text_candidates,
 )
@@ -61,8 +63,49 @@ QUARANTINE_SCHEMA = pa.schema(
 
 
 # Bump when preparation (cleaning, normalization, patching) changes its output, so reruns
-# redo the chunks instead of skipping them.
-PREPARE_VERSION = 3
+# redo the chunks instead of skipping them. (Captions have their own CAPTIONS_VERSION, which
+# the prepare fingerprint also covers.) 4: cleaned text candidates, captions and labels.
+PREPARE_VERSION = 4
+
+# Per-chunk caption counts, kept in the prepared table's schema metadata (read by finalize).
+CAPTIONED_KEY = b"clamp.captioned"
+CAPTION_FAILURES_KEY = b"clamp.caption_failures"
+
+
+@dataclass(frozen=True)
+class RowTexts:
+    """A prepared row's text candidates and metadata JSON, and what its captions did."""
+
+    texts: list[str]
+    metadata: str
+    n_captions: int
+    caption_failed: bool
+
+
+def row_texts(abc: str, raw_texts: list[str], metadata_json: str, row_id: str, n_patches: int) -> RowTexts:
+    """Text candidates of one row (cleaned info fields and source texts, then captions) and its
+    metadata with the tune's labels under `"labels"` and the number of captions (the last
+    `n_captions` texts) under `"n_captions"` (docs/shard-schema.md, "Captions and labels").
+
+    Caption generation never fails a row: a tune that cannot be analysed keeps its cleaned
+    raw texts, gets no captions and `caption_failed`.
+    """
+    texts = text_candidates(abc, raw_texts)
+    try:
+        parsed = json.loads(metadata_json) if metadata_json else {}
+    except ValueError:
+        parsed = {}
+    meta = parsed if isinstance(parsed, dict) else {}
+    found = describe(abc, raw_texts, meta, row_id, n_patches)
+    combined = dedupe(texts + found.captions)
+    n_captions = len(combined) - len(texts)
+    out_meta = {**parsed, "labels": found.labels, "n_captions": n_captions} if isinstance(parsed, dict) else parsed
+    return RowTexts(
+        texts=combined,
+        metadata=json.dumps(out_meta, sort_keys=True, ensure_ascii=False),
+        n_captions=n_captions,
+        caption_failed=found.error is not None,
+    )
 
 
 @dataclass(frozen=True)
@@ -126,6 +169,7 @@ def prepare_table(raw: pa.Table, cfg: PrepareConfig) -> tuple[pa.Table, pa.Table
     cache = ConversionCache(cfg.conversion_cache_dir) if cfg.conversion_cache_dir else None
     good: dict[str, list] = {f.name: [] for f in PREPARED_SCHEMA}
     bad: dict[str, list] = {f.name: [] for f in QUARANTINE_SCHEMA}
+    captioned = caption_failures = 0
     for row in raw.to_pylist():
         stage = "convert"
         try:
@@ -144,12 +188,25 @@ def prepare_table(raw: pa.Table, cfg: PrepareConfig) -> tuple[pa.Table, pa.Table
             ):
                 bad[key].append(value)
             continue
+        described = row_texts(abc, row["texts"], row["metadata"], row["id"], len(patches) // PATCH_SIZE)
+        captioned += described.n_captions > 0
+        caption_failures += described.caption_failed
         for key, value in (
             ("id", row["id"]), ("source", row["source"]), ("source_format", row["format"]), ("abc", abc),
-            ("texts", text_candidates(abc, row["texts"])), ("metadata", row["metadata"]),
+            ("texts", described.texts), ("metadata", described.metadata),
             ("provenance", row["provenance"]), ("license", row["license"]),
             ("content_hash", content_hash(normalized)), ("n_chars", len(prepared)),
             ("patch_bytes", patches), ("minhash", minhash(normalized).tobytes()),
         ):
             good[key].append(value)
-    return pa.table(good, schema=PREPARED_SCHEMA), pa.table(bad, schema=QUARANTINE_SCHEMA)
+    counts = {CAPTIONED_KEY: str(captioned).encode(), CAPTION_FAILURES_KEY: str(caption_failures).encode()}
+    prepared = pa.table(good, schema=PREPARED_SCHEMA.with_metadata(counts))
+    return prepared, pa.table(bad, schema=QUARANTINE_SCHEMA)
+
+
+def caption_counts(prepared_path: str | Path) -> dict[str, int]:
+    """`captioned` (rows with at least one caption) and `caption_failures` of a prepared chunk,
+    read from its schema metadata (0 for chunks prepared before captions existed)."""
+    with pa.memory_map(str(prepared_path), "r") as source:
+        meta = pa.ipc.open_file(source).schema.metadata or {}
+    return {"captioned": int(meta.get(CAPTIONED_KEY, b"0")), "caption_failures": int(meta.get(CAPTION_FAILURES_KEY, b"0"))}

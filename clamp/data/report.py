@@ -21,6 +21,8 @@ def summary_rows(s: BuildSummary) -> list[tuple[str, str]]:
         ("patches", f"{s.patches:,} (median {s.median_patches:g} per tune)"),
         ("patches / characters", f"{s.patches_per_char:.4f} overall, median {s.median_patches_per_char:.4f} per tune"),
         ("length reduction", f"{1 / s.patches_per_char:.1f}x fewer positions than characters" if s.patches_per_char else "-"),
+        ("captions", f"{s.caption_coverage:.1%} of rows with 3+ texts, {s.distinct_captions:,} distinct captions,"
+                     f" {s.caption_failures:,} tunes not analysed"),
         ("seconds", _fmt(s.seconds)),
         ("throughput", _fmt(s.throughput)),
     ]

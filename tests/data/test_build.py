@@ -77,6 +77,7 @@ def test_counts_reconcile_with_every_kind_of_bad_record(built):
     assert summary.records_in == summary.rows_written + summary.quarantined + summary.duplicates + summary.decontaminated
     assert summary.shards == 3  # 5 rows, shards of 2
     assert summary.splits == {"train": 5}
+    assert summary.caption_coverage == 1.0 and summary.caption_failures == 0 and summary.distinct_captions > 10
 
 
 def test_nothing_is_lost(built):
@@ -103,8 +104,12 @@ def test_shard_rows_have_texts_patches_and_metadata(built):
         "local:accents.abc", "local:bach.mxl", "local:long.abc", "local:two_tunes.abc#1", "local:two_tunes.abc#2",
     }
     jig = rows["local:two_tunes.abc#1"]
-    assert jig["texts"] == ["Title: The First Jig", "Rhythm: jig", "Origin: Ireland", "Two tunes from a session"]
+    # the cleaned fields and source texts, then captions (docs/shard-schema.md, "Captions and labels")
+    assert jig["texts"][:4] == ["Title: The First Jig", "Rhythm: jig", "Origin: Ireland", "Two tunes from a session"]
+    assert jig["texts"][4] == "A jig in D major, in 6/8."
     assert json.loads(jig["metadata"])["license"] == "CC0"
+    assert json.loads(jig["metadata"])["labels"] == {"tune_type": "jig", "key": "D major", "mode": "major", "meter": "6/8"}
+    assert json.loads(jig["metadata"])["n_captions"] == len(jig["texts"]) - 4
     # header fields of the file header are inserted after X:, so L:1/8 is part of the music
     assert "L:1/8" in jig["abc"]
     assert len(jig["patches"]) == jig["n_patches"] and all(len(p) == 64 for p in jig["patches"])

@@ -200,3 +200,131 @@ def test_c1_mojibake_from_dos_text_is_repaired_not_quarantined():
     assert repair_c1_mojibake("T: Ach M\x81ller/M\x81ller als M\x94rder") == "T: Ach Müller/Müller als Mörder"
     assert strip_control_chars("X:1\nT: J\x84gerlust\nK:C\nCDEF|\n") == "X:1\nT: Jägerlust\nK:C\nCDEF|\n"
     assert repair_c1_mojibake("plain ascii") == "plain ascii"
+
+
+# ----------------------------------------------------------------------------------------- cleaning rules
+# (docs/shard-schema.md, "Captions and labels"; the values are real corpus fields)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Transcribed by Bob Safranek, rjs@gsp.org", "Transcribed by Bob Safranek"),
+        ("Contributed by Ray Davies,  ray:davies99.freeserve.co.uk", "Contributed by Ray Davies"),
+        ("John B. Walsh, 5/8/2002 <walsh:mat:h.ubc.ca>", "John B. Walsh, 5/8/2002"),
+        ("Bob Puckette <BobP:at:workcom.com> 2003-3-7", "Bob Puckette 2003-3-7"),
+        ("Jack Campin * www.campin.me.uk * 2009", "Jack Campin * 2009"),
+        ("1999 by John Chambers <jc@eddie.mit.edu> http://eddie.mit.edu/~jc/music/abc/", "1999 by John Chambers"),
+        ("see mailto:someone@example.org for more", "see for more"),
+        ("Notes on the tune", "Notes on the tune"),
+        ("Rhythm: jig", "Rhythm: jig"),  # a field name and a value are no address
+    ],
+)
+def test_scrub_contacts(raw, expected):
+    from clamp.data.clean import scrub_contacts
+
+    assert scrub_contacts(raw) == expected
+
+
+def test_addresses_are_scrubbed_from_every_text():
+    abc = (
+        "X:1\nT:Tune\nN:Ask fred@example.com or see https://tunes.example.org/t/1 for the source\n"
+        "S:Bob's notebook, bob@example.net\nK:G\nGABc|\n"
+    )
+    texts = text_candidates(abc, ["A tune from www.example.com", "Mail <x@y.org> for more"])
+    assert texts == ["Title: Tune", "Notes: Ask or see for the source", "A tune from", "Mail for more"]
+    assert not any("@" in t or "http" in t or "www" in t for t in texts)
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        "Z:Jack Campin * www.campin.me.uk * 2009",
+        "Z:Transcribed by Trish O'Neil",
+        "Z:\"Transcribed by Bob Safranek, rjs@gsp.org\"",
+        "Z: Contributed 20080902 by John Chambers jc:jc.tzo.net",
+        "Z: 1997 by John Chambers <jc@trillian.mit.edu>",
+        "Z:Bob Puckette <bpuckette:msn.com> 2003-3-10",
+        "Z:abc 1.6",
+        "Z:ABCMUS 1.0",
+        "Z:Copyright \u00a9",
+        "T:PDF \u00a9 2004 Margaret Greentree - used by permission",
+        "Z:Edition by Leo Schrade",
+        "N:Fixed line wrapping [jc]",
+        "N: +++BEREITS KODIERT ?+++",
+        "N: A0611D",
+        "N: C0046, C0495, C0136",
+        "N: Melodievergleich zu Q0095, anderes Lied.",
+        "N: Han",
+        "N: Hui Han",
+        "N: ]",
+        "N:165",
+        "B:db: -c 8 -b 21",
+        "S: MM,]",
+        "S: III, 482]",
+        "T:bwv10.7.mxl",
+        "T:Title",
+        "T:2",
+        "R: ???",
+        "R: yyy]",
+    ],
+)
+def test_boilerplate_codes_and_placeholders_are_dropped(field):
+    assert text_candidates(f"X:1\nT:Kept\n{field}\nK:G\nGABc|\n", []) == ["Title: Kept"]
+
+
+def test_what_is_kept_of_transcription_and_notes():
+    abc = (
+        "X:1\nT:Kept\nZ:All ornaments (~) are trills.\nN:\"Moderate\"\nN:\"Slow\" \"collected by J. O'Neill\"\n"
+        "N: in der Quelle mit einer 2. Stimme versehen\nS: PINCK, Louis: Verklingende Weisen Bd 4, Kassel 1939]\n"
+        "K:G\nGABc|\n"
+    )
+    assert text_candidates(abc, []) == [
+        "Title: Kept",
+        "Transcription: All ornaments (~) are trills.",
+        "Notes: Moderate",  # one quoted string is unquoted
+        "Notes: \"Slow\" \"collected by J. O'Neill\"",
+        "Notes: in der Quelle mit einer 2. Stimme versehen",
+        "Source: PINCK, Louis: Verklingende Weisen Bd 4, Kassel 1939",  # Essen's stray "]" removed
+    ]
+
+
+@pytest.mark.parametrize(
+    ("r", "expected"),
+    [
+        ("reel", "Rhythm: reel"), ("REEL", "Rhythm: reel"), ("slipjig", "Rhythm: slip jig"),
+        ("Slip Jig", "Rhythm: slip jig"), ("double jig", "Rhythm: jig"), (" Liebes - Lied", "Rhythm: song"),
+        (" Xiaodiao]", "Rhythm: song"), (" Kunstmusik", "Rhythm: Kunstmusik"),  # unknown: the cleaned value
+    ],
+)
+def test_rhythm_values_are_normalised(r, expected):
+    assert text_candidates(f"X:1\nR:{r}\nK:G\nGABc|\n", []) == [expected]
+
+
+def test_source_texts_in_field_form_get_the_field_rules():
+    texts = text_candidates("X:1\nK:G\nGABc|\n", ["Title: bwv66.6.mxl", "Title: BWV 66.6", "Composer: J.S. Bach",
+                                                  "Rhythm: Slip Jig", "Notes: T0003A"])
+    assert texts == ["Title: BWV 66.6", "Composer: J.S. Bach", "Rhythm: slip jig"]
+
+
+def test_wrapped_essen_notes_are_joined_before_cleaning():
+    # essenFolksong/ballad20.abc: a note wrapped over two N: lines; the continuation starts in lower case
+    wrapped = "X:1\nN: Melodie mit Verzierung (Vorschlag) in\nN: der letzten Zeile\nK:G\nGABc|\n"
+    assert text_candidates(wrapped, []) == ["Notes: Melodie mit Verzierung (Vorschlag) in der letzten Zeile"]
+    # a note after one that ends a sentence, or one starting in upper case, stays a note of its own
+    separate = "X:1\nN: Zweite Zeile = Refrain.\nN: eine neue Zeile\nN: Vorschlaege\nK:G\nGABc|\n"
+    assert text_candidates(separate, []) == [
+        "Notes: Zweite Zeile = Refrain.", "Notes: eine neue Zeile", "Notes: Vorschlaege",
+    ]
+    # the whole of a wrapped note is dropped when it refers to a catalogue number
+    coded = "X:1\nN: Melodievergleich zu Q0051H, anderes Lied. Verzierung in\nN: der letzten Zeile\nK:G\nGABc|\n"
+    assert text_candidates(coded, []) == []
+
+
+def test_lyrics_aligned_to_notes_become_plain_text():
+    abc = "X:1\nT:BWV 10.7\nK:G\nGABc|\nw: Mei- ne|Seel\u2019 er- hebt den|Her- ren;|* und\n"
+    assert text_candidates(abc, []) == ["Title: BWV 10.7", "Words: Meine Seel\u2019 erhebt den Herren; und"]
+
+
+def test_at_artefacts_of_the_corpus_are_repaired():
+    assert text_candidates("X:1\nT:Leviat:han -- Hornpipe\nK:G\nGABc|\n", []) == ["Title: Leviathan -- Hornpipe"]

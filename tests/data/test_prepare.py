@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 
 from clamp.abc.normalize import normalize_abc
+from clamp.data.captions import captions
 from clamp.data.clean import content_hash
 from clamp.data.dedup import NUM_PERM, minhash
 from clamp.data.prepare import (
@@ -114,8 +115,15 @@ def test_good_record_prepared(result):
     assert patches[-1].tolist() == [97] * 64
     assert row["minhash"] == minhash(GOOD_NORMALIZED).tobytes()
     assert len(row["minhash"]) == NUM_PERM * 4
-    assert row["texts"] == ["Title: Good Tune", "Rhythm: jig", "A lively jig."]
-    assert json.loads(row["metadata"]) == {"k": "v"}
+    # cleaned info fields and source texts, then the captions (docs/shard-schema.md, "Captions and labels")
+    assert row["texts"][:3] == ["Title: Good Tune", "Rhythm: jig", "A lively jig."]
+    assert row["texts"][3:] == captions(GOOD_ABC, ["A lively jig."], {"k": "v"}, "good")
+    assert row["texts"][3] == "A jig in G major, in 6/8."
+    assert json.loads(row["metadata"]) == {
+        "k": "v",
+        "labels": {"tune_type": "jig", "key": "G major", "mode": "major", "meter": "6/8"},
+        "n_captions": len(row["texts"]) - 3,
+    }
     assert row["license"] == "CC0"
     assert normalize_abc(row["abc"]) == GOOD_NORMALIZED
 
