@@ -63,6 +63,12 @@ def train(
     input_kind: Annotated[str | None, typer.Option(help="patch (bar patching) or char (ablation) [patch]")] = None,
     text_model: Annotated[str | None, typer.Option(help="text encoder name or local folder [all-MiniLM-L6-v2]")] = None,
     text_dropout: Annotated[bool | None, typer.Option("--text-dropout/--no-text-dropout", help="text dropout [on]")] = None,
+    text_tower: Annotated[str | None, typer.Option(
+        help="locked (frozen pretrained text encoder, cached features; the CPU recipe) or train (the paper's) [locked]")] = None,
+    eval_every: Annotated[int | None, typer.Option(help="validate (text-to-music MRR on the valid split) every N steps, 0 never [0]")] = None,
+    keep_best: Annotated[bool | None, typer.Option("--keep-best/--keep-last", help="save the best-validated model [best]")] = None,
+    early_stopping_patience: Annotated[int | None, typer.Option(help="stop after N validations without a better MRR")] = None,
+    progress: Annotated[str | None, typer.Option(help="auto (a bar on a terminal, else lines) | bar | lines | off [auto]")] = None,
     init_music_from: Annotated[Path | None, typer.Option(help="an MMM model folder to start the music encoder from")] = None,
     precision: Annotated[str | None, typer.Option(help="auto (bf16 on GPU) | fp32 | bf16 [auto]")] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda [auto]")] = None,
@@ -86,7 +92,8 @@ def train(
     cfg = TrainConfig.load(
         config, objective=objective, dataset_dir=_str(dataset), output_dir=_str(output), preset=preset, steps=steps,
         batch_size=batch_size, grad_accum=grad_accum, lr=lr, input_kind=input_kind, text_model=text_model,
-        text_dropout=text_dropout, init_music_from=_str(init_music_from), precision=precision, device=device,
+        text_dropout=text_dropout, text_tower=text_tower, eval_every=eval_every, keep_best=keep_best,
+        early_stopping_patience=early_stopping_patience, progress=progress, init_music_from=_str(init_music_from), precision=precision, device=device,
         num_workers=num_workers, compile=compile, group_by_length=group_by_length, checkpoint_every=checkpoint_every,
         mlflow=mlflow, register_as=register_as, seed=seed,
     )
@@ -225,45 +232,67 @@ def search(
 
 @app.command()
 def classify(
-    file: Annotated[Path, typer.Argument(help="a score: .abc .mid .xml .mxl .krn")],
+    file: Annotated[Path, typer.Argument(help="a score: .abc .mid .xml .mxl .krn (every tune of an ABC file)")],
     labels: Annotated[str, typer.Option(help="comma-separated labels, e.g. jig,reel,waltz")],
     model: Annotated[Path, typer.Option(help="model folder")] = DEFAULT_MODEL,
-    task: Annotated[str, typer.Option(help="prompt templates to use: genre, emotion, rhythm, origin, composer, pianist")] = "rhythm",
-    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    task: Annotated[str, typer.Option(help="prompt templates to use: genre, emotion, rhythm, origin, composer, pianist, "
+                                           "tune_type, key, meter, collection")] = "rhythm",
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output: one object per tune")] = False,
 ) -> None:
-    """Zero-shot classification of one score among the given labels."""
+    """Zero-shot classification of each tune of a score among the given labels."""
+    import numpy as np
+
     from clamp.eval.embed import embed_music, embed_text
-    from clamp.eval.files import read_music_file
+    from clamp.eval.files import read_music_tunes
     from clamp.eval.tasks import prompts_for
 
     names = list(dict.fromkeys(x.strip() for x in labels.split(",") if x.strip()))
     if len(names) < 2:
         raise UserError("give at least two labels, all different, e.g. --labels jig,reel")
-    abc = read_music_file(file)
+    tunes = read_music_tunes(file)
+    usable = [t for t in tunes if t.abc is not None]
     m = _model(model)
-    music = embed_music(m, [abc])[0]
-    scores = []
-    for prompts in prompts_for(names, task):
-        c = embed_text(m, prompts).mean(0)
-        scores.append(float(music @ (c / max(float((c @ c) ** 0.5), 1e-12))))
-    ranked = sorted(zip(names, scores, strict=True), key=lambda x: -x[1])
+    music = embed_music(m, [t.abc for t in usable])
+    centroids = np.stack([embed_text(m, prompts).mean(0) for prompts in prompts_for(names, task)])
+    centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+    scores = dict(zip((t.index for t in usable), music @ centroids.T, strict=True))
+    out = []
+    for t in tunes:
+        entry: dict = {"index": t.index, "title": t.title}
+        if t.abc is None:
+            entry["error"] = t.error
+        else:
+            ranked = sorted(zip(names, scores[t.index].tolist(), strict=True), key=lambda x: -x[1])
+            entry["labels"] = [{"label": n, "score": round(float(v), 4)} for n, v in ranked]
+        out.append(entry)
     if as_json:
-        typer.echo(json.dumps([{"label": n, "score": round(s, 4)} for n, s in ranked]))
+        typer.echo(json.dumps(out))
         return
-    for n, s in ranked:
-        typer.echo(f"{s:.3f}  {n}")
+    for i, entry in enumerate(out):
+        if i:
+            typer.echo("")
+        typer.echo(f"tune {entry['index']}" + (f": {entry['title']}" if entry["title"] else ""))
+        if "error" in entry:
+            typer.echo(f"  skipped: {entry['error']}")
+            continue
+        for r in entry["labels"]:
+            typer.echo(f"  {r['score']:.3f}  {r['label']}")
 
 
 @app.command("eval")
 def eval_command(
     model: Annotated[Path, typer.Option(help="model folder")] = DEFAULT_MODEL,
     benchmarks: Annotated[str, typer.Option(help="comma-separated: wikimt,vgmidi,pianist8")] = "wikimt,vgmidi,pianist8",
-    dataset: Annotated[Path | None, typer.Option(help="a built dataset: adds its held-out in-domain tasks")] = None,
+    dataset: Annotated[Path | None, typer.Option(
+        help="a built dataset: adds its held-out tasks and the retrieval probes (test split)")] = None,
     out: Annotated[Path, typer.Option(help="folder for plots and predictions")] = Path("outputs/eval"),
     mlflow: Annotated[bool, typer.Option(help="log each (model, benchmark) as an MLflow run")] = True,
     untrained: Annotated[bool, typer.Option(help="also evaluate the untrained (random-init) twin")] = True,
+    resamples: Annotated[int | None, typer.Option(help="bootstrap resamples of the 95% intervals, 0 for none [1000]")] = None,
+    max_items: Annotated[int | None, typer.Option(help="an evenly spaced subset of each benchmark (quick runs)")] = None,
 ) -> None:
-    """Evaluate a model on the benchmarks and print the table."""
+    """Evaluate a model on the benchmarks and print the quality report, the retrieval probes and any
+    collapse warning."""
     from clamp.config import validated
     from clamp.data.benchmarks import BENCHMARKS
     from clamp.eval.config import EvalConfig
@@ -276,9 +305,10 @@ def eval_command(
     _model(model)  # a clear error before any work
     if dataset is not None and not (dataset / "manifest.json").is_file():
         raise UserError(f"no built dataset at {dataset}")
-    cfg = validated(EvalConfig, {"model_dir": str(model), "benchmarks": names or None,
-                                 "dataset_dir": _str(dataset), "out_dir": str(out), "include_untrained": untrained,
-                                 "mlflow": mlflow})
+    settings = {"model_dir": str(model), "benchmarks": names or None, "dataset_dir": _str(dataset), "out_dir": str(out),
+                "include_untrained": untrained, "mlflow": mlflow}
+    settings.update({k: v for k, v in {"bootstrap_resamples": resamples, "max_items": max_items}.items() if v is not None})
+    cfg = validated(EvalConfig, settings)
     print_results_table(results_table(evaluate(cfg)))
 
 

@@ -10,19 +10,28 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from clamp.tracking import set_entry_point
+
 
 @flow(name="evaluate", log_prints=True)
-def evaluate_flow(overrides: dict[str, Any] | None = None) -> list[dict]:
-    """Zero-shot, search and linear probe on the benchmarks found, one MLflow run per (model, benchmark)."""
+def evaluate_flow(overrides: dict[str, Any] | None = None) -> dict[str, list]:
+    """Zero-shot, search and linear probe on the benchmarks found, the held-out tasks and retrieval
+    probes of a dataset, one MLflow run per (model, benchmark). Returns `results_table`'s report
+    (`quality`, `probes`, `warnings`), which `clamp.eval.run.print_results_table` prints."""
     from clamp.config import validated
     from clamp.eval.config import EvalConfig
     from clamp.eval.run import evaluate, results_table
 
     cfg = validated(EvalConfig, overrides or {})
-    rows = results_table(evaluate(cfg))
-    create_table_artifact(key="evaluation", table=[{k: ("-" if v is None else v) for k, v in r.items()} for r in rows],
-                          description=f"evaluation of {cfg.model_dir}")
-    return rows
+    report = results_table(evaluate(cfg))
+    create_table_artifact(key="evaluation", table=report["quality"],
+                          description=f"evaluation of {cfg.model_dir}: value [95% bootstrap interval]")
+    if report["probes"]:
+        create_table_artifact(key="evaluation-probes", table=report["probes"],
+                              description=f"retrieval probes of {cfg.model_dir}: precision@10 beside the random share")
+    for line in report["warnings"]:
+        print(f"warning: {line}")
+    return report
 
 
 @flow(name="ablations", log_prints=True)
@@ -31,6 +40,7 @@ def ablations_flow(overrides: dict[str, Any] | None = None) -> dict:
     from clamp.config import validated
     from clamp.workflows.ablations import AblationConfig, run_ablations
 
+    set_entry_point("flows.evaluate:ablations_flow")
     cfg = validated(AblationConfig, overrides or {})
     result = run_ablations(cfg)
     md = (Path(cfg.out_dir) / "ablations.md").read_text()

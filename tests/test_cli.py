@@ -47,7 +47,9 @@ def test_classify_ranks_every_label(tmp_path, tiny_model):
     (tmp_path / "t.abc").write_text(TUNE)
     result = runner.invoke(app, ["classify", str(tmp_path / "t.abc"), "--labels", "jig,reel,waltz", "--model", str(tiny_model), "--json"])
     assert result.exit_code == 0, result.output
-    ranked = json.loads(result.output)
+    tunes = json.loads(result.output)  # one object per tune of the file
+    assert [(t["index"], t["title"]) for t in tunes] == [(1, "Test Jig")]
+    ranked = tunes[0]["labels"]
     assert sorted(r["label"] for r in ranked) == ["jig", "reel", "waltz"]
     assert [r["score"] for r in ranked] == sorted((r["score"] for r in ranked), reverse=True)
 
@@ -126,7 +128,7 @@ def test_debug_shows_the_traceback_and_internal_errors_keep_theirs(tmp_path, tin
     def broken(path, max_bytes=None):
         raise KeyError("a bug, not a user error")
 
-    monkeypatch.setattr(files, "read_music_file", broken)  # an internal failure, injected
+    monkeypatch.setattr(files, "read_music_tunes", broken)  # an internal failure, injected
     (tmp_path / "t.abc").write_text(TUNE)
     crashed = runner.invoke(app, ["classify", str(tmp_path / "t.abc"), "--labels", "jig,reel", "--model", str(tiny_model)])
     assert crashed.exit_code == 1 and isinstance(crashed.exception, KeyError)

@@ -1,1 +1,2 @@
-"""Evaluation: benchmark loaders, zero-shot classification, semantic search, linear probe."""
+"""Evaluation: benchmark loaders, held-out tasks, zero-shot classification, semantic search, linear probe,
+retrieval probes, bootstrap intervals and the quality report."""

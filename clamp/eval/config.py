@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from clamp.config import DEFAULT_MODEL_DIR
 
-HeldoutField = Literal["rhythm", "origin", "composer"]
+# the held-out tasks of clamp.eval.benchmarks.HELDOUT_TASKS (docs/evaluation.md)
+HeldoutField = Literal["rhythm", "origin", "composer", "tune_type", "key", "meter", "collection", "composer_all"]
+HELDOUT_FIELDS: tuple[str, ...] = get_args(HeldoutField)
 
 
 class EvalConfig(BaseModel):
@@ -17,7 +19,10 @@ class EvalConfig(BaseModel):
     model_dir: str = str(DEFAULT_MODEL_DIR)
     benchmarks: list[str] | None = None  # None: every registered benchmark that is present
     dataset_dir: str | None = None  # a built dataset: adds its held-out (test split) tasks
-    heldout_fields: list[HeldoutField] = Field(default_factory=lambda: ["rhythm", "origin", "composer"])
+    heldout_fields: list[HeldoutField] = Field(default_factory=lambda: list(HELDOUT_FIELDS))  # default: all
+    probes: bool = True  # the retrieval probes over the held-out split (with dataset_dir)
+    bootstrap_resamples: int = Field(1000, ge=0)  # 95% bootstrap intervals; 0: none
+    bootstrap_seed: int = 0
     out_dir: str = "outputs/eval"
     include_untrained: bool = True  # also evaluate the untrained (random-init) twin
     mlflow: bool = True

@@ -8,7 +8,7 @@ by hand: a tune needs its `K:` (key) field, which every ABC tune has and random 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from clamp.data.records import FORMAT_BY_SUFFIX
@@ -33,16 +33,31 @@ def music_files(paths: Iterable[Path]) -> list[Path]:
     return out
 
 
-def read_music_file(path: str | Path, max_bytes: int | None = None) -> str:
-    """The first tune of a music file as ABC; a `UserError` names what is wrong with it."""
-    from clamp.abc.normalize import normalize_abc
-    from clamp.abc.tunes import split_tunes
+@dataclass(frozen=True)
+class MusicTune:
+    """One tune of a music file: its 1-based position among the file's tunes, and its ABC, or
+    why it is unusable."""
+
+    index: int
+    abc: str | None
+    error: str | None = None
+
+    @property
+    def title(self) -> str | None:
+        """The tune's first `T:` (title) field, if any."""
+        for line in (self.abc or "").splitlines():
+            if line.startswith("T:") and line[2:].strip():
+                return line[2:].strip()
+        return None
+
+
+def _read_converted(path: Path, max_bytes: int | None) -> tuple[str, str]:
+    """(format, the file converted to ABC text), after the file-level gates; a `UserError` otherwise."""
     from clamp.config import BuildConfig
     from clamp.data.build import prepare_config
-    from clamp.data.clean import RejectedRecord, check_has_music, strip_control_chars
+    from clamp.data.clean import RejectedRecord
     from clamp.data.prepare import convert_record
 
-    path = Path(path)
     if path.is_dir():
         raise UserError(f"{path} is a directory: give a music file")
     if not path.is_file():
@@ -57,19 +72,64 @@ def read_music_file(path: str | Path, max_bytes: int | None = None) -> str:
         raise UserError(f"unusable score {path}: too_large: {size} bytes > {limit}")
     pcfg = replace(pcfg, max_record_bytes=limit)
     try:
-        abc = convert_record(fmt, path.read_bytes(), pcfg, None)
+        return fmt, convert_record(fmt, path.read_bytes(), pcfg, None)
+    except RejectedRecord as exc:
+        raise UserError(f"unusable score {path}: {exc}") from None
+
+
+def _checked_tune(abc: str, fmt: str) -> str:
+    """One tune through the tune-level gates (a `RejectedRecord` names the failed one)."""
+    from clamp.abc.normalize import normalize_abc
+    from clamp.data.clean import RejectedRecord, check_has_music, strip_control_chars
+
+    if fmt == "abc" and not any(line.startswith(_KEY_FIELD) for line in abc.splitlines()):
+        raise RejectedRecord("not_abc", "no K: (key) field, so this is not an ABC tune")
+    abc = strip_control_chars(abc)  # as in training: CRLF, stray control characters
+    check_has_music(normalize_abc(abc))
+    return abc
+
+
+def read_music_tunes(path: str | Path, max_bytes: int | None = None) -> list[MusicTune]:
+    """Every tune of a music file: each tune of an ABC file (split at `X:`), the one tune of other
+    formats. Each passes the checks of `read_music_file`; one that fails is kept with its reason
+    (`MusicTune.error`), and a file with no usable tune is a `UserError`."""
+    from clamp.abc.tunes import split_tunes
+    from clamp.data.clean import RejectedRecord
+
+    path = Path(path)
+    fmt, text = _read_converted(path, max_bytes)
+    pieces = split_tunes(text) if fmt == "abc" else [text]
+    if not pieces:
+        raise UserError(f"unusable score {path}: empty")
+    tunes: list[MusicTune] = []
+    for i, piece in enumerate(pieces, start=1):
+        try:
+            tunes.append(MusicTune(i, _checked_tune(piece, fmt)))
+        except RejectedRecord as exc:
+            tunes.append(MusicTune(i, None, str(exc)))
+    if all(t.abc is None for t in tunes):
+        if len(tunes) == 1:
+            raise UserError(f"unusable score {path}: {tunes[0].error}")
+        raise UserError(f"unusable score {path}: none of its {len(tunes)} tunes is usable (tune 1: {tunes[0].error})")
+    return tunes
+
+
+def read_music_file(path: str | Path, max_bytes: int | None = None) -> str:
+    """The first tune of a music file as ABC; a `UserError` names what is wrong with it."""
+    from clamp.abc.tunes import split_tunes
+    from clamp.data.clean import RejectedRecord
+
+    path = Path(path)
+    fmt, abc = _read_converted(path, max_bytes)
+    try:
         if fmt == "abc":
             tunes = split_tunes(abc)
             if not tunes:
                 raise RejectedRecord("empty")
             abc = tunes[0]
-            if not any(line.startswith(_KEY_FIELD) for line in abc.splitlines()):
-                raise RejectedRecord("not_abc", "no K: (key) field, so this is not an ABC tune")
-        abc = strip_control_chars(abc)  # as in training: CRLF, stray control characters
-        check_has_music(normalize_abc(abc))
+        return _checked_tune(abc, fmt)
     except RejectedRecord as exc:
         raise UserError(f"unusable score {path}: {exc}") from None
-    return abc
 
 
 def load_model(model_dir: str | Path):

@@ -17,13 +17,24 @@ DEFAULT_TEMPLATES = {
     "rhythm": ["This is a {label}.", "Rhythm: {label}", "A traditional {label} tune."],
     "origin": ["A folk song from {label}.", "Origin: {label}", "Traditional music of {label}."],
     "composer": ["A piece composed by {label}.", "Composer: {label}", "Music by {label}."],
+    "tune_type": ["This is {article} {label}.", "A traditional {label} tune.", "Tune type: {label}"],
+    "key": ["A tune in {label}.", "Music in the key of {label}.", "Key: {label}"],
+    "meter": ["A tune in {label} time.", "Music in {label} time.", "Meter: {label}"],
+    "collection": ["A tune from {label}.", "A tune collected in {label}.", "Collection: {label}"],
 }
 GENERIC_TEMPLATES = ["This is a {label} piece.", "{label}"]
 
 
+def article(word: str) -> str:
+    """"a" or "an" before a word ("an air", "a reel", "an 8-bar tune")."""
+    w = word.strip().lower()
+    return "an" if w[:1] in tuple("aeio8") or w.startswith(("11", "18", "hour", "honest")) else "a"
+
+
 def prompts_for(labels: Sequence[str], task: str, templates: dict[str, list[str]] | None = None) -> list[list[str]]:
+    """Each label filled into the task's templates; `{label}` is the label, `{article}` "a" or "an"."""
     table = {**DEFAULT_TEMPLATES, **(templates or {})}
-    return [[t.format(label=label) for t in table.get(task, GENERIC_TEMPLATES)] for label in labels]
+    return [[t.format(label=label, article=article(label)) for t in table.get(task, GENERIC_TEMPLATES)] for label in labels]
 
 
 def zero_shot(music: np.ndarray, prompt_embeddings: list[np.ndarray]) -> np.ndarray:
@@ -71,10 +82,27 @@ def linear_probe(features: np.ndarray, y: np.ndarray, n_classes: int, folds: int
 
 
 def baselines(y: np.ndarray, n_classes: int) -> dict:
-    majority = np.bincount(y, minlength=n_classes).argmax()
+    """Chance (uniform guessing) and majority-class accuracy and macro-F1.
+
+    Chance macro-F1 is its expected value per class: precision = the class's share p, recall =
+    1 / n_classes, so F1 = 2p / (n_classes p + 1), averaged over the classes.
+    """
+    counts = np.bincount(y, minlength=n_classes)
+    majority = counts.argmax()
     pred = np.full_like(y, majority)
+    share = counts / max(len(y), 1)
     return {
         "chance/accuracy": 1.0 / n_classes,
+        "chance/macro_f1": float(np.mean(2 * share / (n_classes * share + 1))),
         "majority/accuracy": accuracy(y, pred),
         "majority/macro_f1": macro_f1(y, pred, n_classes),
     }
+
+
+def search_baselines(n: int) -> dict:
+    """What a random ranking of n candidates scores in expectation: MRR = (1 + 1/2 + ... + 1/n) / n,
+    HitRate@k = min(k, n) / n."""
+    if n < 1:
+        return {}
+    return {"mrr": float((1.0 / np.arange(1, n + 1)).sum() / n),
+            **{f"hit@{k}": min(k, n) / n for k in (1, 10, 100)}}

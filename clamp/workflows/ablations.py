@@ -103,7 +103,7 @@ def write_comparison(rows: list[dict], out: Path, primary_metric: str | None) ->
         w = csv.DictWriter(fh, fieldnames=columns)
         w.writeheader()
         w.writerows(rows)
-    metric_cols = [c for c in columns if "/zero_shot/accuracy" in c or "/text_to_music/mrr" in c]
+    metric_cols = [c for c in columns if c.endswith(("/zero_shot/accuracy", "/text_to_music/mrr"))]  # not the _ci_ bounds
     md = ["| cell | " + " | ".join(metric_cols) + " |", "|---|" + "---|" * len(metric_cols)]
     md += ["| " + r["cell"] + " | " + " | ".join(f"{r.get(c, float('nan')):.3f}" for c in metric_cols) + " |" for r in rows]
     md_path = out / "ablations.md"
