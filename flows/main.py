@@ -1,6 +1,7 @@
-"""The README's main job: build the music21-corpus dataset, pre-train (MMM) and train CLaMP
-(`small` preset, a few minutes on CPU), evaluate on the benchmarks found, log everything to
-MLflow and say where to look.
+"""The README's main job: build the music21-corpus dataset, pre-train (MMM) and train CLaMP with
+the CPU recipe (`recipes/cpu-*.yaml`: `small` preset, locked text tower, about a quarter of an
+hour on 2 cores), evaluate it and its untrained twin on the benchmarks and held-out tasks, log
+everything to MLflow and print the quality report.
 
     python -m flows.main --help
 """
@@ -13,26 +14,30 @@ import typer
 from prefect import flow
 
 from clamp import cli_common
-from clamp.config import DEFAULT_DATASET_NAME, run_dir
+from clamp.config import DEFAULT_DATASET_NAME, REPO_ROOT, run_dir
 from flows.build_dataset import build_dataset
 from flows.evaluate import evaluate_flow
 from flows.train import pretrain_mmm, train_clamp
 
-# The main job's budget: a few minutes of each training stage on a 2-core CPU.
-MMM_STEPS, CLAMP_STEPS, BATCH_SIZE = 150, 150, 16
+# The CPU recipe: every setting is a TrainConfig field in these files.
+MMM_RECIPE = REPO_ROOT / "recipes" / "cpu-mmm.yaml"
+CLAMP_RECIPE = REPO_ROOT / "recipes" / "cpu-clamp.yaml"
 
 
 @flow(name="main-pipeline", log_prints=True)
-def main_pipeline(name: str = DEFAULT_DATASET_NAME, mmm_steps: int = MMM_STEPS, clamp_steps: int = CLAMP_STEPS,
-                  batch_size: int = BATCH_SIZE, limit: int | None = None) -> dict:
+def main_pipeline(name: str = DEFAULT_DATASET_NAME, mmm_steps: int | None = None, clamp_steps: int | None = None,
+                  batch_size: int | None = None, limit: int | None = None) -> dict:
+    """`mmm_steps`, `clamp_steps` and `batch_size` override the recipe's values when given."""
     overrides = {"sources": [{"kind": "music21", "limit": limit}]} if limit else None
     summary = build_dataset(name=name, overrides=overrides)
     dataset_dir = summary["dataset_dir"]
     out = run_dir(name)
-    mmm = pretrain_mmm(overrides={"dataset_dir": dataset_dir, "output_dir": str(out / "mmm-small"),
-                                  "steps": mmm_steps, "batch_size": batch_size})
-    clamp = train_clamp(overrides={"dataset_dir": dataset_dir, "output_dir": str(out / "clamp-small"),
-                                   "steps": clamp_steps, "batch_size": batch_size, "init_music_from": mmm["model_dir"]})
+    given = {"batch_size": batch_size} if batch_size else {}
+    mmm = pretrain_mmm(config_path=str(MMM_RECIPE), overrides={
+        "dataset_dir": dataset_dir, "output_dir": str(out / "mmm-small"), **given, **({"steps": mmm_steps} if mmm_steps else {})})
+    clamp = train_clamp(config_path=str(CLAMP_RECIPE), overrides={
+        "dataset_dir": dataset_dir, "output_dir": str(out / "clamp-small"), "init_music_from": mmm["model_dir"], **given,
+        **({"steps": clamp_steps} if clamp_steps else {})})
     evaluation = evaluate_flow(overrides={"model_dir": clamp["model_dir"], "dataset_dir": dataset_dir,
                                           "out_dir": str(out / "eval")})
     return {"dataset": summary, "mmm": mmm, "clamp": clamp, "evaluation": evaluation}
@@ -44,9 +49,9 @@ app = cli_common.make_command_app(__doc__.split("\n\n")[0])
 @app.command()
 def main(
     name: Annotated[str, typer.Option(help="dataset name")] = DEFAULT_DATASET_NAME,
-    mmm_steps: Annotated[int, typer.Option(min=1, help="MMM pre-training steps")] = MMM_STEPS,
-    clamp_steps: Annotated[int, typer.Option(min=1, help="contrastive training steps")] = CLAMP_STEPS,
-    batch_size: Annotated[int, typer.Option(min=1, help="batch size for both stages")] = BATCH_SIZE,
+    mmm_steps: Annotated[int | None, typer.Option(min=1, help="MMM pre-training steps (default: recipes/cpu-mmm.yaml)")] = None,
+    clamp_steps: Annotated[int | None, typer.Option(min=1, help="contrastive steps (default: recipes/cpu-clamp.yaml)")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="batch size for both stages (default: the recipes')")] = None,
     limit: cli_common.LimitOption = None,
     debug: cli_common.DebugOption = False,
 ) -> None:
@@ -63,8 +68,13 @@ def main(
     print_summary(BuildSummary(**result["dataset"]))
     for stage in ("mmm", "clamp"):
         r = result[stage]
-        print(f"{stage}: {r['steps']} steps, loss {r['first_loss']:.3f} -> {r['last_loss']:.3f}; model in {r['model_dir']}")
-    print_results_table(result["evaluation"], "benchmarks (zero-shot needs no fine-tuning; the probe and baselines are for comparison)")
+        best = f"; best valid MRR {r['best_valid_mrr']:.3f} at step {r['best_step']} (kept)" if r.get("best_step") else ""
+        print(f"{stage}: {r['steps']} steps, loss {r['first_loss']:.3f} -> {r['last_loss']:.3f}{best}; model in {r['model_dir']}")
+        if r.get("warning"):
+            print(f"warning: {r['warning']}")
+    print_results_table(result["evaluation"], "quality (zero-shot needs no fine-tuning; the linear probe and baselines are for comparison)")
+    print(f'\nSearch it:  .venv/bin/clamp search "a lively jig in D major" --index {result["dataset"]["dataset_dir"]} '
+          f'--model {result["clamp"]["model_dir"]} --top 10')
     uri = tracking_uri()
     print(f"\nMLflow runs are in {uri}\nOpen them with:  .venv/bin/mlflow ui --backend-store-uri {uri}")
 

@@ -31,9 +31,9 @@ from clamp.data.labels import (
     voices,
 )
 
-CAPTIONS_VERSION = 1
+CAPTIONS_VERSION = 2
 MIN_CAPTIONS = 3
-MAX_CAPTIONS = 6
+MAX_CAPTIONS = 7
 
 
 @dataclass
@@ -433,6 +433,19 @@ def p_instrument(f: Facts) -> str | None:
     return _cap(text + ".")
 
 
+def p_key(f: Facts) -> str | None:
+    """"In D major." A short sentence in which the key is most of the meaning: in a longer one a
+    frozen text encoder's feature hardly moves between "D major" and "G major"."""
+    key = f.labels.get("key")
+    return f"In {key}." if key else None
+
+
+def p_meter(f: Facts) -> str | None:
+    """"In 6/8 time." The same for the meter."""
+    meter = f.labels.get("meter")
+    return f"In {meter} time." if meter else None
+
+
 PHRASINGS: tuple[Callable[[Facts], str | None], ...] = (
     p_tempo_kind_key,
     p_collection_bars_range,
@@ -444,10 +457,12 @@ PHRASINGS: tuple[Callable[[Facts], str | None], ...] = (
     p_period_style,
     p_meter_tempo,
     p_instrument,
+    p_key,
+    p_meter,
 )
 
 
-ALWAYS = frozenset({p_tempo_kind_key, p_collection_bars_range, p_composer})
+ALWAYS = frozenset({p_key, p_meter, p_tempo_kind_key, p_collection_bars_range, p_composer})
 
 
 def seed_of(row_id: str) -> int:
@@ -456,7 +471,7 @@ def seed_of(row_id: str) -> int:
 
 
 def write_captions(f: Facts, row_id: str) -> list[str]:
-    """3 to 6 distinct sentences (fewer only when fewer can be written), in the order of
+    """3 to 7 distinct sentences (fewer only when fewer can be written), in the order of
     `PHRASINGS`: the ones in `ALWAYS` whenever they apply (between them they name the kind,
     key, meter, tempo, collection, length, range, composer and period), then others chosen
     with the row's seed."""
@@ -500,7 +515,7 @@ def describe(
 def captions(
     abc: str, texts: Iterable[str], metadata: Mapping[str, object] | None, row_id: str, n_patches: int = 0
 ) -> list[str]:
-    """Several natural-language descriptions of the tune (3 to 6 distinct sentences when that
+    """Several natural-language descriptions of the tune (3 to 7 distinct sentences when that
     many facts are known), e.g. "A lively jig in D major, in 6/8."; [] when it cannot be
     analysed (see `describe`)."""
     return describe(abc, texts, metadata, row_id, n_patches).captions

@@ -42,6 +42,7 @@ class HeldoutTask:
     task: str  # prompt templates (`clamp.eval.tasks.DEFAULT_TEMPLATES`)
     min_count: int  # a class needs at least this many test items
     max_classes: int | None  # keep only the most frequent classes; None keeps every class with min_count
+    exclude: frozenset[str] = frozenset()  # labels left out of the task
 
 
 # docs/evaluation.md, "Held-out corpus tasks". The first three keep their original definition (the
@@ -50,7 +51,10 @@ HELDOUT_TASKS: dict[str, HeldoutTask] = {t.name: t for t in (
     HeldoutTask("rhythm", "rhythm", "rhythm", 10, 10),
     HeldoutTask("origin", "origin", "origin", 10, 10),
     HeldoutTask("composer", "composer", "composer", 10, 10),
-    HeldoutTask("tune_type", "tune_type", "tune_type", 10, None),
+    # tune types tell dances and airs apart; `song` is the Essen collection's bucket for its song
+    # genres (a matter of collection, which its own task measures), and at four in five test items
+    # it would leave the task nothing to show above its majority
+    HeldoutTask("tune_type", "tune_type", "tune_type", 5, None, frozenset({"song"})),
     HeldoutTask("key", "key", "key", 10, None),
     HeldoutTask("meter", "meter", "meter", 10, None),
     HeldoutTask("collection", "collection", "collection", 10, None),
@@ -209,7 +213,7 @@ def heldout_benchmark(items: HeldoutItems, name: str, min_count: int | None = No
     min_count = spec.min_count if min_count is None else min_count
     max_classes = spec.max_classes if max_classes is None else max_classes
     rows = [(i, a, items.display(spec.label, lab[spec.label])) for i, a, lab in zip(items.ids, items.abc, items.labels, strict=True)
-            if spec.label in lab]
+            if spec.label in lab and lab[spec.label] not in spec.exclude]
     counts = Counter(r[2] for r in rows)
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))  # ties: alphabetical, so the cut is stable
     keep = {label for label, n in ranked[:max_classes] if n >= min_count}

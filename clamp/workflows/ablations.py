@@ -1,8 +1,10 @@
 """The paper's ablations as one grid: text dropout, bar patching vs characters, MMM init.
 
-Every cell trains with the same seed, steps and batch (equal budgets) and is evaluated on the
-same benchmarks; cells are child runs of one MLflow parent run, which gets the comparison
-table (CSV and Markdown) and a bar plot.
+Every cell trains with the same steps and batch (equal budgets) for each of several seeds and is
+evaluated on the same benchmarks; runs are children of one MLflow parent run, which gets the
+comparison table (CSV and Markdown), a bar plot and the paper's three claims, each as the
+difference between its two cells paired by seed, with a 95% t-interval over seeds: it holds,
+is reversed, or is not separable at this budget (docs/evaluation.md, "Ablations").
 """
 
 from __future__ import annotations
@@ -46,6 +48,11 @@ class AblationConfig(BaseModel):
     # TrainConfig fields shared by every cell (objective, cell settings and folders are set here)
     train: dict[str, Any] = Field(default_factory=lambda: {"preset": "small", "steps": 100, "batch_size": 16, "seed": 0})
     mmm_steps: int = Field(100, ge=1)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    # the metrics the claims are judged on (higher is better)
+    claim_metrics: list[str] = Field(default_factory=lambda: [
+        "corpus-tune_type/zero_shot/macro_f1", "corpus-probe/key/p_at_10", "corpus-probe/meter/p_at_10",
+        "wikimt/text_to_music/mrr"])
     max_items: int | None = Field(None, ge=1)
     experiment: str = "clamp-ablations"
     tracking_dir: str | None = None
@@ -67,32 +74,90 @@ def run_ablations(cfg: AblationConfig, cells: list[AblationCell] | None = None) 
     with mlflow_run(experiment, "ablations", Path(tracking_dir) if tracking_dir else None) as parent:
         mlflow.log_params(flatten({"base": base, "mmm_steps": cfg.mmm_steps, "benchmarks": ",".join(cfg.benchmarks),
                                    "cells": ",".join(c.name for c in cells)}))
-        mmm_dir = None
-        if any(c.mmm_init for c in cells):
-            mmm = train(TrainConfig(**{**base, "objective": "mmm", "steps": cfg.mmm_steps, "dataset_dir": dataset_dir,
-                                       "output_dir": str(out / "mmm"), "run_name": "mmm-init", "experiment": experiment,
-                                       "tracking_dir": tracking_dir}))
-            mmm_dir = mmm["model_dir"]
-        for cell in cells:
-            result = train(TrainConfig(**{
-                **base, "objective": "clamp", "dataset_dir": dataset_dir, "output_dir": str(out / cell.name),
-                "text_dropout": cell.text_dropout, "input_kind": cell.input_kind,
-                "init_music_from": mmm_dir if cell.mmm_init else None, "run_name": f"train/{cell.name}",
-                "experiment": experiment, "tracking_dir": tracking_dir,
-            }))
-            evals = evaluate(EvalConfig(model_dir=result["model_dir"], benchmarks=cfg.benchmarks, dataset_dir=dataset_dir,
-                                        out_dir=str(out / cell.name / "eval"), include_untrained=False, experiment=experiment,
-                                        tracking_dir=tracking_dir, max_items=cfg.max_items))
-            row = {"cell": cell.name, "text_dropout": cell.text_dropout, "input": cell.input_kind, "mmm_init": cell.mmm_init,
-                   "final_train_loss": result["last_loss"]}
-            for e in evals:
-                row.update(e.metrics)
-            rows.append(row)
+        for seed in cfg.seeds:
+            run = out / f"seed{seed}"
+            mmm_dir = None
+            if any(c.mmm_init for c in cells):
+                mmm = train(TrainConfig(**{**base, "seed": seed, "objective": "mmm", "steps": cfg.mmm_steps,
+                                           "dataset_dir": dataset_dir, "output_dir": str(run / "mmm"),
+                                           "run_name": f"mmm-init/seed{seed}", "experiment": experiment,
+                                           "tracking_dir": tracking_dir}))
+                mmm_dir = mmm["model_dir"]
+            for cell in cells:
+                result = train(TrainConfig(**{
+                    **base, "seed": seed, "objective": "clamp", "dataset_dir": dataset_dir, "output_dir": str(run / cell.name),
+                    "text_dropout": cell.text_dropout, "input_kind": cell.input_kind,
+                    "init_music_from": mmm_dir if cell.mmm_init else None, "run_name": f"train/{cell.name}/seed{seed}",
+                    "experiment": experiment, "tracking_dir": tracking_dir,
+                }))
+                evals = evaluate(EvalConfig(model_dir=result["model_dir"], benchmarks=cfg.benchmarks, dataset_dir=dataset_dir,
+                                            out_dir=str(run / cell.name / "eval"), include_untrained=False,
+                                            experiment=experiment, tracking_dir=tracking_dir, max_items=cfg.max_items))
+                row = {"cell": cell.name, "seed": seed, "text_dropout": cell.text_dropout, "input": cell.input_kind,
+                       "mmm_init": cell.mmm_init, "final_train_loss": result["last_loss"]}
+                for e in evals:
+                    row.update(e.metrics)
+                rows.append(row)
+        claims = paper_claims(rows, cfg.claim_metrics)
+        claims_path = write_claims(claims, out)
+        mlflow.log_artifact(str(claims_path))
+        for c in claims:
+            if c["mean"] is not None:
+                mlflow.log_metric(f"claim/{c['claim_id']}/{c['metric']}/difference", c["mean"])
         table = write_comparison(rows, out, cfg.primary_metric)
         for path in table:
             mlflow.log_artifact(str(path))
         run_id = parent.info.run_id
-    return {"parent_run_id": run_id, "rows": rows}
+    return {"parent_run_id": run_id, "rows": rows, "claims": claims}
+
+
+# The paper's claims: (id, what it says, the cell that should win, the cell it should beat).
+CLAIMS = [
+    ("text_dropout", "text dropout helps", "patch-td-mmm", "patch-notd-mmm"),
+    ("bar_patching", "bar patching beats characters", "patch-td-scratch", "char-td-scratch"),
+    ("mmm_init", "MMM pre-training helps", "patch-td-mmm", "patch-td-scratch"),
+]
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def paper_claims(rows: list[dict], metrics: list[str]) -> list[dict]:
+    """Each claim on each metric: the per-seed difference (winner - loser), its mean and 95%
+    t-interval over seeds, and the verdict: `holds` (interval above 0), `reversed` (below 0) or
+    `not separable` (it contains 0; with one seed there is no interval)."""
+    import statistics
+
+    by = {(r["cell"], r["seed"]): r for r in rows}
+    seeds = sorted({r["seed"] for r in rows})
+    out = []
+    for claim_id, text, win, lose in CLAIMS:
+        for metric in metrics:
+            diffs = [by[(win, s)][metric] - by[(lose, s)][metric] for s in seeds
+                     if (win, s) in by and (lose, s) in by and metric in by[(win, s)] and metric in by[(lose, s)]]
+            row = {"claim_id": claim_id, "claim": text, "metric": metric, "seeds": len(diffs), "mean": None,
+                   "ci_low": None, "ci_high": None, "verdict": "not run"}
+            if diffs:
+                mean = statistics.fmean(diffs)
+                row["mean"] = mean
+                if len(diffs) > 1:
+                    half = T_975.get(len(diffs) - 1, 1.96) * statistics.stdev(diffs) / len(diffs) ** 0.5
+                    row["ci_low"], row["ci_high"] = mean - half, mean + half
+                    row["verdict"] = "holds" if mean - half > 0 else "reversed" if mean + half < 0 else "not separable"
+                else:
+                    row["verdict"] = "not separable"
+            out.append(row)
+    return out
+
+
+def write_claims(claims: list[dict], out: Path) -> Path:
+    lines = ["| claim | metric | seeds | difference [95% CI] | verdict |", "|---|---|---|---|---|"]
+    for c in claims:
+        diff = "-" if c["mean"] is None else (
+            f"{c['mean']:+.3f}" + (f" [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]" if c["ci_low"] is not None else ""))
+        lines.append(f"| {c['claim']} | {c['metric']} | {c['seeds']} | {diff} | {c['verdict']} |")
+    path = out / "claims.md"
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def write_comparison(rows: list[dict], out: Path, primary_metric: str | None) -> list[Path]:
@@ -104,16 +169,21 @@ def write_comparison(rows: list[dict], out: Path, primary_metric: str | None) ->
         w.writeheader()
         w.writerows(rows)
     metric_cols = [c for c in columns if c.endswith(("/zero_shot/accuracy", "/text_to_music/mrr"))]  # not the _ci_ bounds
-    md = ["| cell | " + " | ".join(metric_cols) + " |", "|---|" + "---|" * len(metric_cols)]
-    md += ["| " + r["cell"] + " | " + " | ".join(f"{r.get(c, float('nan')):.3f}" for c in metric_cols) + " |" for r in rows]
+    md = ["| cell | seed | " + " | ".join(metric_cols) + " |", "|---|---|" + "---|" * len(metric_cols)]
+    md += ["| " + r["cell"] + f" | {r.get('seed', '')} | " + " | ".join(f"{r.get(c, float('nan')):.3f}" for c in metric_cols) + " |"
+           for r in rows]
     md_path = out / "ablations.md"
     md_path.write_text("\n".join(md) + "\n")
     metric = primary_metric or (metric_cols[0] if metric_cols else "final_train_loss")
     from clamp.eval.run import pyplot_agg, save_figure
 
     plt = pyplot_agg()
-    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(rows), 3.5))
-    ax.bar([r["cell"] for r in rows], [r.get(metric, 0.0) for r in rows], color="#4878a8")
+    cells = list(dict.fromkeys(r["cell"] for r in rows))
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(cells), 3.5))
+    values = [[r.get(metric, 0.0) for r in rows if r["cell"] == c] for c in cells]
+    ax.bar(cells, [sum(v) / len(v) for v in values], color="#4878a8")
+    for i, v in enumerate(values):  # every seed as a dot over its cell's mean
+        ax.scatter([i] * len(v), v, color="black", s=10, zorder=3)
     ax.set_ylabel(metric)
     ax.set_title("ablations")
     plt.setp(ax.get_xticklabels(), rotation=30, ha="right")

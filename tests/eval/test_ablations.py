@@ -22,19 +22,37 @@ def test_ablation_children_compare_in_mlflow(tiny_dataset, tmp_path, benchmarks_
     tracking = tmp_path / "mlflow"
     cfg = AblationConfig(dataset_dir=str(tiny_dataset), out_dir=str(tmp_path / "abl"), benchmarks=["wikimt"],
                          train={"preset": "tiny", "steps": 3, "batch_size": 8, "projection_dim": 16, "checkpoint_every": 0},
-                         mmm_steps=3, tracking_dir=str(tracking), max_items=60)
+                         mmm_steps=3, tracking_dir=str(tracking), max_items=60, seeds=[0])
     result = run_ablations(cfg, cells)
     client = MlflowClient(tracking_uri=f"sqlite:///{tracking / 'mlflow.db'}")
     parent = client.get_run(result["parent_run_id"])
     children = client.search_runs([parent.info.experiment_id],
                                   filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     names = sorted(r.info.run_name for r in children)
-    assert names == sorted(["mmm-init", "train/patch-td-mmm", "train/patch-notd-scratch", "train/char-td-scratch",
+    assert names == sorted(["mmm-init/seed0", "train/patch-td-mmm/seed0", "train/patch-notd-scratch/seed0",
+                            "train/char-td-scratch/seed0",
                             "patch-td-mmm/wikimt", "patch-notd-scratch/wikimt", "char-td-scratch/wikimt"])
     evals = [r for r in children if r.data.tags.get("kind") == "evaluation"]
     # the same metric names in every evaluation child: the MLflow compare view lines them up
     keys = {frozenset(r.data.metrics) for r in evals}
     assert len(keys) == 1 and "wikimt/zero_shot/accuracy" in next(iter(keys))
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"ablations.csv", "ablations.md", "ablations.png"} <= artifacts
+    assert {"ablations.csv", "ablations.md", "ablations.png", "claims.md"} <= artifacts
     assert [r["cell"] for r in result["rows"]] == ["patch-td-mmm", "patch-notd-scratch", "char-td-scratch"]
+
+
+def test_claims_are_paired_differences_with_t_intervals():
+    from clamp.workflows.ablations import paper_claims
+
+    m = "corpus-probe/key/p_at_10"
+    rows = [{"cell": "patch-td-mmm", "seed": s, m: v} for s, v in enumerate([0.5, 0.6, 0.7])]
+    rows += [{"cell": "patch-notd-mmm", "seed": s, m: v} for s, v in enumerate([0.3, 0.5, 0.5])]  # diffs .2 .1 .2
+    rows += [{"cell": "patch-td-scratch", "seed": s, m: v} for s, v in enumerate([0.5, 0.7, 0.6])]  # diffs 0 -.1 .1
+    rows += [{"cell": "char-td-scratch", "seed": s, m: v} for s, v in enumerate([0.9, 0.9, 0.9])]  # diffs -.4 -.2 -.3
+    claims = {c["claim_id"]: c for c in paper_claims(rows, [m])}
+    td = claims["text_dropout"]
+    # mean 0.1667, sd 0.0577, t(2) = 4.303: half-width 4.303 * 0.0577 / sqrt(3) = 0.1434
+    assert td["mean"] == pytest.approx(1 / 6) and td["ci_low"] == pytest.approx(1 / 6 - 0.14344, abs=1e-4)
+    assert td["verdict"] == "holds"
+    assert claims["mmm_init"]["mean"] == pytest.approx(0.0) and claims["mmm_init"]["verdict"] == "not separable"
+    assert claims["bar_patching"]["mean"] == pytest.approx(-0.3) and claims["bar_patching"]["verdict"] == "reversed"
