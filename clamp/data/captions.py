@@ -434,8 +434,8 @@ def p_instrument(f: Facts) -> str | None:
 
 
 def p_key(f: Facts) -> str | None:
-    """"In D major." A short sentence in which the key is most of the meaning: in a longer one a
-    frozen text encoder's feature hardly moves between "D major" and "G major"."""
+    """"In D major." A short sentence in which the key is most of the meaning (MiniLM: cosine 0.70
+    between "In D major." and "In G major.", 0.87 between two longer captions differing only there)."""
     key = f.labels.get("key")
     return f"In {key}." if key else None
 
