@@ -49,18 +49,23 @@ def write_tunes(root: Path, n: int, seed: int = 0) -> None:
         )
 
 
-@pytest.fixture(scope="session")
-def tiny_dataset(tmp_path_factory) -> Path:
+def build_tunes_dataset(root: Path, n: int, name: str, **fields):
+    """`n` generated tunes (`write_tunes`) built in-process into `root/name`; returns the summary."""
     from clamp.config import BuildConfig, SourceSpec
     from clamp.data.build import build_dataset
 
-    root = tmp_path_factory.mktemp("train-data")
-    write_tunes(root / "src", 72)
-    cfg = BuildConfig(name="tiny", output_dir=root, cache_dir=root / "cache", sources=[SourceSpec(kind="local", path=str(root / "src"))],
-                      shard_size=32, decontaminate=False, data_docs=False, valid_fraction=0.0, test_fraction=0.0)
-    summary = build_dataset(cfg)
+    write_tunes(root / "src", n)
+    cfg = BuildConfig(**{"name": name, "output_dir": root, "cache_dir": root / "cache",
+                         "sources": [SourceSpec(kind="local", path=str(root / "src"))], "decontaminate": False,
+                         "data_docs": False, "valid_fraction": 0.0, "test_fraction": 0.0, **fields})
+    return build_dataset(cfg)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    summary = build_tunes_dataset(tmp_path_factory.mktemp("train-data"), 72, "tiny", shard_size=32)
     assert summary.rows_written == 72
-    return cfg.dataset_dir
+    return Path(summary.dataset_dir)
 
 
 @pytest.fixture(scope="session")

@@ -73,13 +73,13 @@ class PoolExecutor(InProcessExecutor):
 
 
 @contextmanager
-def progress_bar(label: str, total: int, enabled: bool) -> Iterator[Callable[[], None]]:
-    """A rich progress bar (when `enabled`, e.g. on a terminal); yields the advance callback."""
+def progress_bar(label: str, total: int, enabled: bool) -> Iterator[Callable[..., None]]:
+    """A rich progress bar (when `enabled`, e.g. on a terminal); yields `advance(n=1)`."""
     if not enabled:
-        yield lambda: None
+        yield lambda n=1: None
         return
     from rich.progress import Progress
 
     with Progress(transient=False) as progress:
         bar = progress.add_task(label, total=total)
-        yield lambda: progress.advance(bar)
+        yield lambda n=1: progress.advance(bar, n)

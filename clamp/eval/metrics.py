@@ -11,6 +11,11 @@ import warnings
 
 import numpy as np
 
+# the retrieval metrics are shared with validation during training (clamp.train may not import clamp.eval)
+from clamp.model.geometry import hit_rate as hit_rate
+from clamp.model.geometry import mrr as mrr
+from clamp.model.geometry import ranks_of_targets as ranks_of_targets
+
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     from sklearn.metrics import accuracy_score
@@ -44,21 +49,6 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
     if not len(present):
         return 0.0
     return float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0))
-
-
-def ranks_of_targets(similarity: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """1-based rank of each query's target among all candidates (ties count against the target)."""
-    sim = np.asarray(similarity)
-    target_scores = sim[np.arange(len(sim)), targets]
-    return (sim > target_scores[:, None]).sum(1) + (sim == target_scores[:, None]).sum(1)
-
-
-def mrr(ranks: np.ndarray) -> float:
-    return float(np.mean(1.0 / np.asarray(ranks))) if len(ranks) else 0.0
-
-
-def hit_rate(ranks: np.ndarray, k: int) -> float:
-    return float(np.mean(np.asarray(ranks) <= k)) if len(ranks) else 0.0
 
 
 # --- Bootstrap intervals (docs/evaluation.md, "Intervals") --------------------------------------

@@ -27,11 +27,10 @@ from clamp.eval.tasks import (
     search_metrics,
     zero_shot,
 )
-from clamp.model.geometry import mean_pairwise_cosine, uniformity
+from clamp.model.geometry import COLLAPSE_COSINE, mean_pairwise_cosine, uniformity
 
 log = logging.getLogger("clamp.eval")
 
-COLLAPSE_COSINE = 0.95  # a mean pairwise cosine above this is reported as collapsed (docs/evaluation.md)
 
 
 @dataclass

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["alignment", "l2_normalize", "mean_pairwise_cosine", "uniformity"]
+__all__ = ["COLLAPSE_COSINE", "alignment", "hit_rate", "l2_normalize", "mean_pairwise_cosine", "mrr",
+           "ranks_of_targets", "uniformity"]
+
+# Above this mean pairwise cosine the space has collapsed: every item looks alike to the model
+# (training summary and evaluation warn; docs/evaluation.md, "Collapse check").
+COLLAPSE_COSINE = 0.95
 
 _BLOCK = 1024  # rows per block of the pairwise computations: memory O(block x n), not O(n^2)
 
@@ -70,3 +75,20 @@ def alignment(x: np.ndarray, y: np.ndarray, alpha: float = 2.0) -> float:
     if not len(a):
         return float("nan")
     return float(np.mean(np.linalg.norm(a - b, axis=1) ** alpha))
+
+
+# --- retrieval ---------------------------------------------------------------------------------
+def ranks_of_targets(similarity: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """1-based rank of each query's target among all candidates (ties count against the target,
+    so a model that scores everything alike ranks every target last)."""
+    sim = np.asarray(similarity)
+    target_scores = sim[np.arange(len(sim)), targets]
+    return (sim > target_scores[:, None]).sum(1) + (sim == target_scores[:, None]).sum(1)
+
+
+def mrr(ranks: np.ndarray) -> float:
+    return float(np.mean(1.0 / np.asarray(ranks))) if len(ranks) else 0.0
+
+
+def hit_rate(ranks: np.ndarray, k: int) -> float:
+    return float(np.mean(np.asarray(ranks) <= k)) if len(ranks) else 0.0

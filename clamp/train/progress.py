@@ -62,32 +62,3 @@ class TrainingProgress:
             self._progress.stop()
             self._bar = None
 
-
-class TrainingProgressCounter:
-    """A counting bar for set-up work (e.g. caching text features): `with ... as advance: advance(n)`."""
-
-    def __init__(self, total: int, label: str, mode: str = "auto") -> None:
-        if mode == "auto":
-            mode = "bar" if sys.stderr.isatty() else "lines"
-        self.mode, self.total, self.label, self.done = mode, total, label, 0
-        self._progress = None
-
-    def __enter__(self):
-        if self.mode == "bar":
-            from rich.progress import Progress
-
-            self._progress = Progress(transient=True)
-            self._progress.start()
-            self._task = self._progress.add_task(self.label, total=self.total)
-        return self.advance
-
-    def advance(self, n: int) -> None:
-        self.done += n
-        if self._progress is not None:
-            self._progress.advance(self._task, n)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-        elif self.mode == "lines" and self.done:
-            print(f"{self.label}: {self.done} computed", file=sys.stderr, flush=True)

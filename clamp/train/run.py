@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import sys
 from pathlib import Path
 
 import torch
 
+from clamp.data.executors import progress_bar
 from clamp.data.shards import load_manifest
 from clamp.data.torch_dataset import ShardDataset
 from clamp.model.clamp_model import ClampModel
@@ -26,7 +28,6 @@ from clamp.train.loop import (
     seed_everything,
     setup_distributed,
 )
-from clamp.train.progress import TrainingProgressCounter
 from clamp.train.text_bank import LockedTextCollator, TextFeatureBank, candidates
 from clamp.train.validate import COLLAPSE_COSINE, validate
 
@@ -100,9 +101,12 @@ def build_text_bank(model, texts: list[str], cfg: TrainConfig, dinfo) -> TextFea
         import torch.distributed as dist
 
         dist.barrier()  # wait for the main process's cache
-    with TrainingProgressCounter(len(set(lines)), "text features (locked tower, cached)",
-                                 cfg.progress if dinfo.is_main else "off") as advance:
+    bar = dinfo.is_main and (cfg.progress == "bar" or (cfg.progress == "auto" and sys.stderr.isatty()))
+    with progress_bar("text features (locked tower; cached afterwards)", len(set(lines)), bar) as advance:
         bank = TextFeatureBank.build(model, lines, cfg.cache_dir, progress=advance)
+    if dinfo.is_main and not bar and cfg.progress in ("auto", "lines"):
+        print(f"text features (locked tower): {len(bank)} candidates, {bank.computed} computed, the rest cached",
+              file=sys.stderr, flush=True)
     if dinfo.world > 1 and dinfo.is_main:
         import torch.distributed as dist
 

@@ -47,9 +47,10 @@ def text_tower_fingerprint(model) -> str:
 class TextFeatureBank:
     """Pooled (pre-projection) text features, one row per distinct candidate string."""
 
-    def __init__(self, texts: list[str], features: torch.Tensor) -> None:
+    def __init__(self, texts: list[str], features: torch.Tensor, computed: int = 0) -> None:
         self.index = {t: i for i, t in enumerate(texts)}
         self.features = features.float()
+        self.computed = computed  # how many features `build` computed (the rest came from the cache)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -103,7 +104,7 @@ class TextFeatureBank:
                 with atomic_path(path) as tmp, open(tmp, "wb") as fh:
                     np.savez(fh, texts=np.array(keys), features=np.stack([cached[k] for k in keys]).astype(np.float32))
         features = torch.from_numpy(np.stack([cached[t] for t in wanted]) if wanted else np.zeros((0, 1), np.float32))
-        return cls(wanted, features)
+        return cls(wanted, features, computed=len(missing))
 
 
 class LockedTextCollator:

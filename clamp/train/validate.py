@@ -3,41 +3,41 @@ the joint space (alignment and uniformity, Wang & Isola 2020), which shows a col
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
+from clamp.model.geometry import (
+    COLLAPSE_COSINE,
+    alignment,
+    hit_rate,
+    mean_pairwise_cosine,
+    mrr,
+    ranks_of_targets,
+    uniformity,
+)
 from clamp.model.inputs import pad_patches, patches_to_chars
 
-# Above this mean pairwise cosine of the music embeddings, the space has collapsed: every
-# score looks alike to the model and search returns near-ties.
-COLLAPSE_COSINE = 0.95
+__all__ = ["COLLAPSE_COSINE", "retrieval", "space_geometry", "validate"]
 
 
 def space_geometry(music: torch.Tensor, text: torch.Tensor) -> dict[str, float]:
     """L2-normalized (n, d) pairs -> alignment (mean squared distance of matched pairs; 0 is
     perfect), uniformity (log mean exp(-2 |x-y|^2) over distinct music pairs; lower is more
-    spread out) and the mean pairwise cosine of the music embeddings."""
-    n = len(music)
-    alignment = float((music - text).pow(2).sum(1).mean()) if n else 0.0
-    if n < 2:
-        return {"alignment": alignment, "uniformity": 0.0, "mean_cosine": 1.0}
-    cos = music @ music.T
-    off = ~torch.eye(n, dtype=torch.bool)
-    sq = (2 - 2 * cos[off]).clamp_min(0)  # |x-y|^2 of unit vectors
-    uniformity = float(torch.logsumexp(-2 * sq, 0) - math.log(sq.numel()))
-    return {"alignment": alignment, "uniformity": uniformity, "mean_cosine": float(cos[off].mean())}
+    spread out) and the mean pairwise cosine of the music embeddings (`clamp.model.geometry`,
+    which evaluation uses too)."""
+    m, t = music.double().numpy(), text.double().numpy()
+    if len(m) < 2:
+        return {"alignment": alignment(m, t) if len(m) else 0.0, "uniformity": 0.0, "mean_cosine": 1.0}
+    return {"alignment": alignment(m, t), "uniformity": uniformity(m), "mean_cosine": mean_pairwise_cosine(m)}
 
 
 def retrieval(text: torch.Tensor, music: torch.Tensor) -> dict[str, float]:
     """Text i should retrieve music i: MRR and hit rates (ties count against the target)."""
-    sim = text @ music.T
-    target = sim.diagonal()
-    ranks = (sim > target[:, None]).sum(1) + (sim == target[:, None]).sum(1)
-    r = ranks.float()
-    return {"mrr": float((1 / r).mean()), "hit_at_1": float((r <= 1).float().mean()),
-            "hit_at_10": float((r <= 10).float().mean())}
+    sim = (text.double() @ music.double().T).numpy()
+    ranks = ranks_of_targets(sim, np.arange(len(sim)))
+    return {"mrr": mrr(ranks), "hit_at_1": hit_rate(ranks, 1), "hit_at_10": hit_rate(ranks, 10)}
 
 
 @torch.no_grad()

@@ -159,15 +159,20 @@ def test_a_tune_that_cannot_be_analysed_gets_no_captions(monkeypatch):
     assert captions(RYAN_REEL, [], {}, RYAN_ID) == []
 
 
-def test_prepare_adds_captions_and_labels_and_counts_failures(monkeypatch):
+def _fail_analysis_of(monkeypatch, marker: str) -> None:
+    """Make the analysis of any tune containing `marker` raise (an injected fault)."""
     real = captions_module.pitch_range
 
-    def fails_on_the_essen_song(abc: str) -> tuple[str, str] | None:
-        if "Bauerntoechterlein" in abc:
+    def failing(abc: str) -> tuple[str, str] | None:
+        if marker in abc:
             raise RuntimeError("boom")
         return real(abc)
 
-    monkeypatch.setattr(captions_module, "pitch_range", fails_on_the_essen_song)
+    monkeypatch.setattr(captions_module, "pitch_range", failing)
+
+
+def test_prepare_adds_captions_and_labels_and_counts_failures(monkeypatch):
+    _fail_analysis_of(monkeypatch, "Bauerntoechterlein")
     raw = records_to_table([
         RawRecord(id=RYAN_ID, source="music21", format="abc", content=RYAN_REEL.encode(),
                   metadata={"collection": "ryansMammoth"}),
@@ -197,14 +202,7 @@ def test_build_writes_captions_labels_and_coverage(tmp_path, monkeypatch):
     from clamp.data import build
     from clamp.data.shards import read_dataset
 
-    real = captions_module.pitch_range
-
-    def fails_on_tune_4(abc: str) -> tuple[str, str] | None:
-        if "T:Tune number 4\n" in abc:
-            raise RuntimeError("boom")
-        return real(abc)
-
-    monkeypatch.setattr(captions_module, "pitch_range", fails_on_tune_4)
+    _fail_analysis_of(monkeypatch, "T:Tune number 4\n")
     write_tunes(tmp_path / "src", 9)
     cfg = BuildConfig(name="captions", output_dir=tmp_path / "out", cache_dir=tmp_path / "cache",
                       sources=[SourceSpec(kind="local", path=str(tmp_path / "src"))], shard_size=4, chunk_size=5,

@@ -4,6 +4,7 @@ training (MRR, alignment, uniformity), the best model kept, early stopping, prog
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -11,22 +12,15 @@ import torch
 
 from clamp.train.config import TrainConfig
 from clamp.train.validate import retrieval, space_geometry
-from tests.conftest import write_tunes
+from tests.conftest import build_tunes_dataset
 
 
 @pytest.fixture(scope="module")
 def split_dataset(tmp_path_factory) -> Path:
-    """72 tunes with a valid split (about a fifth)."""
-    from clamp.config import BuildConfig, SourceSpec
-    from clamp.data.build import build_dataset
-
-    root = tmp_path_factory.mktemp("split-data")
-    write_tunes(root / "src", 90)
-    cfg = BuildConfig(name="split", output_dir=root, cache_dir=root / "cache", sources=[SourceSpec(kind="local", path=str(root / "src"))],
-                      shard_size=64, decontaminate=False, data_docs=False, valid_fraction=0.2, test_fraction=0.0)
-    summary = build_dataset(cfg)
+    """90 tunes with a valid split (about a fifth)."""
+    summary = build_tunes_dataset(tmp_path_factory.mktemp("split-data"), 90, "split", shard_size=64, valid_fraction=0.2)
     assert summary.splits.get("valid", 0) >= 8
-    return cfg.dataset_dir
+    return Path(summary.dataset_dir)
 
 
 def _cfg(dataset: Path, out: Path, **kw) -> TrainConfig:
@@ -66,9 +60,13 @@ def test_locked_tower_stays_frozen_and_its_features_are_cached(split_dataset, tm
     assert result["validation_steps"] == [4, 8]
     err = capsys.readouterr().err
     assert "clamp tiny: step 8/8" in err and "valid MRR" in err
+    first = re.search(r"text features \(locked tower\): (\d+) candidates, (\d+) computed", err)
+    assert first and int(first[1]) == int(first[2]) > 0  # a fresh cache: every feature computed
     # a second run reads every feature from the cache
     again = train(_cfg(split_dataset, tmp_path / "again", text_tower="locked", progress="lines"))
-    assert again["model_dir"] and "text features (locked tower, cached)" not in capsys.readouterr().err
+    assert again["model_dir"]
+    second = re.search(r"text features \(locked tower\): (\d+) candidates, (\d+) computed", capsys.readouterr().err)
+    assert second and 0 < int(second[1]) <= int(first[1]) and second[2] == "0"  # no valid texts: fewer, all cached
 
 
 def test_train_tower_mode_trains_the_text_encoder(split_dataset, tmp_path):
