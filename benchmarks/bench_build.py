@@ -89,7 +89,8 @@ def bench_dask(limit: int) -> dict:
                 p.unlink()
             with (
                 LocalCluster(
-                    n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None
+                    n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                    host="127.0.0.1",  # loopback only, as the flow's cluster
                 ) as cluster,
                 Client(cluster) as client,
             ):

@@ -29,9 +29,26 @@ def atomic_path(path: str | Path, fsync: bool = False) -> Iterator[Path]:
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
+        if fsync:
+            _fsync_dir(path.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename durable: after a power cut the folder lists the new file, not the old one.
+    Best effort: the file is already in place, and some file systems cannot fsync a folder."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_bytes_atomic(data: bytes, path: str | Path) -> None:
@@ -39,11 +56,13 @@ def write_bytes_atomic(data: bytes, path: str | Path) -> None:
         tmp.write_bytes(data)
 
 
-def write_text_atomic(text: str, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
+def write_text_atomic(text: str, path: str | Path, fsync: bool = False) -> None:
+    with atomic_path(path, fsync=fsync) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
 
-def write_json_atomic(data: Any, path: str | Path, indent: int | None = 2, sort_keys: bool = True) -> None:
+def write_json_atomic(
+    data: Any, path: str | Path, indent: int | None = 2, sort_keys: bool = True, fsync: bool = False
+) -> None:
     text = json.dumps(data, indent=indent, sort_keys=sort_keys)
-    write_text_atomic(text + "\n" if indent is not None else text, path)
+    write_text_atomic(text + "\n" if indent is not None else text, path, fsync=fsync)

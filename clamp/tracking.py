@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from clamp.config import REPO_ROOT
 from clamp.environment import apply_defaults
+from clamp.errors import UserError
 
 DEFAULT_TRACKING_DIR = Path("mlruns-store")
 
@@ -88,15 +90,59 @@ def mlflow_run(experiment: str, run_name: str, tracking_dir: Path | None = None,
 
     source = {"mlflow.source.name": entry_point(), "mlflow.source.type": "LOCAL"}
     if mlflow.active_run() is not None:
-        with mlflow.start_run(run_name=run_name, nested=True, tags=source) as run:
+        with _reachable(mlflow.get_tracking_uri()):
+            active = mlflow.start_run(run_name=run_name, nested=True, tags=source)
+        with _ending(active) as run:
             yield run
         return
-    mlflow.set_tracking_uri(tracking_uri(tracking_dir))
-    existing = mlflow.get_experiment_by_name(experiment)
-    if existing is None and not os.environ.get("MLFLOW_TRACKING_URI", "").startswith("http"):
-        mlflow.create_experiment(experiment, artifact_location=artifact_root(tracking_dir), tags=EXPERIMENT_KIND)
-    exp = mlflow.set_experiment(experiment)
-    if exp.tags.get("mlflow.experimentKind") != EXPERIMENT_KIND["mlflow.experimentKind"]:
-        mlflow.set_experiment_tags(EXPERIMENT_KIND)  # also for experiments made elsewhere (a server)
-    with mlflow.start_run(run_name=run_name, tags=source) as run:
+    with _reachable(tracking_uri(tracking_dir)):
+        mlflow.set_tracking_uri(tracking_uri(tracking_dir))
+        existing = mlflow.get_experiment_by_name(experiment)
+        if existing is None and not os.environ.get("MLFLOW_TRACKING_URI", "").startswith("http"):
+            mlflow.create_experiment(experiment, artifact_location=artifact_root(tracking_dir), tags=EXPERIMENT_KIND)
+        exp = mlflow.set_experiment(experiment)
+        if exp.tags.get("mlflow.experimentKind") != EXPERIMENT_KIND["mlflow.experimentKind"]:
+            mlflow.set_experiment_tags(EXPERIMENT_KIND)  # also for experiments made elsewhere (a server)
+        active = mlflow.start_run(run_name=run_name, tags=source)
+    with _ending(active) as run:
         yield run
+
+
+@contextmanager
+def _reachable(uri: str):
+    """A tracking server unreachable when a run starts is a one-line error, not a traceback."""
+    from mlflow.exceptions import MlflowException, RestException
+
+    try:
+        yield
+    except MlflowException as exc:
+        if isinstance(exc, RestException) or exc.get_http_status_code() < 500:  # the server answered
+            raise
+        raise UserError(f"MLflow tracking server {uri} is unreachable: start it, or run without MLflow (--no-mlflow)"
+                        ) from exc
+
+
+@contextmanager
+def _ending(run):
+    """Yield the started `run`, then end it as `with mlflow.start_run()` does (FINISHED, or
+    FAILED after an exception), except that a server unreachable at that moment costs a warning
+    instead of the run's result: the run stays RUNNING until the server hears of its end (training
+    puts the end in its pending file, for `clamp mlflow-replay`)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException, RestException
+
+    status = "FAILED"
+    try:
+        yield run
+        status = "FINISHED"
+    finally:
+        active = mlflow.active_run()
+        if active is not None and active.info.run_id == run.info.run_id:
+            try:
+                mlflow.end_run(status)
+            except MlflowException as exc:
+                if isinstance(exc, RestException) or exc.get_http_status_code() < 500:  # the server answered
+                    raise
+                logging.getLogger("clamp.tracking").warning(
+                    "MLflow run %s not marked %s: the server is unreachable", run.info.run_id, status)
+                logging.getLogger("clamp.tracking").debug("end_run failed: %s", exc)

@@ -25,6 +25,7 @@ from clamp.data.executors import STAGE_LABELS, progress_bar
 from clamp.data.report import print_summary, summary_markdown
 
 T = TypeVar("T")
+LOOPBACK = "127.0.0.1"  # where a build's own Dask cluster listens
 
 # Orchestration policy per stage: reading sources talks to the network (web), so it is retried.
 TASK_OPTIONS: dict[str, dict[str, Any]] = {
@@ -64,14 +65,19 @@ def _task_runner(n_workers: int, scheduler_address: str | None):
 
     if scheduler_address:
         return DaskTaskRunner(address=scheduler_address)
+    # host: the scheduler, nannies, workers and their HTTP routes listen on loopback only (said here,
+    # not left to distributed's default); no scheme, so a TLS config in the environment still applies
     return DaskTaskRunner(
         cluster_class="distributed.LocalCluster",
-        cluster_kwargs={"n_workers": n_workers, "threads_per_worker": 1, "processes": True, "dashboard_address": None},
+        cluster_kwargs={"n_workers": n_workers, "threads_per_worker": 1, "processes": True, "dashboard_address": None,
+                        "host": LOOPBACK},
     )
 
 
 @flow(name="build-dataset-stages")
 def run_stages(cfg: BuildConfig, overwrite: bool = False, show_progress: bool = False) -> steps.BuildSummary:
+    # run_build holds the dataset lock in this flow-run process for all the stages; the Dask
+    # workers only run units of work inside it
     return steps.run_build(cfg, PrefectExecutor(show_progress), overwrite=overwrite)
 
 
@@ -123,7 +129,9 @@ def main(
     """Build a dataset with Prefect; the same options as `clamp build`, plus --scheduler."""
     overrides = cli_common.build_overrides(config, name, output_dir, limit, patch_mode)
     cfg = BuildConfig.load(config, **overrides, n_workers=workers, scheduler_address=scheduler)
-    steps.check_dataset_claim(steps.DatasetLayout(cfg.dataset_dir), cfg, overwrite)  # before any Prefect start-up
+    layout = steps.DatasetLayout(cfg.dataset_dir)
+    steps.check_dataset_lock(layout)  # before any Prefect start-up; `run_stages` takes the lock itself
+    steps.check_dataset_claim(layout, cfg, overwrite)
     summary = build_dataset(config_path=str(config) if config else None, overrides=overrides, n_workers=workers,
                             scheduler_address=scheduler, overwrite=overwrite)
     if as_json:

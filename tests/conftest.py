@@ -78,3 +78,30 @@ def tiny_model(tiny_dataset, tmp_path_factory) -> Path:
     result = train(TrainConfig(objective="clamp", dataset_dir=str(tiny_dataset), output_dir=str(out), preset="tiny",
                                steps=4, batch_size=8, checkpoint_every=0, projection_dim=16, mlflow=False))
     return Path(result["model_dir"])
+
+
+@pytest.fixture(scope="session")
+def postgres_ready() -> None:
+    """Skips, saying why, where the stack cannot run PostgreSQL (`infra.stack up --postgres`)."""
+    import os
+    import pwd
+
+    from infra.stack import StackConfig, postgres_bin_dir
+
+    if postgres_bin_dir() is None:
+        pytest.skip("PostgreSQL is not installed (infra/bootstrap.sh installs Debian's postgresql package "
+                    "with apt-get, where it can)")
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam(StackConfig().postgres_user)
+        except KeyError:
+            pytest.skip("running as root and there is no `postgres` user to run PostgreSQL as")
+
+
+def query_postgres(stack, database: str, sql: str) -> list[tuple]:
+    """Rows of `sql` in one of the databases of a stack started with PostgreSQL."""
+    import psycopg
+
+    # the URL has no password: libpq reads it from the stack's password file
+    with psycopg.connect(stack.database_url(database, "postgresql"), passfile=str(stack.pg_dir / "pgpass")) as conn:
+        return conn.execute(sql).fetchall()

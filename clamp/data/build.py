@@ -9,6 +9,10 @@ Each parallel step is one unit of work whose stats file is its completion marker
 rerun skips finished units. The stages are listed once, in `run_build`; an `Executor` decides
 where they run: in this process (`InProcessExecutor`), in a process pool (`PoolExecutor`), or
 as Prefect tasks on Dask (`flows.build_dataset.PrefectExecutor`). See docs/architecture.md.
+
+`run_build` holds the dataset's lock (`clamp.data.lock`) for the whole build; finalize switches
+the manifest atomically and deletes the old shard set only after it; a write that finds the disk
+full fails in one line and leaves no partial file (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from clamp.config import BuildConfig, SourceSpec
 from clamp.data.captions import CAPTIONS_VERSION
 from clamp.data.dedup import ReferenceIndex, find_near_duplicates
 from clamp.data.executors import Executor, InProcessExecutor, PoolExecutor
+from clamp.data.lock import check_unlocked, dataset_lock
 from clamp.data.prepare import (
     PREPARE_VERSION,
     PREPARED_SCHEMA,
@@ -51,10 +56,10 @@ from clamp.data.shards import (
     shard_name,
     stats_path,
     write_atomic,
+    write_bytes_atomic,
     write_json_atomic,
 )
-from clamp.errors import UserError
-from clamp.io import write_bytes_atomic
+from clamp.errors import DiskFullError, UserError
 
 log = logging.getLogger("clamp.data.build")
 T = TypeVar("T")
@@ -108,8 +113,8 @@ def check_dataset_claim(layout: DatasetLayout, cfg: BuildConfig, overwrite: bool
     """Whether this build may write into `layout.root`; True when `overwrite` must empty it first.
 
     A dataset folder is built from one set of sources (`build_config.json` records them and
-    their fingerprint). Building other sources into it would mix two datasets (and the plan
-    step would delete the first one's shards as stale), so it is refused with a `UserError`
+    their fingerprint). Building other sources into it would mix two datasets (and finalize
+    would delete the first one's shards as stale), so it is refused with a `UserError`
     unless `overwrite`. Folders written before this record existed (they hold a manifest or
     a work folder) are adopted as they are. Reads only: entry points call it before starting.
     """
@@ -137,20 +142,48 @@ def check_dataset_claim(layout: DatasetLayout, cfg: BuildConfig, overwrite: bool
 
 
 def claim_dataset(layout: DatasetLayout, cfg: BuildConfig, overwrite: bool = False) -> None:
-    """`check_dataset_claim`, then empty the folder if overwriting, and record the sources."""
-    if check_dataset_claim(layout, cfg, overwrite):
-        import shutil
+    """`check_dataset_claim`, then empty the folder if overwriting, and record the sources.
 
-        log.warning("--overwrite: emptying %s", layout.root)
-        for child in layout.root.iterdir():
-            layout.inside(child)
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child)
-            else:
-                child.unlink()
+    Overwriting keeps `manifest.json` and the shards it lists: readers may be reading them, and
+    the old dataset stays whole until finalize switches the manifest and deletes them."""
+    if check_dataset_claim(layout, cfg, overwrite):
+        log.warning("--overwrite: emptying %s (its manifest and listed shards go after the new manifest)", layout.root)
+        _empty_except(layout, layout.root, _listed_files(layout))
     record = {"sources_fingerprint": cfg.sources_fingerprint(),
               "config": cfg.model_dump(mode="json", exclude=set(BuildConfig.RUNTIME_FIELDS))}
     write_json_atomic(record, layout.build_config_file)
+
+
+def _listed_files(layout: DatasetLayout) -> set[Path]:
+    """`manifest.json` and the shard files it lists (absolute paths), if there is a manifest."""
+    manifest_file = layout.root / "manifest.json"
+    try:
+        shards = json.loads(manifest_file.read_text(encoding="utf-8")).get("shards", [])
+    except (OSError, ValueError, AttributeError):
+        return set()
+    listed = {manifest_file.absolute()}
+    for entry in shards if isinstance(shards, list) else []:
+        if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+            listed.add((layout.root / entry["path"]).absolute())
+    return listed
+
+
+def _empty_except(layout: DatasetLayout, folder: Path, keep: set[Path]) -> None:
+    """Delete everything in `folder` but the paths in `keep` (and the folders holding them)."""
+    import shutil
+
+    for child in folder.iterdir():
+        layout.inside(child)
+        here = child.absolute()
+        if here in keep:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            if any(k.is_relative_to(here) for k in keep):
+                _empty_except(layout, child, keep)
+            else:
+                shutil.rmtree(child)
+        else:
+            child.unlink()
 
 
 def _legacy_source_kinds(layout: DatasetLayout) -> set[str] | None:
@@ -475,7 +508,7 @@ def write_shard(plan: ShardPlan, prepared_chunks: list[Path], layout: DatasetLay
     """Assemble, validate (data contract) and atomically write one shard; skipped when done."""
     from data_contracts import ShardContractError, validate_shard
 
-    path = layout.shards_dir / shard_name(plan.index)
+    path = layout.shards_dir / shard_name(plan.index, plan.fingerprint)
     marker = stats_path(path)
     if marker.is_file() and path.is_file():
         done = json.loads(marker.read_text())
@@ -484,7 +517,7 @@ def write_shard(plan: ShardPlan, prepared_chunks: list[Path], layout: DatasetLay
     start = time.perf_counter()
     table = assemble_shard(plan, prepared_chunks, cfg)
     mode = get_patch_mode(cfg.patch_mode)
-    docs = layout.docs_dir / path.stem if cfg.data_docs else None
+    docs = layout.docs_dir / _docs_name(path.name) if cfg.data_docs else None
     result = validate_shard(
         table,
         max_patches=cfg.max_patches,
@@ -675,7 +708,10 @@ def finalize(
         ],
     }
     manifest["fingerprint"] = _fingerprint(manifest["shards"], cfg.patch_mode, cfg.max_patches)
+    # the switch: one atomic rename replaces the old shard list by the new one. Only after it
+    # may the shards that only the old manifest lists go.
     write_json_atomic(manifest, layout.root / "manifest.json")
+    remove_unlisted_shards(layout, {s["shard"] for s in shard_stats})
     write_json_atomic(summary.to_dict(), layout.root / "summary.json")
     if cfg.data_docs:
         _write_docs_index(layout, shard_stats)
@@ -701,15 +737,20 @@ def _caption_stats(shard: pa.Table) -> tuple[int, set[bytes]]:
     return rich, keys
 
 
+def _docs_name(shard_file: str) -> str:
+    """A shard's Data Docs folder, `shard-00003`: by position, so a rebuild replaces it in place
+    (Data Docs are a report, not data a reader must see whole)."""
+    return shard_file.split(".")[0][: len("shard-00000")]
+
+
 def _write_docs_index(layout: DatasetLayout, shard_stats: list[dict]) -> None:
     items = "\n".join(
-        f'<li><a href="{Path(s["shard"]).stem}/index.html">{s["shard"]}</a>: {s["rows"]} rows,'
+        f'<li><a href="{_docs_name(s["shard"])}/index.html">{s["shard"]}</a>: {s["rows"]} rows,'
         f" {s['contract_quarantined']} quarantined by the contract</li>"
         for s in shard_stats
     )
     html = f"<!doctype html><title>Data Docs</title><h1>Shard contract results</h1><ul>\n{items}\n</ul>\n"
-    layout.docs_dir.mkdir(parents=True, exist_ok=True)
-    (layout.docs_dir / "index.html").write_text(html, encoding="utf-8")
+    write_bytes_atomic(html.encode("utf-8"), layout.docs_dir / "index.html")
 
 
 def load_reference(cfg: BuildConfig) -> tuple[ReferenceIndex | None, dict]:
@@ -734,9 +775,8 @@ def plan_build(cfg: BuildConfig, inputs: list[Path]) -> PlanResult:
     """Stage `plan`: decontaminate against the benchmarks, dedup, split and cut into shards."""
     layout = DatasetLayout(cfg.dataset_dir)
     reference, _ = load_reference(cfg)
-    plan = plan_shards([prepared_paths_for(p, layout)[0] for p in inputs], layout, cfg, reference)
-    remove_stale_shards(layout, len(plan.shards))
-    return plan
+    # shards of an earlier plan stay until finalize has switched the manifest (readers may use them)
+    return plan_shards([prepared_paths_for(p, layout)[0] for p in inputs], layout, cfg, reference)
 
 
 def run_build(
@@ -745,9 +785,25 @@ def run_build(
     records: Iterable[RawRecord] | None = None,
     overwrite: bool = False,
 ) -> BuildSummary:
-    """Build the dataset: the one list of stages, run by `executor` (default: in this process)."""
-    executor = executor or InProcessExecutor()
+    """Build the dataset: the one list of stages, run by `executor` (default: in this process).
+
+    The dataset's lock is held from before the first write to after the manifest switch, in the
+    process that calls this (for the Prefect flow: the flow run), whatever executor runs the stages.
+    """
     layout = DatasetLayout(cfg.dataset_dir)
+    with dataset_lock(layout.root):
+        try:
+            return _run_stages(cfg, executor or InProcessExecutor(), layout, records, overwrite)
+        except OSError as exc:  # a write outside the shard helpers (caches, Data Docs) found no room
+            error = DiskFullError.wrap(exc, exc.filename or f"a file of {layout.root} or its caches")
+            if error is None:
+                raise
+            raise error from exc
+
+
+def _run_stages(
+    cfg: BuildConfig, executor: Executor, layout: DatasetLayout, records: Iterable[RawRecord] | None, overwrite: bool
+) -> BuildSummary:
     claim_dataset(layout, cfg, overwrite)
     seconds: dict[str, float] = {}
 
@@ -781,12 +837,36 @@ def build_dataset(
     return run_build(cfg, executor, records, overwrite)
 
 
-def remove_stale_shards(layout: DatasetLayout, n_shards: int) -> None:
-    """Delete shards (and their markers) beyond the current plan, left by a larger earlier build."""
+def check_dataset_lock(layout: DatasetLayout) -> None:
+    """Refuse at once (`DatasetLockedError`) if another build holds the dataset; writes nothing.
+    Entry points call it before slow start-ups; `run_build` takes the lock itself."""
+    check_unlocked(layout.root)
+
+
+def remove_unlisted_shards(layout: DatasetLayout, listed: set[str]) -> None:
+    """After the manifest switch: delete the shards it does not list (an earlier plan's, or the
+    overwritten dataset's) with their markers and contract quarantine, the Data Docs of shards
+    no longer planned, and the temporary files a killed build left. Runs under the dataset lock."""
+    import shutil
+
     for path in sorted(layout.shards_dir.glob("shard-*.arrow")):
-        if int(path.stem.split("-")[1]) >= n_shards:
+        if path.name not in listed:
             layout.inside(path).unlink()
             stats_path(path).unlink(missing_ok=True)
+            (layout.quarantine_dir / f"contract-{path.stem}.arrow").unlink(missing_ok=True)
+    docs = {_docs_name(name) for name in listed}
+    for folder in sorted(layout.docs_dir.glob("shard-*")) if layout.docs_dir.is_dir() else []:
+        if folder.is_dir() and folder.name not in docs:
+            shutil.rmtree(layout.inside(folder))
+    # `clamp.io.atomic_path` temporaries in the build's own folders and files: under the lock, no
+    # build writes them now (`clamp search` writes its cache at the top level: left alone)
+    own = [layout.shards_dir, layout.quarantine_dir, layout.dedup_dir, layout.root / "_work"]
+    leftovers = [t for d in own if d.is_dir() for t in d.rglob(".*.tmp-*")]
+    for name in ("manifest.json", "summary.json", layout.build_config_file.name):
+        leftovers += layout.root.glob(f".{name}.tmp-*")
+    for stale in leftovers:
+        if stale.is_file():
+            layout.inside(stale).unlink(missing_ok=True)
 
 
 __all__ = [
@@ -800,6 +880,7 @@ __all__ = [
     "PoolExecutor",
     "build_dataset",
     "check_dataset_claim",
+    "check_dataset_lock",
     "claim_dataset",
     "ingest_sources",
     "plan_build",

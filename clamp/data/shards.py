@@ -5,19 +5,28 @@ A shard is an Arrow IPC file (uncompressed, so it can be memory-mapped) of at mo
 the rename, is the completion marker: a rerun skips a shard whose stats file records the same
 input fingerprint. Nothing time- or host-dependent is written into a shard, so the same input
 gives byte-identical files.
+
+A shard's file name carries its fingerprint, so a rebuild never rewrites a file that the current
+`manifest.json` lists: it writes new names, switches the manifest by an atomic rename, and only
+then deletes what the old manifest listed. `open_shards` reads the manifest and its shards as one
+set (docs/reliability.md, "Dataset locks, atomic manifests, disk full").
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from clamp.abc.patching import PATCH_SIZE
+from clamp.errors import DiskFullError
 from clamp.io import atomic_path
+from clamp.io import write_bytes_atomic as _write_bytes_atomic
 from clamp.io import write_json_atomic as _write_json_atomic
 
 SHARD_SCHEMA_VERSION = 1
@@ -42,8 +51,9 @@ SHARD_SCHEMA = pa.schema(
 )
 
 
-def shard_name(index: int) -> str:
-    return f"shard-{index:05d}.arrow"
+def shard_name(index: int, fingerprint: str) -> str:
+    """`shard-00003-<12 hex of the shard fingerprint>.arrow`: other contents, another name."""
+    return f"shard-{index:05d}-{fingerprint[:12]}.arrow"
 
 
 def stats_path(shard_path: Path) -> Path:
@@ -68,9 +78,25 @@ def patches_array(patch_bytes: list[bytes]) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets, type=pa.int32()), inner, type=PATCH_TYPE)
 
 
+@contextmanager
+def no_room_is_one_line(path: str | Path) -> Iterator[None]:
+    """Turn a write's "disk full" (ENOSPC, EDQUOT, EFBIG) into a one-line `DiskFullError`.
+
+    The writes below go through `atomic_path`, which has removed the temporary file by the time
+    the error arrives here, so the message can say that nothing partial was left."""
+    try:
+        yield
+    except OSError as exc:
+        error = DiskFullError.wrap(exc, path)
+        if error is None:
+            raise
+        raise error from exc
+
+
 def write_atomic(table: pa.Table, path: str | Path) -> None:
     """Write an Arrow IPC file atomically, fsynced before the rename."""
     with (
+        no_room_is_one_line(path),
         atomic_path(path, fsync=True) as tmp,
         pa.OSFile(str(tmp), "wb") as sink,
         pa.ipc.new_file(sink, table.schema) as writer,
@@ -79,8 +105,16 @@ def write_atomic(table: pa.Table, path: str | Path) -> None:
 
 
 def write_json_atomic(data: dict, path: str | Path) -> None:
-    """Write stats files and manifests atomically: indent 2, sorted keys, trailing newline."""
-    _write_json_atomic(data, path, indent=2, sort_keys=True)
+    """Write stats files and manifests atomically (fsynced: they are the completion markers and
+    the switch to a new shard set): indent 2, sorted keys, trailing newline."""
+    with no_room_is_one_line(path):
+        _write_json_atomic(data, path, indent=2, sort_keys=True, fsync=True)
+
+
+def write_bytes_atomic(data: bytes, path: str | Path) -> None:
+    """`clamp.io.write_bytes_atomic`, with "disk full" as a one-line error."""
+    with no_room_is_one_line(path):
+        _write_bytes_atomic(data, path)
 
 
 def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
@@ -98,13 +132,40 @@ def load_manifest(dataset_dir: str | Path) -> dict:
 
 
 def shard_paths(dataset_dir: str | Path) -> list[Path]:
+    """The shard files the manifest lists now (a later rebuild may delete them: to read them,
+    use `open_shards`)."""
     manifest = load_manifest(dataset_dir)
     return [Path(dataset_dir) / s["path"] for s in manifest["shards"]]
 
 
+def open_shards(
+    dataset_dir: str | Path, columns: list[str] | None = None, attempts: int = 5
+) -> tuple[dict, list[pa.Table]]:
+    """The manifest and every shard it lists, memory-mapped, as one consistent set.
+
+    A rebuild deletes the shards of the old manifest only after the new one is in place. So a
+    reader that listed the old shards and then finds one gone has raced a finished rebuild: it
+    reads the new manifest and starts again. Once mapped, a table stays readable even if its
+    file is deleted later (POSIX keeps the data until it is unmapped).
+    """
+    root = Path(dataset_dir)
+    for _ in range(attempts):
+        manifest = load_manifest(root)
+        tables: list[pa.Table] = []
+        try:
+            for entry in manifest["shards"]:
+                path = root / entry["path"]
+                tables.append(read_table(path, columns))
+            return manifest, tables
+        except FileNotFoundError as exc:
+            if load_manifest(root) == manifest:  # not a race: the folder lost a listed shard
+                raise FileNotFoundError(f"{path}: listed in {root / 'manifest.json'} but missing; rebuild the dataset") from exc
+    raise RuntimeError(f"{root / 'manifest.json'} changed {attempts} times while its shards were read")
+
+
 def read_dataset(dataset_dir: str | Path, columns: list[str] | None = None, split: str | None = None) -> pa.Table:
-    """All shards of a built dataset as one table (optionally one split)."""
-    tables = [read_table(p, columns if not split or not columns else list({*columns, "split"})) for p in shard_paths(dataset_dir)]
+    """All shards of a built dataset as one table (optionally one split), from one manifest."""
+    _, tables = open_shards(dataset_dir, columns if not split or not columns else list({*columns, "split"}))
     table = pa.concat_tables(tables) if tables else SHARD_SCHEMA.empty_table()
     if split:
         import pyarrow.compute as pc

@@ -10,15 +10,18 @@ import pyarrow.compute as pc
 import torch
 from torch.utils.data import Dataset
 
-from clamp.data.shards import read_table, row_patches, shard_paths
+from clamp.data.shards import open_shards, row_patches
 
 
 class ShardDataset(Dataset):
     """Map-style dataset over memory-mapped shards; items are dicts with a `patches` LongTensor."""
 
     def __init__(self, dataset_dir: str | Path, split: str | None = "train") -> None:
-        self.paths = shard_paths(dataset_dir)
-        self.tables = [read_table(p, ["id", "texts", "patches", "split", "metadata", "n_patches", "n_chars"]) for p in self.paths]
+        # one manifest and the shards it lists, mapped together: a rebuild running meanwhile
+        # cannot hand this dataset half of its new shards (clamp.data.shards.open_shards)
+        columns = ["id", "texts", "patches", "split", "metadata", "n_patches", "n_chars"]
+        self.manifest, self.tables = open_shards(dataset_dir, columns)
+        self.paths = [Path(dataset_dir) / s["path"] for s in self.manifest["shards"]]
         index: list[tuple[int, int]] = []
         for t_idx, table in enumerate(self.tables):
             rows = np.arange(len(table))

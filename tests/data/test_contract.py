@@ -82,6 +82,6 @@ def test_write_shard_raises_a_message_naming_the_expectation(tmp_path):
     chunk = tmp_path / "prepared.arrow"
     write_atomic(prepared, chunk)
     cfg = BuildConfig(output_dir=tmp_path, name="x", shard_size=4, data_docs=False)
-    with pytest.raises(ShardContractError, match=r"shard-00000.arrow failed the shard contract: expect_column_values_to_be_unique\(id\)"):
+    with pytest.raises(ShardContractError, match=r"shard-00000-fp.arrow failed the shard contract: expect_column_values_to_be_unique\(id\)"):
         write_shard(ShardPlan(0, [(0, 0), (0, 1)], "fp"), [chunk], DatasetLayout(cfg.dataset_dir), cfg)
-    assert not (cfg.dataset_dir / "shards" / "shard-00000.arrow").exists()
+    assert not list((cfg.dataset_dir / "shards").glob("shard-00000*.arrow"))

@@ -2,7 +2,8 @@
 `build-dataset/music21-corpus` deployment through `prefect deployment run`.
 
 Slow (~1-2 min): it starts a server, deploys from this checkout, starts a worker and waits
-for the flow run to complete, then checks the shards it wrote and stops what it started.
+for the flow run to complete, then checks the shards it wrote and stops what it started. Twice:
+with the server on SQLite, and on PostgreSQL (the stack's own cluster, `infra.stack`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from clamp.data.shards import load_manifest, read_dataset
-from tests.conftest import free_port
+from tests.conftest import free_port, query_postgres
 
 REPO = Path(__file__).resolve().parents[2]
 PREFECT = str(Path(sys.executable).parent / "prefect")
@@ -50,7 +51,8 @@ def _stop(proc: subprocess.Popen, sig: int) -> None:
 
 
 @pytest.mark.slow
-def test_build_dataset_deployment_runs_on_a_worker(tmp_path):
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_build_dataset_deployment_runs_on_a_worker(tmp_path, database, request):
     port = free_port()
     env = {
         **os.environ,
@@ -64,6 +66,18 @@ def test_build_dataset_deployment_runs_on_a_worker(tmp_path):
     logs = tmp_path / "logs"
     logs.mkdir()
     files = contextlib.ExitStack()
+    if database == "postgres":
+        request.getfixturevalue("postgres_ready")  # skips, saying why, without PostgreSQL
+        from infra.stack import Stack, StackConfig
+
+        pg = Stack(config=StackConfig(state_dir=tmp_path / "pg", postgres_port=free_port()))
+        files.callback(pg.stop_postgres)  # last: after the server and the worker
+        try:
+            pg.start_postgres()
+        except BaseException:
+            files.close()
+            raise
+        env |= pg.postgres_env()
     server_log = files.enter_context(open(logs / "server.log", "wb"))  # noqa: SIM115 - closed by the ExitStack
     worker_log_file = files.enter_context(open(logs / "worker.log", "wb"))  # noqa: SIM115
     server = subprocess.Popen(
@@ -100,6 +114,8 @@ def test_build_dataset_deployment_runs_on_a_worker(tmp_path):
         worker_log = (logs / "worker.log").read_text(errors="replace")[-3000:]
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:] + worker_log
         assert "Completed" in result.stdout + result.stderr
+        if database == "postgres":  # the run is recorded in PostgreSQL
+            assert {row[0] for row in query_postgres(pg, "prefect", "SELECT state_type FROM flow_run")} == {"COMPLETED"}
     finally:
         if worker is not None:
             _stop(worker, signal.SIGINT)  # the worker ignores SIGTERM

@@ -99,7 +99,12 @@ def test_killed_worker_build_completes_on_rerun_with_identical_shards(tmp_path):
         done_before_kill = len(list(prepared.glob("*.stats.json")))
         assert 2 <= done_before_kill < 10, "the kill must land mid-build"
         worker_pid = int((tmp_path / "stack" / "prefect-worker.pid").read_text())
-        os.killpg(worker_pid, signal.SIGKILL)  # the worker and the flow run it started
+        os.killpg(worker_pid, signal.SIGKILL)  # the worker
+        # The process worker starts each flow run in a session of its own, so the run outlives the
+        # worker (and, left alive, would keep building beside the rerun: the dataset lock now
+        # refuses that). Kill it too, as a lost machine would: its pid is in the lock's record.
+        flow_run_pid = json.loads((tmp_path / "ds" / ".k.lock.json").read_text())["pid"]
+        os.killpg(os.getpgid(flow_run_pid), signal.SIGKILL)
         time.sleep(1)
         assert not (tmp_path / "ds" / "k" / "manifest.json").exists()
         stack.restart_worker()

@@ -127,7 +127,7 @@ def test_status_and_env_use_the_ports_the_stack_was_started_with(tmp_path):
     assert "PREFECT_API_URL=http://127.0.0.1:4321/api\n" in result.stdout
 
 
-@pytest.mark.parametrize("args", [[], ["up"], ["status"], ["down"], ["env"]])
+@pytest.mark.parametrize("args", [[], ["up"], ["status"], ["down"], ["env"], ["certs"]])
 def test_every_command_has_help(args):
     from typer.testing import CliRunner
 

@@ -1,6 +1,7 @@
 """Integration: the local stack runs every deployment of prefect.yaml through
 `prefect deployment run`, with small parameters, and each run completes. The build runs on the
-stack's Dask scheduler and workers; training and evaluation log to the stack's MLflow server."""
+stack's Dask scheduler and workers; training and evaluation log to the stack's MLflow server.
+Twice: with the servers on SQLite, and on the stack's PostgreSQL (`up --postgres`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from infra.stack import Ports, Stack
-from tests.conftest import free_port
+from tests.conftest import free_port, query_postgres
 
 REPO = Path(__file__).resolve().parents[2]
 PREFECT = str(Path(sys.executable).parent / "prefect")
@@ -20,9 +21,12 @@ TINY = {"preset": "tiny", "steps": 3, "batch_size": 8}
 
 
 @pytest.mark.slow
-def test_every_deployment_runs_on_the_local_stack(tmp_path, benchmarks_dir):
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_every_deployment_runs_on_the_local_stack(tmp_path, benchmarks_dir, database, request):
+    if database == "postgres":
+        request.getfixturevalue("postgres_ready")  # skips, saying why, without PostgreSQL
     stack = Stack(tmp_path / "stack", Ports(free_port(), free_port(), free_port()))
-    stack.up(dask=True)
+    stack.up(dask=True, postgres=database == "postgres")
     env = stack.env()
 
     def prefect(*args, timeout=600):
@@ -71,5 +75,9 @@ def test_every_deployment_runs_on_the_local_stack(tmp_path, benchmarks_dir):
         assert str(client.get_model_version_by_alias("clamp-stack", "champion").version) == "1"
         names = {r.info.run_name for e in client.search_experiments() for r in client.search_runs([e.experiment_id])}
         assert {"mmm-tiny", "clamp-tiny", "clamp/wikimt", "ablations"} <= names
+        if database == "postgres":  # ... and all of it is in PostgreSQL
+            done = query_postgres(stack, "prefect", "SELECT count(*) FROM flow_run WHERE state_type = 'COMPLETED'")
+            assert done[0][0] >= 6, done
+            assert query_postgres(stack, "mlflow", "SELECT count(*) FROM runs")[0][0] >= len(names)
     finally:
         stack.down()
