@@ -24,7 +24,7 @@ def _error(result) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("command", ["build", "train", "embed", "search", "classify", "eval", "dataset"])
+@pytest.mark.parametrize("command", ["build", "train", "embed", "search", "classify", "eval", "dataset", "import"])
 def test_every_command_has_help(command):
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output

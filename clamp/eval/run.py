@@ -254,8 +254,10 @@ def _log_run(cfg: EvalConfig, result: EvalResult, model, provenance: str, lineag
     with mlflow_run(cfg.experiment, f"{name}/{bench}", Path(cfg.tracking_dir) if cfg.tracking_dir else None):
         import mlflow
 
+        origin = getattr(model.config, "origin", None)  # an imported checkpoint's format (clamp.model.imports)
         mlflow.set_tags({"kind": "evaluation", "model": name, "benchmark": bench,
-                         "untrained": str(name.endswith("-untrained")), **lineage})
+                         "untrained": str(name.endswith("-untrained")), **({"origin": origin} if origin else {}),
+                         **lineage})
         mlflow.log_params({"model_dir": cfg.model_dir, "benchmark_provenance": provenance[:250],
                            "patch_mode": model.config.music.patch_mode, "input_kind": model.config.music.input_kind,
                            "bootstrap_resamples": cfg.bootstrap_resamples, "bootstrap_seed": cfg.bootstrap_seed})

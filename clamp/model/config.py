@@ -98,6 +98,9 @@ class ClampConfig(BaseModel):
     learnable_temperature: bool = True
     init_temperature: float = Field(0.07, gt=0)
     text_max_length: int = Field(128, ge=8)
+    # where the weights came from: None for models trained here, "clamp1" | "clamp2" | "clamp3"
+    # for an imported published checkpoint (clamp.model.imports); kept through fine-tuning
+    origin: str | None = None
 
     def to_dict(self) -> dict:
         return self.model_dump()

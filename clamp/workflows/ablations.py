@@ -57,6 +57,10 @@ class AblationConfig(BaseModel):
     experiment: str = "clamp-ablations"
     tracking_dir: str | None = None
     primary_metric: str | None = None
+    # a model folder to compare the cells with (the current champion: ours, or a published
+    # checkpoint made into a folder by `clamp import`): evaluated once on the same benchmarks,
+    # shown as the row `champion` (not part of the claims)
+    champion_dir: str | None = None
 
 
 def run_ablations(cfg: AblationConfig, cells: list[AblationCell] | None = None) -> dict:
@@ -98,7 +102,15 @@ def run_ablations(cfg: AblationConfig, cells: list[AblationCell] | None = None) 
                 for e in evals:
                     row.update(e.metrics)
                 rows.append(row)
-        claims = paper_claims(rows, cfg.claim_metrics)
+        claims = paper_claims([r for r in rows if r["cell"] != CHAMPION], cfg.claim_metrics)
+        if cfg.champion_dir:
+            evals = evaluate(EvalConfig(model_dir=cfg.champion_dir, benchmarks=cfg.benchmarks, dataset_dir=dataset_dir,
+                                        out_dir=str(out / CHAMPION / "eval"), include_untrained=False,
+                                        experiment=experiment, tracking_dir=tracking_dir, max_items=cfg.max_items))
+            row = {"cell": CHAMPION, "seed": ""}
+            for e in evals:
+                row.update(e.metrics)
+            rows.append(row)
         claims_path = write_claims(claims, out)
         mlflow.log_artifact(str(claims_path))
         for c in claims:
@@ -110,6 +122,8 @@ def run_ablations(cfg: AblationConfig, cells: list[AblationCell] | None = None) 
         run_id = parent.info.run_id
     return {"parent_run_id": run_id, "rows": rows, "claims": claims}
 
+
+CHAMPION = "champion"  # the row of `champion_dir`
 
 # The paper's claims: (id, what it says, the cell that should win, the cell it should beat).
 CLAIMS = [
