@@ -79,17 +79,29 @@ class ClampModel(nn.Module):
         return F.normalize(self.text_proj(pooled.to(self.text_proj.weight.dtype)), dim=-1)
 
     def forward(self, music: torch.Tensor, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-                text_features: torch.Tensor | None = None) -> ClampOutput:
+                text_features: torch.Tensor | None = None, text_ids: torch.Tensor | None = None) -> ClampOutput:
         """Loss of a batch. Text comes as tokens (the tower runs) or as pooled `text_features`
-        of a locked tower (only the projection runs)."""
+        of a locked tower (only the projection runs). `text_ids` (equal for identical texts)
+        make identical texts positives for each other's music (`shared_text_targets`)."""
         m = self.encode_music(music)
+        if text_features is not None and text_features.dim() == 3:
+            # (b, views, d): several texts per tune (cheap with a locked tower); the loss is the
+            # mean over views, each view a full contrastive batch against the same music
+            views = text_features.shape[1]
+            losses, first = [], None
+            for v in range(views):
+                t = self.project_text(text_features[:, v])
+                loss_v, logits_v = contrastive_loss(m, t, self.scale(), None if text_ids is None else text_ids[:, v])
+                losses.append(loss_v)
+                first = (logits_v, t) if first is None else first
+            return ClampOutput(torch.stack(losses).mean(), first[0], m, first[1])
         if text_features is not None:
             t = self.project_text(text_features)
         else:
             if input_ids is None or attention_mask is None:
                 raise ValueError("forward needs input_ids and attention_mask, or text_features")
             t = self.encode_text(input_ids, attention_mask)
-        loss, logits = contrastive_loss(m, t, self.scale())
+        loss, logits = contrastive_loss(m, t, self.scale(), text_ids)
         return ClampOutput(loss, logits, m, t)
 
     # --- persistence ----------------------------------------------------------------------

@@ -24,6 +24,7 @@ RUN_IDENTITY = (
     "objective", "preset", "input_kind", "text_model", "init_music_from", "init_from", "text_dropout", "learnable_temperature",
     "projection_dim", "max_patches", "steps", "batch_size", "grad_accum", "lr", "text_lr", "weight_decay",
     "warmup_steps", "min_lr_ratio", "max_grad_norm", "precision", "seed", "group_by_length", "text_tower",
+    "shared_text_positives", "text_views",
 )
 
 _MODEL_DEFAULTS = ClampConfig.model_fields
@@ -45,6 +46,12 @@ class TrainConfig(BaseModel):
     # "locked": the pretrained text encoder is frozen and its features cached (LiT; the CPU
     # recipe); "train": it is trained jointly at `text_lr` (the paper's CLaMP)
     text_tower: Literal["train", "locked"] = "locked"
+    # identical texts in a batch are positives for each other's music (the short key and meter
+    # captions repeat across tunes); False: the paper's one positive per text
+    shared_text_positives: bool = False
+    # texts drawn per tune and step with a locked tower (each a full contrastive batch against the
+    # same music; the loss is their mean): more text signal per music forward, at almost no cost
+    text_views: int = Field(1, ge=1, le=16)
     learnable_temperature: bool = _MODEL_DEFAULTS["learnable_temperature"].default
     projection_dim: int = Field(_MODEL_DEFAULTS["projection_dim"].default, ge=1)
     max_patches: int | None = Field(None, ge=2)  # default: the preset's max_positions
@@ -78,6 +85,9 @@ class TrainConfig(BaseModel):
     run_name: str | None = None
     register_as: str | None = None
     tracking_dir: str | None = None
+    # at the end of the run, how long to wait for an unreachable MLflow server before the unsent
+    # records go to <output_dir>/mlflow-pending.jsonl (for `clamp mlflow-replay`)
+    mlflow_flush_seconds: float = Field(30.0, ge=0)
     stop_after: int | None = Field(None, ge=0)  # stop (as if killed) after this many steps; for resume tests
 
     @model_validator(mode="before")
@@ -91,6 +101,8 @@ class TrainConfig(BaseModel):
     def _consistent(self) -> TrainConfig:
         if self.input_kind == "char" and self.init_music_from is not None:
             raise ValueError("init_music_from needs the patch encoder (MMM pre-trains patches, not characters)")
+        if self.text_views > 1 and self.text_tower != "locked":
+            raise ValueError("text_views > 1 needs text_tower: locked (views are free only with cached text features)")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections.abc import Sequence
 
@@ -23,12 +24,19 @@ def text_dropout(texts: Sequence[str], rng: random.Random, sep: str, enabled: bo
     return sep.join(kept)
 
 
+def text_id(text: str) -> int:
+    """A stable 63-bit id of a text (the same in every process and run): equal ids mark
+    identical texts for the loss's shared-text targets."""
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little") >> 1
+
+
 class ContrastiveCollator:
     """Builds (music, input_ids, attention_mask) from dataset items with text dropout."""
 
     def __init__(self, tokenizer, max_patches: int, text_max_length: int = 128, text_dropout: bool = True,
-                 input_kind: str = "patch", pad_id: int = 0, seed: int = 0) -> None:
+                 input_kind: str = "patch", pad_id: int = 0, seed: int = 0, shared_text_positives: bool = False) -> None:
         self.tokenizer = tokenizer
+        self.shared_text_positives = shared_text_positives
         self.max_patches = max_patches
         self.text_max_length = text_max_length
         self.text_dropout = text_dropout
@@ -49,7 +57,10 @@ class ContrastiveCollator:
             music = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True, padding_value=self.pad_id)
         else:
             music = pad_patches([it["patches"] for it in items], self.max_patches)
-        return {"music": music, "input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        batch = {"music": music, "input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        if self.shared_text_positives:
+            batch["text_ids"] = torch.tensor([text_id(t) for t in texts], dtype=torch.int64)
+        return batch
 
 
 class PatchCollator:

@@ -13,6 +13,7 @@ import torch
 from clamp.data.executors import progress_bar
 from clamp.data.shards import load_manifest
 from clamp.data.torch_dataset import ShardDataset
+from clamp.errors import UserError
 from clamp.model.clamp_model import ClampModel
 from clamp.model.config import ClampConfig, MusicEncoderConfig, music_preset
 from clamp.model.mmm import MMMModel
@@ -28,6 +29,7 @@ from clamp.train.loop import (
     seed_everything,
     setup_distributed,
 )
+from clamp.train.mlflow_outbox import MlflowOutbox, quick_mlflow_requests
 from clamp.train.text_bank import LockedTextCollator, TextFeatureBank, candidates
 from clamp.train.validate import COLLAPSE_COSINE, validate
 
@@ -65,6 +67,27 @@ def music_config(cfg: TrainConfig, manifest: dict) -> MusicEncoderConfig:
     return music
 
 
+def init_music_config(loaded: MusicEncoderConfig, run: MusicEncoderConfig, source: str) -> MusicEncoderConfig:
+    """The music encoder of a run that continues `init_from`: the loaded model's own architecture
+    (a champion of another preset, an imported CLaMP checkpoint), which must read the dataset's
+    patches the way it was trained to."""
+    for key in ("patch_mode", "input_kind"):
+        if getattr(loaded, key) != getattr(run, key):
+            raise UserError(f"{source} uses {key} {getattr(loaded, key)!r}, this run {getattr(run, key)!r} "
+                            "(the dataset's patch mode, the input kind): they must agree to continue training it")
+    return loaded
+
+
+def init_lineage(init_from: str | None) -> dict[str, str]:
+    """What a continued model came from: the `init_from` folder and, for an imported checkpoint,
+    its origin record (clamp.model.imports), so evaluation tags the fine-tuned model with it too."""
+    if not init_from:
+        return {}
+    record = Path(init_from) / "lineage.json"
+    prior = json.loads(record.read_text()) if record.is_file() else {}
+    return {"init_from": str(init_from), **{k: str(v) for k, v in prior.items() if k.startswith("origin")}}
+
+
 def decay_groups(module: torch.nn.Module, lr: float, weight_decay: float, skip: set[int] | None = None) -> list[dict]:
     """AdamW groups: weight decay on matrices only; none on biases, norms, embeddings' gains
     and the temperature (as in CLIP), which decay would pull toward zero."""
@@ -84,10 +107,11 @@ def mmm_step(model, batch, micro_step: int, seed: int, rank: int) -> StepResult:
 
 
 def clamp_step(model, batch, micro_step: int) -> StepResult:
+    ids = batch.get("text_ids")  # identical texts are positives for each other (shared_text_positives)
     if "text_features" in batch:  # a locked text tower: cached features
-        out = model(batch["music"], text_features=batch["text_features"])
+        out = model(batch["music"], text_features=batch["text_features"], text_ids=ids)
     else:
-        out = model(batch["music"], batch["input_ids"], batch["attention_mask"])
+        out = model(batch["music"], batch["input_ids"], batch["attention_mask"], text_ids=ids)
     m = batch["music"]
     n_pos = (m != 0).any(-1).sum() if m.dim() == 3 else (m != 0).sum()
     return StepResult(out.loss, {"temperature": 1 / _unwrap(model).scale().detach()}, len(m), n_pos)
@@ -154,8 +178,8 @@ def train(cfg: TrainConfig) -> dict:
                                 learnable_temperature=cfg.learnable_temperature)
         if cfg.init_from:
             model = ClampModel.from_pretrained(cfg.init_from)
-            if model.config.music.to_dict() != music.to_dict():
-                raise ValueError(f"{cfg.init_from} has another music encoder configuration than preset {cfg.preset}")
+            music = init_music_config(model.config.music, music, cfg.init_from)
+            clamp_cfg = model.config  # the loaded model's own settings (text length, origin), not the preset's
         else:
             model = ClampModel.from_config(clamp_cfg)
         if cfg.init_music_from:
@@ -173,11 +197,12 @@ def train(cfg: TrainConfig) -> dict:
             model.text_encoder.requires_grad_(False)
             valid_texts = [t for it in valid_items for t in candidates(it["texts"])] if dinfo.is_main else []
             bank = build_text_bank(model, [*base.column_texts(), *valid_texts], cfg, dinfo)
-            collate = LockedTextCollator(bank, music.max_positions, cfg.text_dropout, music.input_kind, music.pad_id, cfg.seed)
+            collate = LockedTextCollator(bank, music.max_positions, cfg.text_dropout, music.input_kind, music.pad_id, cfg.seed,
+                                         cfg.shared_text_positives, cfg.text_views)
         else:
             bank = None
             collate = ContrastiveCollator(model.tokenizer, music.max_positions, clamp_cfg.text_max_length, cfg.text_dropout,
-                                          music.input_kind, music.pad_id, cfg.seed)
+                                          music.input_kind, music.pad_id, cfg.seed, cfg.shared_text_positives)
             param_groups += decay_groups(model.text_encoder, cfg.text_lr, cfg.weight_decay)
         step_fn = clamp_step
 
@@ -195,22 +220,21 @@ def train(cfg: TrainConfig) -> dict:
     seed_everything(cfg.seed + 1000 * dinfo.rank)  # dropout differs per rank, as with separate batches
     n_params = sum(p.numel() for p in model.parameters())
     run_name = cfg.run_name or f"{cfg.objective}-{cfg.preset}"
-    with mlflow_run(cfg.experiment, run_name, Path(cfg.tracking_dir) if cfg.tracking_dir else None,
-                    enabled=cfg.mlflow and dinfo.is_main) as run:
-        if run is not None:
-            import mlflow
-
-            mlflow.log_params(flatten({"train": cfg.to_dict(), "music": music.to_dict()}))
-            mlflow.set_tags({"dataset_fingerprint": manifest.get("fingerprint", ""), "dataset_dir": str(cfg.dataset_dir),
+    # every record goes through the outbox: an MLflow outage neither stalls the loop nor loses a record
+    with (quick_mlflow_requests(),
+          mlflow_run(cfg.experiment, run_name, Path(cfg.tracking_dir) if cfg.tracking_dir else None,
+                     enabled=cfg.mlflow and dinfo.is_main) as run,
+          MlflowOutbox.for_run(run, Path(cfg.output_dir), cfg.mlflow_flush_seconds) as outbox):
+        if outbox is not None:
+            outbox.log_params(flatten({"train": cfg.to_dict(), "music": music.to_dict()}))
+            outbox.set_tags({"dataset_fingerprint": manifest.get("fingerprint", ""), "dataset_dir": str(cfg.dataset_dir),
                              "git_commit": git_commit(), "objective": cfg.objective, "n_params": str(n_params),
                              "world_size": str(dinfo.world), "device": str(device)})
 
         def on_log(step: int, record: dict) -> None:
             log.info("step %d loss %.4f", step, record["loss"])
-            if run is not None:
-                import mlflow
-
-                mlflow.log_metrics({k: float(v) for k, v in record.items() if k != "step"}, step=step)
+            if outbox is not None:
+                outbox.log_metrics({k: float(v) for k, v in record.items() if k != "step"}, step=step)
 
         group = cfg.group_by_length if cfg.group_by_length is not None else cfg.objective == "mmm"
         lengths = None
@@ -219,10 +243,8 @@ def train(cfg: TrainConfig) -> dict:
         def on_validation(step: int, metrics: dict[str, float]) -> None:
             log.info("step %d valid MRR %.4f (mean cosine %.3f)", step, metrics.get("valid/text_to_music/mrr", float("nan")),
                      metrics.get("valid/mean_cosine", float("nan")))
-            if run is not None:
-                import mlflow
-
-                mlflow.log_metrics(metrics, step=step)
+            if outbox is not None:
+                outbox.log_metrics(metrics, step=step)
 
         result = run_loop(cfg, model, dataset, collate, step_fn, param_groups, on_log, dinfo, device,
                           dataset_fingerprint=manifest.get("fingerprint", ""), lengths=lengths,
@@ -241,13 +263,12 @@ def train(cfg: TrainConfig) -> dict:
                 "dataset_dir": str(cfg.dataset_dir),
                 "git_commit": git_commit(),
                 "objective": cfg.objective,
+                **(init_lineage(cfg.init_from) if cfg.objective == "clamp" else {}),
             }, indent=2) + "\n")
-            if run is not None:
-                import mlflow
-
-                mlflow.log_artifacts(str(model_dir), artifact_path="model")
+            if outbox is not None:
+                outbox.log_artifacts(model_dir, "model")
                 if cfg.register_as:
-                    register_model_folder(cfg.register_as, run.info.run_id, f"{run.info.artifact_uri}/model")
+                    outbox.register_model(cfg.register_as, "model")
         history = result["history"]
         steps = sorted(history)
         summary = {

@@ -21,6 +21,7 @@ import torch
 
 from clamp.model.inputs import pad_patches, patches_to_chars
 from clamp.model.text import mean_pool
+from clamp.train.data import text_id
 
 log = logging.getLogger("clamp.train")
 
@@ -111,25 +112,32 @@ class LockedTextCollator:
     """(music, text_features) batches: text dropout picks one cached candidate per draw."""
 
     def __init__(self, bank: TextFeatureBank, max_patches: int, text_dropout: bool = True, input_kind: str = "patch",
-                 pad_id: int = 0, seed: int = 0) -> None:
+                 pad_id: int = 0, seed: int = 0, shared_text_positives: bool = False, text_views: int = 1) -> None:
         self.bank, self.max_patches, self.text_dropout = bank, max_patches, text_dropout
         self.input_kind, self.pad_id, self.seed = input_kind, pad_id, seed
+        self.shared_text_positives = shared_text_positives
+        self.text_views = text_views if text_dropout else 1  # without dropout every view would be the same
 
-    def text_feature(self, texts: Sequence[str], rng: random.Random) -> torch.Tensor:
+    def chosen_lines(self, texts: Sequence[str], rng: random.Random) -> list[str]:
+        """The candidate a draw uses (dropout on), or all of them (off: their mean feature)."""
         lines = candidates(texts)
-        if self.text_dropout:
-            return self.bank.feature_of([rng.choice(lines)])
-        return self.bank.feature_of(lines)
+        return [rng.choice(lines)] if self.text_dropout else lines
 
     def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
         # seeded per (seed, draw, item), like string text dropout: resume-exact
-        feats = torch.stack([
-            self.text_feature(it["texts"], random.Random(f"{self.seed}:{it.get('draw', 0)}:{it.get('index', 0)}"))
-            for it in items
-        ])
+        rngs = [random.Random(f"{self.seed}:{it.get('draw', 0)}:{it.get('index', 0)}") for it in items]
+        # views drawn in turn from each item's generator: view 0 is what a one-view run draws
+        chosen = [[self.chosen_lines(it["texts"], rng) for _ in range(self.text_views)] for it, rng in zip(items, rngs, strict=True)]
+        feats = torch.stack([torch.stack([self.bank.feature_of(lines) for lines in views]) for views in chosen])
+        if self.text_views == 1:
+            feats = feats[:, 0]
         if self.input_kind == "char":
             seqs = [patches_to_chars(it["patches"], self.pad_id, self.max_patches) for it in items]
             music = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True, padding_value=self.pad_id)
         else:
             music = pad_patches([it["patches"] for it in items], self.max_patches)
-        return {"music": music, "text_features": feats}
+        batch = {"music": music, "text_features": feats}
+        if self.shared_text_positives:
+            ids = torch.tensor([[text_id("\n".join(lines)) for lines in views] for views in chosen], dtype=torch.int64)
+            batch["text_ids"] = ids[:, 0] if self.text_views == 1 else ids
+        return batch

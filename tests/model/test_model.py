@@ -196,6 +196,82 @@ def test_contrastive_loss_hand_computed():
     assert logits.tolist() == [[2.0, 0.0], [0.0, 2.0]]
 
 
+def test_shared_text_targets_and_loss_hand_computed():
+    from clamp.model.loss import contrastive_loss, shared_text_targets
+
+    # tunes 0 and 2 drew the same sentence: each is a right answer for the other's text
+    targets = shared_text_targets(torch.tensor([7, 9, 7]))
+    assert targets.tolist() == [[0.5, 0.0, 0.5], [0.0, 1.0, 0.0], [0.5, 0.0, 0.5]]
+
+    # texts 0 and 2 are the same sentence (e1); music 2 looks like music 1 (e2). Scale 2:
+    # music x text logits: m0 [2, 0, 2], m1 [0, 2, 0], m2 [0, 2, 0]
+    music = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    text = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    e2, log = math.exp(2), math.log
+    shared, _ = contrastive_loss(music, text, torch.tensor(2.0), torch.tensor([7, 9, 7]))
+    music_to_text = [log(2 * e2 + 1) - 2, log(e2 + 2) - 2, log(e2 + 2)]  # m2's half-half targets on 0 and 2
+    text_to_music = [log(e2 + 2) - 1, log(2 * e2 + 1) - 2, log(e2 + 2) - 1]  # t0 = t2: half on m0 (logit 2), half on m2 (0)
+    assert float(shared) == pytest.approx((sum(music_to_text) + sum(text_to_music)) / 6, rel=1e-6)
+    one_hot, _ = contrastive_loss(music, text, torch.tensor(2.0))  # the paper: t2 belongs to m2 only
+    music_to_text = [log(2 * e2 + 1) - 2, log(e2 + 2) - 2, log(e2 + 2)]
+    text_to_music = [log(e2 + 2) - 2, log(2 * e2 + 1) - 2, log(e2 + 2)]
+    assert float(one_hot) == pytest.approx((sum(music_to_text) + sum(text_to_music)) / 6, rel=1e-6)
+    # distinct ids: exactly the paper's loss
+    distinct, _ = contrastive_loss(music, text, torch.tensor(2.0), torch.tensor([1, 2, 3]))
+    assert float(distinct) == pytest.approx(float(one_hot), rel=1e-6)
+
+
+def test_collators_mark_identical_texts_with_equal_ids():
+    import numpy as np
+
+    from clamp.train.data import text_id
+    from clamp.train.text_bank import LockedTextCollator, TextFeatureBank
+
+    texts = ["In D major.", "Title: A", "Title: B"]
+    bank = TextFeatureBank(texts, torch.eye(3))
+    patches = torch.from_numpy(np.zeros((2, 64), dtype=np.uint8)).long()
+    items = [{"texts": ["In D major."], "patches": patches, "index": i, "draw": 0} for i in range(2)]
+    items.append({"texts": ["Title: A"], "patches": patches, "index": 2, "draw": 0})
+    batch = LockedTextCollator(bank, 8, shared_text_positives=True)(items)
+    ids = batch["text_ids"].tolist()
+    assert ids[0] == ids[1] == text_id("In D major.") and ids[2] == text_id("Title: A") != ids[0]
+    assert batch["text_features"].tolist() == [[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+    assert "text_ids" not in LockedTextCollator(bank, 8)(items)  # the paper's targets: no ids
+    assert text_id("In D major.") == text_id("In D major.") >= 0  # stable across processes (not hash())
+
+
+def test_text_views_draw_several_texts_per_tune_and_average_their_losses(tiny_text):
+    import numpy as np
+
+    from clamp.model.clamp_model import ClampModel
+    from clamp.model.loss import contrastive_loss
+    from clamp.train.text_bank import LockedTextCollator, TextFeatureBank
+
+    texts = ["In D major.", "In 6/8 time.", "Title: A", "Title: B"]
+    bank = TextFeatureBank(texts, torch.eye(4))
+    patches = torch.from_numpy(np.zeros((2, 64), dtype=np.uint8)).long()
+    items = [{"texts": texts[:3] if i == 0 else texts[3:], "patches": patches, "index": i, "draw": 5} for i in range(2)]
+    one = LockedTextCollator(bank, 8)(items)
+    three = LockedTextCollator(bank, 8, text_views=3, shared_text_positives=True)(items)
+    assert three["text_features"].shape == (2, 3, 4) and three["text_ids"].shape == (2, 3)
+    # view 0 is exactly what a one-view run draws (resume and comparisons stay exact)
+    assert torch.equal(three["text_features"][:, 0], one["text_features"])
+    # every view of item 0 is one of its own candidates; item 1 has only "Title: B"
+    assert all(int(row.argmax()) in (0, 1, 2) for row in three["text_features"][0])
+    assert all(int(row.argmax()) == 3 for row in three["text_features"][1])
+    assert LockedTextCollator(bank, 8, text_dropout=False, text_views=3)(items)["text_features"].shape == (2, 4)
+
+    text_model, tok = tiny_text
+    torch.manual_seed(0)
+    model = ClampModel(ClampConfig(music=music_preset("tiny"), projection_dim=16), text_model, tok).eval()
+    feats = torch.randn(2, 3, model.text_proj.in_features)
+    music = torch.randint(1, 90, (2, 4, 64))
+    out = model(music, text_features=feats)
+    m = model.encode_music(music)
+    per_view = [contrastive_loss(m, model.project_text(feats[:, v]), model.scale())[0] for v in range(3)]
+    assert float(out.loss) == pytest.approx(float(torch.stack(per_view).mean()), rel=1e-5)
+
+
 def test_text_dropout_rules():
     import random
 
