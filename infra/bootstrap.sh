@@ -34,8 +34,8 @@ fi
 # The page's abcjs from the npm registry, pinned by clamp/serve/static/package-lock.json; `npm ci`
 # again only when the lock file changed (a stamp of it in node_modules).
 web=clamp/serve/static
-web_stamp=$web/node_modules/.clamp-lock-$(sha256sum $web/package-lock.json | cut -c1-16)
-if [ ! -f "$web_stamp" ]; then
+web_stamp=$web/node_modules/.clamp-lock-$( (sha256sum $web/package-lock.json 2>/dev/null || echo none) | cut -c1-16)
+if [ -f $web/package-lock.json ] && [ ! -f "$web_stamp" ]; then
   if command -v npm >/dev/null && (cd $web && npm ci --no-audit --no-fund --loglevel=error >/dev/null); then
     touch "$web_stamp"
     echo "bootstrap: installed the page's abcjs (npm ci in $web)"
