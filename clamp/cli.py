@@ -21,6 +21,9 @@ apply_defaults()
 app = cli_common.make_group_app("CLaMP pipeline: build music-text datasets, train, evaluate, search and classify scores.")
 dataset_app = typer.Typer(help="Inspect built datasets.", no_args_is_help=True)
 app.add_typer(dataset_app, name="dataset")
+import_app = typer.Typer(help="Import published CLaMP checkpoints as model folders (docs/checkpoints.md).",
+                         no_args_is_help=True)
+app.add_typer(import_app, name="import")
 
 
 @app.command()
@@ -70,6 +73,8 @@ def train(
     early_stopping_patience: Annotated[int | None, typer.Option(help="stop after N validations without a better MRR")] = None,
     progress: Annotated[str | None, typer.Option(help="auto (a bar on a terminal, else lines) | bar | lines | off [auto]")] = None,
     init_music_from: Annotated[Path | None, typer.Option(help="an MMM model folder to start the music encoder from")] = None,
+    init_from: Annotated[Path | None, typer.Option(
+        help="a model folder to continue training (ours, or one made by `clamp import`): its architecture, not the preset's")] = None,
     precision: Annotated[str | None, typer.Option(help="auto (bf16 on GPU) | fp32 | bf16 [auto]")] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda [auto]")] = None,
     num_workers: Annotated[int | None, typer.Option(help="data loader worker processes [0]")] = None,
@@ -93,7 +98,7 @@ def train(
         config, objective=objective, dataset_dir=_str(dataset), output_dir=_str(output), preset=preset, steps=steps,
         batch_size=batch_size, grad_accum=grad_accum, lr=lr, input_kind=input_kind, text_model=text_model,
         text_dropout=text_dropout, text_tower=text_tower, eval_every=eval_every, keep_best=keep_best,
-        early_stopping_patience=early_stopping_patience, progress=progress, init_music_from=_str(init_music_from), precision=precision, device=device,
+        early_stopping_patience=early_stopping_patience, progress=progress, init_music_from=_str(init_music_from), init_from=_str(init_from), precision=precision, device=device,
         num_workers=num_workers, compile=compile, group_by_length=group_by_length, checkpoint_every=checkpoint_every,
         mlflow=mlflow, register_as=register_as, seed=seed,
     )
@@ -101,6 +106,8 @@ def train(
         raise UserError(f"no built dataset at {cfg.dataset_dir} (run the build first)")
     if cfg.init_music_from is not None and not Path(cfg.init_music_from).is_dir():
         raise UserError(f"MMM model folder not found: {cfg.init_music_from}")
+    if cfg.init_from is not None and not all((Path(cfg.init_from) / f).is_file() for f in ("config.json", "model.safetensors")):
+        raise UserError(f"not a model folder (config.json + model.safetensors): {cfg.init_from}")
     result = run_train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         typer.echo(json.dumps({k: v for k, v in result.items() if k != "history"}, indent=2))
@@ -160,44 +167,23 @@ def embed(
 def _index(m, index: Path):
     """(titles, embeddings) of a search index: a built dataset (embedded once, cached) or a features file."""
     import numpy as np
-    import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from clamp.eval.embed import embed_music
 
     if index.suffix == ".parquet" and index.is_file():
         t = pq.read_table(index)
         return t.column("title").to_pylist(), np.stack(t.column("embedding").to_numpy(zero_copy_only=False))
     if not (index / "manifest.json").is_file():
         raise UserError(f"--index must be a built dataset folder or a features .parquet: {index}")
-    import hashlib
-
-    from clamp.data.shards import load_manifest, read_dataset
-    from clamp.model.clamp_model import WEIGHTS_NAME
-
-    weights = Path(m.source_dir) / WEIGHTS_NAME if getattr(m, "source_dir", None) else None
-    key = hashlib.sha256((load_manifest(index)["fingerprint"] + (str(weights.stat().st_mtime_ns) if weights else "")).encode()).hexdigest()[:16]
-    cache = index / f"embeddings-{key}.parquet"
-    if cache.is_file():
-        return _index(m, cache)
-    table = read_dataset(index, ["id", "abc", "texts"])
-    titles = [next((x[7:] for x in t if x.startswith("Title: ")), i) for i, t in
-              zip(table.column("id").to_pylist(), table.column("texts").to_pylist(), strict=True)]
     from rich.progress import Progress
 
+    from clamp.eval.index import open_index
+
+    # the library's index (clamp/eval/index.py, shared with `clamp serve`); one query needs no HNSW graph
     with Progress(transient=True) as progress:
-        bar = progress.add_task("embedding the index (cached afterwards)", total=table.num_rows)
-
-        class _Bar:
-            def update(self, n):
-                progress.advance(bar, n)
-
-        feats = embed_music(m, table.column("abc").to_pylist(), 64, progress=_Bar())
-    from clamp.io import atomic_path
-
-    with atomic_path(cache) as tmp:  # a Ctrl-C mid-write never leaves a broken cache
-        pq.write_table(pa.table({"id": table.column("id"), "title": titles, "embedding": list(feats)}), tmp)
-    return titles, feats
+        bar = progress.add_task("embedding the index (cached afterwards)", total=None)
+        built = open_index(m, index, ann_threshold=sys.maxsize,
+                           progress=lambda done, total: progress.update(bar, completed=done))
+    return built.titles, np.asarray(built.vectors)
 
 
 @app.command()
@@ -279,6 +265,34 @@ def classify(
             typer.echo(f"  {r['score']:.3f}  {r['label']}")
 
 
+@app.command()
+def serve(
+    model: Annotated[Path, typer.Option(help="model folder")] = DEFAULT_MODEL,
+    index: Annotated[Path, typer.Option(help="a built dataset folder: the tunes to search")] = DEFAULT_DATASET_DIR,
+    host: Annotated[str, typer.Option(help="address to listen on; anything but 127.0.0.1 opens it to the network")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="port")] = 8000,
+    cors_origin: Annotated[list[str] | None, typer.Option(help="an origin allowed by CORS (repeat it); off by default")] = None,
+    concurrency: Annotated[int | None, typer.Option(min=1, help="model calls at once [the CPU count]")] = None,
+    ann_threshold: Annotated[int | None, typer.Option(min=0, help="rows from which search uses the HNSW index [50000]")] = None,
+    reload_every: Annotated[float, typer.Option(min=0, help="seconds between checks for a rebuilt dataset, 0 never")] = 0.0,
+    log_level: Annotated[str, typer.Option(help="debug | info | warning | error")] = "info",
+) -> None:
+    """Serve search, 'more like this' and classification over a JSON API and a page (docs/serve.md)."""
+    from clamp.serve.app import run
+    from clamp.serve.settings import ServeSettings
+
+    if not (model / "config.json").is_file():
+        raise UserError(f"model folder not found or incomplete: {model}")
+    if not (index / "manifest.json").is_file():
+        raise UserError(f"--index must be a built dataset folder (with manifest.json): {index}")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        typer.echo(f"warning: listening on {host}: reachable from the network, with no authentication", err=True)
+    given = {"max_concurrency": concurrency, "ann_threshold": ann_threshold}
+    settings = ServeSettings(model_dir=model, dataset_dir=index, cors_origins=tuple(cors_origin or ()),
+                             reload_every_s=reload_every, **{k: v for k, v in given.items() if v is not None})
+    run(settings, host=host, port=port, log_level=log_level)
+
+
 @app.command("eval")
 def eval_command(
     model: Annotated[Path, typer.Option(help="model folder")] = DEFAULT_MODEL,
@@ -350,6 +364,28 @@ def lineage(
         typer.echo(f"  {k} = {v}")
 
 
+@app.command("mlflow-replay")
+def mlflow_replay(
+    path: Annotated[Path, typer.Argument(help="a training run folder, or its mlflow-pending.jsonl")],
+    tracking_uri: Annotated[str | None, typer.Option(
+        help="the MLflow store to send to (default: the one each run was logged to)")] = None,
+) -> None:
+    """Send the MLflow records a training run could not send (its server was unreachable at the end).
+
+    A run the store lacks (a fresh server) is created again. Exit 1 when records are left."""
+    from clamp.train.mlflow_outbox import PENDING_FILE, replay_pending
+
+    file = path / PENDING_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise UserError(f"nothing to replay: no {file}")
+    report = replay_pending(file, tracking_uri)
+    created = f" (created again: {', '.join(report.created)})" if report.created else ""
+    typer.echo(f"sent {report.sent} records to run(s) {', '.join(report.runs) or '-'}{created}")
+    if report.left:
+        typer.echo(f"{report.left} records left in {file}: {report.error}", err=True)
+        raise typer.Exit(1)
+
+
 @dataset_app.command("info")
 def dataset_info(path: Annotated[Path, typer.Argument(help="a built dataset folder (holds manifest.json)")]) -> None:
     """Print a dataset's summary."""
@@ -360,6 +396,89 @@ def dataset_info(path: Annotated[Path, typer.Argument(help="a built dataset fold
     if not summary_file.is_file():
         raise UserError(f"no summary.json in {path}: not a built dataset")
     print_summary(BuildSummary(**json.loads(summary_file.read_text())))
+
+
+ImportOutOption = Annotated[Path, typer.Option("--out", help="the model folder to write")]
+TextModelOption = Annotated[str | None, typer.Option(
+    help="a local folder (or cached name) of the published text model, for its config and tokenizer; "
+         "default: a text_model/ folder beside the weights, else the published model if it is cached")]
+NumHeadsOption = Annotated[int | None, typer.Option(min=1, help="attention heads of the music encoder (default: hidden size / 64)")]
+ImportOverwriteOption = Annotated[bool, typer.Option(help="replace an existing model folder at --out")]
+RegisterOption = Annotated[str | None, typer.Option(
+    help="also register the folder in the MLflow model registry under this name (retraining's champion)")]
+ChampionOption = Annotated[bool, typer.Option(help="with --register-as: move the champion alias to it (default: only when there is none)")]
+
+
+def _import(fmt: str, path: Path, out: Path, text_model: str | None, num_heads: int | None, overwrite: bool,
+            register_as: str | None, champion: bool, as_json: bool) -> None:
+    from clamp.model.imports import import_checkpoint
+
+    result = import_checkpoint(fmt, path, out, text_model=text_model, num_heads=num_heads, overwrite=overwrite)
+    music = result.model.config.music
+    info: dict = {"model_dir": str(out), "origin": fmt, "patch_mode": music.patch_mode, "layers": music.num_layers,
+                  "hidden_size": music.hidden_size, "max_positions": music.max_positions,
+                  "projection_dim": result.model.config.projection_dim,
+                  "text_model": result.lineage["origin_text_model"], "sha256": result.lineage["origin_sha256"]}
+    if result.lineage.get("origin_skipped"):
+        info["skipped"] = result.lineage["origin_skipped"]
+    if register_as:
+        from clamp.workflows.imported import register_imported
+
+        info["registered"] = register_imported(out, register_as, make_champion=champion)
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    typer.echo(f"imported {fmt} from {path} into {out}: {music.num_layers} layers x {music.hidden_size}, "
+               f"patch mode {music.patch_mode}, window {music.max_positions} patches, text tower {info['text_model']}")
+    if "skipped" in info:
+        typer.echo(f"not imported: {info['skipped']}")
+    if register_as:
+        r = info["registered"]
+        typer.echo(f"registered as {r['name']} v{r['version']}" + (" (champion)" if r["champion"] == "True" else ""))
+
+
+@import_app.command("clamp1")
+def import_clamp1(
+    path: Annotated[Path, typer.Argument(help="the CLaMP 1 folder: config.json + pytorch_model.bin")],
+    out: ImportOutOption,
+    text_model: TextModelOption = None,
+    overwrite: ImportOverwriteOption = False,
+    register_as: RegisterOption = None,
+    champion: ChampionOption = False,
+    as_json: cli_common.JsonOption = False,
+) -> None:
+    """Import a CLaMP 1 checkpoint (clamp-v1 patches; DistilRoBERTa text tower)."""
+    _import("clamp1", path, out, text_model, None, overwrite, register_as, champion, as_json)
+
+
+@import_app.command("clamp2")
+def import_clamp2(
+    path: Annotated[Path, typer.Argument(help="the CLaMP 2 .pth file (its `model` entry is the state dict)")],
+    out: ImportOutOption,
+    text_model: TextModelOption = None,
+    num_heads: NumHeadsOption = None,
+    overwrite: ImportOverwriteOption = False,
+    register_as: RegisterOption = None,
+    champion: ChampionOption = False,
+    as_json: cli_common.JsonOption = False,
+) -> None:
+    """Import a CLaMP 2 checkpoint (m3 patches; XLM-R text tower)."""
+    _import("clamp2", path, out, text_model, num_heads, overwrite, register_as, champion, as_json)
+
+
+@import_app.command("clamp3")
+def import_clamp3(
+    path: Annotated[Path, typer.Argument(help="the CLaMP 3 .pth file (its `model` entry is the state dict)")],
+    out: ImportOutOption,
+    text_model: TextModelOption = None,
+    num_heads: NumHeadsOption = None,
+    overwrite: ImportOverwriteOption = False,
+    register_as: RegisterOption = None,
+    champion: ChampionOption = False,
+    as_json: cli_common.JsonOption = False,
+) -> None:
+    """Import the symbolic parts of a CLaMP 3 checkpoint (m3 patches; XLM-R text tower; no audio)."""
+    _import("clamp3", path, out, text_model, num_heads, overwrite, register_as, champion, as_json)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -77,6 +77,36 @@ def _read_converted(path: Path, max_bytes: int | None) -> tuple[str, str]:
         raise UserError(f"unusable score {path}: {exc}") from None
 
 
+def format_of(name: str) -> str:
+    """The build's format name for a file name's suffix; a `UserError` for any other suffix."""
+    suffix = Path(name).suffix.lower()
+    fmt = FORMAT_BY_SUFFIX.get(suffix)
+    if fmt is None:
+        raise UserError(f"unsupported format {suffix or '(none)'}: use one of {', '.join(sorted(FORMAT_BY_SUFFIX))}")
+    return fmt
+
+
+def read_music_bytes(data: bytes, name: str, max_bytes: int | None = None,
+                     timeout_s: float | None = None) -> list[MusicTune]:
+    """`read_music_tunes` for a file's content (an upload): the format comes from `name`'s suffix,
+    and the bytes go through the build's conversion (`convert_record`, hence `to_abc`) and the same
+    gates. Nothing is read from disk."""
+    from clamp.config import BuildConfig
+    from clamp.data.build import prepare_config
+    from clamp.data.clean import RejectedRecord
+    from clamp.data.prepare import convert_record
+
+    fmt = format_of(name)
+    pcfg = replace(prepare_config(BuildConfig()), conversion_cache_dir=None)  # the build's settings
+    pcfg = replace(pcfg, max_record_bytes=max_bytes or pcfg.max_record_bytes,
+                   conversion_timeout_s=timeout_s or pcfg.conversion_timeout_s)
+    try:
+        text = convert_record(fmt, data, pcfg, None)
+    except RejectedRecord as exc:
+        raise UserError(f"unusable score {name}: {exc}") from None
+    return _tunes_of(fmt, text, name)
+
+
 def _checked_tune(abc: str, fmt: str) -> str:
     """One tune through the tune-level gates (a `RejectedRecord` names the failed one)."""
     from clamp.abc.normalize import normalize_abc
@@ -93,11 +123,16 @@ def read_music_tunes(path: str | Path, max_bytes: int | None = None) -> list[Mus
     """Every tune of a music file: each tune of an ABC file (split at `X:`), the one tune of other
     formats. Each passes the checks of `read_music_file`; one that fails is kept with its reason
     (`MusicTune.error`), and a file with no usable tune is a `UserError`."""
+    path = Path(path)
+    fmt, text = _read_converted(path, max_bytes)
+    return _tunes_of(fmt, text, str(path))
+
+
+def _tunes_of(fmt: str, text: str, path: str) -> list[MusicTune]:
+    """The tunes of one converted file, each through the tune-level gates."""
     from clamp.abc.tunes import split_tunes
     from clamp.data.clean import RejectedRecord
 
-    path = Path(path)
-    fmt, text = _read_converted(path, max_bytes)
     pieces = split_tunes(text) if fmt == "abc" else [text]
     if not pieces:
         raise UserError(f"unusable score {path}: empty")
