@@ -28,6 +28,7 @@ from tests.conftest import free_port
 BIN = Path(sys.executable).parent
 STEPS = 500  # about 20 s of tiny-preset training here: the outage lands well inside it
 KILL_AT = 60  # the step after which the server is killed
+OUTAGE_STEPS = 20  # steps trained while the server is down, before the restart
 
 
 class MlflowServer:
@@ -85,14 +86,20 @@ def _start_training(dataset: Path, out: Path, uri: str, tmp: Path, **settings) -
            "experiment": "outage", "register_as": "clamp-outage", "cache_dir": str(tmp / "cache"), **settings}
     (tmp / "train.yaml").write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
-    return subprocess.Popen([str(BIN / "clamp"), "train", "--config", str(tmp / "train.yaml")], env=env, cwd=tmp,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # stderr goes to a file, so the test can watch for the outbox's warnings while training runs
+    with open(tmp / "train.stderr", "w") as err:
+        return subprocess.Popen([str(BIN / "clamp"), "train", "--config", str(tmp / "train.yaml")], env=env, cwd=tmp,
+                                stdout=subprocess.PIPE, stderr=err, text=True)
+
+
+def _stderr(tmp: Path) -> str:
+    return (tmp / "train.stderr").read_text()
 
 
 def _wait_for_step(proc: subprocess.Popen, out: Path, step: int, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while _steps_done(out) < step:
-        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert proc.poll() is None, f"training ended before step {step}"
         assert time.monotonic() < deadline, f"training did not reach step {step} in {timeout} s"
         time.sleep(0.05)
 
@@ -127,13 +134,27 @@ def test_training_survives_an_mlflow_restart_and_loses_no_metric(tiny_dataset, t
     _wait_for_step(proc, out, KILL_AT)
     server.kill()
     killed_at = _steps_done(out)
-    time.sleep(3)  # down for a while (and as long as the restart takes)
-    restart_seconds = server.start()
+    # Training runs on through the outage for OUTAGE_STEPS steps; then it is paused (SIGSTOP) while
+    # the server restarts, so the restart lands mid-run however fast or loaded the machine is
+    # (an idle machine finishes the run before MLflow is back up).
+    _wait_for_step(proc, out, killed_at + OUTAGE_STEPS)
+    deadline = time.monotonic() + 120
+    while "unreachable: training goes on" not in _stderr(tmp_path):  # the outbox has noticed
+        assert proc.poll() is None and time.monotonic() < deadline, _stderr(tmp_path)[-3000:]
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGSTOP)
+    paused_at = _steps_done(out)
+    try:
+        restart_seconds = server.start()
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
     back_at = _steps_done(out)
-    stdout, stderr = proc.communicate(timeout=300)
+    stdout, _ = proc.communicate(timeout=300)
+    stderr = _stderr(tmp_path)
     assert proc.returncode == 0, stderr[-3000:]
     assert "Traceback" not in stderr
-    assert back_at < STEPS, "the server came back after training ended: not a mid-run restart"
+    # the run was alive (training or flushing its outbox) while the server was down and restarted:
+    # the wait above asserts it; on an idle machine the steps may all be done by then
     assert "unreachable: training goes on" in stderr and "reachable again" in stderr
     assert not (out / PENDING_FILE).exists()
 
@@ -143,7 +164,7 @@ def test_training_survives_an_mlflow_restart_and_loses_no_metric(tiny_dataset, t
     assert _steps_done(out) == STEPS == len(losses)  # metrics lost: 0
     # the loop never waits for the server: no step during the outage took long (before the
     # outbox, one took 6 minutes); on a busy machine a step alone can take a second or two
-    during, outside = _largest_gap(losses, killed_at, back_at + 1), _largest_gap(losses, 1, killed_at - 1)
+    during, outside = _largest_gap(losses, killed_at, paused_at), _largest_gap(losses, 1, killed_at - 1)
     assert during < max(5.0, 3 * outside), f"the loop waited {during:.1f} s during the outage"
     client = MlflowClient(server.uri)
     run = client.get_run(run_id)
@@ -168,7 +189,8 @@ def test_server_that_never_comes_back_leaves_a_pending_file_that_replays(tiny_da
     _wait_for_step(proc, out, KILL_AT)
     server.kill()
     t_kill = time.monotonic()
-    stdout, stderr = proc.communicate(timeout=300)
+    stdout, _ = proc.communicate(timeout=300)
+    stderr = _stderr(tmp_path)
     after_kill = time.monotonic() - t_kill
     assert proc.returncode == 0, stderr[-3000:]
     assert "Traceback" not in stderr
@@ -182,7 +204,11 @@ def test_server_that_never_comes_back_leaves_a_pending_file_that_replays(tiny_da
     assert header["run_id"] == run_id and header["experiment"] == "outage"
     pending_steps = sorted(r["step"] for r in records if r["op"] == "metrics" and "loss" in r["metrics"])
     stored_steps = [m.step for m in _history(f"sqlite:///{server.root / 'mlflow.db'}", run_id)]
-    assert sorted(stored_steps + pending_steps) == list(range(1, STEPS + 1))  # metrics lost: 0
+    both = sorted(stored_steps + pending_steps)
+    assert sorted(set(both)) == list(range(1, STEPS + 1))  # metrics lost: 0
+    # delivery is at least once: a batch in flight when the server died may have been stored
+    # without its answer arriving, and is then pending too (MLflow drops a metric it already has)
+    assert len(both) - len(set(both)) <= 10
     assert [r["op"] for r in records if r["op"] != "metrics"] == ["artifacts", "register", "end"]
     assert records[-2] == {"op": "register", "name": "clamp-outage", "artifact_path": "model"}
     assert records[-1]["status"] == "FINISHED"
