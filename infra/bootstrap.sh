@@ -5,31 +5,27 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-# PostgreSQL for `python -m infra.stack up --postgres`: Debian's package, only when no server is
-# installed (a glob: fast when it is). Never fatal: without apt-get, root or sudo, or when the
-# install fails, the PostgreSQL tests skip and say why.
-if ! compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null && ! command -v pg_ctl >/dev/null; then
-  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo -n"
+# Debian packages some tests need, installed only when missing. Never fatal: without apt-get,
+# root or sudo, or when the install fails, it says so and those tests skip with the reason.
+apt_install() {  # apt_install "what it is for" package...
+  local why=$1; shift
+  local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo -n"
   if command -v apt-get >/dev/null && { [ -z "$sudo" ] || command -v sudo >/dev/null; } \
      && $sudo env DEBIAN_FRONTEND=noninteractive sh -c \
-        'apt-get update -qq && apt-get install -y -qq --no-install-recommends postgresql' >/dev/null 2>&1; then
-    echo "bootstrap: installed PostgreSQL (Debian's postgresql package)"
+        "apt-get update -qq && apt-get install -y -qq --no-install-recommends $*" >/dev/null 2>&1; then
+    echo "bootstrap: installed $* (Debian's packages)"
   else
-    echo "bootstrap: PostgreSQL not installed (needs apt-get as root or sudo); its tests will skip" >&2
+    echo "bootstrap: $* not installed (needs apt-get as root or sudo); $why will skip" >&2
   fi
+}
+# PostgreSQL for `python -m infra.stack up --postgres` (a glob: fast when it is installed)
+if ! compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null && ! command -v pg_ctl >/dev/null; then
+  apt_install "the PostgreSQL tests" postgresql
 fi
-# `clamp serve`'s browser test: Debian's chromium (Playwright drives /usr/bin/chromium and never
-# downloads a browser of its own). Never fatal: without it the browser test skips and says why.
+# `clamp serve`'s browser test: Playwright drives Debian's /usr/bin/chromium and never downloads a browser
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 if ! command -v chromium >/dev/null; then
-  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo -n"
-  if command -v apt-get >/dev/null && { [ -z "$sudo" ] || command -v sudo >/dev/null; } \
-     && $sudo env DEBIAN_FRONTEND=noninteractive sh -c \
-        'apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver' >/dev/null 2>&1; then
-    echo "bootstrap: installed chromium and chromium-driver (Debian's packages)"
-  else
-    echo "bootstrap: chromium not installed (needs apt-get as root or sudo); the browser test will skip" >&2
-  fi
+  apt_install "the browser test" chromium chromium-driver
 fi
 # The page's abcjs from the npm registry, pinned by clamp/serve/static/package-lock.json; `npm ci`
 # again only when the lock file changed (a stamp of it in node_modules).

@@ -36,6 +36,29 @@ RHYTHMS = {"jig": ("6/8", "dAF DFA"), "reel": ("4/4", "GABc dBGB"), "waltz": ("3
 NOTES = "CDEFGABcdefg"
 
 
+@pytest.fixture(scope="session")
+def wikimt() -> list[dict]:
+    """WikiMT's records (skips when the benchmark is not installed)."""
+    import json
+
+    from clamp.data.benchmarks import default_benchmarks_dir
+
+    root = default_benchmarks_dir()
+    path = root / "wikimt" / "wikimusictext.json" if root else None
+    if path is None or not path.is_file():
+        pytest.skip(f"WikiMT benchmark not found (CLAMP_BENCHMARKS_DIR / ../shared/benchmarks): {path}")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def one_line_error(result) -> str:
+    """A CLI user error (typer CliRunner result): exit 2, exactly one `error: ...` line, no traceback."""
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
 def write_tunes(root: Path, n: int, seed: int = 0) -> None:
     rng = random.Random(seed)
     root.mkdir(parents=True, exist_ok=True)

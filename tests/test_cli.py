@@ -11,17 +11,12 @@ from typer.testing import CliRunner
 
 from clamp.cli import app
 from clamp.errors import UserError
+from tests.conftest import one_line_error as _error
 
 runner = CliRunner()
 TUNE = "X:1\nT:Test Jig\nR:jig\nM:6/8\nL:1/8\nK:D\n|:dAF DFA|dAF GFE|dAF DFA|GFE D3:|\n"
 
 
-def _error(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 @pytest.mark.parametrize("command", ["build", "train", "embed", "search", "classify", "eval", "dataset", "import"])

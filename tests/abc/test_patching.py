@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import statistics
 
 import numpy as np
@@ -18,7 +17,6 @@ from clamp.abc.patching import (
     patchify_v1_text,
     split_bars,
 )
-from clamp.config import default_benchmarks_dir
 
 V1_DIGEST = "7f6aaeace8de18f791204f36bba6a51c9dcabd4d85026535a8bc7e4452cc70d0"
 M3_DIGEST = "e50aab0427f6785b0ea81f0e9f4959df72c74e63d034c02e96fda32434dd0351"
@@ -52,15 +50,6 @@ def rows(data: bytes) -> list[list[int]]:
 
 
 # ----------------------------------------------------------------------------------------- WikiMT digests
-
-
-@pytest.fixture(scope="module")
-def wikimt() -> list[dict]:
-    root = default_benchmarks_dir()
-    path = root / "wikimt" / "wikimusictext.json" if root else None
-    if path is None or not path.is_file():
-        pytest.skip(f"WikiMT benchmark not found (CLAMP_BENCHMARKS_DIR / ../shared/benchmarks): {path}")
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _digest(items: list[dict], mode: str) -> tuple[str, list[int], list[float]]:

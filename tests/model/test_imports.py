@@ -25,11 +25,12 @@ from typer.testing import CliRunner
 
 from clamp.abc.patching import get_patch_mode
 from clamp.cli import app
-from clamp.config import REPO_ROOT, default_benchmarks_dir
+from clamp.config import REPO_ROOT
 from clamp.model.clamp_model import ClampModel
 from clamp.model.imports import import_checkpoint
 from clamp.model.music_encoder import MusicEncoder
 from clamp.model.text import mean_pool
+from tests.conftest import one_line_error as _error
 from tests.conftest import write_tunes
 
 REFERENCE_DIR = Path(os.environ.get("CLAMP_REFERENCE_DIR") or REPO_ROOT.parent / "shared" / "reference")
@@ -122,15 +123,6 @@ def run_oracle(fmt: str, work: Path, tunes: list[str], embed: list[int], texts: 
     published = work / "published" if fmt == "clamp1" else work / "published.pth"
     return {"published": published, "text_dir": text_dir, "oracle": dict(np.load(work / "oracle.npz")),
             "input_ids": torch.tensor(enc["input_ids"]), "attention_mask": torch.tensor(enc["attention_mask"])}
-
-
-@pytest.fixture(scope="module")
-def wikimt() -> list[dict]:
-    root = default_benchmarks_dir()
-    path = root / "wikimt" / "wikimusictext.json" if root else None
-    if path is None or not path.is_file():
-        pytest.skip(f"WikiMT benchmark not found (CLAMP_BENCHMARKS_DIR / ../shared/benchmarks): {path}")
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _synthetic_tunes(tmp: Path, n: int = 8) -> list[str]:
@@ -229,12 +221,6 @@ def test_imported_model_equals_the_reference(fmt, wikimt, tmp_path):
 
 
 # ------------------------------------------------------------------------------------ errors
-def _error(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [ln for ln in result.output.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def test_wrong_truncated_and_foreign_files_get_one_line_errors(published_clamp1, tmp_path):
