@@ -87,14 +87,10 @@ class ClampModel(nn.Module):
         if text_features is not None and text_features.dim() == 3:
             # (b, views, d): several texts per tune (cheap with a locked tower); the loss is the
             # mean over views, each view a full contrastive batch against the same music
-            views = text_features.shape[1]
-            losses, first = [], None
-            for v in range(views):
-                t = self.project_text(text_features[:, v])
-                loss_v, logits_v = contrastive_loss(m, t, self.scale(), None if text_ids is None else text_ids[:, v])
-                losses.append(loss_v)
-                first = (logits_v, t) if first is None else first
-            return ClampOutput(torch.stack(losses).mean(), first[0], m, first[1])
+            texts = [self.project_text(text_features[:, v]) for v in range(text_features.shape[1])]
+            outs = [contrastive_loss(m, t, self.scale(), None if text_ids is None else text_ids[:, v])
+                    for v, t in enumerate(texts)]
+            return ClampOutput(torch.stack([loss for loss, _ in outs]).mean(), outs[0][1], m, texts[0])
         if text_features is not None:
             t = self.project_text(text_features)
         else:
