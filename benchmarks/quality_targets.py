@@ -5,7 +5,7 @@ dataset's held-out test split, the retrieval probes and the benchmarks, then pri
 with the measured value, its 95% interval, the baselines and PASS / FAIL.
 
     python benchmarks/quality_targets.py --model outputs/music21-corpus/clamp-small/model \\
-        --dataset data/datasets/music21-corpus [--targets gpu] [--json out.json]
+        --dataset data/datasets/music21-corpus [--targets cpu|gpu|both] [--json out.json]
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="a trained model folder")
     parser.add_argument("--dataset", required=True, help="the built dataset it was trained on (held-out test split)")
-    parser.add_argument("--targets", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--targets", choices=["cpu", "gpu", "both"], default="cpu")
     parser.add_argument("--out", default="outputs/quality-targets", help="folder for the evaluation's plots")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
@@ -74,7 +74,7 @@ def main() -> None:
     for r in results:
         (twin if r.model.endswith("-untrained") else trained).update(r.metrics)
     rows = []
-    for t in CPU if args.targets == "cpu" else GPU:
+    for t in {"cpu": CPU, "gpu": GPU, "both": CPU + GPU}[args.targets]:
         if t.metric not in trained:
             rows.append({"target": t.name, "value": None, "bound": None, "result": "MISSING"})
             continue
@@ -96,7 +96,7 @@ def main() -> None:
     print(f"{passed} of {len(rows)} targets met")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(rows, fh, indent=2)
+            json.dump({"targets": rows, "trained": trained, "untrained": twin}, fh, indent=2)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,8 @@ def train(
     eval_every: Annotated[int | None, typer.Option(help="validate (text-to-music MRR on the valid split) every N steps, 0 never [0]")] = None,
     keep_best: Annotated[bool | None, typer.Option("--keep-best/--keep-last", help="save the best-validated model [best]")] = None,
     early_stopping_patience: Annotated[int | None, typer.Option(help="stop after N validations without a better MRR")] = None,
+    max_minutes: Annotated[float | None, typer.Option(
+        help="wall-clock budget: validate and stop once training has run this long (the schedule still plans --steps)")] = None,
     progress: Annotated[str | None, typer.Option(help="auto (a bar on a terminal, else lines) | bar | lines | off [auto]")] = None,
     init_music_from: Annotated[Path | None, typer.Option(help="an MMM model folder to start the music encoder from")] = None,
     init_from: Annotated[Path | None, typer.Option(
@@ -98,7 +100,7 @@ def train(
         config, objective=objective, dataset_dir=_str(dataset), output_dir=_str(output), preset=preset, steps=steps,
         batch_size=batch_size, grad_accum=grad_accum, lr=lr, input_kind=input_kind, text_model=text_model,
         text_dropout=text_dropout, text_tower=text_tower, eval_every=eval_every, keep_best=keep_best,
-        early_stopping_patience=early_stopping_patience, progress=progress, init_music_from=_str(init_music_from), init_from=_str(init_from), precision=precision, device=device,
+        early_stopping_patience=early_stopping_patience, max_minutes=max_minutes, progress=progress, init_music_from=_str(init_music_from), init_from=_str(init_from), precision=precision, device=device,
         num_workers=num_workers, compile=compile, group_by_length=group_by_length, checkpoint_every=checkpoint_every,
         mlflow=mlflow, register_as=register_as, seed=seed,
     )

@@ -31,3 +31,4 @@ class EvalConfig(BaseModel):
     benchmarks_dir: str | None = None  # default: CLAMP_BENCHMARKS_DIR or ../shared/benchmarks
     cache_dir: str | None = None  # MIDI conversions, shared with the build; default: the build's cache_dir
     max_items: int | None = Field(None, ge=1)  # an evenly spaced subset of each benchmark, for quick runs
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")  # auto: the GPU when there is one

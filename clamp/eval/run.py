@@ -181,7 +181,8 @@ def random_init_like(model):
 
     torch.manual_seed(0)
     text = AutoModel.from_config(model.text_encoder.config)
-    return ClampModel(model.config, text, model.tokenizer)
+    device = next(model.parameters()).device
+    return ClampModel(model.config, text, model.tokenizer).to(device).eval()
 
 
 def evaluate(cfg: EvalConfig, templates: dict | None = None) -> list[EvalResult]:
@@ -193,7 +194,9 @@ def evaluate(cfg: EvalConfig, templates: dict | None = None) -> list[EvalResult]
     from clamp.model.clamp_model import ClampModel
 
     model_dir = Path(cfg.model_dir)
-    model = ClampModel.from_pretrained(model_dir)
+    from clamp.eval.files import inference_device
+
+    model = ClampModel.from_pretrained(model_dir).to(inference_device(cfg.device)).eval()
     model_name = model_dir.resolve().parent.name if model_dir.name == "model" else model_dir.name
     loaded: list[Benchmark] = []
     for name in cfg.benchmarks or list(BENCHMARKS):

@@ -75,6 +75,9 @@ class TrainConfig(BaseModel):
     eval_every: int = Field(0, ge=0)
     keep_best: bool = True  # with eval_every: the saved model is the one with the best valid MRR
     early_stopping_patience: int | None = Field(None, ge=1)  # stop after N evaluations without a better MRR
+    # a wall-clock budget: stop (validating first, so the best model is kept) once training has
+    # run this long; the schedule is still planned for `steps`, so size `steps` to the budget
+    max_minutes: float | None = Field(None, gt=0)
     progress: Literal["auto", "bar", "lines", "off"] = "auto"  # auto: a bar on a terminal, else lines
     cache_dir: str = str(_BUILD_DEFAULTS["cache_dir"].default)  # cached text features of a locked tower
     seed: int = 0

@@ -289,6 +289,17 @@ def run_loop(
     best: dict = {"mrr": -1.0, "step": None, "state": None}
     evaluations_since_best = 0
     early_stop = False
+    out_of_time = False
+    started = time.monotonic()
+
+    def over_budget() -> bool:
+        """True once the wall-clock budget is spent, agreed by all processes."""
+        over = cfg.max_minutes is not None and time.monotonic() - started >= cfg.max_minutes * 60
+        if dinfo.world > 1:
+            flag = torch.tensor([float(over)], device=device)
+            dist.broadcast(flag, 0)
+            over = bool(flag.item())
+        return over
 
     def run_validation(done: int) -> bool:
         """Validate (main process); True when early stopping says stop, agreed by all processes."""
@@ -318,7 +329,7 @@ def run_loop(
     for step in range(start_step, cfg.steps):
         if cfg.stop_after is not None and step >= cfg.stop_after:
             break
-        if early_stop:
+        if early_stop or out_of_time:
             break
         optimizer.zero_grad(set_to_none=True)
         loss_sum: torch.Tensor | float = 0.0
@@ -350,12 +361,20 @@ def run_loop(
         if log_now or checkpoint_now or stopping:
             flush(log_now)
         progress.step(done)
-        if cfg.eval_every and (done % cfg.eval_every == 0 or done == cfg.steps):
+        validated = bool(cfg.eval_every) and (done % cfg.eval_every == 0 or done == cfg.steps)
+        if validated:
             early_stop = run_validation(done)
+        if cfg.max_minutes is not None and done < cfg.steps and (log_now or validated) and over_budget():
+            out_of_time = True
+            if cfg.eval_every and not validated:
+                run_validation(done)  # so the model kept is judged on the last steps too
+            if pending:
+                flush(True)
+            break
         if checkpoint_now:
             _save(ckpt_dir, model, optimizer, scheduler, done, history, dinfo, identity)
     progress.close()
-    completed = early_stop or cfg.stop_after is None or cfg.stop_after >= cfg.steps
+    completed = early_stop or out_of_time or cfg.stop_after is None or cfg.stop_after >= cfg.steps
     if completed and dinfo.is_main:
         # the run is over: a later run in this folder starts afresh instead of resuming it
         import shutil
@@ -364,7 +383,7 @@ def run_loop(
             shutil.rmtree(stale, ignore_errors=True)
     return {"history": history, "completed": completed, "validations": validations, "best_step": best["step"],
             "best_mrr": best["mrr"] if best["step"] is not None else None, "best_state": best["state"],
-            "early_stopped": early_stop}
+            "early_stopped": early_stop, "out_of_time": out_of_time}
 
 
 def _to_host(records: list[dict]) -> list[dict]:

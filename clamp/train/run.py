@@ -280,6 +280,7 @@ def train(cfg: TrainConfig) -> dict:
             "n_params": n_params,
             "train_items": len(base),
             "history": history,
+            "out_of_time": result["out_of_time"],  # stopped by --max-minutes
         }
         if result["validations"]:
             last = result["validations"][-1]

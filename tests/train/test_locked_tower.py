@@ -92,3 +92,18 @@ def test_best_model_is_kept_and_early_stopping_stops(split_dataset, tmp_path):
     assert result["best_step"] == steps[best] and result["best_valid_mrr"] == pytest.approx(mrrs[best])
     assert steps[-1] - steps[best] == 2  # two evaluations without a better MRR, then stop
     assert all(m <= mrrs[best] for m in mrrs[best + 1 :])
+
+
+def test_time_budget_validates_then_stops_and_keeps_a_model(split_dataset, tmp_path):
+    from clamp.train.run import train
+
+    # a budget already spent at the first log: the run validates step 2 (not a multiple of
+    # eval_every), stops there and still saves a model folder; the schedule planned 40 steps
+    result = train(_cfg(split_dataset, tmp_path / "budget", steps=40, log_every=2, eval_every=10, max_minutes=1e-9))
+    assert result["out_of_time"] is True and result["early_stopped"] is False
+    assert result["validation_steps"] == [2] and result["best_step"] == 2
+    assert result["model_dir"] and (Path(result["model_dir"]) / "model.safetensors").is_file()
+    assert sorted(result["history"]) == [0, 1]
+    # no budget: all 4 steps run
+    full = train(_cfg(split_dataset, tmp_path / "nobudget", steps=4, log_every=2, eval_every=10))
+    assert full["out_of_time"] is False and sorted(full["history"]) == [0, 1, 2, 3]
