@@ -21,7 +21,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from clamp.errors import ConfigError, UserError, error_line
 
-__all__ = ["BuildConfig", "ConfigError", "SourceSpec", "UserError", "error_line", "read_config_file", "validated"]
+__all__ = ["BuildConfig", "ConfigError", "ConversionConfig", "SourceSpec", "UserError", "error_line", "read_config_file", "validated"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -102,6 +102,24 @@ class SourceSpec(BaseModel):
     @classmethod
     def _expand(cls, v: str | None) -> str | None:
         return os.path.expanduser(v) if v else v
+
+
+class ConversionConfig(BaseSettings):
+    """The converter pool of a process that converts scores (`clamp.abc.pool`): read from
+    `CLAMP_CONVERSION_<FIELD>` environment variables when the pool starts, so every process of a
+    build (Dask workers included) sizes its own pool the same way (docs/architecture.md)."""
+
+    model_config = SettingsConfigDict(env_prefix="CLAMP_CONVERSION_", extra="ignore")
+
+    workers: int = Field(1, ge=1)  # converter processes per calling process
+    max_items_per_worker: int = Field(1000, ge=1)  # a worker is replaced after this many scores
+    max_rss_mb: int = Field(1024, ge=64)  # ... or when its resident memory is above this after a score
+    memory_limit_mb: int = Field(4096, ge=0)  # address space one score may add (RLIMIT_AS); 0: no cap
+
+    @classmethod
+    def from_env(cls) -> ConversionConfig:
+        """The settings from the environment; a bad value is a `ConfigError` naming the field."""
+        return validated(cls, {})
 
 
 class BuildConfig(BaseSettings):

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clamp.abc.convert import DEFAULT_TIMEOUT_S, ConversionError, to_abc
+from clamp.abc.pool import default_pool
 from clamp.config import BuildConfig, default_benchmarks_dir
 from clamp.data.prepare import ConversionCache
 from clamp.errors import UserError
@@ -209,7 +210,8 @@ def load_benchmark(name: str, benchmarks_dir: str | Path | None = None, cache_di
     if midi:
         cache = conversion_cache(cache_dir)
         n_workers = max(1, min(workers or os.cpu_count() or 1, 8, len(midi)))
-        with ThreadPoolExecutor(n_workers) as pool:  # midi2abc runs in a child process
+        # each thread's conversion runs in a converter worker: as many workers as threads
+        with default_pool().scaled(n_workers), ThreadPoolExecutor(n_workers) as pool:
             converted = dict(zip((it.id for it in midi), pool.map(lambda it: convert_midi(it.midi, cache), midi), strict=True))
     bench = Benchmark(name=spec.name, task=spec.task, ids=[], abc=[], labels=[], texts=[] if spec.has_texts else None,
                       provenance=f"{spec.source}: {location}",

@@ -65,7 +65,8 @@ QUARANTINE_SCHEMA = pa.schema(
 # Bump when preparation (cleaning, normalization, patching) changes its output, so reruns
 # redo the chunks instead of skipping them. (Captions have their own CAPTIONS_VERSION, which
 # the prepare fingerprint also covers.) 4: cleaned text candidates, captions and labels.
-PREPARE_VERSION = 4
+# 5: Humdrum through `light_notation`, dangling hairpin stops dropped before xml2abc.
+PREPARE_VERSION = 5
 
 # Per-chunk caption counts, kept in the prepared table's schema metadata (read by finalize).
 CAPTIONED_KEY = b"clamp.captioned"
@@ -124,7 +125,8 @@ class ConversionCache:
         self.root = Path(root)
 
     # Bump when a converter's output changes, so cached results (and failures) are redone.
-    VERSION = b"2"
+    # 3: the Humdrum route of PREPARE_VERSION 5 and the hairpin fix.
+    VERSION = b"3"
 
     def _path(self, fmt: str, content: bytes) -> Path:
         digest = hashlib.sha256(self.VERSION + b"\0" + fmt.encode() + b"\0" + content).hexdigest()

@@ -501,7 +501,7 @@ def create_app(settings: ServeSettings, state: ServeState | None = None) -> Fast
         from clamp.serve.convert import warm_up
 
         threading.Thread(target=state.run_background, name="clamp-serve-load", daemon=True).start()
-        threading.Thread(target=warm_up, name="clamp-serve-warm-up", daemon=True).start()
+        threading.Thread(target=warm_up, args=(s.max_conversions,), name="clamp-serve-warm-up", daemon=True).start()
         yield
         state.stop()
         for g in (gate, conversion_gate, search_gate):

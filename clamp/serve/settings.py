@@ -27,7 +27,7 @@ class ServeSettings(BaseModel):
     max_concurrency: int = Field(max(1, os.cpu_count() or 1), ge=1, description="model calls running at once")
     max_queue: int = Field(64, ge=0, description="requests waiting for a model slot before 503s")
     queue_timeout_s: float = Field(30.0, gt=0, description="longest wait for a model slot before a 503")
-    max_conversions: int = Field(2, ge=1, description="upload conversions (child processes) at once")
+    max_conversions: int = Field(2, ge=1, description="upload conversions (converter workers) at once")
     cors_origins: tuple[str, ...] = Field((), description="origins allowed by CORS; none (off) by default")
     ann_threshold: int = Field(ANN_THRESHOLD, ge=0, description="rows from which search uses the HNSW index")
     expansion_search: int = Field(ANN_EXPANSION_SEARCH, ge=1, description="HNSW search breadth (ef)")

@@ -288,7 +288,7 @@ def test_cors_is_off_by_default(client):
     assert r.status_code in (404, 405) and "access-control-allow-origin" not in r.headers
 
 
-# --- the parts on their own: the gate, the conversion child, the index and reloading -----------
+# --- the parts on their own: the gate, the converter worker, the index and reloading -----------
 def test_the_gate_refuses_when_full():
     async def main() -> None:
         gate = Gate(slots=1, queue=0, timeout_s=5)
@@ -303,16 +303,26 @@ def test_the_gate_refuses_when_full():
     asyncio.run(main())
 
 
-def test_conversion_runs_in_a_child_with_a_timeout():
+def test_conversion_runs_in_a_converter_worker_with_a_timeout(monkeypatch):
+    from clamp.abc.pool import TEST_HOOK_PREFIX, TEST_HOOKS_ENV, shutdown_default_pool
     from clamp.errors import UserError
     from clamp.serve.convert import ConversionTimeout, convert_upload
 
     tunes = convert_upload(TUNES.encode(), "x.abc", 1_000_000, 60)
     assert [t.index for t in tunes] == [1, 2, 3] and tunes[1].abc is None
-    with pytest.raises(ConversionTimeout, match="longer than"):
-        convert_upload(TUNES.encode(), "x.abc", 1_000_000, 0.001)
     with pytest.raises(UserError, match="unparseable_midi"):
         convert_upload(b"MThd\x00\x00\x00\x06garbage", "x.mid", 1_000_000, 60)
+    # a converter that hangs or dies (the workers' test hooks) costs that upload only
+    monkeypatch.setenv(TEST_HOOKS_ENV, "1")
+    shutdown_default_pool()  # the next workers start with the hooks on
+    try:
+        with pytest.raises(ConversionTimeout, match="longer than 1 s"):
+            convert_upload(TEST_HOOK_PREFIX + b"sleep:60", "x.mid", 1_000_000, 1)
+        with pytest.raises(UserError, match="the converter crashed"):
+            convert_upload(TEST_HOOK_PREFIX + b"exit:3", "x.mid", 1_000_000, 60)
+        assert len(convert_upload(TUNES.encode(), "x.abc", 1_000_000, 60)) == 3
+    finally:
+        shutdown_default_pool()
 
 
 def test_hnsw_index_agrees_with_exact_search(tiny_model, tiny_dataset):

@@ -6,6 +6,7 @@ Set CLAMP_SERVE_MODEL and CLAMP_SERVE_INDEX to run it on a real model and datase
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
@@ -149,6 +150,10 @@ def test_search_see_play_and_classify_in_the_browser(server_url, tmp_path):
             first = results.nth(1).get_attribute("data-id")
             results.nth(1).locator("button.more").click()
             _wait_until(page, "document.querySelector('#status').textContent.includes('tunes like')")
+            # the status line can change before the new list is in: wait for the list itself (the
+            # old one holds `first`; the neighbours never do), then check it is a full page of them
+            ids = "[...document.querySelectorAll('#results > li.result')].map(e => e.dataset.id)"
+            _wait_until(page, f"!{ids}.includes({json.dumps(first)})")
             page.wait_for_selector("body[data-rendered='20']")
             assert first not in page.locator("#results > li.result").evaluate_all("els => els.map(e => e.dataset.id)")
 
