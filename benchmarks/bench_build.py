@@ -72,8 +72,10 @@ def bench_shard_write(repeats: int, times: int) -> dict:
     return {"shard write (tunes/s, 1 core)": round(statistics.median(runs))}
 
 
-def bench_dask(limit: int) -> dict:
-    """prepare_chunk over corpus MusicXML chunks (no conversion cache) on 1 vs 2 Dask workers."""
+def bench_dask(limit: int, worker_counts: tuple[int, ...] = (1, 2)) -> dict:
+    """prepare_chunk over corpus MusicXML chunks (no conversion cache) on 1, 2, ... Dask workers
+    (each worker process converts through its own converter pool). More workers than cores
+    oversubscribe the machine: the figure then shows what that costs or gains."""
     from distributed import Client, LocalCluster
 
     from clamp.data.build import DatasetLayout, ingest, prepare_chunk
@@ -84,7 +86,7 @@ def bench_dask(limit: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         layout = DatasetLayout(Path(tmp) / "ds")
         inputs = ingest(iter_corpus(formats=("mxl",), limit=limit), layout, 8)
-        for n in (1, 2):
+        for n in worker_counts:
             for p in layout.prepared_dir.glob("*"):
                 p.unlink()
             with (
@@ -99,11 +101,12 @@ def bench_dask(limit: int) -> dict:
                 futures = client.map(prepare_chunk, inputs, layout=layout, pcfg=PrepareConfig())
                 client.gather(futures)
                 results[n] = time.perf_counter() - t
-    return {
-        f"convert {limit} MusicXML, 1 worker (s)": round(results[1], 1),
-        f"convert {limit} MusicXML, 2 workers (s)": round(results[2], 1),
-        "Dask speed-up 2 vs 1 workers": round(results[1] / results[2], 2),
-    }
+    out: dict = {}
+    for n in worker_counts:
+        out[f"convert {limit} MusicXML, {n} worker{'s' if n > 1 else ''} (s)"] = round(results[n], 1)
+    for n in worker_counts[1:]:
+        out[f"Dask speed-up {n} vs {worker_counts[0]} workers"] = round(results[worker_counts[0]] / results[n], 2)
+    return out
 
 
 def stream_child(n: int, tmp: str) -> None:
@@ -180,6 +183,9 @@ def main() -> None:
         "--dask-limit", type=int, default=96, help="MusicXML scores for the Dask scaling test (0 = skip)"
     )
     parser.add_argument(
+        "--dask-workers", default="1,2", help="worker counts for the Dask scaling test, e.g. 1,2,4 (4 oversubscribes 2 cores)"
+    )
+    parser.add_argument(
         "--stream", type=int, default=1_000_000, help="tunes for the streaming test (0 = skip)"
     )
     parser.add_argument("--stream-child", nargs=2, help=argparse.SUPPRESS)
@@ -194,7 +200,7 @@ def main() -> None:
     figures.update(bench_patch(args.repeats, args.times))
     figures.update(bench_shard_write(args.repeats, args.times))
     if args.dask_limit:
-        figures.update(bench_dask(args.dask_limit))
+        figures.update(bench_dask(args.dask_limit, tuple(int(n) for n in args.dask_workers.split(","))))
     if args.stream:
         figures.update(bench_stream(args.stream))
     width = max(map(len, figures))
