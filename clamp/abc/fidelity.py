@@ -47,7 +47,6 @@ import subprocess
 import tempfile
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 TOLERANCE_Q = 1 / 48  # onset and duration tolerance, quarter notes (10 ticks at 480 per quarter)
@@ -107,14 +106,13 @@ def midi_notes(data: bytes) -> MidiNotes:
 # ----------------------------------------------------------------------------------------- ABC -> MIDI
 
 
-@lru_cache(maxsize=1)
 def abc2midi_binary() -> Path:
-    import symusic
+    from clamp.abc.convert import ConversionError, symusic_binary
 
-    path = Path(symusic.__file__).parent / "bin" / "abc2midi"
-    if not path.is_file():
-        raise FidelityError(f"abc2midi not found in symusic at {path}")
-    return path
+    try:
+        return symusic_binary("abc2midi")
+    except ConversionError as exc:
+        raise FidelityError(str(exc)) from None
 
 
 _FIELD_LINE = re.compile(r"^(?:[A-Za-z+]:|%)")

@@ -167,19 +167,13 @@ def read_music_file(path: str | Path, max_bytes: int | None = None) -> str:
         raise UserError(f"unusable score {path}: {exc}") from None
 
 
-def inference_device(name: str = "auto"):
-    """`auto`: the GPU when there is one, else the CPU."""
-    import torch
-
-    return torch.device(("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name)
-
-
 def load_model(model_dir: str | Path, device: str = "auto"):
     """A model folder, on `device` (auto: the GPU when there is one), ready for inference."""
     from clamp.model.clamp_model import ClampModel
+    from clamp.model.device import pick_device
 
     try:
         model = ClampModel.from_pretrained(model_dir)
     except FileNotFoundError as exc:
         raise UserError(str(exc)) from None
-    return model.to(inference_device(device)).eval()
+    return model.to(pick_device(device)).eval()

@@ -194,9 +194,9 @@ def evaluate(cfg: EvalConfig, templates: dict | None = None) -> list[EvalResult]
     from clamp.model.clamp_model import ClampModel
 
     model_dir = Path(cfg.model_dir)
-    from clamp.eval.files import inference_device
+    from clamp.model.device import pick_device
 
-    model = ClampModel.from_pretrained(model_dir).to(inference_device(cfg.device)).eval()
+    model = ClampModel.from_pretrained(model_dir).to(pick_device(cfg.device)).eval()
     model_name = model_dir.resolve().parent.name if model_dir.name == "model" else model_dir.name
     loaded: list[Benchmark] = []
     for name in cfg.benchmarks or list(BENCHMARKS):

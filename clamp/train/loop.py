@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from clamp.model.device import pick_device
 from clamp.train.checkpoint import (
     checkpoint_to_resume,
     load_checkpoint,
@@ -138,20 +139,6 @@ def setup_distributed(device: torch.device) -> DistInfo:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def pick_device(name: str) -> torch.device:
-    """`auto`: this process's GPU (cuda:LOCAL_RANK under torchrun) when there is one, else CPU."""
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("--device cuda, but CUDA is not available on this machine")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
-    return device
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

@@ -16,6 +16,7 @@ from clamp.data.torch_dataset import ShardDataset
 from clamp.errors import UserError
 from clamp.model.clamp_model import ClampModel
 from clamp.model.config import ClampConfig, MusicEncoderConfig, music_preset
+from clamp.model.device import pick_device
 from clamp.model.mmm import MMMModel
 from clamp.model.music_encoder import patch_mask
 from clamp.tracking import flatten, git_commit, mlflow_run
@@ -24,7 +25,6 @@ from clamp.train.loop import (
     IndexedDataset,
     StepResult,
     TrainConfig,
-    pick_device,
     run_loop,
     seed_everything,
     setup_distributed,
