@@ -19,7 +19,7 @@ TUNE = "X:1\nT:Test Jig\nR:jig\nM:6/8\nL:1/8\nK:D\n|:dAF DFA|dAF GFE|dAF DFA|GFE
 
 
 
-@pytest.mark.parametrize("command", ["build", "train", "embed", "search", "classify", "eval", "dataset", "import"])
+@pytest.mark.parametrize("command", ["build", "train", "embed", "search", "classify", "eval", "ablations", "dataset", "import"])
 def test_every_command_has_help(command):
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
@@ -35,6 +35,9 @@ def test_user_errors_are_one_clear_line(tmp_path, tiny_model):
     assert "model folder not found" in _error(runner.invoke(app, ["classify", str(tmp_path / "t.abc"), "--labels", "jig,reel", "--model", str(tmp_path / "nomodel")]))
     assert "at least two labels" in _error(runner.invoke(app, ["classify", str(tmp_path / "t.abc"), "--labels", "jig", "--model", str(tiny_model)]))
     assert "no built dataset" in _error(runner.invoke(app, ["train", "--dataset", str(tmp_path)]))
+    assert "no built dataset" in _error(runner.invoke(app, ["ablations", "--dataset", str(tmp_path)]))
+    assert "unknown cell 'patch-td'" in _error(runner.invoke(app, ["ablations", "--cells", "patch-td"]))
+    assert "--seeds must be comma-separated integers" in _error(runner.invoke(app, ["ablations", "--seeds", "0,one"]))
     assert "must be a built dataset" in _error(runner.invoke(app, ["search", "a jig", "--index", str(tmp_path), "--model", str(tiny_model)]))
 
 

@@ -10,12 +10,14 @@ is reversed, or is not separable at this budget (docs/evaluation.md, "Ablations"
 from __future__ import annotations
 
 import csv
+import hashlib
 import itertools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from clamp.config import DEFAULT_DATASET_DIR
 from clamp.train.config import TrainConfig
@@ -37,6 +39,17 @@ def grid(text_dropout=(True, False), input_kind=("patch", "char"), mmm_init=(Tru
     return [c for c in cells if not (c.mmm_init and c.input_kind == "char")]  # MMM pre-trains the patch encoder only
 
 
+# The CPU recipe (recipes/cpu-clamp.yaml: locked MiniLM, 8 text views, batch 64, 64-patch window)
+# cut to a budget where it learns in about 4 minutes a cell on 2 cores, with its schedule fitted
+# to that budget; recipes/cpu-ablations.yaml is the same, as a file to copy and edit.
+GRID_TRAIN: dict[str, Any] = {"preset": "small", "max_patches": 64, "text_tower": "locked", "text_views": 8,
+                              "batch_size": 64, "lr": 3e-4, "steps": 400, "eval_every": 200, "keep_best": True,
+                              "checkpoint_every": 100}
+# what the MMM warm start changes from `train` (recipes/cpu-mmm.yaml): its own batch and learning
+# rate (None: the objective's default), and no valid MRR, which only a contrastive model has
+GRID_MMM: dict[str, Any] = {"batch_size": 32, "lr": None, "eval_every": 0, "text_views": 1}
+
+
 class AblationConfig(BaseModel):
     """The grid's settings: one training budget for every cell (docs/evaluation.md)."""
 
@@ -46,9 +59,14 @@ class AblationConfig(BaseModel):
     out_dir: str = "outputs/ablations"
     benchmarks: list[str] = Field(default_factory=lambda: ["wikimt"])
     # TrainConfig fields shared by every cell (objective, cell settings and folders are set here)
-    train: dict[str, Any] = Field(default_factory=lambda: {"preset": "small", "steps": 100, "batch_size": 16, "seed": 0})
-    mmm_steps: int = Field(100, ge=1)
+    train: dict[str, Any] = Field(default_factory=lambda: dict(GRID_TRAIN))
+    # TrainConfig fields the MMM warm start changes from `train`
+    mmm: dict[str, Any] = Field(default_factory=lambda: dict(GRID_MMM))
+    mmm_steps: int = Field(300, ge=1)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    # the cells to run (names as in `grid()`, e.g. patch-td-mmm); None: all six. CLAIM_CELLS are
+    # the four the paper's claims compare.
+    cells: list[str] | None = None
     # the metrics the claims are judged on (higher is better)
     claim_metrics: list[str] = Field(default_factory=lambda: [
         "corpus-tune_type/zero_shot/macro_f1", "corpus-probe/key/p_at_10", "corpus-probe/meter/p_at_10",
@@ -62,6 +80,32 @@ class AblationConfig(BaseModel):
     # shown as the row `champion` (not part of the claims)
     champion_dir: str | None = None
 
+    @field_validator("cells")
+    @classmethod
+    def _known_cells(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            known = [c.name for c in grid()]
+            unknown = [v for v in value if v not in known]
+            if unknown or not value:
+                raise ValueError(f"unknown cell {unknown[0]!r}; choose from {', '.join(known)}" if unknown
+                                 else "cells must name at least one cell")
+        return value
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, **overrides: Any) -> AblationConfig:
+        """Defaults < the file at `path` < `overrides` (only what the user gave; None is dropped)."""
+        from clamp.config import read_config_file, validated
+
+        data = read_config_file(path) if path else {}
+        return validated(cls, {**data, **{k: v for k, v in overrides.items() if v is not None}})
+
+    def selected_cells(self) -> list[AblationCell]:
+        cells = grid()
+        return cells if self.cells is None else [c for c in cells if c.name in self.cells]
+
+
+CLAIM_CELLS = ["patch-td-mmm", "patch-notd-mmm", "patch-td-scratch", "char-td-scratch"]
+
 
 def run_ablations(cfg: AblationConfig, cells: list[AblationCell] | None = None) -> dict:
     import mlflow
@@ -71,7 +115,7 @@ def run_ablations(cfg: AblationConfig, cells: list[AblationCell] | None = None) 
     from clamp.tracking import flatten, mlflow_run
     from clamp.train.run import train
 
-    cells = cells if cells is not None else grid()
+    cells = cells if cells is not None else cfg.selected_cells()
     base, dataset_dir, experiment, tracking_dir = cfg.train, cfg.dataset_dir, cfg.experiment, cfg.tracking_dir
     out = Path(cfg.out_dir)
     rows: list[dict] = []
@@ -80,28 +124,37 @@ def run_ablations(cfg: AblationConfig, cells: list[AblationCell] | None = None) 
                                    "cells": ",".join(c.name for c in cells)}))
         for seed in cfg.seeds:
             run = out / f"seed{seed}"
-            mmm_dir = None
-            if any(c.mmm_init for c in cells):
-                mmm = train(TrainConfig(**{**base, "seed": seed, "objective": "mmm", "steps": cfg.mmm_steps,
-                                           "dataset_dir": dataset_dir, "output_dir": str(run / "mmm"),
-                                           "run_name": f"mmm-init/seed{seed}", "experiment": experiment,
-                                           "tracking_dir": tracking_dir}))
-                mmm_dir = mmm["model_dir"]
+            mmm_out = run / "mmm"
+            mmm_trained = False
             for cell in cells:
-                result = train(TrainConfig(**{
+                train_cfg = TrainConfig(**{
                     **base, "seed": seed, "objective": "clamp", "dataset_dir": dataset_dir, "output_dir": str(run / cell.name),
                     "text_dropout": cell.text_dropout, "input_kind": cell.input_kind,
-                    "init_music_from": mmm_dir if cell.mmm_init else None, "run_name": f"train/{cell.name}/seed{seed}",
-                    "experiment": experiment, "tracking_dir": tracking_dir,
-                }))
+                    "init_music_from": str(mmm_out / "model") if cell.mmm_init else None,
+                    "run_name": f"train/{cell.name}/seed{seed}", "experiment": experiment, "tracking_dir": tracking_dir,
+                })
+                done = run / cell.name / "row.json"  # the cell's completion marker: a rerun skips it
+                key = _cell_key(train_cfg, cfg)
+                if done.is_file() and json.loads(done.read_text()).get("key") == key:
+                    rows.append(json.loads(done.read_text())["row"])
+                    continue
+                if cell.mmm_init and not mmm_trained:  # one MMM warm start per seed, shared by its mmm cells
+                    train(TrainConfig(**{**base, **cfg.mmm, "seed": seed, "objective": "mmm", "steps": cfg.mmm_steps,
+                                         "dataset_dir": dataset_dir, "output_dir": str(mmm_out),
+                                         "run_name": f"mmm-init/seed{seed}", "experiment": experiment,
+                                         "tracking_dir": tracking_dir}))
+                    mmm_trained = True
+                result = train(train_cfg)
                 evals = evaluate(EvalConfig(model_dir=result["model_dir"], benchmarks=cfg.benchmarks, dataset_dir=dataset_dir,
                                             out_dir=str(run / cell.name / "eval"), include_untrained=False,
                                             experiment=experiment, tracking_dir=tracking_dir, max_items=cfg.max_items))
                 row = {"cell": cell.name, "seed": seed, "text_dropout": cell.text_dropout, "input": cell.input_kind,
-                       "mmm_init": cell.mmm_init, "final_train_loss": result["last_loss"]}
+                       "mmm_init": cell.mmm_init, "final_train_loss": result["last_loss"],
+                       "best_valid_mrr": result.get("best_valid_mrr")}
                 for e in evals:
                     row.update(e.metrics)
                 rows.append(row)
+                done.write_text(json.dumps({"key": key, "row": row}, default=str))
         claims = paper_claims([r for r in rows if r["cell"] != CHAMPION], cfg.claim_metrics)
         if cfg.champion_dir:
             evals = evaluate(EvalConfig(model_dir=cfg.champion_dir, benchmarks=cfg.benchmarks, dataset_dir=dataset_dir,
@@ -121,6 +174,14 @@ def run_ablations(cfg: AblationConfig, cells: list[AblationCell] | None = None) 
             mlflow.log_artifact(str(path))
         run_id = parent.info.run_id
     return {"parent_run_id": run_id, "rows": rows, "claims": claims}
+
+
+def _cell_key(train_cfg: TrainConfig, cfg: AblationConfig) -> str:
+    """What decides a cell's result: its training settings and what it is evaluated on."""
+    settings = {"train": train_cfg.model_dump(exclude={"run_name", "experiment", "tracking_dir", "progress", "mlflow"}),
+                "mmm": {**cfg.mmm, "steps": cfg.mmm_steps} if train_cfg.init_music_from else None,
+                "benchmarks": cfg.benchmarks, "max_items": cfg.max_items}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 CHAMPION = "champion"  # the row of `champion_dir`

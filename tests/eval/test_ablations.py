@@ -40,6 +40,34 @@ def test_ablation_children_compare_in_mlflow(tiny_dataset, tmp_path, benchmarks_
     assert {"ablations.csv", "ablations.md", "ablations.png", "claims.md"} <= artifacts
     assert [r["cell"] for r in result["rows"]] == ["patch-td-mmm", "patch-notd-scratch", "char-td-scratch"]
 
+    # a rerun skips the finished cells (row.json is each one's completion marker): the new parent
+    # has no training child and the same rows; a changed setting retrains only what it changes
+    again = run_ablations(cfg, cells)
+    rerun = client.search_runs([parent.info.experiment_id],
+                               filter_string=f"tags.mlflow.parentRunId = '{again['parent_run_id']}'")
+    assert rerun == [] and again["rows"] == result["rows"]
+    changed = run_ablations(cfg.model_copy(update={"mmm_steps": 2}), cells)
+    rerun = client.search_runs([parent.info.experiment_id],
+                               filter_string=f"tags.mlflow.parentRunId = '{changed['parent_run_id']}'")
+    assert sorted(r.info.run_name for r in rerun) == ["mmm-init/seed0", "patch-td-mmm/wikimt", "train/patch-td-mmm/seed0"]
+
+
+def test_the_grid_defaults_are_the_cpu_recipe_file():
+    """`recipes/cpu-ablations.yaml` and the defaults describe one grid (the file also picks the
+    claims' four cells), so the deployment and the documented command cannot drift apart."""
+    from pathlib import Path
+
+    from clamp.workflows.ablations import CLAIM_CELLS, CLAIMS
+
+    recipe = AblationConfig.load(Path(__file__).parents[2] / "recipes" / "cpu-ablations.yaml")
+    default = AblationConfig()
+    assert (recipe.train, recipe.mmm, recipe.mmm_steps, recipe.seeds) == (default.train, default.mmm, default.mmm_steps,
+                                                                          default.seeds)
+    assert [c.name for c in recipe.selected_cells()] == ["patch-td-mmm", "patch-td-scratch", "char-td-scratch",
+                                                         "patch-notd-mmm"]
+    assert set(CLAIM_CELLS) == {cell for _, _, win, lose in CLAIMS for cell in (win, lose)} == set(recipe.cells)
+    assert default.selected_cells() == grid()
+
 
 def test_claims_are_paired_differences_with_t_intervals():
     from clamp.workflows.ablations import paper_claims
