@@ -169,7 +169,7 @@ def run_ablations(cfg: AblationConfig, cells: list[AblationCell] | None = None) 
         for c in claims:
             if c["mean"] is not None:
                 mlflow.log_metric(f"claim/{c['claim_id']}/{c['metric']}/difference", c["mean"])
-        table = write_comparison(rows, out, cfg.primary_metric)
+        table = write_comparison(rows, out, cfg.primary_metric, cfg.claim_metrics)
         for path in table:
             mlflow.log_artifact(str(path))
         run_id = parent.info.run_id
@@ -195,12 +195,21 @@ CLAIMS = [
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
 
+def t_interval(values: list[float]) -> tuple[float, float | None, float | None]:
+    """The mean of `values` and its 95% Student-t interval (None bounds for a single value)."""
+    import statistics
+
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, None, None
+    half = T_975.get(len(values) - 1, 1.96) * statistics.stdev(values) / len(values) ** 0.5
+    return mean, mean - half, mean + half
+
+
 def paper_claims(rows: list[dict], metrics: list[str]) -> list[dict]:
     """Each claim on each metric: the per-seed difference (winner - loser), its mean and 95%
     t-interval over seeds, and the verdict: `holds` (interval above 0), `reversed` (below 0) or
     `not separable` (it contains 0; with one seed there is no interval)."""
-    import statistics
-
     by = {(r["cell"], r["seed"]): r for r in rows}
     seeds = sorted({r["seed"] for r in rows})
     out = []
@@ -211,14 +220,10 @@ def paper_claims(rows: list[dict], metrics: list[str]) -> list[dict]:
             row = {"claim_id": claim_id, "claim": text, "metric": metric, "seeds": len(diffs), "mean": None,
                    "ci_low": None, "ci_high": None, "verdict": "not run"}
             if diffs:
-                mean = statistics.fmean(diffs)
-                row["mean"] = mean
-                if len(diffs) > 1:
-                    half = T_975.get(len(diffs) - 1, 1.96) * statistics.stdev(diffs) / len(diffs) ** 0.5
-                    row["ci_low"], row["ci_high"] = mean - half, mean + half
-                    row["verdict"] = "holds" if mean - half > 0 else "reversed" if mean + half < 0 else "not separable"
-                else:
-                    row["verdict"] = "not separable"
+                row["mean"], row["ci_low"], row["ci_high"] = t_interval(diffs)
+                low, high = row["ci_low"], row["ci_high"]
+                row["verdict"] = ("not separable" if low is None else "holds" if low > 0 else "reversed" if high < 0
+                                  else "not separable")
             out.append(row)
     return out
 
@@ -235,7 +240,8 @@ def write_claims(claims: list[dict], out: Path) -> Path:
     return path
 
 
-def write_comparison(rows: list[dict], out: Path, primary_metric: str | None) -> list[Path]:
+def write_comparison(rows: list[dict], out: Path, primary_metric: str | None,
+                     claim_metrics: list[str] | None = None) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     columns = list(dict.fromkeys(k for r in rows for k in r))
     csv_path = out / "ablations.csv"
@@ -243,23 +249,51 @@ def write_comparison(rows: list[dict], out: Path, primary_metric: str | None) ->
         w = csv.DictWriter(fh, fieldnames=columns)
         w.writeheader()
         w.writerows(rows)
-    metric_cols = [c for c in columns if c.endswith(("/zero_shot/accuracy", "/text_to_music/mrr"))]  # not the _ci_ bounds
-    md = ["| cell | seed | " + " | ".join(metric_cols) + " |", "|---|---|" + "---|" * len(metric_cols)]
-    md += ["| " + r["cell"] + f" | {r.get('seed', '')} | " + " | ".join(f"{r.get(c, float('nan')):.3f}" for c in metric_cols) + " |"
+    # the claims' metrics first, then every zero-shot accuracy and MRR (not the _ci_ bounds)
+    judged = ["best_valid_mrr"] + list(claim_metrics or [])
+    metric_cols = [c for c in judged if c in columns]
+    metric_cols += [c for c in columns if c.endswith(("/zero_shot/accuracy", "/text_to_music/mrr")) and c not in metric_cols]
+
+    def cell(value: object) -> str:
+        return f"{value:.3f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
+
+    summary_cols = [c for c in judged if c in columns]
+    md = ["Per cell, over its seeds: mean [95% t-interval].", "",
+          "| cell | seeds | " + " | ".join(summary_cols) + " |", "|---|---|" + "---|" * len(summary_cols)]
+    for name in dict.fromkeys(r["cell"] for r in rows):
+        mine = [r for r in rows if r["cell"] == name]
+        parts = []
+        for c in summary_cols:
+            values = [r[c] for r in mine if isinstance(r.get(c), (int, float))]
+            if not values:
+                parts.append("-")
+                continue
+            mean, low, high = t_interval(values)
+            parts.append(f"{mean:.3f}" + (f" [{low:.3f}, {high:.3f}]" if low is not None else ""))
+        md.append(f"| {name} | {len(mine)} | " + " | ".join(parts) + " |")
+    md += ["", "Every run:", "", "| cell | seed | " + " | ".join(metric_cols) + " |", "|---|---|" + "---|" * len(metric_cols)]
+    md += ["| " + r["cell"] + f" | {r.get('seed', '')} | " + " | ".join(cell(r.get(c)) for c in metric_cols) + " |"
            for r in rows]
     md_path = out / "ablations.md"
     md_path.write_text("\n".join(md) + "\n")
-    metric = primary_metric or (metric_cols[0] if metric_cols else "final_train_loss")
+    # one panel per judged metric (or the primary one): each cell's mean over seeds with its
+    # t-interval, every seed as a dot
+    shown = [primary_metric] if primary_metric else (summary_cols or metric_cols[:1] or ["final_train_loss"])
     from clamp.eval.run import pyplot_agg, save_figure
 
     plt = pyplot_agg()
     cells = list(dict.fromkeys(r["cell"] for r in rows))
-    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(cells), 3.5))
-    values = [[r.get(metric, 0.0) for r in rows if r["cell"] == c] for c in cells]
-    ax.bar(cells, [sum(v) / len(v) for v in values], color="#4878a8")
-    for i, v in enumerate(values):  # every seed as a dot over its cell's mean
-        ax.scatter([i] * len(v), v, color="black", s=10, zorder=3)
-    ax.set_ylabel(metric)
-    ax.set_title("ablations")
-    plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+    fig, axes = plt.subplots(1, len(shown), figsize=((1.2 + 0.7 * len(cells)) * len(shown), 3.8), squeeze=False)
+    for ax, metric in zip(axes[0], shown, strict=True):
+        for i, name in enumerate(cells):
+            values = [r[metric] for r in rows if r["cell"] == name and isinstance(r.get(metric), (int, float))]
+            if not values:
+                continue
+            mean, low, high = t_interval(values)
+            ax.bar(i, mean, color="#4878a8", yerr=None if low is None else [[mean - low], [high - mean]], capsize=3)
+            ax.scatter([i] * len(values), values, color="black", s=10, zorder=3)
+        ax.set_xticks(range(len(cells)), cells, rotation=35, ha="right")
+        ax.set_title(metric, fontsize=9)
+    fig.suptitle("ablations: mean over seeds, 95% t-interval, seeds as dots", fontsize=10)
+    fig.tight_layout()
     return [csv_path, md_path, save_figure(fig, out / "ablations.png")]

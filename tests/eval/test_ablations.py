@@ -84,3 +84,18 @@ def test_claims_are_paired_differences_with_t_intervals():
     assert td["verdict"] == "holds"
     assert claims["mmm_init"]["mean"] == pytest.approx(0.0) and claims["mmm_init"]["verdict"] == "not separable"
     assert claims["bar_patching"]["mean"] == pytest.approx(-0.3) and claims["bar_patching"]["verdict"] == "reversed"
+
+
+def test_comparison_table_gives_each_cell_its_mean_and_t_interval(tmp_path):
+    from clamp.workflows.ablations import write_comparison
+
+    m = "corpus-probe/key/p_at_10"
+    rows = [{"cell": "patch-td-mmm", "seed": s, "best_valid_mrr": v, m: v + 0.1} for s, v in enumerate([0.2, 0.3, 0.4])]
+    rows.append({"cell": "champion", "seed": "", "best_valid_mrr": None, m: 0.5})
+    paths = write_comparison(rows, tmp_path, None, [m])
+    md = (tmp_path / "ablations.md").read_text()
+    # mean 0.3, sd 0.1, t(2) = 4.303: half-width 4.303 * 0.1 / sqrt(3) = 0.248
+    assert "| patch-td-mmm | 3 | 0.300 [0.052, 0.548] | 0.400 [0.152, 0.648] |" in md
+    assert "| champion | 1 | - | 0.500 |" in md  # one value: no interval; no valid MRR: a dash
+    assert "| champion |  | - | 0.500 |" in md
+    assert [p.name for p in paths] == ["ablations.csv", "ablations.md", "ablations.png"] and paths[2].stat().st_size > 0
