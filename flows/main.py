@@ -26,18 +26,21 @@ CLAMP_RECIPE = REPO_ROOT / "recipes" / "cpu-clamp.yaml"
 
 @flow(name="main-pipeline", log_prints=True)
 def main_pipeline(name: str = DEFAULT_DATASET_NAME, mmm_steps: int | None = None, clamp_steps: int | None = None,
-                  batch_size: int | None = None, limit: int | None = None) -> dict:
-    """`mmm_steps`, `clamp_steps` and `batch_size` override the recipe's values when given."""
+                  batch_size: int | None = None, limit: int | None = None, mmm_init: bool = True) -> dict:
+    """`mmm_steps`, `clamp_steps` and `batch_size` override the recipe's values when given.
+    `mmm_init=False` skips the MMM stage and trains the music encoder from scratch (in the
+    ablation grid this takes off sooner at the CPU budget; README, "Ablations")."""
     overrides = {"sources": [{"kind": "music21", "limit": limit}]} if limit else None
     summary = build_dataset(name=name, overrides=overrides)
     dataset_dir = summary["dataset_dir"]
     out = run_dir(name)
     given = {"batch_size": batch_size} if batch_size else {}
     mmm = pretrain_mmm(config_path=str(MMM_RECIPE), overrides={
-        "dataset_dir": dataset_dir, "output_dir": str(out / "mmm-small"), **given, **({"steps": mmm_steps} if mmm_steps else {})})
+        "dataset_dir": dataset_dir, "output_dir": str(out / "mmm-small"), **given, **({"steps": mmm_steps} if mmm_steps else {})}
+    ) if mmm_init else None
     clamp = train_clamp(config_path=str(CLAMP_RECIPE), overrides={
-        "dataset_dir": dataset_dir, "output_dir": str(out / "clamp-small"), "init_music_from": mmm["model_dir"], **given,
-        **({"steps": clamp_steps} if clamp_steps else {})})
+        "dataset_dir": dataset_dir, "output_dir": str(out / "clamp-small"), "init_music_from": mmm["model_dir"] if mmm else None,
+        **given, **({"steps": clamp_steps} if clamp_steps else {})})
     evaluation = evaluate_flow(overrides={"model_dir": clamp["model_dir"], "dataset_dir": dataset_dir,
                                           "out_dir": str(out / "eval")})
     return {"dataset": summary, "mmm": mmm, "clamp": clamp, "evaluation": evaluation}
@@ -52,6 +55,9 @@ def main(
     mmm_steps: Annotated[int | None, typer.Option(min=1, help="MMM pre-training steps (default: recipes/cpu-mmm.yaml)")] = None,
     clamp_steps: Annotated[int | None, typer.Option(min=1, help="contrastive steps (default: recipes/cpu-clamp.yaml)")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="batch size for both stages (default: the recipes')")] = None,
+    mmm_init: Annotated[bool, typer.Option(
+        "--mmm-init/--no-mmm-init",
+        help="pre-train with MMM and start the contrastive stage from it, or skip MMM and train from scratch")] = True,
     limit: cli_common.LimitOption = None,
     debug: cli_common.DebugOption = False,
 ) -> None:
@@ -64,10 +70,13 @@ def main(
 
     cfg = BuildConfig.load(name=name, sources=[{"kind": "music21", "limit": limit}] if limit else None)
     check_dataset_claim(DatasetLayout(cfg.dataset_dir), cfg)  # a clear error before any Prefect start-up
-    result = main_pipeline(name, mmm_steps, clamp_steps, batch_size, limit)
+    result = main_pipeline(name, mmm_steps, clamp_steps, batch_size, limit, mmm_init)
     print_summary(BuildSummary(**result["dataset"]))
     for stage in ("mmm", "clamp"):
         r = result[stage]
+        if r is None:
+            print(f"{stage}: skipped (--no-mmm-init)")
+            continue
         best = f"; best valid MRR {r['best_valid_mrr']:.3f} at step {r['best_step']} (kept)" if r.get("best_step") else ""
         print(f"{stage}: {r['steps']} steps, loss {r['first_loss']:.3f} -> {r['last_loss']:.3f}{best}; model in {r['model_dir']}")
         if r.get("warning"):
