@@ -84,7 +84,16 @@ class _Worker:
         self.proc, self.conn, self.pid, self.items = proc, conn, proc.pid, 0
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        if self.proc.poll() is not None:
+            return False
+        # A killed worker with a second thread (its watchdog) can show as a zombie while that
+        # thread is still exiting: waitpid cannot reap it yet, but it will never answer again.
+        try:
+            with open(f"/proc/{self.pid}/stat", "rb") as fh:
+                state = fh.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):  # no procfs (not Linux): poll() is all there is
+            return True
+        return state not in (b"Z", b"X")
 
     def close_conn(self) -> None:
         with contextlib.suppress(OSError):

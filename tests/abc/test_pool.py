@@ -181,6 +181,33 @@ def test_a_worker_killed_between_items_is_replaced_without_failing_the_next(pool
     assert worker_pid(pool) != first
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux procfs")
+def test_a_worker_whose_main_thread_is_dead_is_not_alive_before_it_can_be_reaped():
+    """The race behind a flaky failure under load: a killed worker's main thread is a zombie while
+    its watchdog thread still exits, so waitpid (poll) says running. Reproduced exactly: the main
+    thread of a two-thread process calls pthread_exit."""
+    import socket
+    from multiprocessing.connection import Connection
+
+    from clamp.abc.pool import _Worker
+
+    code = ("import ctypes, threading, time; threading.Thread(target=time.sleep, args=(30,)).start(); "
+            "ctypes.CDLL(None).pthread_exit(None)")
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)  # as the pool starts workers
+    ours, _theirs = socket.socketpair()
+    worker = _Worker(proc, Connection(ours.detach()))
+    try:
+        deadline = time.monotonic() + 10
+        while psutil.Process(proc.pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert psutil.Process(proc.pid).status() == psutil.STATUS_ZOMBIE
+        assert proc.poll() is None  # what alive() used to rely on
+        assert not worker.alive()
+    finally:
+        worker.kill()
+    assert proc.returncode is not None
+
+
 def test_a_real_segfault_in_a_job_is_a_crash(pool):
     import ctypes
 
