@@ -32,6 +32,15 @@ def artifact_root(default_dir: Path | None = None) -> str:
     return d.as_uri()
 
 
+def local_artifact_location(uri: str) -> str | None:
+    """Where a new experiment in a local SQLite store keeps its artifacts: `artifacts/` beside the
+    database, as `mlflow_run` does (MLflow's default is `./mlruns` in whatever the working folder
+    is). None for a server, which decides for itself."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return artifact_root(Path(uri[len("sqlite:///"):]).parent)
+
+
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)

@@ -384,11 +384,12 @@ def _resolve_run(client: Any, header: dict, report: ReplayReport) -> str:
     except MlflowException as exc:
         if is_transient(exc):
             raise
-    from clamp.tracking import EXPERIMENT_KIND
+    from clamp.tracking import EXPERIMENT_KIND, local_artifact_location
 
     name = header.get("experiment") or "clamp"
     exp = client.get_experiment_by_name(name)
-    exp_id = exp.experiment_id if exp is not None else client.create_experiment(name, tags=EXPERIMENT_KIND)
+    exp_id = exp.experiment_id if exp is not None else client.create_experiment(
+        name, artifact_location=local_artifact_location(client.tracking_uri), tags=EXPERIMENT_KIND)
     run = client.create_run(exp_id, start_time=header.get("start_time"), run_name=header.get("run_name") or None,
                             tags={"clamp.replayed_from_run": header["run_id"],
                                   "clamp.replayed_from_store": header.get("tracking_uri", "")})

@@ -62,6 +62,10 @@ def test_pending_file_replays_into_a_store_that_lacks_the_run(tmp_path):
     assert [(m.step, m.timestamp) for m in client.get_metric_history(run.info.run_id, "loss")] == [
         (s, 1_700_000_000_000 + s) for s in (1, 2, 3)]  # each metric keeps its time
     assert [v.run_id for v in client.search_model_versions("name='replayed-model'")] == [run.info.run_id]
+    # the new experiment keeps its artifacts beside the database, not in ./mlruns of the working folder
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.artifact_location == (tmp_path / "artifacts").as_uri()
+    assert list((tmp_path / "artifacts").rglob("model/config.json"))
 
 
 def test_server_down_when_training_starts_is_a_one_line_error_in_seconds(tiny_dataset, tmp_path):
