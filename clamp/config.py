@@ -21,7 +21,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from clamp.errors import ConfigError, UserError, error_line
 
-__all__ = ["BuildConfig", "ConfigError", "ConversionConfig", "SourceSpec", "UserError", "error_line", "read_config_file", "validated"]
+__all__ = ["BuildConfig", "ConfigError", "ConversionConfig", "SourceSpec", "UserError", "error_line", "load_config", "read_config_file", "validated"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,6 +63,14 @@ def validated(cls: type[M], data: dict[str, Any]) -> M:
         return cls(**data)
     except ValidationError as exc:
         raise ConfigError(error_line(exc)) from exc
+
+
+def load_config(cls: type[M], path: str | Path | None = None, **overrides: Any) -> M:
+    """Defaults < the file at `path` < `overrides`, for configs without environment variables
+    (`TrainConfig`, `AblationConfig`). Only the options the user actually gave belong in
+    `overrides`: a `None` value is dropped, so a command-line default never shadows the file."""
+    data = read_config_file(path) if path else {}
+    return validated(cls, {**data, **{k: v for k, v in overrides.items() if v is not None}})
 
 
 # Where the README's main job puts things; every default path below derives from these.

@@ -26,19 +26,15 @@ def tracking_uri(default_dir: Path | None = None) -> str:
     return f"sqlite:///{d / 'mlflow.db'}"
 
 
-def artifact_root(default_dir: Path | None = None) -> str:
-    d = (default_dir or DEFAULT_TRACKING_DIR).resolve() / "artifacts"
-    d.mkdir(parents=True, exist_ok=True)
-    return d.as_uri()
-
-
 def local_artifact_location(uri: str) -> str | None:
     """Where a new experiment in a local SQLite store keeps its artifacts: `artifacts/` beside the
-    database, as `mlflow_run` does (MLflow's default is `./mlruns` in whatever the working folder
-    is). None for a server, which decides for itself."""
+    database (MLflow's default is `./mlruns` in whatever the working folder is). None for a
+    server or any other store, which decides for itself."""
     if not uri.startswith("sqlite:///"):
         return None
-    return artifact_root(Path(uri[len("sqlite:///"):]).parent)
+    d = Path(uri[len("sqlite:///"):]).parent.resolve() / "artifacts"
+    d.mkdir(parents=True, exist_ok=True)
+    return d.as_uri()
 
 
 def git_commit() -> str:
@@ -104,11 +100,12 @@ def mlflow_run(experiment: str, run_name: str, tracking_dir: Path | None = None,
         with _ending(active) as run:
             yield run
         return
-    with _reachable(tracking_uri(tracking_dir)):
-        mlflow.set_tracking_uri(tracking_uri(tracking_dir))
-        existing = mlflow.get_experiment_by_name(experiment)
-        if existing is None and not os.environ.get("MLFLOW_TRACKING_URI", "").startswith("http"):
-            mlflow.create_experiment(experiment, artifact_location=artifact_root(tracking_dir), tags=EXPERIMENT_KIND)
+    uri = tracking_uri(tracking_dir)
+    with _reachable(uri):
+        mlflow.set_tracking_uri(uri)
+        location = local_artifact_location(uri)
+        if location is not None and mlflow.get_experiment_by_name(experiment) is None:
+            mlflow.create_experiment(experiment, artifact_location=location, tags=EXPERIMENT_KIND)
         exp = mlflow.set_experiment(experiment)
         if exp.tags.get("mlflow.experimentKind") != EXPERIMENT_KIND["mlflow.experimentKind"]:
             mlflow.set_experiment_tags(EXPERIMENT_KIND)  # also for experiments made elsewhere (a server)

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from clamp.config import DEFAULT_DATASET_DIR, BuildConfig
+from clamp.config import DEFAULT_DATASET_DIR, BuildConfig, load_config
 from clamp.model.config import DEFAULT_TEXT_MODEL, ClampConfig, PresetName
 
 # The peak learning rate when none is given: MMM's randomly initialised encoder and decoder
@@ -114,7 +114,4 @@ class TrainConfig(BaseModel):
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides: Any) -> TrainConfig:
         """Defaults < the file at `path` < `overrides` (only what the user gave; None is dropped)."""
-        from clamp.config import read_config_file, validated
-
-        data = read_config_file(path) if path else {}
-        return validated(cls, {**data, **{k: v for k, v in overrides.items() if v is not None}})
+        return load_config(cls, path, **overrides)

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from clamp.config import DEFAULT_DATASET_DIR
+from clamp.config import DEFAULT_DATASET_DIR, load_config
 from clamp.train.config import TrainConfig
 
 
@@ -94,10 +94,7 @@ class AblationConfig(BaseModel):
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides: Any) -> AblationConfig:
         """Defaults < the file at `path` < `overrides` (only what the user gave; None is dropped)."""
-        from clamp.config import read_config_file, validated
-
-        data = read_config_file(path) if path else {}
-        return validated(cls, {**data, **{k: v for k, v in overrides.items() if v is not None}})
+        return load_config(cls, path, **overrides)
 
     def selected_cells(self) -> list[AblationCell]:
         cells = grid()
@@ -135,8 +132,9 @@ def run_ablations(cfg: AblationConfig, cells: list[AblationCell] | None = None) 
                 })
                 done = run / cell.name / "row.json"  # the cell's completion marker: a rerun skips it
                 key = _cell_key(train_cfg, cfg)
-                if done.is_file() and json.loads(done.read_text()).get("key") == key:
-                    rows.append(json.loads(done.read_text())["row"])
+                finished = json.loads(done.read_text()) if done.is_file() else {}
+                if finished.get("key") == key:
+                    rows.append(finished["row"])
                     continue
                 if cell.mmm_init and not mmm_trained:  # one MMM warm start per seed, shared by its mmm cells
                     train(TrainConfig(**{**base, **cfg.mmm, "seed": seed, "objective": "mmm", "steps": cfg.mmm_steps,
@@ -250,14 +248,13 @@ def write_comparison(rows: list[dict], out: Path, primary_metric: str | None,
         w.writeheader()
         w.writerows(rows)
     # the claims' metrics first, then every zero-shot accuracy and MRR (not the _ci_ bounds)
-    judged = ["best_valid_mrr"] + list(claim_metrics or [])
-    metric_cols = [c for c in judged if c in columns]
-    metric_cols += [c for c in columns if c.endswith(("/zero_shot/accuracy", "/text_to_music/mrr")) and c not in metric_cols]
+    summary_cols = [c for c in ["best_valid_mrr", *(claim_metrics or [])] if c in columns]
+    metric_cols = summary_cols + [c for c in columns if c.endswith(("/zero_shot/accuracy", "/text_to_music/mrr"))
+                                  and c not in summary_cols]
 
     def cell(value: object) -> str:
         return f"{value:.3f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
 
-    summary_cols = [c for c in judged if c in columns]
     md = ["Per cell, over its seeds: mean [95% t-interval].", "",
           "| cell | seeds | " + " | ".join(summary_cols) + " |", "|---|---|" + "---|" * len(summary_cols)]
     for name in dict.fromkeys(r["cell"] for r in rows):

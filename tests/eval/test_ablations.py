@@ -67,6 +67,18 @@ def test_the_grid_defaults_are_the_cpu_recipe_file():
                                                          "patch-notd-mmm"]
     assert set(CLAIM_CELLS) == {cell for _, _, win, lose in CLAIMS for cell in (win, lose)} == set(recipe.cells)
     assert default.selected_cells() == grid()
+    # ... and the grid is the CPU recipe at a shorter budget: every setting of recipes/cpu-clamp.yaml
+    # and cpu-mmm.yaml but the budget (steps, validation interval) and what each cell decides
+    from clamp.config import read_config_file
+
+    recipes = Path(__file__).parents[2] / "recipes"
+    clamp_recipe = read_config_file(recipes / "cpu-clamp.yaml")
+    for key in set(clamp_recipe) - {"objective", "text_dropout", "steps", "eval_every"}:
+        assert default.train[key] == clamp_recipe[key], key
+    mmm_recipe = read_config_file(recipes / "cpu-mmm.yaml")
+    mmm = {**default.train, **default.mmm, "steps": default.mmm_steps}
+    for key in set(mmm_recipe) - {"objective"}:
+        assert mmm[key] == mmm_recipe[key], key
 
 
 def test_claims_are_paired_differences_with_t_intervals():
