@@ -43,6 +43,16 @@ def test_a_bad_value_names_its_field(cls, data, field):
     assert "\n" not in message
 
 
+@pytest.mark.parametrize("data,inner", [
+    ({"train": {"stepz": 3}}, "train: invalid TrainConfig setting stepz: Extra inputs are not permitted"),
+    ({"mmm": {"batch_size": 0}}, "mmm: invalid TrainConfig setting batch_size: Input should be greater than or equal to 1"),
+])
+def test_the_grids_training_settings_are_checked_before_it_starts(data, inner):
+    with pytest.raises(ConfigError) as err:
+        validated(AblationConfig, data)
+    assert inner in str(err.value) and "\n" not in str(err.value)
+
+
 def test_heads_must_divide_the_width():
     with pytest.raises(ConfigError, match="hidden_size 30 is not a multiple of num_heads 4"):
         validated(MusicEncoderConfig, {"hidden_size": 30, "num_heads": 4})

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from clamp.config import DEFAULT_DATASET_DIR, load_config
 from clamp.train.config import TrainConfig
@@ -90,6 +90,20 @@ class AblationConfig(BaseModel):
                 raise ValueError(f"unknown cell {unknown[0]!r}; choose from {', '.join(known)}" if unknown
                                  else "cells must name at least one cell")
         return value
+
+    @model_validator(mode="after")
+    def _valid_training(self) -> AblationConfig:
+        """`train` and `mmm` are checked as TrainConfigs now, so a misspelt field is a one-line
+        error before the grid starts, not a failure in its first cell."""
+        from clamp.errors import error_line
+
+        for what, settings in (("train", {**self.train, "objective": "clamp"}),
+                               ("mmm", {**self.train, **self.mmm, "objective": "mmm", "steps": self.mmm_steps})):
+            try:
+                TrainConfig(**settings)
+            except ValidationError as exc:
+                raise ValueError(f"{what}: {error_line(exc)}") from None
+        return self
 
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides: Any) -> AblationConfig:
