@@ -152,3 +152,55 @@ def patchify(abc: str, mode: str = "clamp-v1", max_patches: int = 512) -> np.nda
     pm = get_patch_mode(mode)
     data = pm.patch_bytes(pm.prepare(abc), max_patches)
     return np.frombuffer(data, dtype=np.uint8).reshape(-1, PATCH_SIZE)
+
+
+# --- header dropout -----------------------------------------------------------------------
+# The header lines that name what the labels are made of (key, meter, unit note length): with
+# them in the input, key and meter are a lookup of one patch. Header dropout trains on tunes
+# without them (docs/model-and-losses.md, "Header dropout"), `clamp.abc.notation.notes_only` is
+# the same cut on text for the evaluation's notes-only control.
+HEADER_DROP_FIELDS = "KML"
+
+
+def _field_code(mode: str, ch: str) -> int:
+    return ord(ch) - 31 if mode == "clamp-v1" else ord(ch)
+
+
+def drop_header_patches(patches, patch_mode: str, fields: str = HEADER_DROP_FIELDS):
+    """The patches of one tune without its `fields` header-line patches (default `K:`, `M:`,
+    `L:`), and with each `V:` line cut to its voice id (names out). Works on an (n, 64) numpy
+    array or torch tensor and returns the same kind; a tune with none of them comes back as is.
+
+    Header lines are patches of their own in both modes: clamp-v1 writes the line's characters
+    shifted by 31, m3 the raw bytes after a begin byte (`_m3_patch`).
+    """
+    if len(patches) == 0:
+        return patches
+    off = 0 if patch_mode == "clamp-v1" else 1
+    colon, space = _field_code(patch_mode, ":"), _field_code(patch_mode, " ")
+    first, second = patches[:, off], patches[:, off + 1]
+    is_field = second == colon
+    if off:
+        is_field = is_field & (patches[:, 0] == 1)
+    drop = None
+    for ch in fields:
+        hit = is_field & (first == _field_code(patch_mode, ch))
+        drop = hit if drop is None else drop | hit
+    voice = is_field & (first == _field_code(patch_mode, "V"))
+    out = patches[~drop] if drop is not None and bool(drop.any()) else patches
+    if not bool(voice.any()):
+        return out
+    out = out.clone() if hasattr(out, "clone") else out.copy()
+    rows = out[:, off + 1] == colon
+    if off:
+        rows = rows & (out[:, 0] == 1)
+    rows = rows & (out[:, off] == _field_code(patch_mode, "V"))
+    end = [V1_EOP] if patch_mode == "clamp-v1" else [ord("\n"), M3_EOS]
+    for r in np.flatnonzero(np.asarray(rows)):
+        codes = np.asarray(out[r]).tolist()
+        cut = next((i for i in range(off + 3, len(codes)) if codes[i] == space), None)
+        if cut is None:
+            continue
+        tail = (end + [0] * len(codes))[: len(codes) - cut]
+        out[r, cut:] = out.new_tensor(tail) if hasattr(out, "new_tensor") else np.asarray(tail, dtype=out.dtype)
+    return out

@@ -24,7 +24,7 @@ RUN_IDENTITY = (
     "objective", "preset", "input_kind", "text_model", "init_music_from", "init_from", "text_dropout", "learnable_temperature",
     "projection_dim", "max_patches", "steps", "batch_size", "grad_accum", "lr", "text_lr", "weight_decay",
     "warmup_steps", "min_lr_ratio", "max_grad_norm", "precision", "seed", "group_by_length", "text_tower",
-    "shared_text_positives", "text_views",
+    "shared_text_positives", "text_views", "header_dropout",
 )
 
 _MODEL_DEFAULTS = ClampConfig.model_fields
@@ -52,6 +52,10 @@ class TrainConfig(BaseModel):
     # texts drawn per tune and step with a locked tower (each a full contrastive batch against the
     # same music; the loss is their mean): more text signal per music forward, at almost no cost
     text_views: int = Field(1, ge=1, le=16)
+    # the share of tunes per step whose K:, M: and L: header patches (and voice names) are left out
+    # of the music input, so the model must read key, meter and rhythm from the notes
+    # (docs/model-and-losses.md, "Header dropout")
+    header_dropout: float = Field(0.0, ge=0, le=1)
     learnable_temperature: bool = _MODEL_DEFAULTS["learnable_temperature"].default
     projection_dim: int = Field(_MODEL_DEFAULTS["projection_dim"].default, ge=1)
     max_patches: int | None = Field(None, ge=2)  # default: the preset's max_positions

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import torch
 
+from clamp.abc.patching import drop_header_patches
 from clamp.model.inputs import pad_patches, patches_to_chars
 
 
@@ -30,12 +31,36 @@ def text_id(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little") >> 1
 
 
+def music_batch(items: list[dict], max_patches: int, input_kind: str = "patch", pad_id: int = 0, *,
+                patch_mode: str = "clamp-v1", header_dropout: float = 0.0, seed: int = 0) -> torch.Tensor:
+    """The music side of a batch: each tune's patches, without its `K:`/`M:`/`L:` header
+    patches (and voice names) with probability `header_dropout` (docs/model-and-losses.md,
+    "Header dropout"), padded to a batch of patches or, for the character ablation, of characters.
+
+    The draw is seeded per (seed, draw, item) like text dropout, so a resumed run drops the same
+    headers."""
+    seqs = []
+    for it in items:
+        patches = it["patches"]
+        if header_dropout > 0:
+            rng = random.Random(f"{seed}:{it.get('draw', 0)}:{it.get('index', 0)}:header")
+            if rng.random() < header_dropout:
+                patches = drop_header_patches(patches, patch_mode)
+        seqs.append(patches)
+    if input_kind == "char":
+        chars = [patches_to_chars(p, pad_id, max_patches) for p in seqs]
+        return torch.nn.utils.rnn.pad_sequence(chars, batch_first=True, padding_value=pad_id)
+    return pad_patches(seqs, max_patches)
+
+
 class ContrastiveCollator:
     """Builds (music, input_ids, attention_mask) from dataset items with text dropout."""
 
     def __init__(self, tokenizer, max_patches: int, text_max_length: int = 128, text_dropout: bool = True,
-                 input_kind: str = "patch", pad_id: int = 0, seed: int = 0, shared_text_positives: bool = False) -> None:
+                 input_kind: str = "patch", pad_id: int = 0, seed: int = 0, shared_text_positives: bool = False, *,
+                 patch_mode: str = "clamp-v1", header_dropout: float = 0.0) -> None:
         self.tokenizer = tokenizer
+        self.patch_mode, self.header_dropout = patch_mode, header_dropout
         self.shared_text_positives = shared_text_positives
         self.max_patches = max_patches
         self.text_max_length = text_max_length
@@ -52,11 +77,8 @@ class ContrastiveCollator:
             for it in items
         ]
         enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.text_max_length, return_tensors="pt")
-        if self.input_kind == "char":
-            seqs = [patches_to_chars(it["patches"], self.pad_id, self.max_patches) for it in items]
-            music = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True, padding_value=self.pad_id)
-        else:
-            music = pad_patches([it["patches"] for it in items], self.max_patches)
+        music = music_batch(items, self.max_patches, self.input_kind, self.pad_id, patch_mode=self.patch_mode,
+                            header_dropout=self.header_dropout, seed=self.seed)
         batch = {"music": music, "input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
         if self.shared_text_positives:
             batch["text_ids"] = torch.tensor([text_id(t) for t in texts], dtype=torch.int64)

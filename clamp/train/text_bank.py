@@ -19,9 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from clamp.model.inputs import pad_patches, patches_to_chars
 from clamp.model.text import mean_pool
-from clamp.train.data import text_id
+from clamp.train.data import music_batch, text_id
 
 log = logging.getLogger("clamp.train")
 
@@ -112,8 +111,10 @@ class LockedTextCollator:
     """(music, text_features) batches: text dropout picks one cached candidate per draw."""
 
     def __init__(self, bank: TextFeatureBank, max_patches: int, text_dropout: bool = True, input_kind: str = "patch",
-                 pad_id: int = 0, seed: int = 0, shared_text_positives: bool = False, text_views: int = 1) -> None:
+                 pad_id: int = 0, seed: int = 0, shared_text_positives: bool = False, text_views: int = 1, *,
+                 patch_mode: str = "clamp-v1", header_dropout: float = 0.0) -> None:
         self.bank, self.max_patches, self.text_dropout = bank, max_patches, text_dropout
+        self.patch_mode, self.header_dropout = patch_mode, header_dropout
         self.input_kind, self.pad_id, self.seed = input_kind, pad_id, seed
         self.shared_text_positives = shared_text_positives
         self.text_views = text_views if text_dropout else 1  # without dropout every view would be the same
@@ -131,11 +132,8 @@ class LockedTextCollator:
         feats = torch.stack([torch.stack([self.bank.feature_of(lines) for lines in views]) for views in chosen])
         if self.text_views == 1:
             feats = feats[:, 0]
-        if self.input_kind == "char":
-            seqs = [patches_to_chars(it["patches"], self.pad_id, self.max_patches) for it in items]
-            music = torch.nn.utils.rnn.pad_sequence(seqs, batch_first=True, padding_value=self.pad_id)
-        else:
-            music = pad_patches([it["patches"] for it in items], self.max_patches)
+        music = music_batch(items, self.max_patches, self.input_kind, self.pad_id, patch_mode=self.patch_mode,
+                            header_dropout=self.header_dropout, seed=self.seed)
         batch = {"music": music, "text_features": feats}
         if self.shared_text_positives:
             ids = torch.tensor([[text_id("\n".join(lines)) for lines in views] for views in chosen], dtype=torch.int64)
