@@ -140,6 +140,10 @@ class BuildConfig(BaseSettings):
     output_dir: Path = DEFAULT_DATASETS_DIR
     cache_dir: Path = Path(".clamp/cache")
     patch_mode: Literal["clamp-v1", "m3"] = "clamp-v1"
+    # "canonical": tunes are patched in one notation (clamp.abc.notation.canonical_abc: L:1/8,
+    # meters as fractions, no chord symbols or annotations), so the same music gives the same
+    # patches however it was written; "as-written" reproduces the reference patchers exactly
+    notation: Literal["as-written", "canonical"] = "canonical"
     max_patches: int = Field(512, ge=2, le=4096)
     shard_size: int = Field(2048, ge=1)
     chunk_size: int = Field(512, ge=1)
@@ -147,6 +151,12 @@ class BuildConfig(BaseSettings):
     valid_fraction: float = Field(0.02, ge=0, le=0.5)
     test_fraction: float = Field(0.05, ge=0, le=0.5)
     near_dup_threshold: float = Field(0.8, gt=0, le=1)
+    # the split (docs/shard-schema.md, "Split assignment"): by tune group (title key or melody
+    # key, clamp/data/groups.py), or each row by its own content hash (datasets built before groups)
+    split_by: Literal["tune-group", "row"] = "tune-group"
+    melody_group_threshold: float = Field(0.6, gt=0, le=1)  # estimated Jaccard of melody shingles that links two rows
+    title_group_cap: int = Field(30, ge=2)  # a title key shared by more rows than this is ignored
+    holdout_collections: list[str] = Field(default_factory=lambda: ["O'Neill's Music of Ireland"])  # -> split "heldout"
     decontaminate: bool = True
     benchmarks_dir: Path | None = Field(default_factory=default_benchmarks_dir)
     max_record_bytes: int = 1_000_000

@@ -21,7 +21,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-SPLITS = ["train", "valid", "test"]
+# "heldout": rows of held-out collections and their tune groups, never trained on (clamp.data.groups)
+SPLITS = ["train", "valid", "test", "heldout"]
 # Control characters other than tab and newline are not ABC.
 ABC_CHARSET_REGEX = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"
 

@@ -35,8 +35,18 @@ import pyarrow as pa
 from clamp.abc.patching import PATCH_SIZE, get_patch_mode
 from clamp.config import BuildConfig, SourceSpec
 from clamp.data.captions import CAPTIONS_VERSION
-from clamp.data.dedup import ReferenceIndex, find_near_duplicates
+from clamp.data.dedup import NUM_PERM, ReferenceIndex, find_near_duplicates
 from clamp.data.executors import Executor, InProcessExecutor, PoolExecutor
+from clamp.data.groups import (
+    GROUPING_VERSION,
+    assign_splits,
+    group_rows,
+    grouping_stats,
+    melody_signature,
+    row_title,
+    split_of,
+    title_key,
+)
 from clamp.data.lock import check_unlocked, dataset_lock
 from clamp.data.prepare import (
     PREPARE_VERSION,
@@ -307,6 +317,7 @@ def _ipc_bytes(table: pa.Table) -> bytes:
 def prepare_config(cfg: BuildConfig) -> PrepareConfig:
     return PrepareConfig(
         patch_mode=cfg.patch_mode,
+        notation=cfg.notation,
         max_patches=cfg.max_patches,
         max_record_bytes=cfg.max_record_bytes,
         conversion_timeout_s=cfg.conversion_timeout_s,
@@ -355,6 +366,7 @@ class ShardPlan:
     index: int
     members: list[tuple[int, int]]  # (prepared chunk index, row index)
     fingerprint: str
+    splits: list[str] | None = None  # each member's split, decided in plan; None: `split_of` of each row
 
 
 @dataclass
@@ -368,16 +380,63 @@ class PlanResult:
     kept: int
     prepared: int
     decontamination: str  # "done" or why it was skipped
+    grouping: dict = field(default_factory=dict)  # `clamp.data.groups.grouping_stats`, plus `split_by`
 
 
-def split_of(content_hash: str, valid_fraction: float, test_fraction: float) -> str:
-    """Deterministic split from the content hash: the same music always lands in the same split."""
-    u = int(content_hash[:8], 16) / 0x100000000
-    if u < test_fraction:
-        return "test"
-    if u < test_fraction + valid_fraction:
-        return "valid"
-    return "train"
+def split_settings(cfg: BuildConfig) -> dict:
+    """The settings that decide the splits; part of the shard and dataset fingerprints."""
+    return {
+        "split_by": cfg.split_by,
+        "valid_fraction": cfg.valid_fraction,
+        "test_fraction": cfg.test_fraction,
+        "melody_group_threshold": cfg.melody_group_threshold,
+        "title_group_cap": cfg.title_group_cap,
+        "holdout_collections": sorted(cfg.holdout_collections),
+        "grouping_version": GROUPING_VERSION,
+    }
+
+
+def plan_splits(
+    prepared_chunks: list[Path], where: list[tuple[int, int]], kept: np.ndarray, hashes: list[str], cfg: BuildConfig
+) -> tuple[list[str], dict]:
+    """The split of every kept row (in `kept` order) and the grouping statistics.
+
+    Reads `source_format`, `abc`, `texts` and `metadata` of the kept rows, one prepared chunk
+    at a time, and keeps per row only a title key, a melody signature and whether it is in a
+    held-out collection (`clamp/data/groups.py`)."""
+    n = len(kept)
+    title_keys: list[str | None] = [None] * n
+    signatures = np.zeros((n, NUM_PERM), dtype=np.uint32)
+    has_melody = np.zeros(n, dtype=bool)
+    heldout = np.zeros(n, dtype=bool)
+    holdout = set(cfg.holdout_collections)
+    by_chunk: dict[int, list[int]] = {}
+    for k, i in enumerate(kept):
+        by_chunk.setdefault(where[i][0], []).append(k)
+    for c, ks in sorted(by_chunk.items()):
+        t = read_table(prepared_chunks[c], ["source_format", "abc", "texts", "metadata"])
+        t = t.take(pa.array([where[kept[k]][1] for k in ks], type=pa.int64()))
+        for k, fmt, abc, texts, meta in zip(ks, t.column("source_format").to_pylist(), t.column("abc").to_pylist(),
+                                            t.column("texts").to_pylist(), t.column("metadata").to_pylist(), strict=True):
+            title_keys[k] = title_key(row_title(texts, fmt))
+            sig = melody_signature(abc)
+            if sig is not None:
+                signatures[k], has_melody[k] = sig, True
+            if holdout:
+                heldout[k] = _collection(meta) in holdout
+    kept_hashes = [hashes[i] for i in kept]
+    groups = group_rows(kept_hashes, title_keys, signatures, has_melody, cfg.melody_group_threshold, cfg.title_group_cap)
+    splits = assign_splits(groups.labels, kept_hashes, heldout, cfg.valid_fraction, cfg.test_fraction, cfg.split_by)
+    stats = grouping_stats(groups, kept_hashes, splits, heldout, cfg.valid_fraction, cfg.test_fraction)
+    return splits, {"split_by": cfg.split_by, **stats}
+
+
+def _collection(metadata: str) -> str | None:
+    try:
+        labels = json.loads(metadata).get("labels") or {}
+        return labels.get("collection") if isinstance(labels, dict) else None
+    except (ValueError, AttributeError):
+        return None
 
 
 def plan_shards(
@@ -443,16 +502,20 @@ def plan_shards(
     write_atomic(pa.table(decon_rows, schema=_DECON_SCHEMA), layout.dedup_dir / "decontaminated.arrow")
 
     kept = np.flatnonzero(status == 0)
+    # a row's split depends on the rows it is grouped with, so it is decided here, for all rows
+    splits, grouping = plan_splits(prepared_chunks, where, kept, hashes, cfg)
     chunk_hashes = [file_sha256(p) for p in prepared_chunks]
     shards = []
     for s, start in enumerate(range(0, len(kept), cfg.shard_size)):
         members = [where[i] for i in kept[start : start + cfg.shard_size]]
+        shard_splits = splits[start : start + cfg.shard_size]
         fp = _fingerprint(
             [ids[i] + ":" + hashes[i] for i in kept[start : start + cfg.shard_size]],
             [chunk_hashes[c] for c in sorted({m[0] for m in members})],
             cfg.valid_fraction, cfg.test_fraction, cfg.max_patches, cfg.patch_mode, SHARD_SCHEMA_VERSION,
+            split_settings(cfg), shard_splits,
         )
-        shards.append(ShardPlan(s, members, fp))
+        shards.append(ShardPlan(s, members, fp, shard_splits))
     return PlanResult(
         shards=shards,
         duplicates_exact=exact,
@@ -464,6 +527,7 @@ def plan_shards(
         prepared=n,
         decontamination="done" if reference is not None else (
             "skipped: decontaminate=false" if not cfg.decontaminate else "skipped: no benchmarks directory"),
+        grouping=grouping,
     )
 
 
@@ -484,6 +548,11 @@ def assemble_shard(plan: ShardPlan, prepared_chunks: list[Path], cfg: BuildConfi
     prepared = pa.concat_tables(pieces) if pieces else PREPARED_SCHEMA.empty_table()
     patch_bytes = prepared.column("patch_bytes").to_pylist()
     hashes = prepared.column("content_hash").to_pylist()
+    if plan.splits is not None:  # the plan's splits, in the order the rows were read above
+        planned = dict(zip(plan.members, plan.splits, strict=True))
+        splits = [planned[(c, r)] for c in sorted(by_chunk) for r in by_chunk[c]]
+    else:
+        splits = [split_of(h, cfg.valid_fraction, cfg.test_fraction) for h in hashes]
     return pa.table(
         {
             "id": prepared.column("id"),
@@ -498,7 +567,7 @@ def assemble_shard(plan: ShardPlan, prepared_chunks: list[Path], cfg: BuildConfi
             "n_patches": pa.array([len(b) // PATCH_SIZE for b in patch_bytes], type=pa.int32()),
             "n_chars": prepared.column("n_chars"),
             "content_hash": prepared.column("content_hash"),
-            "split": pa.array([split_of(h, cfg.valid_fraction, cfg.test_fraction) for h in hashes], type=pa.string()),
+            "split": pa.array(splits, type=pa.string()),
         },
         schema=SHARD_SCHEMA,
     )
@@ -605,6 +674,10 @@ class BuildSummary:
     caption_coverage: float = 0.0
     distinct_captions: int = 0
     caption_failures: int = 0
+    # the split by tune group (docs/shard-schema.md, "Split assignment"): `split_by`, groups of
+    # more than one row, groups the per-row rule split across splits (`crossed_before`) and the
+    # build's split (`crossed_after`), rows moved, held-out rows; counted in plan, before the contract
+    grouping: dict[str, int | str] = field(default_factory=dict)
 
     def reconcile(self) -> None:
         accounted = self.rows_written + self.quarantined + self.duplicates + self.decontaminated
@@ -691,6 +764,7 @@ def finalize(
             caption_counts(prepared_paths_for(layout.input_dir / f"{s['chunk']}.arrow", layout)[0])["caption_failures"]
             for s in chunk_stats
         ),
+        grouping=dict(plan.grouping),
     )
     summary.reconcile()
     manifest = {
@@ -698,16 +772,19 @@ def finalize(
         "schema_version": SHARD_SCHEMA_VERSION,
         "schema": [f"{f.name}: {f.type}" for f in SHARD_SCHEMA],
         "patch_mode": cfg.patch_mode,
+        "notation": cfg.notation,
         "max_patches": cfg.max_patches,
         "vocab_size": get_patch_mode(cfg.patch_mode).vocab_size,
         "rows": summary.rows_written,
         "splits": summary.splits,
+        "split": split_settings(cfg),
         "shards": [
             {"path": f"shards/{s['shard']}", "rows": s["rows"], "sha256": s["sha256"], "bytes": s["bytes"]}
             for s in shard_stats
         ],
     }
-    manifest["fingerprint"] = _fingerprint(manifest["shards"], cfg.patch_mode, cfg.max_patches)
+    manifest["fingerprint"] = _fingerprint(manifest["shards"], cfg.patch_mode, cfg.max_patches, cfg.notation,
+                                           manifest["split"])
     # the switch: one atomic rename replaces the old shard list by the new one. Only after it
     # may the shards that only the old manifest lists go.
     write_json_atomic(manifest, layout.root / "manifest.json")
@@ -761,7 +838,7 @@ def load_reference(cfg: BuildConfig) -> tuple[ReferenceIndex | None, dict]:
         return None, {"skipped": "no benchmarks directory"}
     from clamp.data.decontam import load_reference_index
 
-    return load_reference_index(Path(cfg.benchmarks_dir), cfg.cache_dir)
+    return load_reference_index(Path(cfg.benchmarks_dir), cfg.cache_dir, cfg.notation)
 
 
 # --- the stage list -----------------------------------------------------------------------------

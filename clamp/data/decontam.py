@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from clamp.abc.normalize import normalize_abc
+from clamp.abc.notation import canonical_abc
 from clamp.data.benchmarks import BENCHMARKS, available, benchmarks_root, load_benchmark
 from clamp.data.clean import content_hash
 from clamp.data.dedup import NUM_PERM, ReferenceIndex, minhash
@@ -38,8 +39,10 @@ def benchmark_fingerprint(benchmarks_dir: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def build_reference(benchmarks_dir: Path, cache_dir: Path) -> tuple[list[str], list[str], np.ndarray, dict]:
-    """(ids, content hashes, MinHash signatures, stats) of every registered benchmark found."""
+def build_reference(benchmarks_dir: Path, cache_dir: Path, notation: str = "canonical"
+                    ) -> tuple[list[str], list[str], np.ndarray, dict]:
+    """(ids, content hashes, MinHash signatures, stats) of every registered benchmark found, each
+    item hashed in the build's `notation` as training rows are (clamp.data.prepare)."""
     names: list[str] = []
     hashes: list[str] = []
     sigs: list[np.ndarray] = []
@@ -53,7 +56,7 @@ def build_reference(benchmarks_dir: Path, cache_dir: Path) -> tuple[list[str], l
         for item_id, reason in bench.failures.items():
             log.warning("benchmark item %s not indexed: %s", item_id, reason)
         for item_id, abc in zip(bench.ids, bench.abc, strict=True):
-            normalized = normalize_abc(abc)
+            normalized = normalize_abc(canonical_abc(abc) if notation == "canonical" else abc)
             names.append(item_id)
             hashes.append(content_hash(normalized))
             sigs.append(minhash(normalized))
@@ -65,18 +68,18 @@ def build_reference(benchmarks_dir: Path, cache_dir: Path) -> tuple[list[str], l
     return names, hashes, signatures, stats
 
 
-def load_reference_index(benchmarks_dir: Path, cache_dir: Path) -> tuple[ReferenceIndex, dict]:
+def load_reference_index(benchmarks_dir: Path, cache_dir: Path, notation: str = "canonical") -> tuple[ReferenceIndex, dict]:
     """The index and its stats (items, conversion failures by id, missing benchmarks), from cache when possible.
 
     MIDI conversions go through `<cache_dir>/conversions`, the build's conversion cache.
     """
     benchmarks_dir = benchmarks_root(benchmarks_dir)  # a missing directory is a UserError
-    cache = Path(cache_dir) / f"decontam-{benchmark_fingerprint(benchmarks_dir)}.npz"
+    cache = Path(cache_dir) / f"decontam-{benchmark_fingerprint(benchmarks_dir)}-{notation}.npz"
     if cache.is_file():
         data = np.load(cache, allow_pickle=False)
         stats = json.loads(str(data["stats"]))
         return ReferenceIndex.build([str(n) for n in data["names"]], [str(h) for h in data["hashes"]], data["signatures"]), stats
-    names, hashes, signatures, stats = build_reference(benchmarks_dir, Path(cache_dir))
+    names, hashes, signatures, stats = build_reference(benchmarks_dir, Path(cache_dir), notation)
     buf = io.BytesIO()
     np.savez(buf, names=np.array(names, dtype=str), hashes=np.array(hashes, dtype=str), signatures=signatures,
              stats=np.array(json.dumps(stats, sort_keys=True)))

@@ -32,22 +32,39 @@ def minhash(normalized: str) -> np.ndarray:
     body = "".join(music_body(normalized).split()).encode("ascii", "replace")
     if len(body) < SHINGLE:
         body = body.ljust(SHINGLE, b"\0")
-    arr = np.frombuffer(body, dtype=np.uint8).astype(np.uint64)
-    grams = arr[: len(arr) - SHINGLE + 1].copy()
-    for k in range(1, SHINGLE):
-        grams |= arr[k : len(arr) - SHINGLE + 1 + k] << np.uint64(8 * k)
-    grams = np.unique(grams)
+    return minhash_ids(shingle_ids(np.frombuffer(body, dtype=np.uint8), SHINGLE))
+
+
+def shingle_ids(symbols: np.ndarray, k: int = SHINGLE) -> np.ndarray:
+    """The distinct k-grams (k <= 8) of a sequence of byte values, each packed into one uint64."""
+    arr = np.asarray(symbols, dtype=np.uint8).astype(np.uint64)
+    if len(arr) < k:
+        return np.zeros(0, dtype=np.uint64)
+    grams = arr[: len(arr) - k + 1].copy()
+    for j in range(1, k):
+        grams |= arr[j : len(arr) - k + 1 + j] << np.uint64(8 * j)
+    return np.unique(grams)
+
+
+def minhash_ids(ids: np.ndarray) -> np.ndarray:
+    """MinHash signature (uint32[NUM_PERM]) of a set of uint64 ids, with the fixed hash
+    functions of `minhash`; an empty set gives all-ones (it matches nothing but itself)."""
+    if len(ids) == 0:
+        return _EMPTY.copy()
+    grams = np.asarray(ids, dtype=np.uint64)
     with np.errstate(over="ignore"):
         hashed = (grams[:, None] * _A[None, :] + _B[None, :]) >> np.uint64(32)
     return hashed.min(axis=0).astype(np.uint32)
 
 
-def band_keys(signatures: np.ndarray) -> np.ndarray:
-    """(n, BANDS) uint64 keys, one per band of ROWS signature values."""
-    sig = np.ascontiguousarray(signatures, dtype=np.uint32).reshape(len(signatures), BANDS, ROWS)
-    keys = np.zeros((len(signatures), BANDS), dtype=np.uint64)
+def band_keys(signatures: np.ndarray, bands: int = BANDS) -> np.ndarray:
+    """(n, bands) uint64 keys, one per band of NUM_PERM // bands signature values (default:
+    BANDS bands of ROWS values, the dedup LSH)."""
+    rows = NUM_PERM // bands
+    sig = np.ascontiguousarray(signatures, dtype=np.uint32).reshape(len(signatures), bands, rows)
+    keys = np.zeros((len(signatures), bands), dtype=np.uint64)
     with np.errstate(over="ignore"):
-        for r in range(ROWS):
+        for r in range(rows):
             keys = keys * np.uint64(0x100000001B3) ^ sig[:, :, r].astype(np.uint64)
     return keys
 

@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from clamp.abc.convert import ConversionError, to_abc
 from clamp.abc.normalize import normalize_abc
+from clamp.abc.notation import canonical_abc
 from clamp.abc.patching import PATCH_SIZE, get_patch_mode
 from clamp.data.captions import describe
 from clamp.data.clean import (
@@ -66,7 +67,8 @@ QUARANTINE_SCHEMA = pa.schema(
 # redo the chunks instead of skipping them. (Captions have their own CAPTIONS_VERSION, which
 # the prepare fingerprint also covers.) 4: cleaned text candidates, captions and labels.
 # 5: Humdrum through `light_notation`, dangling hairpin stops dropped before xml2abc.
-PREPARE_VERSION = 5
+# 6: the music patched in the notation the model reads (`notation`).
+PREPARE_VERSION = 6
 
 # Per-chunk caption counts, kept in the prepared table's schema metadata (read by finalize).
 CAPTIONED_KEY = b"clamp.captioned"
@@ -112,6 +114,7 @@ def row_texts(abc: str, raw_texts: list[str], metadata_json: str, row_id: str, n
 @dataclass(frozen=True)
 class PrepareConfig:
     patch_mode: str = "clamp-v1"
+    notation: str = "canonical"  # BuildConfig.notation
     max_patches: int = 512
     max_record_bytes: int = MAX_RECORD_BYTES
     conversion_timeout_s: float = 120.0
@@ -178,9 +181,12 @@ def prepare_table(raw: pa.Table, cfg: PrepareConfig) -> tuple[pa.Table, pa.Table
             abc = convert_record(row["format"], row["content"], cfg, cache)
             stage = "clean"
             abc = strip_control_chars(abc)
-            normalized = normalize_abc(abc)
+            # the music is patched (and hashed, so dedup sees through notation) in the form the
+            # model reads; the row keeps the tune as written, for search results and the page
+            music = canonical_abc(abc) if cfg.notation == "canonical" else abc
+            normalized = normalize_abc(music)
             check_has_music(normalized)
-            prepared = normalized if mode.name == "clamp-v1" else mode.prepare(abc)
+            prepared = normalized if mode.name == "clamp-v1" else mode.prepare(music)
             patches = mode.patch_bytes(prepared, cfg.max_patches)
         except RejectedRecord as exc:
             for key, value in (

@@ -18,6 +18,7 @@ def summary_rows(s: BuildSummary) -> list[tuple[str, str]]:
         ("formats in", _fmt(s.formats_in)),
         ("converted to ABC", f"{s.converted:,}"),
         ("splits", _fmt(s.splits)),
+        ("split groups", _grouping(s.grouping)),
         ("patches", f"{s.patches:,} (median {s.median_patches:g} per tune)"),
         ("patches / characters", f"{s.patches_per_char:.4f} overall, median {s.median_patches_per_char:.4f} per tune"),
         ("length reduction", f"{1 / s.patches_per_char:.1f}x fewer positions than characters" if s.patches_per_char else "-"),
@@ -27,6 +28,15 @@ def summary_rows(s: BuildSummary) -> list[tuple[str, str]]:
         ("throughput", _fmt(s.throughput)),
     ]
     return rows
+
+
+def _grouping(g: dict) -> str:
+    if not g:
+        return "-"
+    return (f"by {g.get('split_by', '?')}: {g.get('groups', 0):,} groups of 2+ rows ({g.get('grouped_rows', 0):,} rows,"
+            f" largest {g.get('largest_group', 0):,}); across splits {g.get('crossed_before', 0):,} by row,"
+            f" {g.get('crossed_after', 0):,} now; {g.get('rows_moved', 0):,} rows moved,"
+            f" {g.get('heldout_rows', 0):,} held out ({g.get('heldout_by_group', 0):,} by their group)")
 
 
 def _fmt(d: dict) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -11,15 +11,30 @@ from clamp.abc.patching import get_patch_mode
 from clamp.model.inputs import pad_patches, patches_to_chars
 
 
-def music_inputs(model, abc: str, max_patches: int = 4096) -> torch.Tensor:
-    """The model's input for one tune: (n, 64) patches (all of them; windows come later)."""
+def as_model_reads(model, abc: str) -> str:
+    """A tune in the notation the model was trained on (`MusicEncoderConfig.notation`)."""
+    if getattr(model.config.music, "notation", "as-written") == "canonical":
+        from clamp.abc.notation import canonical_abc
+
+        return canonical_abc(abc)
+    return abc
+
+
+def music_inputs(model, abc: str, max_patches: int = 4096, after: Callable[[str], str] | None = None) -> torch.Tensor:
+    """The model's input for one tune: (n, 64) patches (all of them; windows come later).
+    `after` changes the tune once it is in the model's notation (the evaluation's notes-only
+    control drops the header lines the canonical form has just rewritten)."""
     mode = get_patch_mode(model.config.music.patch_mode)
-    data = mode.patch_bytes(mode.prepare(abc), max_patches)
+    text = as_model_reads(model, abc)
+    if after is not None:
+        text = after(text)
+    data = mode.patch_bytes(mode.prepare(text), max_patches)
     return torch.from_numpy(np.frombuffer(data, dtype=np.uint8).reshape(-1, 64).astype(np.int64))
 
 
 @torch.no_grad()
-def embed_music(model, abcs: Sequence[str], batch_size: int = 32, progress: Iterable | None = None) -> np.ndarray:
+def embed_music(model, abcs: Sequence[str], batch_size: int = 32, progress: Iterable | None = None,
+                after: Callable[[str], str] | None = None) -> np.ndarray:
     """L2-normalized embeddings; tunes longer than the model's window are embedded in windows
     and averaged by window length (docs/model-and-losses.md)."""
     model.eval()
@@ -28,7 +43,7 @@ def embed_music(model, abcs: Sequence[str], batch_size: int = 32, progress: Iter
     out = np.zeros((len(abcs), model.config.projection_dim), dtype=np.float32)
     pieces: list[tuple[int, torch.Tensor]] = []  # (tune index, window)
     for i, abc in enumerate(abcs):
-        patches = music_inputs(model, abc)
+        patches = music_inputs(model, abc, after=after)
         if cfg.input_kind == "char":
             chars = patches_to_chars(patches, cfg.pad_id, 10**9)
             pieces += [(i, chars[s : s + window]) for s in range(0, len(chars), window)]

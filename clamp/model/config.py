@@ -21,6 +21,10 @@ class MusicEncoderConfig(BaseModel):
     patch_mode: Literal["clamp-v1", "m3"] = "clamp-v1"
     # "patch": one position per bar patch; "char": one per character (ablation)
     input_kind: Literal["patch", "char"] = "patch"
+    # how a tune is written before patching: "canonical" (clamp.abc.notation.canonical_abc: one unit
+    # note length, meters as fractions, no chord symbols or annotations) for models trained on a
+    # canonical build; "as-written" for the reference patchers and imported checkpoints
+    notation: Literal["as-written", "canonical"] = "as-written"
     hidden_size: int = Field(768, ge=1)
     num_layers: int = Field(6, ge=1)
     num_heads: int = Field(12, ge=1)

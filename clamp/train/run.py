@@ -61,7 +61,8 @@ def load_mmm(path: str | Path) -> MMMModel:
 
 
 def music_config(cfg: TrainConfig, manifest: dict) -> MusicEncoderConfig:
-    music = music_preset(cfg.preset, patch_mode=manifest["patch_mode"], input_kind=cfg.input_kind)
+    music = music_preset(cfg.preset, patch_mode=manifest["patch_mode"], input_kind=cfg.input_kind,
+                         notation=manifest.get("notation", "as-written"))
     if cfg.max_patches:
         music.max_positions = cfg.max_patches
     return music
@@ -71,7 +72,7 @@ def init_music_config(loaded: MusicEncoderConfig, run: MusicEncoderConfig, sourc
     """The music encoder of a run that continues `init_from`: the loaded model's own architecture
     (a champion of another preset, an imported CLaMP checkpoint), which must read the dataset's
     patches the way it was trained to."""
-    for key in ("patch_mode", "input_kind"):
+    for key in ("patch_mode", "input_kind", "notation"):
         if getattr(loaded, key) != getattr(run, key):
             raise UserError(f"{source} uses {key} {getattr(loaded, key)!r}, this run {getattr(run, key)!r} "
                             "(the dataset's patch mode, the input kind): they must agree to continue training it")
@@ -198,11 +199,13 @@ def train(cfg: TrainConfig) -> dict:
             valid_texts = [t for it in valid_items for t in candidates(it["texts"])] if dinfo.is_main else []
             bank = build_text_bank(model, [*base.column_texts(), *valid_texts], cfg, dinfo)
             collate = LockedTextCollator(bank, music.max_positions, cfg.text_dropout, music.input_kind, music.pad_id, cfg.seed,
-                                         cfg.shared_text_positives, cfg.text_views)
+                                         cfg.shared_text_positives, cfg.text_views, patch_mode=music.patch_mode,
+                                         header_dropout=cfg.header_dropout)
         else:
             bank = None
             collate = ContrastiveCollator(model.tokenizer, music.max_positions, clamp_cfg.text_max_length, cfg.text_dropout,
-                                          music.input_kind, music.pad_id, cfg.seed, cfg.shared_text_positives)
+                                          music.input_kind, music.pad_id, cfg.seed, cfg.shared_text_positives,
+                                          patch_mode=music.patch_mode, header_dropout=cfg.header_dropout)
             param_groups += decay_groups(model.text_encoder, cfg.text_lr, cfg.weight_decay)
         step_fn = clamp_step
 

@@ -77,6 +77,12 @@ def test_counts_reconcile_with_every_kind_of_bad_record(built):
     assert summary.records_in == summary.rows_written + summary.quarantined + summary.duplicates + summary.decontaminated
     assert summary.shards == 3  # 5 rows, shards of 2
     assert summary.splits == {"train": 5}
+    # no two kept rows share a title key or a melody: no groups, nothing moved
+    assert summary.grouping == {
+        "split_by": "tune-group", "groups": 0, "grouped_rows": 0, "largest_group": 1, "title_keys": 0,
+        "title_keys_capped": 0, "melody_pairs": 0, "crossed_before": 0, "crossed_after": 0, "rows_moved": 0,
+        "heldout_rows": 0, "heldout_by_group": 0,
+    }
     assert summary.caption_coverage == 1.0 and summary.caption_failures == 0 and summary.distinct_captions > 10
 
 

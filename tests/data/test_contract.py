@@ -31,7 +31,9 @@ def _validate(table: pa.Table, **kw):
 
 
 def test_good_shard_passes_and_writes_data_docs(tmp_path):
-    result = _validate(_table([_row(0), _row(1)]), docs_dir=tmp_path / "docs")
+    # every split value, held-out rows included (docs/shard-schema.md, "Split assignment")
+    rows = [_row(0), _row(1, split="valid"), _row(2, split="test"), _row(3, split="heldout")]
+    result = _validate(_table(rows), docs_dir=tmp_path / "docs")
     assert result.success and result.row_failures == {} and result.table_failures == []
     assert (tmp_path / "docs" / "index.html").is_file()
 
