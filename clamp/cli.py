@@ -190,24 +190,36 @@ def _index(m, index: Path):
 
 @app.command()
 def search(
-    query: Annotated[str, typer.Argument(help="a description, e.g. 'a lively jig in D major'")],
+    query: Annotated[str | None, typer.Argument(help="a description, e.g. 'a lively jig in D major'")] = None,
+    like: Annotated[Path | None, typer.Option(help="rank by similarity to this score instead (.abc .mid .xml .mxl "
+                                                   ".krn; its first tune)")] = None,
     index: Annotated[Path, typer.Option(help="a built dataset folder or a features .parquet")] = DEFAULT_DATASET_DIR,
     model: Annotated[Path, typer.Option(help="model folder")] = DEFAULT_MODEL,
     top: Annotated[int, typer.Option(help="how many results (1 or more)")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
-    """Rank the scores of an index by similarity to a text query."""
+    """Rank the scores of an index by similarity to a text query, or to a score (--like)."""
     import numpy as np
 
-    from clamp.eval.embed import embed_text
+    from clamp.eval.embed import embed_music, embed_text
 
-    if not query.strip():
+    if (query is None) == (like is None):
+        raise UserError("give a text query or --like FILE (one of them), e.g. 'a lively jig in D major'")
+    if query is not None and not query.strip():
         raise UserError("empty query: describe the music, e.g. 'a lively jig in D major'")
     if top < 1:
         raise UserError(f"--top must be 1 or more, not {top}")
+    music = None
+    if like is not None:
+        from clamp.eval.files import read_music_tunes
+
+        first = next((t for t in read_music_tunes(like) if t.abc is not None), None)
+        if first is None:
+            raise UserError(f"{like}: no tune to search with")
+        music = first.abc
     m = _model(model)
     titles, feats = _index(m, index)
-    q = embed_text(m, [query.strip()])[0]
+    q = embed_music(m, [music])[0] if music is not None else embed_text(m, [query.strip()])[0]  # type: ignore[union-attr]
     scores = feats @ q
     order = np.argsort(-scores)[:top]
     results = [{"rank": r + 1, "title": titles[i], "score": round(float(scores[i]), 4)} for r, i in enumerate(order)]
@@ -303,7 +315,9 @@ def eval_command(
         help="a built dataset: adds its held-out tasks and the retrieval probes (test split)")] = None,
     out: Annotated[Path, typer.Option(help="folder for plots and predictions")] = Path("outputs/eval"),
     mlflow: Annotated[bool, typer.Option(help="log each (model, benchmark) as an MLflow run")] = True,
-    untrained: Annotated[bool, typer.Option(help="also evaluate the untrained (random-init) twin")] = True,
+    untrained: Annotated[bool, typer.Option(help="also evaluate the untrained twin (fresh music tower, same text tower)")] = True,
+    controls: Annotated[bool, typer.Option(help="score the input controls (notes only, chords, unit note length, MIDI "
+                                                "route) and the header-only baseline")] = True,
     resamples: Annotated[int | None, typer.Option(help="bootstrap resamples of the 95% intervals, 0 for none [1000]")] = None,
     max_items: Annotated[int | None, typer.Option(help="an evenly spaced subset of each benchmark (quick runs)")] = None,
 ) -> None:
@@ -323,6 +337,8 @@ def eval_command(
         raise UserError(f"no built dataset at {dataset}")
     settings = {"model_dir": str(model), "benchmarks": names or None, "dataset_dir": _str(dataset), "out_dir": str(out),
                 "include_untrained": untrained, "mlflow": mlflow}
+    if not controls:
+        settings.update(controls=[], header_baseline=False)
     settings.update({k: v for k, v in {"bootstrap_resamples": resamples, "max_items": max_items}.items() if v is not None})
     cfg = validated(EvalConfig, settings)
     print_results_table(results_table(evaluate(cfg)))

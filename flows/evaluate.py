@@ -26,6 +26,9 @@ def evaluate_flow(overrides: dict[str, Any] | None = None) -> dict[str, list]:
     report = results_table(evaluate(cfg))
     create_table_artifact(key="evaluation", table=report["quality"],
                           description=f"evaluation of {cfg.model_dir}: value [95% bootstrap interval]")
+    for key, what in (("controls", "input controls"), ("targets", "quality targets (this run)")):
+        if report.get(key):
+            create_table_artifact(key=f"evaluation-{key}", table=report[key], description=f"{what} of {cfg.model_dir}")
     if report["probes"]:
         create_table_artifact(key="evaluation-probes", table=report["probes"],
                               description=f"retrieval probes of {cfg.model_dir}: precision@10 beside the random share")

@@ -67,6 +67,29 @@ def test_search_over_a_dataset_and_embed(tmp_path, tiny_model, tiny_dataset):
     assert table.num_rows == 1 and len(table.column("embedding")[0]) == 16
 
 
+def test_search_like_a_score_in_abc_and_in_midi(tmp_path, tiny_model, tiny_dataset):
+    from clamp.abc.fidelity import abc_to_midi
+    from clamp.data.shards import read_dataset
+
+    abc = read_dataset(tiny_dataset, ["abc"]).column("abc")[0].as_py()
+    (tmp_path / "t.abc").write_text(abc)
+    args = ["--index", str(tiny_dataset), "--model", str(tiny_model), "--top", "3", "--json"]
+    result = runner.invoke(app, ["search", "--like", str(tmp_path / "t.abc"), *args])
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.output)
+    assert hits[0]["score"] == pytest.approx(1.0, abs=1e-4)  # the tune itself is in the index
+    (tmp_path / "t.mid").write_bytes(abc_to_midi(abc))  # the same tune as a user's MIDI file
+    result = runner.invoke(app, ["search", "--like", str(tmp_path / "t.mid"), *args])
+    assert result.exit_code == 0, result.output
+    assert [h["rank"] for h in json.loads(result.output)] == [1, 2, 3]
+    result = runner.invoke(app, ["classify", str(tmp_path / "t.mid"), "--labels", "jig,reel", "--model", str(tiny_model),
+                                 "--json"])
+    assert result.exit_code == 0 and {x["label"] for x in json.loads(result.output)[0]["labels"]} == {"jig", "reel"}
+    assert "give a text query or --like FILE" in _error(runner.invoke(app, ["search", *args]))
+    assert "give a text query or --like FILE" in _error(
+        runner.invoke(app, ["search", "a jig", "--like", str(tmp_path / "t.abc"), *args]))
+
+
 def test_crlf_files_read_like_training_data(tmp_path):
     from clamp.eval.files import read_music_file
 

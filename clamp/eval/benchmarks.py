@@ -43,6 +43,7 @@ class HeldoutTask:
     min_count: int  # a class needs at least this many test items
     max_classes: int | None  # keep only the most frequent classes; None keeps every class with min_count
     exclude: frozenset[str] = frozenset()  # labels left out of the task
+    only: frozenset[str] = frozenset()  # when given, the only labels the task keeps
 
 
 # docs/evaluation.md, "Held-out corpus tasks". The first three keep their original definition (the
@@ -59,7 +60,14 @@ HELDOUT_TASKS: dict[str, HeldoutTask] = {t.name: t for t in (
     HeldoutTask("meter", "meter", "meter", 10, None),
     HeldoutTask("collection", "collection", "collection", 10, None),
     HeldoutTask("composer_all", "composer", "composer", 5, None),  # every composer with 5 or more test items
+    # reels and hornpipes share their meters (2/2, 2/4, 4/4), so the header cannot tell them apart
+    HeldoutTask("reel_hornpipe", "tune_type", "tune_type", 5, None, only=frozenset({"reel", "hornpipe"})),
 )}
+
+# The benchmark-name prefix of the held-out tasks of each split: `corpus-` for the test split
+# (the quality report), `valid-` for the valid split (decisions: retraining, recipes), `unseen-`
+# for the held-out collection (`BuildConfig.holdout_collections`, split `heldout`).
+SPLIT_PREFIX = {"test": "corpus", "valid": "valid", "heldout": "unseen"}
 
 
 def label_from_texts(texts: list[str], field: str) -> str | None:
@@ -192,7 +200,8 @@ def _spellings(labels: list[dict[str, str]]) -> dict[str, dict[str, str]]:
 
 
 def heldout_items(dataset_dir: str | Path, split: str = "test") -> HeldoutItems:
-    """Every row of a built dataset's held-out split (training never reads it) with its labels."""
+    """Every row of a built dataset's split (`test`, `valid`, `heldout`: training never reads
+    them; `train` for the header-only baseline's fit) with its labels."""
     from clamp.data.shards import read_dataset
 
     table = read_dataset(dataset_dir, ["id", "abc", "texts", "metadata"], split=split)
@@ -203,7 +212,7 @@ def heldout_items(dataset_dir: str | Path, split: str = "test") -> HeldoutItems:
 
 
 def heldout_benchmark(items: HeldoutItems, name: str, min_count: int | None = None,
-                      max_classes: int | None = None) -> Benchmark:
+                      max_classes: int | None = None, prefix: str = "corpus") -> Benchmark:
     """The held-out task `name` (a key of `HELDOUT_TASKS`) over `items`: the items with that label,
     in classes with at least `min_count` items (the `max_classes` most frequent when given;
     defaults from the task)."""
@@ -213,12 +222,12 @@ def heldout_benchmark(items: HeldoutItems, name: str, min_count: int | None = No
     min_count = spec.min_count if min_count is None else min_count
     max_classes = spec.max_classes if max_classes is None else max_classes
     rows = [(i, a, items.display(spec.label, lab[spec.label])) for i, a, lab in zip(items.ids, items.abc, items.labels, strict=True)
-            if spec.label in lab and lab[spec.label] not in spec.exclude]
+            if spec.label in lab and lab[spec.label] not in spec.exclude and (not spec.only or lab[spec.label] in spec.only)]
     counts = Counter(r[2] for r in rows)
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))  # ties: alphabetical, so the cut is stable
     keep = {label for label, n in ranked[:max_classes] if n >= min_count}
     rows = [r for r in rows if r[2] in keep]
-    return Benchmark(name=f"corpus-{name}", task=spec.task, ids=[r[0] for r in rows], abc=[r[1] for r in rows],
+    return Benchmark(name=f"{prefix}-{name}", task=spec.task, ids=[r[0] for r in rows], abc=[r[1] for r in rows],
                      labels=[r[2] for r in rows], provenance=items.provenance)
 
 

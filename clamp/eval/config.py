@@ -9,8 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from clamp.config import DEFAULT_MODEL_DIR
 
 # the held-out tasks of clamp.eval.benchmarks.HELDOUT_TASKS (docs/evaluation.md)
-HeldoutField = Literal["rhythm", "origin", "composer", "tune_type", "key", "meter", "collection", "composer_all"]
+HeldoutField = Literal["rhythm", "origin", "composer", "tune_type", "key", "meter", "collection", "composer_all",
+                       "reel_hornpipe"]
 HELDOUT_FIELDS: tuple[str, ...] = get_args(HeldoutField)
+# clamp.eval.controls.INPUT_CONTROLS (kept here as names so the config imports no evaluation code)
+ControlName = Literal["notes-only", "chords-added", "chords-removed", "unit-1-4", "unit-1-16", "midi-route"]
+CONTROL_NAMES: tuple[str, ...] = get_args(ControlName)
 
 
 class EvalConfig(BaseModel):
@@ -32,3 +36,13 @@ class EvalConfig(BaseModel):
     cache_dir: str | None = None  # MIDI conversions, shared with the build; default: the build's cache_dir
     max_items: int | None = Field(None, ge=1)  # an evenly spaced subset of each benchmark, for quick runs
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")  # auto: the GPU when there is one
+    # the split the held-out tasks and probes come from: "test" for the quality report, "valid" for
+    # decisions (retraining's promotion, recipe choices), so the test split never steers anything
+    heldout_split: Literal["test", "valid"] = "test"
+    # the input controls (clamp.eval.controls.INPUT_CONTROLS) scored for the trained model
+    controls: list[ControlName] = Field(default_factory=lambda: list(CONTROL_NAMES))
+    header_baseline: bool = True  # the header-only logistic regression, fit on the train split
+    # "fair": fresh music tower beside the pretrained text tower; "random": both towers random
+    twin: Literal["fair", "random", "both"] = "fair"
+    # the tasks of the held-out collection (split `heldout`), when the dataset has one
+    unseen_fields: list[HeldoutField] = Field(default_factory=lambda: ["tune_type", "key", "meter", "reel_hornpipe"])

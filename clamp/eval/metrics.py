@@ -205,3 +205,18 @@ def mean_over_queries_ci(samples: np.ndarray, resamples_seed: int = 0,
     b, q = samples.shape
     qidx = np.random.default_rng(resamples_seed).integers(0, q, size=(b, q))
     return percentile_interval(np.take_along_axis(samples, qidx, 1).mean(1), level)
+
+
+# 97.5% quantiles of Student's t by degrees of freedom (beyond 9: the normal's 1.96)
+T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+
+
+def t_interval(values: list[float]) -> tuple[float, float | None, float | None]:
+    """The mean of `values` and its 95% Student-t interval (None bounds for a single value)."""
+    import statistics
+
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, None, None
+    half = T_975.get(len(values) - 1, 1.96) * statistics.stdev(values) / len(values) ** 0.5
+    return mean, mean - half, mean + half

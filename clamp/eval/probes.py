@@ -91,16 +91,42 @@ PROBES: list[Probe] = [
     Probe("a Baroque piece", {"period": ("Baroque",)}),
 ]
 
-# one query per class of these held-out tasks; {label} is the class, {article} "a" or "an"
+# Held-out probes, phrased as users search (group "user"): none equals or contains a training
+# caption (tests/eval/test_user_prompts.py), so they show what a user's own wording gets.
+USER_PROBES: list[Probe] = [
+    Probe("a fast reel", {"tune_type": ("reel",)}, group="user"),
+    Probe("D major reels", {"tune_type": ("reel",), "key": ("D major",)}, group="user"),
+    Probe("a waltz in three-four time", {"tune_type": ("waltz",), "meter": ("3/4",)}, group="user"),
+    Probe("E minor tunes", {"key": ("E minor",)}, group="user"),
+    Probe("G major melodies", {"key": ("G major",)}, group="user"),
+    Probe("hornpipes", {"tune_type": ("hornpipe",)}, group="user"),
+    Probe("a jig to dance to", {"tune_type": ("jig", "double jig")}, group="user"),
+    Probe("slip jigs in nine-eight", {"tune_type": ("slip jig",), "meter": ("9/8",)}, group="user"),
+    Probe("polkas", {"tune_type": ("polka",)}, group="user"),
+    Probe("marches", {"tune_type": ("march",)}, group="user"),
+    Probe("minor-key music", {"mode": ("minor",)}, group="user"),
+    Probe("something dorian", {"mode": ("dorian",)}, group="user"),
+    Probe("Bach chorales", {"composer": _BACH}, group="user"),
+    Probe("old German folk songs", {"collection": _ESSEN}, group="user"),
+]
+
+# one query per class of these held-out tasks; {label} is the class, {article} "a" or "an",
+# {spoken} a meter in words. The `user-` groups are phrased as users search.
 TASK_PROBES = {"key": "a tune in {label}", "meter": "a tune in {label} time", "tune_type": "{article} {label}"}
+USER_TASK_PROBES = {"key": "{label} tunes", "meter": "{spoken} time", "tune_type": "looking for {article} {label}"}
 
 
-def task_probes(items: HeldoutItems) -> list[Probe]:
-    """One probe per class of the `key`, `meter` and `tune_type` tasks (the classes those tasks keep)."""
+def task_probes(items: HeldoutItems, style: str = "training") -> list[Probe]:
+    """One probe per class of the `key`, `meter` and `tune_type` tasks (the classes those tasks
+    keep); `style` "user" phrases them as users search, in groups `user-key`, ..."""
+    from clamp.eval.tasks import spoken
+
+    table, prefix = (USER_TASK_PROBES, "user-") if style == "user" else (TASK_PROBES, "")
     out = []
-    for task, template in TASK_PROBES.items():
+    for task, template in table.items():
         for label in heldout_benchmark(items, task).classes:
-            out.append(Probe(template.format(label=label, article=article(label)), {task: (label,)}, group=task))
+            query = template.format(label=label, article=article(label), spoken=spoken(label))
+            out.append(Probe(query, {task: (label,)}, group=prefix + task))
     return out
 
 
@@ -110,8 +136,8 @@ def relevance(probes: list[Probe], labels: list[dict[str, str]]) -> np.ndarray:
 
 
 def probe_results(query_embeddings: np.ndarray, music: np.ndarray, probes: list[Probe], labels: list[dict[str, str]],
-                  ids: list[str] | None = None, resamples: int = 1000, seed: int = 0, level: float = 0.95
-                  ) -> tuple[dict[str, float], list[dict]]:
+                  ids: list[str] | None = None, resamples: int = 1000, seed: int = 0, level: float = 0.95,
+                  benchmark: str = PROBE_BENCHMARK) -> tuple[dict[str, float], list[dict]]:
     """Metrics and per-probe rows of the probes over a pool (rows of `music`, labels per item).
 
     Per probe: precision@10 with a 95% interval from resampling the pool, the random share (the
@@ -131,7 +157,7 @@ def probe_results(query_embeddings: np.ndarray, music: np.ndarray, probes: list[
     samples = precision_at_k_resampled(sim, rel, K, resamples, seed) if resamples > 0 else None
     random = rel.mean(1)
     top = np.argsort(-sim, axis=1, kind="stable")[:, :K]
-    b = PROBE_BENCHMARK
+    b = benchmark
     for i, probe in enumerate(probes):
         name = f"{b}/{probe.slug}"
         metrics[f"{name}/p_at_10"] = float(p[i])

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from clamp.config import DEFAULT_DATASET_DIR, load_config
+from clamp.eval.metrics import t_interval
 from clamp.train.config import TrainConfig
 
 
@@ -28,15 +29,22 @@ class AblationCell:
     text_dropout: bool
     input_kind: str  # "patch" (bar patching) or "char"
     mmm_init: bool
+    header_dropout: bool = False  # HEADER_DROPOUT of the tunes lose their K:/M:/L: patches per step
 
     @property
     def name(self) -> str:
-        return f"{'patch' if self.input_kind == 'patch' else 'char'}-{'td' if self.text_dropout else 'notd'}-{'mmm' if self.mmm_init else 'scratch'}"
+        base = f"{'patch' if self.input_kind == 'patch' else 'char'}-{'td' if self.text_dropout else 'notd'}-{'mmm' if self.mmm_init else 'scratch'}"
+        return f"{base}-hd" if self.header_dropout else base
+
+
+HEADER_DROPOUT = 0.5  # the share of a header-dropout cell's tunes that lose their header lines per step
 
 
 def grid(text_dropout=(True, False), input_kind=("patch", "char"), mmm_init=(True, False)) -> list[AblationCell]:
     cells = [AblationCell(t, k, m) for t, k, m in itertools.product(text_dropout, input_kind, mmm_init)]
-    return [c for c in cells if not (c.mmm_init and c.input_kind == "char")]  # MMM pre-trains the patch encoder only
+    cells = [c for c in cells if not (c.mmm_init and c.input_kind == "char")]  # MMM pre-trains the patch encoder only
+    # header dropout against the from-scratch patch cell (the main job's recipe)
+    return [*cells, AblationCell(True, "patch", False, header_dropout=True)]
 
 
 # The CPU recipe (recipes/cpu-clamp.yaml: locked MiniLM, 8 text views, batch 64, 64-patch window)
@@ -47,6 +55,10 @@ GRID_TRAIN: dict[str, Any] = {"preset": "small", "max_patches": 64, "text_tower"
                               "checkpoint_every": 100}
 # what the MMM warm start changes from `train` (recipes/cpu-mmm.yaml): its own batch and learning
 # rate (None: the objective's default), and no valid MRR, which only a contrastive model has
+# How a cell is evaluated: on the valid split's held-out tasks (the grid chooses recipes, so it
+# never reads the test split), without the input controls and the header baseline (the report's).
+DECISION_EVAL: dict[str, Any] = {"heldout_split": "valid", "controls": ["notes-only"], "header_baseline": False,
+                                 "unseen_fields": []}
 GRID_MMM: dict[str, Any] = {"batch_size": 32, "lr": None, "eval_every": 0, "text_views": 1}
 
 
@@ -68,9 +80,10 @@ class AblationConfig(BaseModel):
     # claims (CLAIMS) compare four of them.
     cells: list[str] | None = None
     # the metrics the claims are judged on (higher is better)
+    # (the valid split's held-out tasks: a recipe is chosen without reading the test split)
     claim_metrics: list[str] = Field(default_factory=lambda: [
-        "corpus-tune_type/zero_shot/macro_f1", "corpus-probe/key/p_at_10", "corpus-probe/meter/p_at_10",
-        "wikimt/text_to_music/mrr"])
+        "valid-tune_type/user_prompts/macro_f1", "valid-tune_type.notes-only/user_prompts/macro_f1",
+        "valid-probe/key/p_at_10", "valid-probe/meter/p_at_10", "wikimt/text_to_music/mrr"])
     max_items: int | None = Field(None, ge=1)
     experiment: str = "clamp-ablations"
     tracking_dir: str | None = None
@@ -138,6 +151,7 @@ def run_ablations(cfg: AblationConfig, cells: list[AblationCell] | None = None) 
                 train_cfg = TrainConfig(**{
                     **base, "seed": seed, "objective": "clamp", "dataset_dir": dataset_dir, "output_dir": str(run / cell.name),
                     "text_dropout": cell.text_dropout, "input_kind": cell.input_kind,
+                    "header_dropout": HEADER_DROPOUT if cell.header_dropout else 0.0,
                     "init_music_from": str(mmm_out / "model") if cell.mmm_init else None,
                     "run_name": f"train/{cell.name}/seed{seed}", "experiment": experiment, "tracking_dir": tracking_dir,
                 })
@@ -156,7 +170,8 @@ def run_ablations(cfg: AblationConfig, cells: list[AblationCell] | None = None) 
                 result = train(train_cfg)
                 evals = evaluate(EvalConfig(model_dir=result["model_dir"], benchmarks=cfg.benchmarks, dataset_dir=dataset_dir,
                                             out_dir=str(run / cell.name / "eval"), include_untrained=False,
-                                            experiment=experiment, tracking_dir=tracking_dir, max_items=cfg.max_items))
+                                            experiment=experiment, tracking_dir=tracking_dir, max_items=cfg.max_items,
+                                            **DECISION_EVAL))
                 row = {"cell": cell.name, "seed": seed, "text_dropout": cell.text_dropout, "input": cell.input_kind,
                        "mmm_init": cell.mmm_init, "final_train_loss": result["last_loss"],
                        "best_valid_mrr": result.get("best_valid_mrr")}
@@ -168,7 +183,8 @@ def run_ablations(cfg: AblationConfig, cells: list[AblationCell] | None = None) 
         if cfg.champion_dir:
             evals = evaluate(EvalConfig(model_dir=cfg.champion_dir, benchmarks=cfg.benchmarks, dataset_dir=dataset_dir,
                                         out_dir=str(out / CHAMPION / "eval"), include_untrained=False,
-                                        experiment=experiment, tracking_dir=tracking_dir, max_items=cfg.max_items))
+                                        experiment=experiment, tracking_dir=tracking_dir, max_items=cfg.max_items,
+                                        **DECISION_EVAL))
             row = {"cell": CHAMPION, "seed": ""}
             for e in evals:
                 row.update(e.metrics)
@@ -200,21 +216,8 @@ CLAIMS = [
     ("text_dropout", "text dropout helps", "patch-td-mmm", "patch-notd-mmm"),
     ("bar_patching", "bar patching beats characters", "patch-td-scratch", "char-td-scratch"),
     ("mmm_init", "MMM pre-training helps", "patch-td-mmm", "patch-td-scratch"),
+    ("header_dropout", "header dropout helps", "patch-td-scratch-hd", "patch-td-scratch"),
 ]
-T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
-
-
-def t_interval(values: list[float]) -> tuple[float, float | None, float | None]:
-    """The mean of `values` and its 95% Student-t interval (None bounds for a single value)."""
-    import statistics
-
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return mean, None, None
-    half = T_975.get(len(values) - 1, 1.96) * statistics.stdev(values) / len(values) ** 0.5
-    return mean, mean - half, mean + half
-
-
 def paper_claims(rows: list[dict], metrics: list[str]) -> list[dict]:
     """Each claim on each metric: the per-seed difference (winner - loser), its mean and 95%
     t-interval over seeds, and the verdict: `holds` (interval above 0), `reversed` (below 0) or

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from clamp.config import DEFAULT_DATASET_DIR
 from clamp.errors import UserError
+from clamp.workflows.ablations import DECISION_EVAL
 
 log = logging.getLogger("clamp.retrain")
 ALIAS = "champion"
@@ -76,9 +77,20 @@ class RetrainConfig(BaseModel):
     # TrainConfig fields for the challenger (objective, data and output folders are set here)
     train: dict[str, Any] = Field(default_factory=lambda: {"preset": "small", "steps": 100, "batch_size": 16})
     benchmarks: list[str] = Field(default_factory=lambda: ["wikimt"])
-    metric: str = "corpus-rhythm/zero_shot/accuracy"  # strictly higher is better
+    # strictly higher is better; a metric of the valid split (`valid-<task>`) or a benchmark, never
+    # of the test split (`corpus-`) or the held-out collection (`unseen-`): the test split is for
+    # the quality report only, so it must not steer which model is promoted
+    metric: str = "valid-rhythm/zero_shot/accuracy"
     max_items: int | None = Field(None, ge=1)
     experiment: str = "clamp-retrain"
+
+    @field_validator("metric")
+    @classmethod
+    def _not_test_split(cls, v: str) -> str:
+        if v.startswith(("corpus-", "unseen-")):
+            raise ValueError(f"{v!r} is a test-split metric; decide on the valid split instead "
+                             f"({'valid-' + v.split('-', 1)[1]!r})")
+        return v
 
 
 def retrain(cfg: RetrainConfig) -> RetrainDecision:
@@ -110,8 +122,10 @@ def retrain(cfg: RetrainConfig) -> RetrainDecision:
     version = register_model_folder(model_name, result["run_id"], f"{run.info.artifact_uri}/model")
     client.set_model_version_tag(model_name, version, "dataset_fingerprint", fingerprint)
     def evaluation(model_dir: str, name: str) -> dict[str, float]:
+        # held-out tasks of the valid split only: the decision never reads the test split
         results = evaluate(EvalConfig(model_dir=model_dir, benchmarks=cfg.benchmarks, dataset_dir=dataset_dir,
-                                      out_dir=str(out / name), include_untrained=False, mlflow=False, max_items=cfg.max_items))
+                                      out_dir=str(out / name), include_untrained=False, mlflow=False, max_items=cfg.max_items,
+                                      probes=False, **DECISION_EVAL))
         return {k: v for r in results for k, v in r.metrics.items()}
 
     challenger_metrics = evaluation(result["model_dir"], "eval-challenger")

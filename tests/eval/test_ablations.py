@@ -7,10 +7,11 @@ import pytest
 from clamp.workflows.ablations import AblationCell, AblationConfig, grid, run_ablations
 
 
-def test_grid_has_the_paper_ablations():
+def test_grid_has_the_paper_ablations_and_header_dropout():
     names = [c.name for c in grid()]
     assert names == ["patch-td-mmm", "patch-td-scratch", "char-td-scratch",
-                     "patch-notd-mmm", "patch-notd-scratch", "char-notd-scratch"]
+                     "patch-notd-mmm", "patch-notd-scratch", "char-notd-scratch", "patch-td-scratch-hd"]
+    assert [c.header_dropout for c in grid()] == [False] * 6 + [True]
 
 
 @pytest.mark.slow
@@ -64,7 +65,7 @@ def test_the_grid_defaults_are_the_cpu_recipe_file():
     assert (recipe.train, recipe.mmm, recipe.mmm_steps, recipe.seeds) == (default.train, default.mmm, default.mmm_steps,
                                                                           default.seeds)
     assert [c.name for c in recipe.selected_cells()] == ["patch-td-mmm", "patch-td-scratch", "char-td-scratch",
-                                                         "patch-notd-mmm"]
+                                                         "patch-notd-mmm", "patch-td-scratch-hd"]
     assert {cell for _, _, win, lose in CLAIMS for cell in (win, lose)} == set(recipe.cells)
     assert default.selected_cells() == grid()
     # ... and the grid is the CPU recipe at a shorter budget: every setting of recipes/cpu-clamp.yaml
@@ -73,7 +74,7 @@ def test_the_grid_defaults_are_the_cpu_recipe_file():
 
     recipes = Path(__file__).parents[2] / "recipes"
     clamp_recipe = read_config_file(recipes / "cpu-clamp.yaml")
-    for key in set(clamp_recipe) - {"objective", "text_dropout", "steps", "eval_every"}:
+    for key in set(clamp_recipe) - {"objective", "text_dropout", "header_dropout", "steps", "eval_every"}:
         assert default.train[key] == clamp_recipe[key], key
     mmm_recipe = read_config_file(recipes / "cpu-mmm.yaml")
     mmm = {**default.train, **default.mmm, "steps": default.mmm_steps}

@@ -161,7 +161,8 @@ def test_evaluation_with_intervals_probes_and_report(tmp_path, tiny_model, capsy
     assert key["corpus-key/baseline/chance/accuracy"] == 0.5 and key["corpus-key/classes"] == 2.0
     assert -1.0 <= key["corpus-key/embedding/mean_cosine"] <= 1.0 and key["corpus-key/embedding/uniformity"] <= 0.0
     probe = results[6].metrics
-    for name in ("a_tune_in_g_major", "a_jig_in_6-8", "key", "meter", "tune_type", "fixed"):
+    for name in ("a_tune_in_g_major", "a_jig_in_6-8", "key", "meter", "tune_type", "fixed", "user", "user-key",
+                 "user/a_fast_reel"):
         assert f"corpus-probe/{name}/p_at_10" in probe and f"corpus-probe/{name}/p_at_10_ci_high" in probe
     assert probe["corpus-probe/a_jig_in_6-8/random"] == pytest.approx(10 / 30)
     assert probe["corpus-probe/key/queries"] == 2.0 and probe["corpus-probe/tune_type/queries"] == 3.0
@@ -171,9 +172,26 @@ def test_evaluation_with_intervals_probes_and_report(tmp_path, tiny_model, capsy
     report = results_table(results)
     json.dumps(report)  # what the Prefect flow returns
     key_rows = [r for r in report["quality"] if r["benchmark"] == "corpus-key"]
-    assert [r["model"] for r in key_rows] == [results[0].model, f"{results[0].model}-untrained", "chance", "majority"]
-    assert re.fullmatch(r"\d\.\d\d \[\d\.\d\d, \d\.\d\d\]", key_rows[0]["zero-shot acc"])
-    assert key_rows[2]["zero-shot acc"] == "0.50"
+    assert [r["model"] for r in key_rows] == [results[0].model, f"{results[0].model}-untrained", "header-only LR", "chance",
+                                              "majority"]
+    assert re.fullmatch(r"\d\.\d\d \[\d\.\d\d, \d\.\d\d\]", key_rows[0]["user prompts acc"])
+    assert re.fullmatch(r"\d\.\d\d \[\d\.\d\d, \d\.\d\d\]", key_rows[0]["training prompts acc"])
+    # the train rows' keys (E minor) are not the task's classes: the header baseline falls back
+    # to the first class, D major, which 15 of the 30 test rows have
+    assert key["corpus-key/baseline/header/accuracy"] == 0.5
+    assert key_rows[3]["user prompts acc"] == "0.50"
+    # the input controls, for the trained model only: the canonical model reads L:1/4 and L:1/16
+    # rewrites of a tune as the tune itself, so nothing it predicts changes
+    for control in ("unit-1-4", "unit-1-16", "chords-removed"):
+        assert key[f"corpus-key.{control}/agreement"] == 1.0, control
+        assert key[f"corpus-key.{control}/user_prompts/accuracy"] == key["corpus-key/user_prompts/accuracy"]
+    assert 0.0 <= key["corpus-key.notes-only/agreement"] <= 1.0 and key["corpus-key.notes-only/items"] == 30.0
+    assert 0.0 <= key["corpus-key.midi-route/agreement"] <= 1.0
+    assert not any(k.startswith("corpus-key.") for k in results[9].metrics)  # not for the twin
+    controls = [r for r in report["controls"] if r["benchmark"] == "corpus-key"]
+    assert [r["input"] for r in controls] == ["as given", "notes-only", "chords-added", "chords-removed", "unit-1-4",
+                                              "unit-1-16", "midi-route"]
+    assert controls[4]["agreement"] == "1.00"
     probes = {r["probe"]: r for r in report["probes"]}
     assert probes["a jig in 6/8"]["random"] == "0.33"
     assert re.fullmatch(r"\d\.\d\d \[\d\.\d\d, \d\.\d\d\]", probes["mean: key: one query per class"][f"{results[0].model} P@10"])

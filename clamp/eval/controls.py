@@ -1,0 +1,168 @@
+"""Controls of the quality report (docs/evaluation.md, "Controls"): what a score means only
+beside them.
+
+- **Input controls** score the same items with the music changed in a way that leaves the music
+  itself alone (chord symbols added or removed, another unit note length, the MIDI route), or
+  with the header lines that the labels are read from removed (notes only). A model that reads
+  music gives the same answers; `agreement` is the share of items whose prediction is unchanged.
+- **The header-only baseline**: a logistic regression on the header fields alone (one-hot `K:`,
+  `M:`, `L:`, voice count), fit on the train split and scored on the held-out items. It is the bar
+  that shows whether a model learned more than a lookup of its header patches.
+- **The fair twin** (`fair_twin_like`): fresh music encoder and projections beside the same
+  pretrained text tower the recipe locks, so prompts still mean something to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from clamp.abc import notation
+
+log = logging.getLogger("clamp.eval")
+
+
+@dataclass(frozen=True)
+class InputControl:
+    """A change to every item's music: `before` on the tune as written, `after` once it is in
+    the model's own notation (`clamp.eval.embed.music_inputs`)."""
+
+    name: str
+    why: str
+    before: Callable[[str], str] | None = None
+    after: Callable[[str], str] | None = None
+    heldout_only: bool = False  # only for the held-out corpus tasks (the benchmarks have no such header labels)
+
+
+def midi_route(abc: str, timeout_s: float = 30.0) -> str:
+    """The tune as a user's MIDI file of it reaches the model: rendered by abc2midi, read back by
+    midi2abc (timing quantised, key and meter guessed), as `clamp.abc.convert` reads any MIDI."""
+    from clamp.abc.convert import midi_to_abc
+    from clamp.abc.fidelity import abc_to_midi
+
+    return midi_to_abc(abc_to_midi(abc, timeout_s), timeout_s)
+
+
+def _unit(target: str) -> Callable[[str], str]:
+    def rewrite(abc: str) -> str:
+        return notation.rewrite_unit_length(abc, target)
+
+    rewrite.__name__ = f"unit_{target.replace('/', '_')}"
+    return rewrite
+
+
+INPUT_CONTROLS: dict[str, InputControl] = {c.name: c for c in (
+    InputControl("notes-only", "K:, M: and L: lines (and voice names) removed: key and meter are labels, not input",
+                 after=notation.notes_only, heldout_only=True),
+    InputControl("chords-added", "a chord symbol on every bar of tunes that have none, as lead sheets carry them",
+                 before=notation.add_chord_symbols),
+    InputControl("chords-removed", "chord symbols and annotations taken out", before=notation.strip_chord_symbols),
+    InputControl("unit-1-4", "rewritten to L:1/4, durations scaled: the same music", before=_unit("1/4")),
+    InputControl("unit-1-16", "rewritten to L:1/16, durations scaled: the same music", before=_unit("1/16")),
+    InputControl("midi-route", "rendered to MIDI and read back with midi2abc, the way a user's MIDI file comes in",
+                 before=midi_route, heldout_only=True),
+)}
+
+
+def control_benchmark_name(benchmark: str, control: str) -> str:
+    """`corpus-key` under `notes-only` -> `corpus-key.notes-only` (MLflow accepts `.` and `-`)."""
+    return f"{benchmark}.{control}"
+
+
+def midi_routed(abcs: Sequence[str], cache_dir: str | Path | None) -> list[str | None]:
+    """`midi_route` of each tune (None where abc2midi or midi2abc fails), cached by the tune's
+    SHA-256 under `<cache_dir>/midi-route` so a rerun converts nothing."""
+    from clamp.io import atomic_path
+
+    root = Path(cache_dir) / "midi-route" if cache_dir else None
+    out: list[str | None] = []
+    for abc in abcs:
+        digest = hashlib.sha256(abc.encode("utf-8", errors="surrogateescape")).hexdigest()
+        path = root / digest[:2] / f"{digest}.abc" if root else None
+        if path is not None and path.is_file():
+            text = path.read_text(encoding="utf-8")
+            out.append(text or None)
+            continue
+        try:
+            routed: str | None = midi_route(abc)
+        except Exception as exc:  # a tune abc2midi cannot render is counted, not fatal
+            log.debug("midi route failed: %s", exc)
+            routed = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                Path(tmp).write_text(routed or "", encoding="utf-8")
+        out.append(routed)
+    return out
+
+
+# --- header-only baseline ---------------------------------------------------------------------
+_FIELD = re.compile(r"^([KML]):\s*(.*?)\s*(?:%.*)?$")
+_VOICE = re.compile(r"^V:\s*(\S+)")
+
+
+def header_features(abc: str) -> dict[str, str]:
+    """The header fields a lookup could read a label from: the first `K:`, `M:` and `L:` values as
+    written (spaces collapsed) and the number of voices (capped at 4)."""
+    found: dict[str, str] = {}
+    voices: set[str] = set()
+    for line in abc.splitlines():
+        m = _FIELD.match(line)
+        if m and m.group(1) not in found:
+            found[m.group(1)] = " ".join(m.group(2).split())
+        v = _VOICE.match(line)
+        if v:
+            voices.add(v.group(1))
+    found["voices"] = str(min(max(len(voices), 1), 4))
+    return found
+
+
+def header_baseline(train_abc: Sequence[str], train_labels: Sequence[str], test_abc: Sequence[str],
+                    classes: Sequence[str]) -> np.ndarray:
+    """Class index per test item from a logistic regression on `header_features` (one-hot), fit on
+    the train items whose label is one of `classes`. With fewer than two classes in the fit, every
+    item gets the most frequent train class (or class 0)."""
+    from sklearn.feature_extraction import DictVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    index = {c: i for i, c in enumerate(classes)}
+    keep = [i for i, lab in enumerate(train_labels) if lab in index]
+    y = np.array([index[train_labels[i]] for i in keep], dtype=np.int64)
+    if len(set(y.tolist())) < 2:
+        fill = int(np.bincount(y).argmax()) if len(y) else 0
+        return np.full(len(test_abc), fill, dtype=np.int64)
+    vec = DictVectorizer()
+    x = vec.fit_transform([{f"{k}={v}": 1 for k, v in header_features(train_abc[i]).items()} for i in keep])
+    clf = LogisticRegression(max_iter=2000)
+    clf.fit(x, y)
+    xt = vec.transform([{f"{k}={v}": 1 for k, v in header_features(a).items()} for a in test_abc])
+    return clf.predict(xt).astype(np.int64)
+
+
+# --- fair twin ----------------------------------------------------------------------------------
+def fair_twin_like(model, seed: int = 0):
+    """The same architecture with a fresh music encoder and fresh projections (seed `seed`) beside
+    the pretrained text tower the recipe locks: what the data and the text tower give with no
+    music training. (The random twin, `clamp.eval.run.random_init_like`, also randomises the text
+    tower, so its prompts mean nothing and its predictions are near constant.)"""
+    import torch
+
+    from clamp.model.clamp_model import ClampModel
+
+    torch.manual_seed(seed)
+    try:
+        twin = ClampModel.from_config(model.config)
+    except Exception as exc:  # a text tower that cannot be loaded by name here: the model's own copy
+        import copy
+
+        log.info("fair twin: %s; using the model's own text tower", exc)
+        torch.manual_seed(seed)
+        twin = ClampModel(model.config, copy.deepcopy(model.text_encoder), model.tokenizer)
+    device = next(model.parameters()).device
+    return twin.to(device).eval()
