@@ -70,7 +70,8 @@ def markdown(report: dict) -> str:
                 *["| " + " | ".join(str(r.get(c, "")).replace("|", "\\|") for c in cols) + " |" for r in rows]]
 
     p = report["provenance"]
-    lines = [f"# Quality targets: {p['recipe']}, {p['seeds']} seed(s)", "",
+    seeds = f"{p['seeds']} seed(s)" + (f" of {p['seeds_planned']} planned" if p.get("seeds_planned", p["seeds"]) > p["seeds"] else "")
+    lines = [f"# Quality targets: {p['recipe']}, {seeds}", "",
              f"Date {p['date']}, commit {p['commit']}, machine: {p['machine']}. Dataset fingerprint "
              f"`{p['dataset_fingerprint']}`. Test split, held-out collection and benchmarks; user-style prompts "
              "(held out from training's captions).", "",
@@ -113,7 +114,9 @@ def readme_block(report: dict, report_path: str) -> str:
     twin = report["twin"]
     p = report["provenance"]
     lines = [README_BEGIN, "",
-             f"The CPU recipe (`{p['recipe']}`), {p['seeds']} seeds, on the test split, the held-out collection "
+             f"The CPU recipe (`{p['recipe']}`), {p['seeds']} seed(s)"
+             + (f" of {p['seeds_planned']} planned" if p.get("seeds_planned", p["seeds"]) > p["seeds"] else "")
+             + ", on the test split, the held-out collection "
              f"and the benchmarks, with user-style prompts held out from training ({p['date']}, commit {p['commit']}, "
              f"{p['machine']}; [{report_path}]({report_path}/report.md)). Values are means over seeds ± half "
              "the 95% t-interval.", "",
@@ -194,9 +197,8 @@ def main() -> None:
     from clamp.environment import apply_defaults
 
     apply_defaults()
-    from clamp.data.shards import load_manifest
     from clamp.eval.run import print_results_table
-    from clamp.eval.targets import cpu_targets, format_targets, gpu_targets, judge_all, probe_table
+    from clamp.eval.targets import format_targets
 
     out = Path(args.out)
     start = time.perf_counter()
@@ -212,25 +214,36 @@ def main() -> None:
         runs.append({"seed": seed if seed is not None else "given", "model_dir": model_dir, "tables": tables,
                      "trained": trained})
         print_results_table(tables, f"seed {seed}" if seed is not None else "model")
+        # written after every seed: an interrupted run keeps the seeds it finished
+        report = write_report(args, runs, pairs, twin, start)
+    print_results_table(format_targets(report["targets"]), "quality targets")
+    print(f"{report['met']} of {report['judged']} targets met")
+
+
+def write_report(args: argparse.Namespace, runs: list[dict], pairs: list[tuple[dict, dict]], twin: dict,
+                 start: float) -> dict:
+    from clamp.data.shards import load_manifest
+    from clamp.eval.targets import cpu_targets, gpu_targets, judge_all, probe_table
+
     targets = {"cpu": cpu_targets(), "gpu": gpu_targets(), "both": cpu_targets() + gpu_targets()}[args.targets]
     rows = judge_all(targets, pairs)
     judged = [r for r in rows if r["kind"] == "target"]
     report = {
         "provenance": {"date": dt.date.today().isoformat(), "commit": git_commit(), "recipe": args.recipe,
-                       "seeds": len(pairs), "machine": f"{platform.machine()}, {_cores()} cores",
+                       "seeds": len(pairs), "seeds_planned": args.seeds or 1,
+                       "machine": f"{platform.machine()}, {_cores()} cores",
                        "dataset_fingerprint": load_manifest(args.dataset).get("fingerprint", ""),
                        "wall_minutes": round((time.perf_counter() - start) / 60, 1)},
         "targets": rows, "met": sum(r["verdict"] == "met" for r in judged), "judged": len(judged),
         "probe": probe_table(pairs), "runs": runs, "twin": twin,
     }
-    print_results_table(format_targets(rows), "quality targets")
-    print(f"{report['met']} of {report['judged']} targets met")
     if args.report:
         folder = Path(args.report)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "report.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
         (folder / "report.md").write_text(markdown(report))
         print(f"report in {folder}")
+    return report
 
 
 def _cores() -> int:
