@@ -71,11 +71,13 @@ def music_config(cfg: TrainConfig, manifest: dict) -> MusicEncoderConfig:
 def init_music_config(loaded: MusicEncoderConfig, run: MusicEncoderConfig, source: str) -> MusicEncoderConfig:
     """The music encoder of a run that continues `init_from`: the loaded model's own architecture
     (a champion of another preset, an imported CLaMP checkpoint), which must read the dataset's
-    patches the way it was trained to."""
-    for key in ("patch_mode", "input_kind", "notation"):
+    patches the way it was trained to. It takes the dataset's notation: from now on it is trained
+    on, and so reads, tunes written that way (an imported checkpoint reads them as written)."""
+    for key in ("patch_mode", "input_kind"):
         if getattr(loaded, key) != getattr(run, key):
             raise UserError(f"{source} uses {key} {getattr(loaded, key)!r}, this run {getattr(run, key)!r} "
                             "(the dataset's patch mode, the input kind): they must agree to continue training it")
+    loaded.notation = run.notation
     return loaded
 
 

@@ -325,8 +325,11 @@ def test_imported_model_fine_tunes_one_step(imported_clamp1, tiny_dataset, tmp_p
     assert result.exit_code == 0, result.output
     model_dir = tmp_path / "run" / "model"
     after = ClampModel.from_pretrained(model_dir)
-    # the imported architecture (not the preset's) was trained, and its origin carried along
-    assert after.config.music == before.config.music and after.config.origin == "clamp1"
+    # the imported architecture (not the preset's) was trained, and its origin carried along; it now
+    # reads tunes in the notation it was fine-tuned on (the dataset's), the imported one as written
+    assert before.config.music.notation == "as-written" and after.config.music.notation == "canonical"
+    assert after.config.music.model_copy(update={"notation": "as-written"}) == before.config.music
+    assert after.config.origin == "clamp1"
     moved = [k for k, v in after.state_dict().items() if not torch.equal(v, before.state_dict()[k])]
     assert any(k.startswith("music_encoder.") for k in moved) and any(k.startswith("text_encoder.") for k in moved)
     lineage = json.loads((model_dir / "lineage.json").read_text())
