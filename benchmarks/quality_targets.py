@@ -25,17 +25,29 @@ from pathlib import Path
 
 
 def evaluate_model(model_dir: str, dataset: str, out: Path, twin: bool) -> tuple[dict, dict, dict]:
-    """(trained metrics, fair-twin metrics, the results tables) of one model folder."""
+    """(trained metrics, fair-twin metrics, the results tables) of one model folder.
+
+    The result is kept in `out/evaluation.json`, so an interrupted multi-seed run does not
+    evaluate a finished seed again (the evaluation with every control is the slow half)."""
     from clamp.eval.config import EvalConfig
     from clamp.eval.run import evaluate, results_table
 
+    done = out / "evaluation.json"
+    if done.is_file():
+        kept = json.loads(done.read_text())
+        if kept.get("model_dir") == model_dir and (kept["fair"] or not twin):
+            return kept["trained"], kept["fair"], kept["tables"]
     results = evaluate(EvalConfig(model_dir=model_dir, dataset_dir=dataset, out_dir=str(out), mlflow=False,
                                   include_untrained=twin))
     trained: dict[str, float] = {}
     fair: dict[str, float] = {}
     for r in results:
         (fair if r.model.endswith("-untrained") else trained).update(r.metrics)
-    return trained, fair, results_table(results)
+    tables = results_table(results)
+    out.mkdir(parents=True, exist_ok=True)
+    done.write_text(json.dumps({"model_dir": model_dir, "trained": trained, "fair": fair, "tables": tables},
+                               default=str) + "\n")
+    return trained, fair, tables
 
 
 def train_seed(recipe: Path, dataset: str, out: Path, seed: int, steps: int | None) -> str:

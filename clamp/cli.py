@@ -232,46 +232,62 @@ def search(
 
 @app.command()
 def classify(
-    file: Annotated[Path, typer.Argument(help="a score: .abc .mid .xml .mxl .krn (every tune of an ABC file)")],
+    inputs: Annotated[list[Path], typer.Argument(help="scores (.abc .mid .xml .mxl .krn; every tune of an ABC file) "
+                                                      "or folders of them")],
     labels: Annotated[str, typer.Option(help="comma-separated labels, e.g. jig,reel,waltz")],
     model: Annotated[Path, typer.Option(help="model folder")] = DEFAULT_MODEL,
     task: Annotated[str, typer.Option(help="prompt templates to use: genre, emotion, rhythm, origin, composer, pianist, "
                                            "tune_type, key, meter, collection")] = "rhythm",
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output: one object per tune")] = False,
 ) -> None:
-    """Zero-shot classification of each tune of a score among the given labels."""
+    """Zero-shot classification of each tune of each score among the given labels."""
     import numpy as np
 
     from clamp.eval.embed import embed_music, embed_text
-    from clamp.eval.files import read_music_tunes
+    from clamp.eval.files import music_files, read_music_tunes
     from clamp.eval.tasks import prompts_for
 
     names = list(dict.fromkeys(x.strip() for x in labels.split(",") if x.strip()))
     if len(names) < 2:
         raise UserError("give at least two labels, all different, e.g. --labels jig,reel")
-    tunes = read_music_tunes(file)
-    usable = [t for t in tunes if t.abc is not None]
+    paths = music_files(inputs)
+    # one entry per tune; a file that cannot be read at all is one entry with its reason, so that
+    # one bad file in a folder does not stop the others (a single file's error is the command's)
+    out: list[dict] = []
+    for path in paths:
+        try:
+            tunes = read_music_tunes(path)
+        except UserError as exc:
+            if len(paths) == 1:
+                raise
+            out.append({"file": str(path), "index": None, "title": None, "error": str(exc)})
+            continue
+        for t in tunes:
+            entry: dict = {"file": str(path), "index": t.index, "title": t.title}
+            if t.abc is None:
+                entry["error"] = t.error
+            else:
+                entry["abc"] = t.abc
+            out.append(entry)
+    usable = [e for e in out if "abc" in e]
+    if not usable:
+        raise UserError(f"no usable tune in {len(paths)} files; the first: {out[0]['error']}")
     m = _model(model)
-    music = embed_music(m, [t.abc for t in usable])
+    music = embed_music(m, [e.pop("abc") for e in usable])
     centroids = np.stack([embed_text(m, prompts).mean(0) for prompts in prompts_for(names, task)])
     centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
-    scores = dict(zip((t.index for t in usable), music @ centroids.T, strict=True))
-    out = []
-    for t in tunes:
-        entry: dict = {"index": t.index, "title": t.title}
-        if t.abc is None:
-            entry["error"] = t.error
-        else:
-            ranked = sorted(zip(names, scores[t.index].tolist(), strict=True), key=lambda x: -x[1])
-            entry["labels"] = [{"label": n, "score": round(float(v), 4)} for n, v in ranked]
-        out.append(entry)
+    for entry, row in zip(usable, music @ centroids.T, strict=True):
+        ranked = sorted(zip(names, row.tolist(), strict=True), key=lambda x: -x[1])
+        entry["labels"] = [{"label": n, "score": round(float(v), 4)} for n, v in ranked]
     if as_json:
         typer.echo(json.dumps(out))
         return
     for i, entry in enumerate(out):
         if i:
             typer.echo("")
-        typer.echo(f"tune {entry['index']}" + (f": {entry['title']}" if entry["title"] else ""))
+        where = f"{entry['file']}, " if len(paths) > 1 else ""
+        tune = f"tune {entry['index']}" if entry["index"] is not None else "(whole file)"
+        typer.echo(where + tune + (f": {entry['title']}" if entry["title"] else ""))
         if "error" in entry:
             typer.echo(f"  skipped: {entry['error']}")
             continue

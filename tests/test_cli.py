@@ -115,7 +115,9 @@ def test_bad_inputs_get_one_line_errors(tmp_path, tiny_model, tiny_dataset):
     small = tmp_path / "words.abc"
     small.write_text("the quick brown fox jumps over the lazy dog\n" * 20)
     assert "not_abc: no K: (key) field" in _error(runner.invoke(app, ["classify", str(small), "--labels", "jig,reel", *model]))
-    assert "is a directory" in _error(runner.invoke(app, ["classify", str(tmp_path), "--labels", "jig,reel", *model]))
+    # a folder of two unusable files: nothing to classify, and the first reason is named
+    assert "no usable tune in 2 files; the first: unusable score" in _error(
+        runner.invoke(app, ["classify", str(tmp_path), "--labels", "jig,reel", *model]))
     empty = tmp_path / "empty"
     empty.mkdir()
     assert "no music files" in _error(runner.invoke(app, ["embed", str(empty), *model, "--out", str(tmp_path / "f.npy")]))

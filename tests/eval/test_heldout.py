@@ -240,6 +240,34 @@ def test_classify_every_tune_of_a_file(tmp_path, tiny_model):
     assert [t.get("error", "")[:7] for t in tunes] == ["", "", "not_abc"] and "labels" not in tunes[2]
 
 
+def test_classify_several_files_and_a_folder(tmp_path, tiny_model):
+    from typer.testing import CliRunner
+
+    from clamp.cli import app
+
+    folder = tmp_path / "tunes"
+    folder.mkdir()
+    (folder / "a.abc").write_text(abc_tune(1, "jig", "6/8", "D").replace("T:Tune 1", "T:First"))
+    (folder / "b.abc").write_text("the quick brown fox\n")  # no tune in it: reported, not fatal
+    single = tmp_path / "c.abc"
+    single.write_text(abc_tune(2, "reel", "4/4", "G").replace("T:Tune 2", "T:Third"))
+    args = ["--labels", "jig,reel", "--model", str(tiny_model)]
+    result = CliRunner().invoke(app, ["classify", str(folder), str(single), *args, "--json"])
+    assert result.exit_code == 0, result.output
+    tunes = json.loads(result.output)
+    # folders are read recursively and sorted, then the files as given
+    assert [(Path(t["file"]).name, t["index"], t["title"]) for t in tunes] == [
+        ("a.abc", 1, "First"), ("b.abc", None, None), ("c.abc", 1, "Third")]
+    assert "not_abc" in tunes[1]["error"] and "labels" not in tunes[1]
+    # the same tune gets the same scores alone and in a batch of several files
+    alone = json.loads(CliRunner().invoke(app, ["classify", str(single), *args, "--json"]).output)
+    assert [r["label"] for r in alone[0]["labels"]] == [r["label"] for r in tunes[2]["labels"]]
+    assert [r["score"] for r in alone[0]["labels"]] == pytest.approx([r["score"] for r in tunes[2]["labels"]], abs=2e-4)
+    text = CliRunner().invoke(app, ["classify", str(folder), str(single), *args]).output
+    assert f"{folder / 'a.abc'}, tune 1: First" in text and f"{single}, tune 1: Third" in text
+    assert f"{folder / 'b.abc'}, (whole file)\n  skipped: unusable score" in text
+
+
 def test_the_config_offers_every_heldout_task():
     from clamp.eval.benchmarks import HELDOUT_TASKS
     from clamp.eval.config import HELDOUT_FIELDS, EvalConfig
