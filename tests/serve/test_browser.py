@@ -12,6 +12,7 @@ import shutil
 import threading
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -43,7 +44,9 @@ def _skip_reason() -> str | None:
     from clamp.serve.app import ABCJS_DIST
 
     if not (ABCJS_DIST / "abcjs-basic-min.js").is_file():
-        return "abcjs is not installed: infra/bootstrap.sh runs `npm ci` in clamp/serve/static"
+        if shutil.which("npm") is not None:  # bootstrap installs it wherever it can: missing is a fault
+            pytest.fail("abcjs is not installed although npm is: run `npm ci` in clamp/serve/static")
+        return "abcjs is not installed and npm is missing: infra/bootstrap.sh runs `npm ci` in clamp/serve/static"
     return None
 
 
@@ -156,6 +159,23 @@ def test_search_see_play_and_classify_in_the_browser(server_url, tmp_path):
             _wait_until(page, f"!{ids}.includes({json.dumps(first)})")
             page.wait_for_selector("body[data-rendered='20']")
             assert first not in page.locator("#results > li.result").evaluate_all("els => els.map(e => e.dataset.id)")
+
+            # the URL holds each search: back restores the text search, forward the neighbours
+            assert parse_qs(urlsplit(page.url).query) == {"like": [first], "k": ["20"]}
+            page.go_back()
+            assert parse_qs(urlsplit(page.url).query) == {"q": ["a lively jig in D major"], "k": ["20"]}
+            _wait_until(page, f"{ids}.includes({json.dumps(first)})")
+            assert page.input_value("#q") == "a lively jig in D major"
+            page.go_forward()
+            _wait_until(page, f"!{ids}.includes({json.dumps(first)})")
+            _wait_until(page, "document.querySelector('#status').textContent.includes('tunes like')")
+
+            # a link to a search opens with its query and filters filled in and its results shown
+            page.goto(f"{server_url}/?q=a+fast+reel&k=10&split=train")
+            page.wait_for_selector("body[data-rendered='10']", timeout=60_000)
+            assert (page.input_value("#q"), page.input_value("#k"), page.input_value("#split")) == ("a fast reel", "10", "train")
+            assert page.locator("#results > li.result").count() == 10
+            assert all(t.endswith("· train") for t in page.locator("#results .meta").all_inner_texts())
 
         finally:
             browser.close()

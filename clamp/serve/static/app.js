@@ -99,14 +99,42 @@ async function renderScores(items) {
   document.body.dataset.rendered = String(items.length);
 }
 
-async function search(event) {
+// --- the URL holds the search (?q=, its filters, or ?like=<id>): links, bookmarks, back, forward --
+const FIELDS = ["q", "k", "source", "split", "meta"];
+
+function formParams() {
+  const params = new URLSearchParams();
+  for (const name of FIELDS) {
+    const value = $(`#${name}`).value.trim();
+    if (value) params.set(name, value);
+  }
+  return params;
+}
+
+function remember(params) {
+  const query = `?${params}`;
+  if (window.location.search !== query) history.pushState(null, "", query);
+}
+
+async function runFromUrl() {
+  const params = new URLSearchParams(window.location.search);
+  for (const name of FIELDS) {
+    const el = $(`#${name}`);
+    const value = params.get(name);
+    if (name === "k") { if (value && [...el.options].some((o) => o.value === value)) el.value = value; }
+    else el.value = value || "";
+  }
+  if (params.get("like")) await moreLikeThis({ id: params.get("like"), title: params.get("like") }, false);
+  else if (params.get("q")) await search(null, false);
+  else { $("#results").replaceChildren(); setStatus($("#status"), ""); }
+}
+
+async function search(event, push = true) {
   if (event) event.preventDefault();
   const q = $("#q").value.trim();
   if (!q) { setStatus($("#status"), "type a description first", true); return; }
-  const params = new URLSearchParams({ q, k: $("#k").value });
-  for (const name of ["source", "split"]) if ($(`#${name}`).value) params.set(name, $(`#${name}`).value);
-  const meta = $("#meta").value.trim();
-  if (meta) params.append("meta", meta);
+  const params = formParams();
+  if (push) remember(params);
   setStatus($("#status"), "searching…");
   try {
     const body = await api(`/api/search?${params}`);
@@ -116,11 +144,14 @@ async function search(event) {
   }
 }
 
-async function moreLikeThis(hit) {
+async function moreLikeThis(hit, push = true) {
+  const params = new URLSearchParams({ like: hit.id, k: $("#k").value });
+  if (push) remember(params);
   setStatus($("#status"), `finding tunes like ${hit.title}…`);
   try {
     const body = await api(`/api/similar?${new URLSearchParams({ id: hit.id, k: $("#k").value })}`);
-    renderResults(body.results, `${body.results.length} tunes like “${hit.title}”`);
+    const title = body.query && body.query.title ? body.query.title : hit.title;
+    renderResults(body.results, `${body.results.length} tunes like “${title}”`);
     window.scrollTo(0, 0);
   } catch (e) {
     setStatus($("#status"), e.message, true);
@@ -259,5 +290,6 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#search-form").addEventListener("submit", search);
   $("#classify-form").addEventListener("submit", classify);
   $("#similar-upload-button").addEventListener("click", similarToUpload);
-  loadInfo();
+  window.addEventListener("popstate", runFromUrl);
+  loadInfo().then(runFromUrl);
 });
