@@ -26,6 +26,18 @@ def tracking_uri(default_dir: Path | None = None) -> str:
     return f"sqlite:///{d / 'mlflow.db'}"
 
 
+def runs_url(experiment: str, uri: str | None = None, ui: str = "http://127.0.0.1:5000") -> str:
+    """The MLflow UI's runs view of `experiment` (`#/experiments/<id>/runs`), which is what a user
+    wants to open: the UI's front page of an MLflow 3 store lands on GenAI traces instead. A
+    server store gives its own address; a local store gives `ui`, where `mlflow ui` listens."""
+    from mlflow import MlflowClient
+
+    uri = uri or tracking_uri()
+    base = uri.rstrip("/") if uri.startswith(("http://", "https://")) else ui.rstrip("/")
+    exp = MlflowClient(uri).get_experiment_by_name(experiment)
+    return f"{base}/#/experiments/{exp.experiment_id}/runs" if exp is not None else f"{base}/#/experiments"
+
+
 def local_artifact_location(uri: str) -> str | None:
     """Where a new experiment in a local SQLite store keeps its artifacts: `artifacts/` beside the
     database (MLflow's default is `./mlruns` in whatever the working folder is). None for a
@@ -56,6 +68,37 @@ def flatten(d: dict, prefix: str = "") -> dict[str, str]:
         else:
             out[key] = str(v)[:500]
     return out
+
+
+def dataset_input(name: str, digest: str, source: str | Path, context: str):
+    """An MLflow dataset input (`mlflow.entities.DatasetInput`): a dataset by its name, digest and
+    folder, with its role (`training`, `evaluation`). Logged on a run, it fills the runs view's
+    Dataset column and its `dataset.name` / `dataset.digest` filters; a tag does neither."""
+    import warnings
+
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
+
+    with warnings.catch_warnings():  # MLflow warns that it guessed the source type: a local folder is meant
+        warnings.simplefilter("ignore")
+        found = resolve_dataset_source(str(Path(source).resolve()))
+    # the store keeps at most 36 characters of a digest (our fingerprints have 32)
+    entity = MetaDataset(source=found, name=name, digest=(digest or "unknown")[:36])._to_mlflow_entity()
+    return DatasetInput(dataset=entity, tags=[InputTag("mlflow.data.context", context)])
+
+
+def content_digest(*columns: list[str]) -> str:
+    """A 32-hex-digit digest of a dataset's content (parallel string columns): the digest of a
+    benchmark, which has no build fingerprint of its own."""
+    import hashlib
+
+    h = hashlib.md5(usedforsecurity=False)
+    for row in zip(*columns, strict=True):
+        for value in row:
+            h.update(value.encode())
+            h.update(b"\0")
+    return h.hexdigest()
 
 
 # MLflow 3 opens an experiment without this tag on its GenAI overview (traces, prompts); with

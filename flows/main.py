@@ -67,8 +67,10 @@ def main(
     from clamp.config import BuildConfig
     from clamp.data.build import BuildSummary, DatasetLayout, check_dataset_claim
     from clamp.data.report import print_summary
+    from clamp.eval.config import EvalConfig
     from clamp.eval.run import print_results_table
-    from clamp.tracking import tracking_uri
+    from clamp.tracking import runs_url, tracking_uri
+    from clamp.train.config import TrainConfig
 
     cfg = BuildConfig.load(name=name, sources=[{"kind": "music21", "limit": limit}] if limit else None)
     check_dataset_claim(DatasetLayout(cfg.dataset_dir), cfg)  # a clear error before any Prefect start-up
@@ -87,7 +89,10 @@ def main(
     print(f'\nSearch it:  .venv/bin/clamp search "a lively jig in D major" --index {result["dataset"]["dataset_dir"]} '
           f'--model {result["clamp"]["model_dir"]} --top 10')
     uri = tracking_uri()
-    print(f"\nMLflow runs are in {uri}\nOpen them with:  .venv/bin/mlflow ui --backend-store-uri {uri}")
+    if not uri.startswith(("http://", "https://")):
+        print(f"\nMLflow runs are in {uri}\nStart the UI with:  .venv/bin/mlflow ui --backend-store-uri {uri}")
+    print(f"Training runs:    {runs_url(TrainConfig().experiment, uri)}\n"
+          f"Evaluation runs:  {runs_url(EvalConfig().experiment, uri)}")
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ class Benchmark:
     failures: dict[str, str] = field(default_factory=dict)  # item id -> why it has no ABC
     provenance: str = ""
     converted: int = 0  # MIDI files converted by this load (conversion cache misses)
+    location: str = ""  # the file or folder it was read from
 
     @property
     def classes(self) -> list[str]:
@@ -214,7 +215,7 @@ def load_benchmark(name: str, benchmarks_dir: str | Path | None = None, cache_di
         with default_pool().scaled(n_workers), ThreadPoolExecutor(n_workers) as pool:
             converted = dict(zip((it.id for it in midi), pool.map(lambda it: convert_midi(it.midi, cache), midi), strict=True))
     bench = Benchmark(name=spec.name, task=spec.task, ids=[], abc=[], labels=[], texts=[] if spec.has_texts else None,
-                      provenance=f"{spec.source}: {location}",
+                      provenance=f"{spec.source}: {location}", location=str(location),
                       converted=sum(ran for _, _, ran in converted.values()))
     for it in items:
         abc, error = (it.abc, None) if it.midi is None else converted[it.id][:2]

@@ -285,6 +285,8 @@ def evaluate(cfg: EvalConfig, templates: dict | None = None) -> list[EvalResult]
               if cfg.probes and items is not None and len(items) else [])
     header_preds = {b.name: header_predictions(b, train_items) for b in loaded if b.name in heldout and train_items is not None}
     lineage = _lineage(model_dir)
+    built = _built_dataset(cfg.dataset_dir) if cfg.dataset_dir is not None else None
+    inputs = {b.name: built if b.name in heldout else _benchmark_dataset(b) for b in loaded}
     twins = {"fair": ["fair"], "random": ["random"], "both": ["fair", "random"]}[cfg.twin] if cfg.include_untrained else []
     models = [(model_name, model)]
     for kind in twins:
@@ -307,13 +309,13 @@ def evaluate(cfg: EvalConfig, templates: dict | None = None) -> list[EvalResult]
                 result.metrics.update(evaluate_controls(m, bench, result.predictions, list(cfg.controls), embed_control,
                                                         templates, **boot))
             results.append(result)
-            _log_run(cfg, result, m, bench.provenance, lineage)
+            _log_run(cfg, result, m, bench.provenance, lineage, inputs[bench.name])
         if probes and items is not None:
             music = _embed_cached(m, items.ids, items.abc, cache)
             result = evaluate_probes(m, name, items, probes, Path(cfg.out_dir) / name, music, **boot,
                                      benchmark=f"{SPLIT_PREFIX[cfg.heldout_split]}-probe")
             results.append(result)
-            _log_run(cfg, result, m, items.provenance, lineage)
+            _log_run(cfg, result, m, items.provenance, lineage, built)
     return results  # collapse warnings: `results_table(results)["warnings"]`
 
 
@@ -377,14 +379,31 @@ def _embed_cached(model, ids: list[str], abcs: list[str], cache: dict[str, np.nd
     return np.stack([cache[i] for i in ids]) if ids else np.zeros((0, dim), dtype=np.float32)
 
 
-def _log_run(cfg: EvalConfig, result: EvalResult, model, provenance: str, lineage: dict[str, str]) -> None:
-    """One MLflow run per (model, benchmark): `<model>/<benchmark>`."""
+def _built_dataset(dataset_dir: str | Path) -> tuple[str, str, str]:
+    """(name, digest, folder) of a built dataset: its manifest's name and fingerprint."""
+    from clamp.data.shards import load_manifest
+
+    manifest = load_manifest(dataset_dir)
+    return manifest.get("name") or Path(dataset_dir).name, manifest.get("fingerprint", ""), str(dataset_dir)
+
+
+def _benchmark_dataset(bench: Benchmark) -> tuple[str, str, str]:
+    """(name, digest, location) of a benchmark: the digest of what was read (ids, labels, ABC)."""
+    from clamp.tracking import content_digest
+
+    return bench.name, content_digest(bench.ids, bench.labels, bench.abc), bench.location or "."
+
+
+def _log_run(cfg: EvalConfig, result: EvalResult, model, provenance: str, lineage: dict[str, str],
+             dataset: tuple[str, str, str] | None = None) -> None:
+    """One MLflow run per (model, benchmark): `<model>/<benchmark>`, with what it read as its
+    evaluation dataset input."""
     if not cfg.mlflow:
         return
-    from clamp.tracking import mlflow_run
+    from clamp.tracking import dataset_input, mlflow_run
 
     name, bench = result.model, result.benchmark
-    with mlflow_run(cfg.experiment, f"{name}/{bench}", Path(cfg.tracking_dir) if cfg.tracking_dir else None):
+    with mlflow_run(cfg.experiment, f"{name}/{bench}", Path(cfg.tracking_dir) if cfg.tracking_dir else None) as run:
         import mlflow
 
         origin = getattr(model.config, "origin", None)  # an imported checkpoint's format (clamp.model.imports)
@@ -395,6 +414,8 @@ def _log_run(cfg: EvalConfig, result: EvalResult, model, provenance: str, lineag
                            "patch_mode": model.config.music.patch_mode, "input_kind": model.config.music.input_kind,
                            "bootstrap_resamples": cfg.bootstrap_resamples, "bootstrap_seed": cfg.bootstrap_seed})
         mlflow.log_metrics(result.metrics)
+        if dataset is not None:
+            mlflow.MlflowClient().log_inputs(run.info.run_id, datasets=[dataset_input(*dataset, context="evaluation")])
         for a in result.artifacts:
             mlflow.log_artifact(str(a))
 
@@ -405,7 +426,8 @@ def subsample(bench: Benchmark, n: int) -> Benchmark:
     keep = np.linspace(0, len(bench) - 1, n).astype(int)
     pick = lambda xs: [xs[i] for i in keep]  # noqa: E731
     return Benchmark(bench.name, bench.task, pick(bench.ids), pick(bench.abc), pick(bench.labels),
-                     pick(bench.texts) if bench.texts else None, bench.failures, bench.provenance + f" (subset of {n})")
+                     pick(bench.texts) if bench.texts else None, bench.failures, bench.provenance + f" (subset of {n})",
+                     location=bench.location)
 
 
 def subsample_items(items: HeldoutItems, n: int) -> HeldoutItems:

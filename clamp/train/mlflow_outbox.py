@@ -104,6 +104,11 @@ def send(client: Any, run_id: str, batch: list[dict]) -> None:
                 client.log_batch(run_id, params=[Param(k, str(v)) for k, v in chunk], synchronous=True)
             else:
                 client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in chunk], synchronous=True)
+    elif op == "dataset":
+        from clamp.tracking import dataset_input
+
+        r = batch[0]
+        client.log_inputs(run_id, datasets=[dataset_input(r["name"], r["digest"], r["source"], r["context"])])
     elif op == "artifacts":
         client.log_artifacts(run_id, batch[0]["local_dir"], batch[0]["artifact_path"])
     elif op == "register":
@@ -208,6 +213,11 @@ class MlflowOutbox:
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         self._put({"op": "metrics", "step": int(step), "timestamp": _now_ms(),
                    "metrics": {k: float(v) for k, v in metrics.items()}})
+
+    def log_dataset(self, name: str, digest: str, source: str | Path, context: str = "training") -> None:
+        """The run's dataset as an MLflow dataset input (`clamp.tracking.dataset_input`)."""
+        self._put({"op": "dataset", "name": name, "digest": digest, "source": str(Path(source).resolve()),
+                   "context": context})
 
     def log_artifacts(self, local_dir: str | Path, artifact_path: str) -> None:
         self._put({"op": "artifacts", "local_dir": str(Path(local_dir).resolve()), "artifact_path": artifact_path})
@@ -344,7 +354,7 @@ class MlflowOutbox:
         steps = len({r["step"] for r in left if r["op"] == "metrics"})
         log.warning("MLflow server unreachable at the end of the run: %d records (metrics of %d steps%s) written to %s;"
                     " send them with `clamp mlflow-replay %s`", len(left), steps,
-                    "".join(f", {op}" for op in ("params", "tags", "artifacts", "register") if any(r["op"] == op for r in left)),
+                    "".join(f", {op}" for op in ("params", "tags", "dataset", "artifacts", "register") if any(r["op"] == op for r in left)),
                     self.pending_path, self.pending_path)
         return report
 

@@ -235,6 +235,8 @@ def train(cfg: TrainConfig) -> dict:
             outbox.set_tags({"dataset_fingerprint": manifest.get("fingerprint", ""), "dataset_dir": str(cfg.dataset_dir),
                              "git_commit": git_commit(), "objective": cfg.objective, "n_params": str(n_params),
                              "world_size": str(dinfo.world), "device": str(device)})
+            outbox.log_dataset(manifest.get("name") or Path(cfg.dataset_dir).name, manifest.get("fingerprint", ""),
+                               cfg.dataset_dir, "training")
 
         def on_log(step: int, record: dict) -> None:
             log.info("step %d loss %.4f", step, record["loss"])

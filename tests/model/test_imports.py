@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -313,6 +314,11 @@ def test_imported_model_is_evaluated_with_its_origin_tagged(imported_clamp1, ben
     assert tags["origin"] == "clamp1" and tags["benchmark"] == "wikimt" and len(tags["origin_sha256"]) == 64
     assert runs[0].data.params["patch_mode"] == "clamp-v1"
     assert "wikimt/zero_shot/accuracy" in runs[0].data.metrics
+    # what it read is the run's evaluation dataset input: the benchmark, by a digest of its content
+    [given] = runs[0].inputs.dataset_inputs
+    assert given.dataset.name == "wikimt" and re.fullmatch(r"[0-9a-f]{32}", given.dataset.digest)
+    assert json.loads(given.dataset.source)["uri"].startswith(str(Path(benchmarks_dir).resolve()))
+    assert [(t.key, t.value) for t in given.tags] == [("mlflow.data.context", "evaluation")]
 
 
 def test_imported_model_fine_tunes_one_step(imported_clamp1, tiny_dataset, tmp_path):

@@ -42,6 +42,18 @@ def test_training_run_is_logged_with_lineage_and_registered(tiny_dataset, tmp_pa
     # the experiment opens on its runs in MLflow 3's UI, not on the GenAI overview
     assert client.get_experiment_by_name("test-clamp").tags["mlflow.experimentKind"] == "custom_model_development"
     assert "engine.py" not in run.data.tags["mlflow.source.name"]
+    # the dataset is an MLflow dataset input (the UI's Dataset column and filter), not only a tag
+    [given] = run.inputs.dataset_inputs
+    assert (given.dataset.name, given.dataset.digest) == (manifest["name"], manifest["fingerprint"])
+    assert json.loads(given.dataset.source) == {"uri": str(tiny_dataset.resolve())}
+    assert [(t.key, t.value) for t in given.tags] == [("mlflow.data.context", "training")]
+    found = client.search_runs([run.info.experiment_id], f"dataset.digest = '{manifest['fingerprint']}'")
+    assert [r.info.run_id for r in found] == [run.info.run_id]
+    # what the main job prints: the runs view of the experiment, not the UI's front page
+    from clamp.tracking import runs_url
+
+    assert runs_url("test-clamp", f"sqlite:///{mlflow_env / 'mlflow.db'}") == \
+        f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs"
 
 
 def test_a_flow_records_itself_as_the_entry_point():
