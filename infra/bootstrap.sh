@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install everything into .venv in the checkout (idempotent: a stamp of pyproject.toml
-# skips the install when nothing changed). torch comes first as the pinned CPU build:
+# Install everything into .venv in the checkout (idempotent: a stamp of pyproject.toml and
+# requirements.lock skips the install when nothing changed). The lock pins torch's CPU build:
 # an open torch requirement would pull a multi-GB CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,11 +39,18 @@ if [ -f $web/package-lock.json ] && [ ! -f "$web_stamp" ]; then
     echo "bootstrap: npm ci in $web failed or npm is missing: the page draws no scores and the browser test will skip" >&2
   fi
 fi
-stamp=.venv/.bootstrap-$(sha256sum pyproject.toml | cut -c1-16)
+# Python packages: exactly the versions of requirements.lock, each checked against its sha256
+# (pip's hash-checking mode refuses anything unpinned or unhashed). `bash infra/lock.sh` refreshes
+# the lock; tests/test_lock.py fails when it and pyproject.toml disagree.
+stamp=.venv/.bootstrap-$(cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)
 if [ -f "$stamp" ]; then exit 0; fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet torch==2.13.0
-.venv/bin/python -m pip install --quiet -e '.[dev]' torch==2.13.0
+if ! .venv/bin/python -m pip install --quiet --require-hashes -r requirements.lock; then
+  echo "bootstrap: installing requirements.lock failed; torch==2.13.0+cpu comes from /opt/wheels here, elsewhere" \
+       "set PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu" >&2
+  exit 1
+fi
+.venv/bin/python -m pip install --quiet --no-deps -e .
 rm -f .venv/.bootstrap-*
 touch "$stamp"
