@@ -77,21 +77,33 @@ def test_a_host_beyond_loopback_warns_in_one_line(tmp_path):
 
 
 # --- slow: a real TLS stack on 127.0.0.1 --------------------------------------------------------
-def _client_without_certificate(address: str, ca: str) -> BaseException | None:
-    """Open a TLS connection that trusts the CA but shows no certificate and wait for the
-    scheduler's first word; return what ended it (None would mean it was let in)."""
-    host, port = address.removeprefix("tls://").rsplit(":", 1)
+# what a TLS server that requires a client certificate answers: TLS 1.3 sends "certificate
+# required" after the handshake, TLS 1.2 fails the handshake. A certificate it cannot verify is an
+# "unknown CA", or a "decrypt error" when its issuer has the same name as the stack's CA (as any
+# CA that `make_certs` writes does) but another key, or a bad certificate on some OpenSSL builds
+NO_CERTIFICATE = {"TLSV13_ALERT_CERTIFICATE_REQUIRED", "SSLV3_ALERT_HANDSHAKE_FAILURE"}
+UNTRUSTED_CERTIFICATE = {"TLSV1_ALERT_UNKNOWN_CA", "TLSV1_ALERT_DECRYPT_ERROR", "SSLV3_ALERT_BAD_CERTIFICATE"}
+
+
+def _tls_answer(address: str, ca: str, cert: str | None = None, key: str | None = None) -> str:
+    """Open a TLS connection that trusts the CA (and shows `cert`, if given) and wait for the
+    server's first word. Returns the TLS alert that refused it, "let in", or what else happened
+    (a refused connection or a timeout is not a TLS refusal, and must not pass for one)."""
+    host, port = address.removeprefix("tls://").removeprefix("tcp://").rsplit(":", 1)
     ctx = ssl.create_default_context(cafile=ca)
     ctx.check_hostname = False  # as Dask: the cluster's own CA is the identity
+    if cert is not None:
+        ctx.load_cert_chain(cert, key)
     try:
         with socket.create_connection((host, int(port)), timeout=10) as raw, \
                 ctx.wrap_socket(raw, server_hostname=host) as tls:
-            tls.sendall(b"\0" * 8)
-            if tls.recv(1) == b"":  # closed without a word
-                return ConnectionAbortedError("closed by the scheduler")
-            return None
-    except (ssl.SSLError, OSError) as exc:
-        return exc
+            # send nothing: bytes the server never reads would turn its alert into a reset. A
+            # Dask server speaks first (its handshake), so a client it lets in reads a byte
+            return "let in" if tls.recv(1) else "closed without an alert"
+    except ssl.SSLError as exc:
+        return exc.reason or f"SSLError: {exc}"
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc}"
 
 
 @pytest.mark.slow
@@ -111,14 +123,18 @@ def test_tls_scheduler_refuses_clients_without_the_certificate(tmp_path):
         # refused: plain TCP, TLS without a certificate, a certificate from another CA
         with pytest.raises(OSError):
             Client(address.replace("tls://", "tcp://"), timeout="5s")
-        refused = _client_without_certificate(address, str(files.ca))
-        assert refused is not None, "the scheduler let in a client without a certificate"
-        print(f"TLS without a client certificate: {type(refused).__name__}: {refused}")
+        # the handshake itself must refuse: a timeout or a closed port would not be a refusal
+        assert _tls_answer(address, str(files.ca)) in NO_CERTIFICATE
         other = make_certs(tmp_path / "other-ca")
+        assert _tls_answer(address, str(files.ca), str(other.cert), str(other.key)) in UNTRUSTED_CERTIFICATE
         stranger = Security(tls_ca_file=str(files.ca), tls_client_cert=str(other.cert),
                             tls_client_key=str(other.key), require_encryption=True)
         with pytest.raises(OSError):
             Client(address, security=stranger, timeout="5s")
+        # the stack's own certificate is let in by the same probe, and a port with nothing on it
+        # is a refused connection, which the checks above would not accept
+        assert _tls_answer(address, str(files.ca), str(files.cert), str(files.key)) == "let in"
+        assert _tls_answer(f"tls://127.0.0.1:{free_port()}", str(files.ca)).startswith("ConnectionRefusedError")
 
         # let in: a shell that sourced env.sh connects and runs a task on the stack's worker
         script = ("import os; from distributed import Client; "
