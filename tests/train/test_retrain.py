@@ -48,16 +48,24 @@ def test_worse_challenger_keeps_the_alias_and_better_one_takes_it(registry):
     assert str(champion(client, "m").version) == str(v3)
 
 
+# three recipes whose order on the valid split is known: barely trained (valid tune-type accuracy
+# 0.25 on the first build), trained (0.83), and wrecked by a huge learning rate (0.33), measured
+# with these seeds; the rounds below check the decision against the metrics each round logs
+WEAK = {**TRAIN, "steps": 1, "lr": 1e-6}
+STRONG = {**TRAIN, "steps": 150, "lr": 2e-3, "batch_size": 16}
+WRECKED = {**TRAIN, "steps": 10, "lr": 5.0}
+METRIC = "valid-tune_type/zero_shot/accuracy"
+
+
 @pytest.mark.slow
-def test_retrain_rounds_bootstrap_nothing_changed_and_new_data(tmp_path, registry, benchmarks_dir):
+def test_retrain_rounds_bootstrap_nothing_changed_promoted_and_kept(tmp_path, registry, benchmarks_dir):
     src = tmp_path / "src"
-    write_tunes(src, 40)
+    write_tunes(src, 60)
     cfg = BuildConfig(name="d", output_dir=tmp_path / "ds", cache_dir=tmp_path / "cache", sources=[SourceSpec(kind="local", path=str(src))],
-                      shard_size=16, decontaminate=False, data_docs=False, valid_fraction=0.0, test_fraction=0.0)
+                      shard_size=16, decontaminate=False, data_docs=False, valid_fraction=0.3, test_fraction=0.0)
     build_dataset(cfg)
     rcfg = RetrainConfig(dataset_dir=str(cfg.dataset_dir), model_name="clamp-test", out_dir=str(tmp_path / "retrain"),
-                         train=TRAIN, benchmarks=["wikimt"], metric="wikimt/items",
-                         max_items=30)  # a metric that ties: the champion must be kept
+                         train=WEAK, benchmarks=["wikimt"], metric=METRIC, max_items=30)
 
     first = retrain(rcfg)
     assert first.action == "bootstrap" and first.challenger_version == "1"
@@ -67,20 +75,29 @@ def test_retrain_rounds_bootstrap_nothing_changed_and_new_data(tmp_path, registr
     assert again.action == "no-change"
     assert len(registry.search_model_versions("name='clamp-test'")) == 1  # nothing trained
 
-    write_tunes(src, 56, seed=1)  # new and changed tunes
-    summary = build_dataset(cfg)
-    assert summary.rows_written > 40
-    third = retrain(rcfg)
-    assert third.action == "kept-champion" and third.challenger_version == "2"
-    assert third.champion_metrics["wikimt/items"] == third.challenger_metrics["wikimt/items"] == 30
-    assert str(champion(registry, "clamp-test").version) == "1"
+    # new data, and a challenger (fine-tuned from the champion) that is better: it takes the alias
+    write_tunes(src, 76, seed=1)
+    assert build_dataset(cfg).rows_written > 60
+    better = retrain(rcfg.model_copy(update={"train": STRONG}))
+    assert better.challenger_metrics[METRIC] > better.champion_metrics[METRIC] + 0.2
+    assert better.action == "promoted" and better.champion_version == "1" and better.challenger_version == "2"
+    assert str(champion(registry, "clamp-test").version) == "2"
+
+    # new data again, and a worse challenger: the champion keeps the alias
+    write_tunes(src, 86, seed=2)
+    build_dataset(cfg)
+    worse = retrain(rcfg.model_copy(update={"train": WRECKED}))
+    assert worse.challenger_metrics[METRIC] < worse.champion_metrics[METRIC] - 0.2
+    assert worse.action == "kept-champion" and worse.champion_version == "2" and worse.challenger_version == "3"
+    assert str(champion(registry, "clamp-test").version) == "2"
+
     decisions = registry.search_runs([registry.get_experiment_by_name("clamp-retrain").experiment_id],
                                      filter_string="tags.kind = 'retrain-decision'")
-    assert sorted(r.data.tags["action"] for r in decisions) == ["bootstrap", "kept-champion"]
+    assert sorted(r.data.tags["action"] for r in decisions) == ["bootstrap", "kept-champion", "promoted"]
 
     from clamp.cli import app
 
-    out = CliRunner().invoke(app, ["lineage", "clamp-test", "2", "--json"])
+    out = CliRunner().invoke(app, ["lineage", "clamp-test", "3", "--json"])
     assert out.exit_code == 0, out.output
     info = json.loads(out.output)
     assert info["dataset_fingerprint"] == json.loads((cfg.dataset_dir / "manifest.json").read_text())["fingerprint"]
