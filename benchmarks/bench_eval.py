@@ -32,7 +32,7 @@ def bench_embedding(presets: list[str], n: int) -> dict:
     import torch
 
     from clamp.config import default_benchmarks_dir
-    from clamp.eval.embed import embed_music
+    from clamp.inference.embed import embed_music
     from clamp.model.clamp_model import ClampModel
     from clamp.model.config import ClampConfig, music_preset
 

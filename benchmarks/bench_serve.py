@@ -10,7 +10,7 @@
   clients run on the same machine, so they take CPU from the server: the figures are a floor.
 - `ann`: N synthetic embeddings, clustered like bench_eval.py's deliberately hard set (1,000
   tight clusters, so a query's top 10 are near-ties among about a thousand vectors); builds the
-  HNSW index the server builds (clamp.eval.index.build_ann), memory-maps it as the server does,
+  HNSW index the server builds (clamp.inference.index.build_ann), memory-maps it as the server does,
   and prints the build time, exact search p50/p99, HNSW p50/p99 and recall@10 against exact for
   each search breadth, and the peak memory of this process (model-free: the index alone).
 - `memory`: what a server holds at that scale, the model and the kept index memory-mapped,
@@ -179,7 +179,7 @@ def clustered(n: int, dim: int, queries: int, seed: int = 0) -> tuple[np.ndarray
 
 
 def bench_ann(args: argparse.Namespace) -> dict:
-    from clamp.eval.index import SearchIndex, build_ann
+    from clamp.inference.index import SearchIndex, build_ann
 
     data, q = clustered(args.n, args.dim, args.queries)
     out: dict = {"n": args.n, "dim": args.dim, "connectivity": args.connectivity, "expansion_add": args.expansion_add}
@@ -226,9 +226,9 @@ def bench_memory(args: argparse.Namespace) -> dict:
     and an index of `ann --keep DIR`, memory-mapped, answering text queries."""
     from usearch.index import Index
 
-    from clamp.eval.embed import embed_text
-    from clamp.eval.files import load_model
-    from clamp.eval.index import SearchIndex
+    from clamp.inference.embed import embed_text
+    from clamp.inference.files import load_model
+    from clamp.inference.index import SearchIndex
 
     model = load_model(args.model)
     vectors = np.load(Path(args.dir) / "vectors.npy", mmap_mode="r")
@@ -285,7 +285,7 @@ def main() -> None:
     if args.what == "memory":
         print(json.dumps(bench_memory(args), indent=2))
     elif args.what == "ann":
-        from clamp.eval.index import ANN_CONNECTIVITY, ANN_EXPANSION_ADD
+        from clamp.inference.index import ANN_CONNECTIVITY, ANN_EXPANSION_ADD
 
         args.connectivity = args.connectivity or ANN_CONNECTIVITY
         args.expansion_add = args.expansion_add or ANN_EXPANSION_ADD

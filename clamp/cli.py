@@ -123,7 +123,7 @@ DEFAULT_MODEL = DEFAULT_MODEL_DIR
 
 
 def _model(model_dir: Path):
-    from clamp.eval.files import load_model
+    from clamp.inference.files import load_model
 
     return load_model(model_dir)
 
@@ -141,8 +141,8 @@ def embed(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from clamp.eval.embed import embed_music, embed_text
-    from clamp.eval.files import music_files, read_music_file
+    from clamp.inference.embed import embed_music, embed_text
+    from clamp.inference.files import music_files, read_music_file
 
     if out.suffix not in (".parquet", ".npy"):
         raise UserError(f"--out must end in .parquet or .npy, not {out.suffix or '(none)'}")
@@ -178,9 +178,9 @@ def _index(m, index: Path):
         raise UserError(f"--index must be a built dataset folder or a features .parquet: {index}")
     from rich.progress import Progress
 
-    from clamp.eval.index import open_index
+    from clamp.inference.index import open_index
 
-    # the library's index (clamp/eval/index.py, shared with `clamp serve`); one query needs no HNSW graph
+    # the library's index (clamp/inference/index.py, shared with `clamp serve`); one query needs no HNSW graph
     with Progress(transient=True) as progress:
         bar = progress.add_task("embedding the index (cached afterwards)", total=None)
         built = open_index(m, index, ann_threshold=sys.maxsize,
@@ -201,7 +201,7 @@ def search(
     """Rank the scores of an index by similarity to a text query, or to a score (--like)."""
     import numpy as np
 
-    from clamp.eval.embed import embed_music, embed_text
+    from clamp.inference.embed import embed_music, embed_text
 
     if (query is None) == (like is None):
         raise UserError("give a text query or --like FILE (one of them), e.g. 'a lively jig in D major'")
@@ -211,7 +211,7 @@ def search(
         raise UserError(f"--top must be 1 or more, not {top}")
     music = None
     if like is not None:
-        from clamp.eval.files import read_music_tunes
+        from clamp.inference.files import read_music_tunes
 
         first = next((t for t in read_music_tunes(like) if t.abc is not None), None)
         if first is None:
@@ -243,9 +243,9 @@ def classify(
     """Zero-shot classification of each tune of each score among the given labels."""
     import numpy as np
 
-    from clamp.eval.embed import embed_music, embed_text
-    from clamp.eval.files import music_files, read_music_tunes
-    from clamp.eval.tasks import prompts_for
+    from clamp.inference.embed import embed_music, embed_text
+    from clamp.inference.files import music_files, read_music_tunes
+    from clamp.inference.prompts import prompts_for
 
     names = list(dict.fromkeys(x.strip() for x in labels.split(",") if x.strip()))
     if len(names) < 2:

@@ -91,7 +91,7 @@ def test_search_like_a_score_in_abc_and_in_midi(tmp_path, tiny_model, tiny_datas
 
 
 def test_crlf_files_read_like_training_data(tmp_path):
-    from clamp.eval.files import read_music_file
+    from clamp.inference.files import read_music_file
 
     (tmp_path / "lf.abc").write_bytes(TUNE.encode())
     (tmp_path / "crlf.abc").write_bytes(TUNE.replace("\n", "\r\n").encode())
@@ -146,7 +146,7 @@ def test_debug_shows_the_traceback_and_internal_errors_keep_theirs(tmp_path, tin
     shown = runner.invoke(app, ["--debug", "classify", missing, "--labels", "jig,reel", "--model", str(tiny_model)])
     assert shown.exit_code == 1 and isinstance(shown.exception, UserError)
 
-    import clamp.eval.files as files
+    import clamp.inference.files as files
 
     def broken(path, max_bytes=None):
         raise KeyError("a bug, not a user error")

@@ -39,7 +39,7 @@ class HeldoutTask:
 
     name: str  # the benchmark is `corpus-<name>`
     label: str  # the item label it reads (`item_labels`)
-    task: str  # prompt templates (`clamp.eval.tasks.DEFAULT_TEMPLATES`)
+    task: str  # prompt templates (`clamp.inference.prompts.DEFAULT_TEMPLATES`)
     min_count: int  # a class needs at least this many test items
     max_classes: int | None  # keep only the most frequent classes; None keeps every class with min_count
     exclude: frozenset[str] = frozenset()  # labels left out of the task

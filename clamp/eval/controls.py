@@ -31,7 +31,7 @@ log = logging.getLogger("clamp.eval")
 @dataclass(frozen=True)
 class InputControl:
     """A change to every item's music: `before` on the tune as written, `after` once it is in
-    the model's own notation (`clamp.eval.embed.music_inputs`)."""
+    the model's own notation (`clamp.inference.embed.music_inputs`)."""
 
     name: str
     why: str

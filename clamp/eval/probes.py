@@ -21,7 +21,7 @@ from clamp.eval.metrics import (
     precision_at_k,
     precision_at_k_resampled,
 )
-from clamp.eval.tasks import article
+from clamp.inference.prompts import article
 
 PROBE_BENCHMARK = "corpus-probe"
 K = 10
@@ -119,7 +119,7 @@ USER_TASK_PROBES = {"key": "{label} tunes", "meter": "{spoken} time", "tune_type
 def task_probes(items: HeldoutItems, style: str = "training") -> list[Probe]:
     """One probe per class of the `key`, `meter` and `tune_type` tasks (the classes those tasks
     keep); `style` "user" phrases them as users search, in groups `user-key`, ..."""
-    from clamp.eval.tasks import spoken
+    from clamp.inference.prompts import spoken
 
     table, prefix = (USER_TASK_PROBES, "user-") if style == "user" else (TASK_PROBES, "")
     out = []

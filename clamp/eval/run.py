@@ -16,17 +16,17 @@ import numpy as np
 
 from clamp.eval.benchmarks import Benchmark, HeldoutItems
 from clamp.eval.config import EvalConfig
-from clamp.eval.embed import embed_music, embed_text
 from clamp.eval.metrics import RESAMPLES, accuracy_ci, hit_rate_ci, macro_f1_ci, mrr_ci
 from clamp.eval.tasks import (
     baselines,
     classification_metrics,
     linear_probe,
-    prompts_for,
     search_baselines,
     search_metrics,
     zero_shot,
 )
+from clamp.inference.embed import embed_music, embed_text
+from clamp.inference.prompts import prompts_for
 from clamp.model.geometry import COLLAPSE_COSINE, mean_pairwise_cosine, uniformity
 
 log = logging.getLogger("clamp.eval")

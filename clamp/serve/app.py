@@ -39,8 +39,8 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from clamp.errors import UserError
-from clamp.eval.files import MusicTune, format_of
-from clamp.eval.tasks import DEFAULT_TEMPLATES, prompts_for
+from clamp.inference.files import MusicTune, format_of
+from clamp.inference.prompts import DEFAULT_TEMPLATES, prompts_for
 from clamp.serve import sound
 from clamp.serve.catalog import Catalog
 from clamp.serve.settings import ServeSettings
@@ -162,7 +162,7 @@ class Info(BaseModel):
 class Snapshot:
     """An index and the dataset rows it covers; replaced whole by a reload, never changed."""
 
-    index: Any  # clamp.eval.index.SearchIndex
+    index: Any  # clamp.inference.index.SearchIndex
     catalog: Catalog
 
 
@@ -202,7 +202,7 @@ class ServeState:
         return weights.stat().st_mtime_ns if weights.is_file() else 0
 
     def _load_model(self) -> Any:
-        from clamp.eval.files import load_model
+        from clamp.inference.files import load_model
 
         stamp = self._weights_stamp()  # before reading: a newer file found later triggers a reload
         model = load_model(self.settings.model_dir)
@@ -227,7 +227,7 @@ class ServeState:
         log.info("ready: %d tunes, %s search", len(snapshot.catalog), snapshot.index.kind)
 
     def _open_snapshot(self, model: Any) -> Snapshot:
-        from clamp.eval.index import open_index
+        from clamp.inference.index import open_index
 
         s = self.settings
         def progress(done: int, total: int) -> None:  # `done` counts windows: a long tune has several
@@ -245,7 +245,7 @@ class ServeState:
         """Load a new snapshot when the dataset was rebuilt, and the model too when its weights
         changed (retrained); the old ones keep answering until the new ones are complete. True
         when it swapped."""
-        from clamp.eval.index import cache_key
+        from clamp.inference.index import cache_key
 
         current = self.snapshot
         if current is None:
@@ -299,13 +299,13 @@ class ServeState:
             return m.encode_text(enc["input_ids"], enc["attention_mask"]).float().cpu().numpy()
 
     def embed_tunes(self, abcs: list[str]) -> np.ndarray:
-        from clamp.eval.embed import embed_music
+        from clamp.inference.embed import embed_music
 
         return embed_music(self.model, abcs)
 
     @lru_cache(maxsize=256)  # noqa: B019 - one state per app, kept for the app's life
     def centroids(self, labels: tuple[str, ...], task: str) -> np.ndarray:
-        from clamp.eval.embed import embed_text
+        from clamp.inference.embed import embed_text
 
         c = np.stack([embed_text(self.model, prompts).mean(0) for prompts in prompts_for(list(labels), task)])
         return c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)

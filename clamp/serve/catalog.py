@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from clamp.eval.index import title_of
+from clamp.inference.index import title_of
 
 COLUMNS = ["id", "source", "source_format", "split", "texts", "metadata", "provenance", "license", "abc"]
 _MASKS_KEPT = 256

@@ -1,6 +1,6 @@
 """Uploads to ABC tunes in a converter worker, with a timeout.
 
-The bytes go through the build's conversion (`clamp.eval.files.read_music_bytes`, which calls
+The bytes go through the build's conversion (`clamp.inference.files.read_music_bytes`, which calls
 `convert_record` and so `clamp.abc.convert.to_abc`): the same converters and gates as the
 dataset. The whole of it runs in a worker of this process's converter pool
 (`clamp.abc.pool.default_pool`), because music21's Humdrum parser and the checks run in Python
@@ -18,7 +18,7 @@ from typing import Any
 
 from clamp.abc.pool import WorkerCrashed, WorkerTimeout, default_pool
 from clamp.errors import UserError
-from clamp.eval.files import MusicTune
+from clamp.inference.files import MusicTune
 
 
 class ConversionTimeout(UserError):
@@ -33,7 +33,7 @@ class Converted:
 def _upload_job(data: bytes, name: str, max_bytes: int, timeout_s: float) -> tuple[str, Any]:
     """In the worker: ("ok", [(index, abc, error)]) or ("user", the one-line reason)."""
     try:
-        from clamp.eval.files import read_music_bytes
+        from clamp.inference.files import read_music_bytes
 
         tunes = read_music_bytes(data, name, max_bytes=max_bytes, timeout_s=timeout_s)
         return "ok", [(t.index, t.abc, t.error) for t in tunes]

@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from clamp.data.clean import MAX_RECORD_BYTES
-from clamp.eval.index import ANN_EXPANSION_SEARCH, ANN_THRESHOLD
+from clamp.inference.index import ANN_EXPANSION_SEARCH, ANN_THRESHOLD
 
 
 class ServeSettings(BaseModel):

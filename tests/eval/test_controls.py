@@ -97,7 +97,7 @@ def _training_captions() -> set[str]:
 
 def test_no_user_prompt_equals_or_contains_a_training_caption():
     from clamp.eval.probes import USER_PROBES, USER_TASK_PROBES
-    from clamp.eval.tasks import USER_TEMPLATES, article, spoken
+    from clamp.inference.prompts import USER_TEMPLATES, article, spoken
 
     captions = _training_captions()
     assert len(captions) > 1000  # the sample is the real caption generator's output
@@ -117,7 +117,7 @@ def test_no_user_prompt_equals_or_contains_a_training_caption():
 
 
 def test_spoken_meters():
-    from clamp.eval.tasks import prompts_for, spoken
+    from clamp.inference.prompts import prompts_for, spoken
 
     assert spoken("3/4") == "three-four" and spoken("12/8") == "twelve-eight" and spoken("C") == "C"
     assert prompts_for(["3/4"], "meter", style="user") == [["3/4 meter", "three-four time", "music with a three-four meter"]]

@@ -168,7 +168,7 @@ def test_uniformity_in_blocks_matches_the_direct_formula():
 
 
 def test_prompts_of_the_new_tasks():
-    from clamp.eval.tasks import prompts_for
+    from clamp.inference.prompts import prompts_for
 
     assert prompts_for(["air", "reel"], "tune_type") == [
         ["This is an air.", "A traditional air tune.", "Tune type: air"],

@@ -167,7 +167,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("fmt", ["clamp1", "clamp2", "clamp3"])
 def test_imported_model_equals_the_reference(fmt, wikimt, tmp_path):
-    from clamp.eval.embed import embed_music, embed_text, music_inputs
+    from clamp.inference.embed import embed_music, embed_text, music_inputs
 
     tunes = [item["music"] for item in wikimt]
     embed = np.linspace(0, len(tunes) - 1, EMBEDDED).astype(int).tolist()

@@ -158,7 +158,7 @@ def test_clamp_model_save_and_load_round_trip(tmp_path, tiny_text):
 def test_long_music_is_embedded_in_windows_averaged_by_length(tiny_text):
     """`embed_music` (the CLI's and evaluation's path) cuts a long tune into windows of
     max_positions, encodes each, and averages them weighted by window length."""
-    from clamp.eval.embed import embed_music, music_inputs
+    from clamp.inference.embed import embed_music, music_inputs
     from clamp.model.clamp_model import ClampModel
 
     text_model, tok = tiny_text

@@ -331,8 +331,8 @@ def test_conversion_runs_in_a_converter_worker_with_a_timeout(monkeypatch):
 def test_hnsw_index_agrees_with_exact_search(tiny_model, tiny_dataset):
     import numpy as np
 
-    from clamp.eval.files import load_model
-    from clamp.eval.index import IndexFiles, open_index
+    from clamp.inference.files import load_model
+    from clamp.inference.index import IndexFiles, open_index
 
     model = load_model(tiny_model)
     exact = open_index(model, tiny_dataset)
@@ -413,7 +413,7 @@ def test_queries_arriving_together_are_embedded_in_one_batch():
 def test_query_embeddings_match_embed_text(client):
     import numpy as np
 
-    from clamp.eval.embed import embed_text
+    from clamp.inference.embed import embed_text
 
     state = client.app.state.serve
     texts = ["a jig", "a slow air in D minor from the west of Ireland, for the fiddle", "reel"]

@@ -213,7 +213,7 @@ def _embed_dataset(model: Any, dataset_dir: Path, files: IndexFiles, key: str, b
     import pyarrow.parquet as pq
 
     from clamp.data.shards import open_shards
-    from clamp.eval.embed import embed_music
+    from clamp.inference.embed import embed_music
     from clamp.io import atomic_path
 
     manifest, tables = open_shards(dataset_dir, ["id", "abc", "texts"])  # one consistent set of shards
