@@ -65,7 +65,7 @@ def humdrum_before_light_notation(data: bytes, timeout_s: float) -> str:
     from music21 import converter
     from music21.musicxml.m21ToXml import GeneralObjectExporter
 
-    from clamp.abc.convert import ConversionError, musicxml_to_abc
+    from clamp.abc.converters import ConversionError, musicxml_to_abc
 
     try:
         score = converter.parseData(data.decode("utf-8", errors="replace"), format="humdrum")

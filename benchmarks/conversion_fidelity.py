@@ -5,13 +5,13 @@ For a seeded sample of the music21 corpus scores in MusicXML (``.mxl``, ``.xml``
 MIDI files from the benchmarks folder (VGMIDI, Pianist8), this script
 
 1. converts the source bytes to ABC with ``clamp.abc.convert.to_abc`` (the pipeline's code),
-2. measures the agreement of the notes with ``clamp.abc.fidelity.measure``: the source rendered
+2. measures the agreement of the notes with ``clamp.diagnostics.conversion.measure``: the source rendered
    to MIDI by music21 (MIDI input: the file itself) against the ABC rendered by abcMIDI's
    abc2midi, note events (pitch, onset, duration) in quarter notes, so tempo does not matter;
    precision, recall and F1 at three levels (``pod`` pitch+onset+duration, ``po``, ``p``),
    over the whole score and part by part; repeats removed on both sides (and, for scores that
    have repeats, also expanded on both sides);
-3. classifies every lost note (kind x cause, see ``clamp.abc.fidelity.FAILURE_KINDS`` and
+3. classifies every lost note (kind x cause, see ``clamp.diagnostics.conversion.FAILURE_KINDS`` and
    ``FAILURE_CAUSES``) and lists examples;
 4. beside it, the old figure: the share of notes found again when music21's ABC reader parses
    the ABC back (``recall`` of the previous version of this script), which mostly measures
@@ -132,8 +132,8 @@ def _t(prf) -> tuple[int, int, int]:
 
 def _measure(fmt: str, path: str, collection: str, timeout_s: float, old: bool, n_examples: int) -> Result:
     warnings.filterwarnings("ignore")
-    from clamp.abc import fidelity as F
     from clamp.abc.convert import ConversionError, to_abc
+    from clamp.diagnostics import conversion as F
 
     name = path.split("/corpus/", 1)[-1] if "/corpus/" in path else "/".join(Path(path).parts[-2:])
     res = Result(fmt, collection, name)
@@ -313,7 +313,7 @@ def failure_table(results: list[Result], n_examples: int) -> str:
 
 
 def print_report(results: list[Result], args, elapsed: float, too_big: int) -> None:
-    from clamp.abc.fidelity import FAILURE_KINDS
+    from clamp.diagnostics.conversion import FAILURE_KINDS
 
     print(
         f"conversion fidelity (abc2midi): seed={args.seed}, {args.per_collection} per collection and format,"
@@ -391,7 +391,7 @@ def _route(route: str, text: str, timeout_s: float) -> tuple[str, dict[str, floa
     from music21 import converter
     from music21.musicxml.m21ToXml import GeneralObjectExporter
 
-    from clamp.abc.convert import musicxml_to_abc
+    from clamp.abc.converters import musicxml_to_abc
 
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -411,7 +411,7 @@ def _route(route: str, text: str, timeout_s: float) -> tuple[str, dict[str, floa
         seconds["read"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if route == "light notation":
-        from clamp.abc.convert import light_notation
+        from clamp.abc.converters import light_notation
 
         light_notation(score)
     g = GeneralObjectExporter(score)
@@ -429,7 +429,7 @@ def _humdrum_routes(path: str, timeout_s: float) -> dict:
     warnings.filterwarnings("ignore")
     from music21 import converter
 
-    from clamp.abc import fidelity as F
+    from clamp.diagnostics import conversion as F
 
     text = Path(path).read_bytes().decode("utf-8", errors="replace")
     out: dict = {"name": path.split("/corpus/", 1)[-1], "routes": {}}

@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--types", default="jig,reel,hornpipe,waltz")
     args = parser.parse_args()
 
-    from clamp.abc.fidelity import abc_to_midi
+    from clamp.abc.render import abc_to_midi
     from clamp.eval.benchmarks import heldout_items
 
     items = heldout_items(args.dataset, "test")

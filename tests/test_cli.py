@@ -68,7 +68,7 @@ def test_search_over_a_dataset_and_embed(tmp_path, tiny_model, tiny_dataset):
 
 
 def test_search_like_a_score_in_abc_and_in_midi(tmp_path, tiny_model, tiny_dataset):
-    from clamp.abc.fidelity import abc_to_midi
+    from clamp.abc.render import abc_to_midi
     from clamp.data.shards import read_dataset
 
     abc = read_dataset(tiny_dataset, ["abc"]).column("abc")[0].as_py()

@@ -23,7 +23,7 @@ How a tune is read (ABC 2.1, as abc2midi plays it):
 - an ``L:`` field (line or inline ``[L:..]``) sets the unit length of the voice it is in; a voice
   without an ``L:`` of its own follows the tune's (the one set before any ``V:``). An ``L:``
   line after a ``V:`` line of the header is that voice's own, as in xml2abc's output and
-  `clamp.abc.fidelity.playable_abc`;
+  `clamp.abc.render.playable_abc`;
 - a chord's length is the length after its ``]`` when there is one (abc2midi then ignores the
   lengths inside), else its first note's.
 """

@@ -44,7 +44,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from clamp.abc.convert import DEFAULT_TIMEOUT_S, FAILURE, FORMATS, TOOL, ConversionError, convert_here
+from clamp.abc.converters import DEFAULT_TIMEOUT_S, FAILURE, FORMATS, TOOL, ConversionError, convert_here
 
 # Test hooks, honoured only by workers whose environment has CLAMP_CONVERTER_TEST_HOOKS=1:
 # a score whose bytes are b"\0clamp-test:<action>:<arg>" makes the worker sleep <arg> s, exit
@@ -548,7 +548,7 @@ def _worker_main() -> None:
         resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))  # no core files
     threading.Thread(target=_watch_parent, args=(os.getppid(),), name="clamp-converter-watchdog", daemon=True).start()
     conn = Connection(fd)
-    from clamp.abc.convert import xml2abc_module
+    from clamp.abc.converters import xml2abc_module
 
     xml2abc_module()  # xml2abc's one import
     conn.send_bytes(pickle.dumps(("ready", os.getpid())))

@@ -43,8 +43,8 @@ class InputControl:
 def midi_route(abc: str, timeout_s: float = 30.0) -> str:
     """The tune as a user's MIDI file of it reaches the model: rendered by abc2midi, read back by
     midi2abc (timing quantised, key and meter guessed), as `clamp.abc.convert` reads any MIDI."""
-    from clamp.abc.convert import midi_to_abc
-    from clamp.abc.fidelity import abc_to_midi
+    from clamp.abc.converters import midi_to_abc
+    from clamp.abc.render import abc_to_midi
 
     return midi_to_abc(abc_to_midi(abc, timeout_s), timeout_s)
 

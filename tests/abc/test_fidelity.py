@@ -1,11 +1,13 @@
-"""Conversion fidelity (clamp.abc.fidelity): hand-computed cases through abc2midi and music21."""
+"""Conversion fidelity (clamp.diagnostics, rendering in clamp.abc.render): hand-computed cases through abc2midi and music21."""
 
 from __future__ import annotations
 
 import pytest
 
-from clamp.abc import fidelity as F
+from clamp.abc import render as R
 from clamp.abc.convert import to_abc
+from clamp.diagnostics import conversion as C
+from clamp.diagnostics import fidelity as F
 
 music21 = pytest.importorskip("music21")
 from music21 import bar, chord, instrument, meter, note, stream, tempo  # noqa: E402
@@ -35,7 +37,7 @@ def _abc(body: str, header: str = "L:1/4\nM:4/4\nQ:1/4=120\nK:C") -> str:
     return f"X:1\nT:t\n{header}\n{body}\n"
 
 
-def _levels(m: F.Measurement) -> dict[str, tuple[int, int, int]]:
+def _levels(m: C.Measurement) -> dict[str, tuple[int, int, int]]:
     return {lv: (p.matched, p.n_ref, p.n_out) for lv, p in m.fidelity.levels.items()}
 
 
@@ -57,7 +59,7 @@ def test_converted_score_agrees_exactly():
     upper.makeTies(inPlace=True)
     lower = _part(["C3", "D3", "E3", "F3", "G3", "A3", "B3", "C4", "D4"], ts="3/4", name="Lower")
     xml = _xml(upper, lower)
-    m = F.measure("musicxml", xml, to_abc("musicxml", xml))
+    m = C.measure("musicxml", xml, to_abc("musicxml", xml))
     # upper: E5, G5 (one note, tie joined), 3 triplet notes, 3 chord notes = 8; lower: 9
     assert _levels(m)["pod"] == (17, 17, 17)
     assert m.fidelity.levels["pod"].f1 == 1.0
@@ -73,7 +75,7 @@ def test_transposing_instrument_is_compared_at_sounding_pitch():
     xml = _xml(part)
     abc = to_abc("musicxml", xml)
     assert "transpose=-2" in abc
-    m = F.measure("musicxml", xml, abc)
+    m = C.measure("musicxml", xml, abc)
     assert _levels(m)["pod"] == (4, 4, 4)
     assert [n.pitch for n in m.fidelity.ref] == [72, 74, 76, 77]  # C5 D5 E5 F5 sounding
 
@@ -84,10 +86,10 @@ def test_transposing_instrument_is_compared_at_sounding_pitch():
 def test_one_wrong_pitch_and_one_wrong_duration():
     xml = _xml(_part(EIGHT))
     good = _abc("C D E F | G A B c |]")
-    assert _levels(F.measure("musicxml", xml, good))["pod"] == (8, 8, 8)
+    assert _levels(C.measure("musicxml", xml, good))["pod"] == (8, 8, 8)
     # E -> ^E (F, one semitone up); the second F is half as long, a rest fills its beat
     bad = _abc("C D ^E F/2 z/2 | G A B c |]")
-    m = F.measure("musicxml", xml, bad)
+    m = C.measure("musicxml", xml, bad)
     assert _levels(m) == {"pod": (6, 8, 8), "po": (7, 8, 8), "p": (7, 8, 8)}
     pod = m.fidelity.levels["pod"]
     assert pod.precision == pytest.approx(6 / 8)
@@ -100,7 +102,7 @@ def test_one_wrong_pitch_and_one_wrong_duration():
 
 def test_a_bar_too_long_shifts_the_rest_of_the_voice():
     xml = _xml(_part(EIGHT))
-    m = F.measure("musicxml", xml, _abc("C D E F D | G A B c |]"))  # an extra D in bar 1
+    m = C.measure("musicxml", xml, _abc("C D E F D | G A B c |]"))  # an extra D in bar 1
     assert _levels(m)["pod"] == (4, 8, 9)
     kinds = sorted(f.kind for f in m.failures)
     assert kinds == ["shift"] * 4
@@ -109,7 +111,7 @@ def test_a_bar_too_long_shifts_the_rest_of_the_voice():
 
 def test_missing_note():
     xml = _xml(_part(EIGHT))
-    m = F.measure("musicxml", xml, _abc("C D E F | G A B z |]"))
+    m = C.measure("musicxml", xml, _abc("C D E F | G A B z |]"))
     assert _levels(m)["pod"] == (7, 8, 7)
     assert m.fidelity.levels["pod"].precision == 1.0
     assert [f.kind for f in m.failures] == ["missing"]
@@ -123,7 +125,7 @@ def test_tempo_does_not_matter():
     slow = _abc("C D E F | G A B c |]", "L:1/4\nM:4/4\nQ:1/4=40\nK:C")
     fast = _abc("C D E F | [Q:1/4=200] G A B c |]", "L:1/4\nM:4/4\nQ:1/4=90\nK:C")
     for abc in (slow, fast):
-        assert _levels(F.measure("musicxml", xml, abc))["pod"] == (8, 8, 8)
+        assert _levels(C.measure("musicxml", xml, abc))["pod"] == (8, 8, 8)
 
 
 def test_tempo_marks_in_the_source_do_not_matter():
@@ -131,13 +133,13 @@ def test_tempo_marks_in_the_source_do_not_matter():
     part.measure(1).insert(0, tempo.MetronomeMark(number=50))
     part.measure(2).insert(0, tempo.MetronomeMark(number=180))
     xml = _xml(part)
-    assert _levels(F.measure("musicxml", xml, _abc("C D E F | G A B c |]")))["pod"] == (8, 8, 8)
+    assert _levels(C.measure("musicxml", xml, _abc("C D E F | G A B c |]")))["pod"] == (8, 8, 8)
 
 
 def test_midi_note_times_are_in_quarter_notes():
     abc = "C D E F | G A B c |]"
-    a = F.midi_notes(F.abc_to_midi(_abc(abc, "L:1/4\nM:4/4\nQ:1/4=60\nK:C")))
-    b = F.midi_notes(F.abc_to_midi(_abc(abc, "L:1/4\nM:4/4\nQ:1/4=150\nK:C")))
+    a = R.midi_notes(R.abc_to_midi(_abc(abc, "L:1/4\nM:4/4\nQ:1/4=60\nK:C")))
+    b = R.midi_notes(R.abc_to_midi(_abc(abc, "L:1/4\nM:4/4\nQ:1/4=150\nK:C")))
     assert [(n.pitch, round(n.onset, 2), round(n.duration, 2)) for n in a.notes] == [
         (n.pitch, round(n.onset, 2), round(n.duration, 2)) for n in b.notes
     ]
@@ -151,7 +153,7 @@ def test_repeats_in_notated_order_and_expanded():
     xml = _xml(part)
     abc = to_abc("musicxml", xml)
     assert ":|" in abc
-    m = F.measure("musicxml", xml, abc)
+    m = C.measure("musicxml", xml, abc)
     # notated order: each bar once on both sides, though abc2midi and music21 both expand
     assert _levels(m)["pod"] == (8, 8, 8)
     # expanded on both sides: bar 1 twice
@@ -159,7 +161,7 @@ def test_repeats_in_notated_order_and_expanded():
     assert (m.expanded.levels["pod"].matched, m.expanded.levels["pod"].n_ref) == (12, 12)
     # a repeat lost in the ABC costs nothing in notated order but shows when expanded: the
     # first pass of bar 1 matches, bar 2 comes a bar early
-    m = F.measure("musicxml", xml, _abc("C D E F | G A B c |]"))
+    m = C.measure("musicxml", xml, _abc("C D E F | G A B c |]"))
     assert _levels(m)["pod"] == (8, 8, 8)
     expanded = m.expanded.levels["pod"]
     assert (expanded.matched, expanded.n_ref, expanded.n_out) == (4, 12, 8)
@@ -172,26 +174,26 @@ def test_playable_abc_strips_what_abc2midi_would_play_differently():
     abc = _abc(
         '|: "Am" !trill!C .D TE !fermata!F :|[1 G4 :|[2 "^text" A4 |]', "L:1/4\nM:4/4\n%%MIDI program 1\nK:C"
     )
-    out = F.playable_abc(abc)
+    out = R.playable_abc(abc)
     body = out.split("K:C\n", 1)[1]
     assert "%%MIDI program 1" in out and "%%MIDI chordattack 0" in out
     assert body.split("\n")[0].split() == ["|", "C", "D", "E", "F", "|", "G4", "|", "A4", "|]"]
-    kept = F.playable_abc(abc, keep_repeats=True).split("K:C\n", 1)[1].split("\n")[0]
+    kept = R.playable_abc(abc, keep_repeats=True).split("K:C\n", 1)[1].split("\n")[0]
     assert kept.split() == ["|:", "C", "D", "E", "F", ":|[1", "G4", ":|[2", "A4", "|]"]
-    assert "%%propagate-accidentals octave" in F.playable_abc(abc, accidentals="octave")
+    assert "%%propagate-accidentals octave" in R.playable_abc(abc, accidentals="octave")
 
 
 def test_abc2midi_accidentals_hold_in_every_octave_by_default():
     # =B, then B: abc2midi's default carries the natural to B in the next octave (71, not 70)
     abc = _abc("=B, C D E B c d e |]", "L:1/8\nM:4/4\nK:F")
-    default = [n.pitch for n in F.midi_notes(F.abc_to_midi(abc)).notes]
-    octave = [n.pitch for n in F.midi_notes(F.abc_to_midi(abc, accidentals="octave")).notes]
+    default = [n.pitch for n in R.midi_notes(R.abc_to_midi(abc)).notes]
+    octave = [n.pitch for n in R.midi_notes(R.abc_to_midi(abc, accidentals="octave")).notes]
     assert default[4] == 71 and octave[4] == 70
 
 
 def test_prf_and_matching_tolerance():
-    ref = [F.NoteEvent(60, 0.0, 1.0, 0), F.NoteEvent(62, 1.0, 1.0, 0)]
-    out = [F.NoteEvent(60, 0.01, 0.99, 0), F.NoteEvent(62, 1.1, 1.0, 0)]
+    ref = [R.NoteEvent(60, 0.0, 1.0, 0), R.NoteEvent(62, 1.0, 1.0, 0)]
+    out = [R.NoteEvent(60, 0.01, 0.99, 0), R.NoteEvent(62, 1.1, 1.0, 0)]
     assert len(F.match_notes(ref, out, "pod")) == 1  # 0.01 is within 1/48, 0.1 is not
     assert len(F.match_notes(ref, out, "pod", tol=0.125)) == 2
     assert len(F.match_notes(ref, out, "p")) == 2
@@ -200,8 +202,8 @@ def test_prf_and_matching_tolerance():
 
 
 def test_multi_tune_abc_is_refused():
-    with pytest.raises(F.FidelityError, match="more than one tune"):
-        F.abc_to_midi("X:1\nK:C\nC|\n\nX:2\nK:C\nD|\n")
+    with pytest.raises(R.RenderError, match="more than one tune"):
+        R.abc_to_midi("X:1\nK:C\nC|\n\nX:2\nK:C\nD|\n")
 
 
 def test_a_voice_unit_length_in_the_header_applies_to_that_voice_only():
@@ -209,11 +211,11 @@ def test_a_voice_unit_length_in_the_header_applies_to_that_voice_only():
     # V:3's own L: right after its definition, V:2 defined after it with none of its own
     abc = "X:1\nL:1/8\nM:4/4\nK:C\nV:1 treble\nV:3 treble\nL:1/4\nV:2 bass\n"
     abc += "V:1\nCDEF GABc|\nV:2\nCDEF GABc|\nV:3\nx4|\n"
-    assert F.has_voice_unit_lengths(abc)
+    assert R.has_voice_unit_lengths(abc)
 
-    def v2_lengths(notes: F.MidiNotes) -> set[float]:
+    def v2_lengths(notes: R.MidiNotes) -> set[float]:
         return {round(n.duration, 1) for n in notes.notes if n.track == 1}
 
-    assert v2_lengths(F.midi_notes(F.abc_to_midi(abc))) == {0.5}  # eighths, as xml2abc means
+    assert v2_lengths(R.midi_notes(R.abc_to_midi(abc))) == {0.5}  # eighths, as xml2abc means
     # read as abc2midi reads the header by itself, V:2 gets V:3's quarter notes
-    assert v2_lengths(F.midi_notes(F.abc_to_midi(abc, voice_lengths=False))) == {1.0}
+    assert v2_lengths(R.midi_notes(R.abc_to_midi(abc, voice_lengths=False))) == {1.0}

