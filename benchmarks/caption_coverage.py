@@ -31,10 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from clamp.data.captions import CAPTIONS_VERSION  # noqa: E402
-from clamp.data.labels import LABEL_KEYS  # noqa: E402
 from clamp.data.prepare import CAPTION_FAILURES_KEY, ConversionCache, PrepareConfig, prepare_table  # noqa: E402
 from clamp.data.records import RawRecord, batched  # noqa: E402
+from clamp.text.captions import CAPTIONS_VERSION  # noqa: E402
+from clamp.text.labels import LABEL_KEYS  # noqa: E402
 
 
 def _records(limit: int | None, scores: bool, cache_dir: Path) -> tuple[list[RawRecord], int]:

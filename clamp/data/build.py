@@ -34,7 +34,6 @@ import pyarrow as pa
 
 from clamp.abc.patching import PATCH_SIZE, get_patch_mode
 from clamp.config import BuildConfig, SourceSpec
-from clamp.data.captions import CAPTIONS_VERSION
 from clamp.data.dedup import NUM_PERM, ReferenceIndex, find_near_duplicates
 from clamp.data.executors import Executor, InProcessExecutor, PoolExecutor
 from clamp.data.groups import (
@@ -70,6 +69,7 @@ from clamp.data.shards import (
     write_json_atomic,
 )
 from clamp.errors import DiskFullError, UserError
+from clamp.text.captions import CAPTIONS_VERSION
 
 log = logging.getLogger("clamp.data.build")
 T = TypeVar("T")

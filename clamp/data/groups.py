@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from clamp.data.dedup import NUM_PERM, band_keys, minhash_ids, shingle_ids
-from clamp.data.labels import TUNE_TYPES
+from clamp.text.labels import TUNE_TYPES
 
 # Bump when the keys or the grouping rule change: it is part of the shard and dataset fingerprints.
 GROUPING_VERSION = 1

@@ -17,7 +17,6 @@ from clamp.abc.convert import ConversionError, to_abc
 from clamp.abc.normalize import normalize_abc
 from clamp.abc.notation import canonical_abc
 from clamp.abc.patching import PATCH_SIZE, get_patch_mode
-from clamp.data.captions import describe
 from clamp.data.clean import (
     MAX_RECORD_BYTES,
     RejectedRecord,
@@ -25,12 +24,12 @@ from clamp.data.clean import (
     check_raw_bytes,
     content_hash,
     decode_text,
-    dedupe,
     strip_control_chars,
-    text_candidates,
 )
 from clamp.data.dedup import NUM_PERM, minhash
 from clamp.io import write_json_atomic
+from clamp.text.captions import describe
+from clamp.text.clean import dedupe, text_candidates
 
 PREPARED_SCHEMA = pa.schema(
     [

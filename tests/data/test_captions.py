@@ -1,4 +1,4 @@
-"""Captions (clamp.data.captions): phrasings, determinism, failures, and the build that writes them."""
+"""Captions (clamp.text.captions): phrasings, determinism, failures, and the build that writes them."""
 
 from __future__ import annotations
 
@@ -8,17 +8,6 @@ import json
 import pyarrow as pa
 import pytest
 
-from clamp.data import captions as captions_module
-from clamp.data.captions import (
-    CAPTIONS_VERSION,
-    PHRASINGS,
-    captions,
-    describe,
-    facts_of,
-    origin,
-    seed_of,
-)
-from clamp.data.labels import labels_of
 from clamp.data.prepare import (
     CAPTION_FAILURES_KEY,
     CAPTIONED_KEY,
@@ -27,6 +16,17 @@ from clamp.data.prepare import (
     prepare_table,
 )
 from clamp.data.records import RawRecord, records_to_table
+from clamp.text import captions as captions_module
+from clamp.text.captions import (
+    CAPTIONS_VERSION,
+    PHRASINGS,
+    captions,
+    describe,
+    facts_of,
+    origin,
+    seed_of,
+)
+from clamp.text.labels import labels_of
 from tests.conftest import write_tunes
 from tests.data.test_labels import BACH_CHORALE, BACH_ID, ESSEN_ID, ESSEN_SONG, RYAN_ID, RYAN_REEL
 

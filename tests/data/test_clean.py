@@ -10,13 +10,12 @@ from clamp.data.clean import (
     RejectedRecord,
     check_has_music,
     check_raw_bytes,
-    clean_text,
     content_hash,
     decode_text,
     music_body,
     strip_control_chars,
-    text_candidates,
 )
+from clamp.text.clean import clean_text, text_candidates
 
 
 def _reason(fn, *args, **kwargs) -> str:
@@ -221,7 +220,7 @@ def test_c1_mojibake_from_dos_text_is_repaired_not_quarantined():
     ],
 )
 def test_scrub_contacts(raw, expected):
-    from clamp.data.clean import scrub_contacts
+    from clamp.text.clean import scrub_contacts
 
     assert scrub_contacts(raw) == expected
 

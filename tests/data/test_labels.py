@@ -1,22 +1,12 @@
-"""Labels of one tune (clamp.data.labels) on snippets of the real music21 corpus, expected values by hand."""
+"""Labels of one tune (clamp.text.labels) on snippets of the real music21 corpus, expected values by hand."""
 
 from __future__ import annotations
 
 import pytest
 
-from clamp.data.labels import (
-    collection_label,
-    composer_label,
-    composer_period,
-    key_label,
-    labels_of,
-    meter_label,
-    n_bars,
-    pitch_range,
-    tempo_label,
-    tune_type,
-    voices,
-)
+from clamp.text.attribution import collection_label, composer_label, composer_period
+from clamp.text.labels import key_label, labels_of, meter_label, tempo_label, tune_type
+from clamp.text.music_facts import n_bars, pitch_range, voices
 
 # ryansMammoth/AlhambraReel.abc, tune 1 (as in the corpus)
 RYAN_REEL = """X:1

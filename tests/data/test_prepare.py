@@ -9,7 +9,6 @@ import pyarrow as pa
 import pytest
 
 from clamp.abc.normalize import normalize_abc
-from clamp.data.captions import captions
 from clamp.data.clean import content_hash
 from clamp.data.dedup import NUM_PERM, minhash
 from clamp.data.prepare import (
@@ -20,6 +19,7 @@ from clamp.data.prepare import (
     prepare_table,
 )
 from clamp.data.records import RawRecord, records_to_table
+from clamp.text.captions import captions
 
 
 def patches_of(patch_bytes: bytes) -> np.ndarray:

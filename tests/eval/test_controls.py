@@ -83,7 +83,7 @@ def _training_captions() -> set[str]:
     from music21 import corpus
 
     from clamp.abc.tunes import split_tunes
-    from clamp.data.captions import describe
+    from clamp.text.captions import describe
 
     out: set[str] = set()
     paths = sorted(str(p) for p in corpus.getPaths(fileExtensions=["abc"]))

@@ -2,7 +2,7 @@
 
 The build adds these sentences to a row's text candidates, next to the cleaned info fields
 (docs/shard-schema.md, "Captions and labels"). Each caption is one sentence built from what
-is known: the labels of `clamp.data.labels` (tune type, key, meter, tempo, collection,
+is known: the labels of `clamp.text.labels` (tune type, key, meter, tempo, collection,
 composer, period), the tune's origin, title, length in bars, pitch range and voices. Which
 phrasings a tune gets is chosen with a seed derived from its row id, so a rebuild writes the
 same captions byte for byte.
@@ -19,17 +19,11 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from clamp.data.clean import clean_candidate
-from clamp.data.labels import (
-    all_fields,
-    corpus_folder,
-    fix_at_artefacts,
-    fold,
-    labels_of,
-    n_bars,
-    pitch_range,
-    voices,
-)
+from clamp.text.attribution import corpus_folder
+from clamp.text.clean import clean_candidate
+from clamp.text.fields import all_fields, fix_at_artefacts, fold
+from clamp.text.labels import labels_of
+from clamp.text.music_facts import n_bars, pitch_range, voices
 
 CAPTIONS_VERSION = 2
 MIN_CAPTIONS = 3
@@ -499,7 +493,7 @@ def describe(
     gives no captions and is reported in `error` (the build counts it).
 
     `n_patches` (the row's bar patches) is accepted for callers that know it; the length the
-    captions give is counted in bars from the ABC itself (`clamp.data.labels.n_bars`).
+    captions give is counted in bars from the ABC itself (`clamp.text.music_facts.n_bars`).
     """
     metadata = metadata or {}
     out = Description()
