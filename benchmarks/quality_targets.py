@@ -30,7 +30,8 @@ def evaluate_model(model_dir: str, dataset: str, out: Path, twin: bool) -> tuple
     The result is kept in `out/evaluation.json`, so an interrupted multi-seed run does not
     evaluate a finished seed again (the evaluation with every control is the slow half)."""
     from clamp.eval.config import EvalConfig
-    from clamp.eval.run import evaluate, results_table
+    from clamp.eval.run import evaluate
+    from clamp.eval.tables import results_table
 
     done = out / "evaluation.json"
     if done.is_file():
@@ -209,7 +210,7 @@ def main() -> None:
     from clamp.environment import apply_defaults
 
     apply_defaults()
-    from clamp.eval.run import print_results_table
+    from clamp.eval.tables import print_results_table
     from clamp.eval.targets import format_targets
 
     out = Path(args.out)

@@ -342,7 +342,8 @@ def eval_command(
     from clamp.config import validated
     from clamp.data.benchmarks import BENCHMARKS
     from clamp.eval.config import EvalConfig
-    from clamp.eval.run import evaluate, print_results_table, results_table
+    from clamp.eval.run import evaluate
+    from clamp.eval.tables import print_results_table, results_table
 
     names = [b.strip() for b in benchmarks.split(",") if b.strip()]
     unknown = [b for b in names if b not in BENCHMARKS]

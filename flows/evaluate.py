@@ -17,10 +17,11 @@ from clamp.tracking import set_entry_point
 def evaluate_flow(overrides: dict[str, Any] | None = None) -> dict[str, list]:
     """Zero-shot, search and linear probe on the benchmarks found, the held-out tasks and retrieval
     probes of a dataset, one MLflow run per (model, benchmark). Returns `results_table`'s report
-    (`quality`, `probes`, `warnings`), which `clamp.eval.run.print_results_table` prints."""
+    (`quality`, `probes`, `warnings`), which `clamp.eval.tables.print_results_table` prints."""
     from clamp.config import validated
     from clamp.eval.config import EvalConfig
-    from clamp.eval.run import evaluate, results_table
+    from clamp.eval.run import evaluate
+    from clamp.eval.tables import results_table
 
     cfg = validated(EvalConfig, overrides or {})
     report = results_table(evaluate(cfg))

@@ -68,7 +68,7 @@ def main(
     from clamp.data.build import BuildSummary, DatasetLayout, check_dataset_claim
     from clamp.data.report import print_summary
     from clamp.eval.config import EvalConfig
-    from clamp.eval.run import print_results_table
+    from clamp.eval.tables import print_results_table
     from clamp.tracking import runs_url, tracking_uri
     from clamp.train.config import TrainConfig
 

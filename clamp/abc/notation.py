@@ -9,9 +9,10 @@ and never raises: what it cannot handle safely it returns unchanged.
 - `strip_chord_symbols`: chord symbols and annotations (quoted strings) out of the music lines;
 - `rewrite_unit_length`: another unit note length (``L:``), every duration scaled so the music
   is the same (`rewrite_unit_length_checked` also says whether it could);
-- `notes_only`: the ``K:``, ``M:`` and ``L:`` lines and voice names removed;
-- `add_chord_symbols`: a diatonic triad at the start of every bar of a tune without chords;
 - `canonical_abc`: the form the models read (`canonical_header`, `strip_chord_symbols`, ``L:1/8``).
+
+The rewrites of the evaluation's controls (notes only, chord symbols added) are in
+`clamp.abc.variants`.
 
 How a tune is read (ABC 2.1, as abc2midi plays it):
 
@@ -35,10 +36,8 @@ from fractions import Fraction
 from functools import lru_cache
 
 __all__ = [
-    "add_chord_symbols",
     "canonical_abc",
     "canonical_header",
-    "notes_only",
     "rewrite_unit_length",
     "rewrite_unit_length_checked",
     "strip_chord_symbols",
@@ -46,33 +45,33 @@ __all__ = [
 
 # ----------------------------------------------------------------------------------------- lines
 
-_FIELD_LINE = re.compile(r"[A-Za-z+]:")  # matched at the start of a line
-_KEY_LINE = re.compile(r"K:")
-_BLANK = re.compile(r"[ \t\r]*$")
+FIELD_LINE = re.compile(r"[A-Za-z+]:")  # matched at the start of a line
+KEY_LINE = re.compile(r"K:")
+BLANK_LINE = re.compile(r"[ \t\r]*$")
 
 
 class _Unparsed(Exception):
     """The tune holds something this module does not read safely."""
 
 
-def _regions(lines: list[str]) -> tuple[int, int] | None:
+def header_and_body(lines: list[str]) -> tuple[int, int] | None:
     """(index of the first ``K:`` line, index where the body ends: the first blank line after it,
     or the number of lines); None when there is no ``K:`` line."""
-    key = next((i for i, ln in enumerate(lines) if _KEY_LINE.match(ln)), None)
+    key = next((i for i, ln in enumerate(lines) if KEY_LINE.match(ln)), None)
     if key is None:
         return None
-    end = next((i for i in range(key + 1, len(lines)) if _BLANK.match(lines[i])), len(lines))
+    end = next((i for i in range(key + 1, len(lines)) if BLANK_LINE.match(lines[i])), len(lines))
     return key, end
 
 
 def _music_line_indices(lines: list[str]) -> range:
     """The lines that may hold music: the body, or every line of a tune without ``K:``."""
-    regions = _regions(lines)
+    regions = header_and_body(lines)
     return range(regions[0] + 1, regions[1]) if regions else range(len(lines))
 
 
-def _is_music(line: str) -> bool:
-    return not (_FIELD_LINE.match(line) or line.startswith("%") or _BLANK.match(line))
+def is_music_line(line: str) -> bool:
+    return not (FIELD_LINE.match(line) or line.startswith("%") or BLANK_LINE.match(line))
 
 
 # ----------------------------------------------------------------------------------------- header
@@ -104,14 +103,14 @@ def canonical_header(abc: str) -> str:
 
 # In a music line: a quoted string, an inline field (whose values may hold quotes, as in
 # [V:1 name="x"]), a comment, or a lone quote (an unterminated string).
-_QUOTED = re.compile(r'"[^"\n]*"|\[[A-Za-z]:[^\]\n]*\]|%.*|"')
+QUOTED_OR_FIELD = re.compile(r'"[^"\n]*"|\[[A-Za-z]:[^\]\n]*\]|%.*|"')
 
 
 def _strip_line(line: str) -> str | None:
     """The line without its quoted strings; None when it has an unterminated one."""
     pieces: list[str] = []
     pos = 0
-    for m in _QUOTED.finditer(line):
+    for m in QUOTED_OR_FIELD.finditer(line):
         token = m.group(0)
         if token[0] != '"':
             continue  # an inline field or a comment: kept
@@ -137,10 +136,10 @@ def strip_chord_symbols(abc: str) -> str:
         out: list[str] = []
         music = _music_line_indices(lines)
         for i, line in enumerate(lines):
-            if i in music and '"' in line and _is_music(line):
+            if i in music and '"' in line and is_music_line(line):
                 stripped = _strip_line(line)
                 if stripped is not None:
-                    if _BLANK.match(stripped):
+                    if BLANK_LINE.match(stripped):
                         continue
                     line = stripped
             out.append(line)
@@ -153,7 +152,7 @@ def strip_chord_symbols(abc: str) -> str:
 
 _LEN = r"\d*(?:/+\d*)?"
 _VOLTA = r"\d+(?:[,\-]\d+)*"
-_MUSIC_TOKEN = re.compile(
+MUSIC_TOKEN = re.compile(
     r"(?P<ws>[ \t\r]+)"
     rf"|(?P<note>(?:\^\^?|__?|=)?[A-Ga-g][,']*|[zx])(?P<len>{_LEN})"
     rf"|(?P<bar>\.?:*\[?\|[|\]]*:*(?:{_VOLTA})?|:{{2,}}(?:{_VOLTA})?)"
@@ -172,7 +171,7 @@ _MUSIC_TOKEN = re.compile(
     r"|(?P<bad>[\s\S])"
 )
 # a note as `Match.lastgroup` names it: its last group is its length
-_NOTE = "len"
+NOTE_GROUP = "len"
 # +..+ holding nothing but note characters may be an ABC 1.6 chord (+CEG+), not a decoration
 _OLD_CHORD = re.compile(r"\+[\^_=A-Ga-g,'\d/]+\+")
 _DYNAMICS = frozenset({"+f+", "+ff+", "+fff+", "+ffff+"})
@@ -273,9 +272,9 @@ def _scale_table(factor: Fraction) -> dict[str, str]:
 
 
 _SCALE_TABLES: dict[Fraction, dict[str, str]] = {}
-# group numbers of _MUSIC_TOKEN, as `Match.lastindex` gives them (a note's and a chord end's
+# group numbers of MUSIC_TOKEN, as `Match.lastindex` gives them (a note's and a chord end's
 # last group is their length)
-_G = dict(_MUSIC_TOKEN.groupindex)
+_G = dict(MUSIC_TOKEN.groupindex)
 _G_LEN, _G_CLEN = _G["len"], _G["clen"]
 _G_PASS = frozenset(_G[k] for k in ("ws", "bar", "string", "volta", "mrest", "tuplet"))
 _G_FIELD, _G_SYM, _G_OPEN, _G_GRACE, _G_ENDGRACE, _G_DECO, _G_COMMENT = (
@@ -294,7 +293,7 @@ def _rewrite_music_line(line: str, units: _Units, target: Fraction, target_text:
     pos = 0  # line[:pos] is in `out`
     chord: list[tuple[int, int, Fraction]] | None = None  # (start, end, length) of its notes' lengths
     grace = False
-    for m in _MUSIC_TOKEN.finditer(line):
+    for m in MUSIC_TOKEN.finditer(line):
         kind = m.lastindex
         if kind == _G_LEN:  # a note or rest
             if guard:
@@ -406,7 +405,7 @@ def _parse_target(target: str) -> tuple[Fraction, str]:
 def _rewrite(abc: str, target: str) -> str:
     goal, goal_text = _parse_target(target)
     lines = abc.split("\n")
-    regions = _regions(lines)
+    regions = header_and_body(lines)
     if regions is None:
         raise _Unparsed("no K: line")
     key, end = regions
@@ -418,9 +417,9 @@ def _rewrite(abc: str, target: str) -> str:
     first_v: int | None = None
     for i in range(key):
         line = lines[i]
-        if line.startswith("%") or _BLANK.match(line):
+        if line.startswith("%") or BLANK_LINE.match(line):
             continue
-        if not _FIELD_LINE.match(line):
+        if not FIELD_LINE.match(line):
             raise _Unparsed(f"header line {line[:40]!r}")
         if line.startswith("L:"):
             lm = _L_LINE.match(line)
@@ -452,7 +451,7 @@ def _rewrite(abc: str, target: str) -> str:
         line = lines[i]
         if line.startswith("%"):
             continue
-        if _FIELD_LINE.match(line):
+        if FIELD_LINE.match(line):
             if line.startswith("L:"):
                 lm = _L_LINE.match(line)
                 if lm is None:
@@ -510,194 +509,6 @@ def rewrite_unit_length(abc: str, target: str = "1/8") -> str:
     voice when the header gave voices their own ``L:``.
     """
     return rewrite_unit_length_checked(abc, target)[0]
-
-
-# ----------------------------------------------------------------------------------------- notes only
-
-_KML_LINE = re.compile(r"[KML]:")
-_V_LINE = re.compile(r"(V:)[ \t]*([^\s%\]]+).*", re.DOTALL)
-_V_INLINE = re.compile(r"\[V:[ \t]*([^\s%\]]+)[^\]\n]*\]")
-
-
-def notes_only(abc: str) -> str:
-    """The tune without its ``K:``, ``M:`` and ``L:`` field lines (header or body; inline
-    ``[K:..]`` fields in music lines stay) and without voice names: a ``V:`` line (and an inline
-    ``[V:..]`` field) keeps only its id (``V:1 name="Soprano" clef=treble`` -> ``V:1``).
-
-    Without ``L:`` and ``M:`` the unit length is the default 1/8, so apply it to a tune at
-    L:1/8 (`canonical_abc`) to keep its durations."""
-    try:
-        out: list[str] = []
-        for line in abc.split("\n"):
-            if _KML_LINE.match(line):
-                continue
-            if line.startswith("V:"):
-                vm = _V_LINE.match(line)
-                if vm is not None:
-                    line = vm.group(1) + vm.group(2)
-            elif "[V:" in line and not _FIELD_LINE.match(line):
-                line = _V_INLINE.sub(lambda m: f"[V:{m.group(1)}]", line)
-            out.append(line)
-        return "\n".join(out)
-    except Exception:  # pragma: no cover - defensive: never raise on odd input
-        return abc
-
-
-# ----------------------------------------------------------------------------------------- chords added
-
-_LETTERS = "CDEFGAB"
-_NATURAL = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
-_MAJOR_STEPS = (0, 2, 4, 5, 7, 9, 11)
-_MODES = {"maj": 0, "ion": 0, "dor": 1, "phr": 2, "lyd": 3, "mix": 4, "aeo": 5, "min": 5, "m": 5, "loc": 6}
-_KEY = re.compile(r"[ \t]*(?:([A-G])([#b]?)[ \t]*([A-Za-z]*)|(H[Pp]))")
-# degrees tried in this order when triads cover as many notes: I, V, IV, vi, ii, iii, vii
-_DEGREE_ORDER = (0, 4, 3, 5, 1, 2, 6)
-_QUALITY = {(4, 7): "", (3, 7): "m", (3, 6): "dim", (4, 8): "aug"}
-
-
-@lru_cache(maxsize=256)
-def _triads(key: str) -> tuple[tuple[frozenset[str], str], ...]:
-    """The diatonic triads of a ``K:`` value, in tie-break order: (its letters, its name)."""
-    m = _KEY.match(key)
-    if m is None:
-        tonic, accidental, mode = "C", "", 0
-    elif m.group(4):  # Highland pipes: A mixolydian
-        tonic, accidental, mode = "A", "", 4
-    else:
-        tonic, accidental = m.group(1), m.group(2)
-        mode = _MODES.get(m.group(3).lower()[:3], 0)
-    tonic_pc = (_NATURAL[tonic] + {"#": 1, "b": -1, "": 0}[accidental]) % 12
-    steps = [(_MAJOR_STEPS[(mode + i) % 7] - _MAJOR_STEPS[mode]) % 12 for i in range(7)]
-    start = _LETTERS.index(tonic)
-    letters = [_LETTERS[(start + i) % 7] for i in range(7)]
-    pcs = [(tonic_pc + s) % 12 for s in steps]
-    triads = []
-    for degree in _DEGREE_ORDER:
-        root, third, fifth = degree, (degree + 2) % 7, (degree + 4) % 7
-        quality = _QUALITY.get(((pcs[third] - pcs[root]) % 12, (pcs[fifth] - pcs[root]) % 12), "")
-        shift = (pcs[root] - _NATURAL[letters[root]] + 6) % 12 - 6
-        name = letters[root] + ("#" * shift if shift > 0 else "b" * -shift) + quality
-        triads.append((frozenset((letters[root], letters[third], letters[fifth])), name))
-    return tuple(triads)
-
-
-def _best_chord(key: str, letters: list[str]) -> str:
-    best_name, best_score = "", -1
-    for members, name in _triads(key):
-        score = sum(1 for x in letters if x in members)
-        if score > best_score:
-            best_name, best_score = name, score
-    return best_name
-
-
-_ANCHORS = frozenset({_NOTE, "open", "grace", "tuplet", "deco", "string", "sym"})
-_ANCHOR_SYMS = frozenset("(~.") | frozenset("HIJKLMNOPQRSTUVWhijklmnopqrstuvw")
-
-
-_CHORD_SYMBOL = re.compile(r'"\(?[A-G]')  # a quoted string that names a chord (not "^text", "4")
-
-
-def _has_chord_symbols(lines: list[str], music: range) -> bool:
-    for i in music:
-        line = lines[i]
-        if '"' in line and _is_music(line):
-            for m in _QUOTED.finditer(line):
-                if _CHORD_SYMBOL.match(m.group(0)):
-                    return True
-    return False
-
-
-def add_chord_symbols(abc: str) -> str:
-    """A chord symbol at the start of every bar of a tune that has none.
-
-    Each bar with notes gets the diatonic triad of the key (``K:``, mode included: ``K:Ador``,
-    ``K:Em``, ``K:Bb``; C major without one; inline and body key changes followed) whose root,
-    third and fifth cover the most of the bar's notes (counted by letter, accidentals and
-    octaves ignored, grace notes and rests left out); ties go to the tonic, then the dominant,
-    subdominant, submediant, supertonic, mediant, leading note. It is written like ``"G"``,
-    ``"Em"``, ``"Bdim"`` before the bar's first note (or its decoration, slur, grace group).
-    Bars without notes get none. A tune that has chord symbols already (a quoted string that
-    starts with a note letter; annotations such as ``"^text"`` and fingerings such as ``"4"``
-    do not count), or whose music cannot be read, comes back unchanged.
-    """
-    try:
-        lines = abc.split("\n")
-        regions = _regions(lines)
-        music = range(regions[0] + 1, regions[1]) if regions else range(len(lines))
-        if _has_chord_symbols(lines, music):
-            return abc
-        key = ""
-        if regions is not None:
-            km = _KEY_LINE.match(lines[regions[0]])
-            key = lines[regions[0]][km.end() :] if km else ""  # type: ignore[union-attr]
-        inserts: dict[int, list[tuple[int, str]]] = {}
-        anchor: tuple[int, int] | None = None
-        anchor_key = key
-        letters: list[str] = []
-        grace = False
-
-        def close_bar() -> None:
-            nonlocal anchor, letters
-            if anchor is not None and letters:
-                inserts.setdefault(anchor[0], []).append((anchor[1], _best_chord(anchor_key, letters)))
-            anchor, letters = None, []
-
-        for i in music:
-            line = lines[i]
-            if line.startswith("%") or _BLANK.match(line):
-                continue
-            if _FIELD_LINE.match(line):
-                if line.startswith("K:"):
-                    close_bar()
-                    key = line[2:]
-                elif line.startswith("V:"):
-                    close_bar()
-                continue
-            for m in _MUSIC_TOKEN.finditer(line):
-                kind = m.lastgroup
-                if kind == "bad":
-                    if m.group(0) == "!":
-                        continue
-                    return abc
-                if kind == "comment":
-                    break
-                if kind == "bar":
-                    close_bar()
-                    continue
-                if kind == "field":
-                    token = m.group(0)
-                    if token.startswith(("[K:", "[V:")):
-                        close_bar()
-                        if token.startswith("[K:"):
-                            key = token[3:-1]
-                    continue
-                if kind == "grace":
-                    grace = True
-                elif kind == "endgrace":
-                    grace = False
-                if anchor is None and kind in _ANCHORS and (kind != "sym" or m.group(0) in _ANCHOR_SYMS):
-                    anchor, anchor_key = (i, m.start()), key
-                if kind == _NOTE and not grace:
-                    head = m.group("note")
-                    if head not in ("z", "x"):
-                        letters.append(head.lstrip("^_=")[0].upper())
-        close_bar()
-        if not inserts:
-            return abc
-        for i, places in inserts.items():
-            line = lines[i]
-            pieces, pos = [], 0
-            for at, name in sorted(places):
-                pieces.append(line[pos:at] + f'"{name}"')
-                pos = at
-            pieces.append(line[pos:])
-            lines[i] = "".join(pieces)
-        return "\n".join(lines)
-    except Exception:  # pragma: no cover - defensive: never raise on odd input
-        return abc
-
-
-# ----------------------------------------------------------------------------------------- canonical form
 
 
 def canonical_abc(abc: str) -> str:

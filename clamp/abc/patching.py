@@ -157,7 +157,7 @@ def patchify(abc: str, mode: str = "clamp-v1", max_patches: int = 512) -> np.nda
 # --- header dropout -----------------------------------------------------------------------
 # The header lines that name what the labels are made of (key, meter, unit note length): with
 # them in the input, key and meter are a lookup of one patch. Header dropout trains on tunes
-# without them (docs/model-and-losses.md, "Header dropout"), `clamp.abc.notation.notes_only` is
+# without them (docs/model-and-losses.md, "Header dropout"), `clamp.abc.variants.notes_only` is
 # the same cut on text for the evaluation's notes-only control.
 HEADER_DROP_FIELDS = "KML"
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clamp.abc import notation
+from clamp.abc import notation, variants
 
 log = logging.getLogger("clamp.eval")
 
@@ -59,9 +59,9 @@ def _unit(target: str) -> Callable[[str], str]:
 
 INPUT_CONTROLS: dict[str, InputControl] = {c.name: c for c in (
     InputControl("notes-only", "K:, M: and L: lines (and voice names) removed: key and meter are labels, not input",
-                 after=notation.notes_only, heldout_only=True),
+                 after=variants.notes_only, heldout_only=True),
     InputControl("chords-added", "a chord symbol on every bar of tunes that have none, as lead sheets carry them",
-                 before=notation.add_chord_symbols),
+                 before=variants.add_chord_symbols),
     InputControl("chords-removed", "chord symbols and annotations taken out", before=notation.strip_chord_symbols),
     InputControl("unit-1-4", "rewritten to L:1/4, durations scaled: the same music", before=_unit("1/4")),
     InputControl("unit-1-16", "rewritten to L:1/16, durations scaled: the same music", before=_unit("1/16")),

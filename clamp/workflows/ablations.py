@@ -290,7 +290,7 @@ def write_comparison(rows: list[dict], out: Path, primary_metric: str | None,
     # one panel per judged metric (or the primary one): each cell's mean over seeds with its
     # t-interval, every seed as a dot
     shown = [primary_metric] if primary_metric else (summary_cols or metric_cols[:1] or ["final_train_loss"])
-    from clamp.eval.run import pyplot_agg, save_figure
+    from clamp.eval.plots import pyplot_agg, save_figure
 
     plt = pyplot_agg()
     cells = list(dict.fromkeys(r["cell"] for r in rows))

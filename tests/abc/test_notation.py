@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from clamp.abc import notation as N
+from clamp.abc import variants as V
 from clamp.abc.tunes import split_tunes
 
 # ----------------------------------------------------------------------------------------- canonical_header
@@ -172,7 +173,7 @@ def test_notes_only_removes_key_meter_and_unit_length_and_voice_names():
         'X:1\nT:Title\nM:6/8\nL:1/8\nQ:3/8=120\nV:1 name="Soprano" clef=treble\nV:2 clef=bass\nK:Ador\n'
         'V:1\nABc [K:G] d2 [V:2 clef=bass] e |\nM:9/8\nK:Em\nL:1/16\nV: 2 nm="B"\nG,6 |\n'
     )
-    assert N.notes_only(abc) == (
+    assert V.notes_only(abc) == (
         "X:1\nT:Title\nQ:3/8=120\nV:1\nV:2\nV:1\nABc [K:G] d2 [V:2] e |\nV:2\nG,6 |\n"
     )
 
@@ -186,7 +187,7 @@ def test_add_chord_symbols_to_a_g_major_tune():
     # bar 1 B D G: G covers 3. bar 2 C E A: Am covers 3. bar 3 D C A: D, Am and F#dim cover 2
     # each: the dominant D wins. bar 4 G (the grace note and the rest not counted): G, C, Em
     # cover 1: the tonic. bar 5 has no notes: no chord.
-    assert N.add_chord_symbols(G_MAJOR) == (
+    assert V.add_chord_symbols(G_MAJOR) == (
         'X:1\nT:t\nM:3/4\nL:1/8\nK:G\n"G"B2 d2 g2 | "Am"c2 e2 a2 | "D"d2 ^c2 A2 |\n"G"{a}G4 z2 | z6 |]\n'
     )
 
@@ -204,21 +205,21 @@ def test_add_chord_symbols_to_a_g_major_tune():
 )
 def test_add_chord_symbols_follows_key_and_mode(key: str, bars: str, chords: list[str]):
     abc = f"X:1\nL:1/8\nK:{key}\n{bars} |\n"
-    out = N.add_chord_symbols(abc)
+    out = V.add_chord_symbols(abc)
     got = [bar.strip().split('"')[1] for bar in out.split("\n")[3].split("|") if bar.strip()]
     assert got == chords
 
 
 def test_add_chord_symbols_follows_key_changes_and_bars_across_lines():
     abc = "X:1\nL:1/8\nK:C\nCEG\nc | [K:Bb] B d f |\nK:G\nD F A |\n"
-    assert N.add_chord_symbols(abc) == 'X:1\nL:1/8\nK:C\n"C"CEG\nc | [K:Bb] "Bb"B d f |\nK:G\n"D"D F A |\n'
+    assert V.add_chord_symbols(abc) == 'X:1\nL:1/8\nK:C\n"C"CEG\nc | [K:Bb] "Bb"B d f |\nK:G\n"D"D F A |\n'
 
 
 def test_add_chord_symbols_leaves_tunes_with_chords_alone_but_not_annotations():
     with_chords = 'X:1\nL:1/8\nK:G\n"G"B2 d2 g2 | c2 e2 a2 |\n'
-    assert N.add_chord_symbols(with_chords) == with_chords
+    assert V.add_chord_symbols(with_chords) == with_chords
     annotated = 'X:1\nL:1/8\nK:G\n"^slowly"B2 "4"d2 g2 |\n'
-    assert N.add_chord_symbols(annotated) == 'X:1\nL:1/8\nK:G\n"G""^slowly"B2 "4"d2 g2 |\n'
+    assert V.add_chord_symbols(annotated) == 'X:1\nL:1/8\nK:G\n"G""^slowly"B2 "4"d2 g2 |\n'
 
 
 # ----------------------------------------------------------------------------------------- canonical_abc
@@ -245,8 +246,8 @@ FUNCTIONS = [
     N.canonical_header,
     N.strip_chord_symbols,
     N.rewrite_unit_length,
-    N.notes_only,
-    N.add_chord_symbols,
+    V.notes_only,
+    V.add_chord_symbols,
     N.canonical_abc,
 ]
 
@@ -257,7 +258,7 @@ def test_odd_input_never_raises(abc: str):
         assert isinstance(fn(abc), str)
     assert N.rewrite_unit_length_checked(abc, "1/4")[0] in (abc, N.rewrite_unit_length(abc, "1/4"))
     assert N.canonical_header("") == N.strip_chord_symbols("") == N.rewrite_unit_length("") == ""
-    assert N.notes_only("") == N.add_chord_symbols("") == N.canonical_abc("") == ""
+    assert V.notes_only("") == V.add_chord_symbols("") == N.canonical_abc("") == ""
 
 
 def test_windows_line_ends_are_rewritten():
@@ -361,7 +362,7 @@ def test_rendering_oracle_on_corpus_tunes(corpus_sample: list[tuple[str, str]]):
             if _events(out) != reference:
                 mismatches.append(f"{name} at {target}")
         rewritten += ok_all
-        for label, fn in (("canonical", N.canonical_abc), ("chords added", N.add_chord_symbols)):
+        for label, fn in (("canonical", N.canonical_abc), ("chords added", V.add_chord_symbols)):
             if _events(fn(abc)) != reference:
                 mismatches.append(f"{name} {label}")
     assert not mismatches, mismatches

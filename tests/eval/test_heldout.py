@@ -145,7 +145,8 @@ def test_labels_ignore_bad_values():
 
 def test_evaluation_with_intervals_probes_and_report(tmp_path, tiny_model, capsys):
     from clamp.eval.config import EvalConfig
-    from clamp.eval.run import evaluate, print_results_table, results_table
+    from clamp.eval.run import evaluate
+    from clamp.eval.tables import print_results_table, results_table
 
     dataset = write_rows(tmp_path / "ds", labelled_rows())
     (tmp_path / "no-benchmarks").mkdir()
@@ -202,7 +203,8 @@ def test_evaluation_with_intervals_probes_and_report(tmp_path, tiny_model, capsy
 
 
 def test_collapse_is_reported_for_trained_models_only(capsys):
-    from clamp.eval.run import EvalResult, collapse_warnings, print_results_table, results_table
+    from clamp.eval.result import EvalResult
+    from clamp.eval.tables import collapse_warnings, print_results_table, results_table
 
     results = [EvalResult("m", "b", {"b/embedding/mean_cosine": 0.971, "b/zero_shot/accuracy": 0.5}, []),
                EvalResult("m-untrained", "b", {"b/embedding/mean_cosine": 0.999}, []),
