@@ -18,14 +18,8 @@ from typing import Any
 import pytest
 
 from clamp.data.records import RawRecord
-from clamp.data.sources.web import (
-    CrawlConfig,
-    Crawler,
-    detect_format,
-    extract_links,
-    normalize_url,
-    retry_after_seconds,
-)
+from clamp.data.sources.web import CrawlConfig, Crawler
+from clamp.data.sources.web_urls import detect_format, extract_links, normalize_url, retry_after_seconds
 
 # ----------------------------------------------------------------------------------------- fixture site
 

@@ -21,40 +21,37 @@ Behaviour, in short:
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
-import json
 import logging
-import sqlite3
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from html.parser import HTMLParser
 from http.client import HTTPException, HTTPMessage, InvalidURL
-from pathlib import Path, PurePosixPath
-from urllib.parse import quote, urldefrag, urljoin, urlsplit, urlunsplit
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
 
 from clamp.data.records import FORMAT_BY_SUFFIX, RawRecord
+from clamp.data.sources.web_state import CrawlItem, CrawlState
+from clamp.data.sources.web_urls import (
+    charset_of,
+    detect_format,
+    extract_links,
+    host_of,
+    mime_of,
+    normalize_host,
+    normalize_url,
+    record_id,
+    retry_after_seconds,
+    url_suffix,
+)
 
 log = logging.getLogger("clamp.data.web")
 
 SOURCE = "web"
 STATE_FILE = "crawl.sqlite3"
-SCHEMA_VERSION = 1
-
-# Content types that identify a music file when the URL has no telling suffix.
-FORMAT_BY_CONTENT_TYPE = {
-    "audio/midi": "midi",
-    "audio/x-midi": "midi",
-    "audio/mid": "midi",
-    "text/vnd.abc": "abc",
-    "application/vnd.recordare.musicxml+xml": "musicxml",
-    "application/vnd.recordare.musicxml": "mxl",
-}
 HTML_CONTENT_TYPES = ("text/html", "application/xhtml+xml")
 
 # Links with these suffixes are neither music nor HTML: never requested.
@@ -69,7 +66,6 @@ SKIP_SUFFIXES = frozenset(
 
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 RETRY_CODES = frozenset({429, 500, 502, 503, 504})
-DEFAULT_PORTS = {"http": 80, "https": 443}
 READ_CHUNK = 64 * 1024
 
 
@@ -117,274 +113,6 @@ class CrawlStats:
 
     def error(self, reason: str) -> None:
         self.errors[reason] = self.errors.get(reason, 0) + 1
-
-
-# --------------------------------------------------------------------------------------------- URLs
-
-
-# Characters left as they are when quoting a path / query (existing %-escapes are kept).
-_SAFE_PATH = "/%:@!$&'()*+,;=-._~"
-_SAFE_QUERY = _SAFE_PATH + "?"
-
-
-def normalize_url(url: str) -> str | None:
-    """Absolute http(s) URL without fragment, lower-case scheme and host, no default port; else None."""
-    url, _ = urldefrag(url.strip())
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    if scheme not in DEFAULT_PORTS or not parts.hostname:
-        return None
-    host = parts.hostname.lower()
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    netloc = host if port is None or port == DEFAULT_PORTS[scheme] else f"{host}:{port}"
-    path = quote(parts.path or "/", safe=_SAFE_PATH)
-    query = quote(parts.query, safe=_SAFE_QUERY)
-    return urlunsplit((scheme, netloc, path, query, ""))
-
-
-def host_of(url: str) -> str:
-    """The host:port key of a normalized URL (default ports omitted)."""
-    return urlsplit(url).netloc
-
-
-def _normalize_host(host: str) -> str:
-    host = host.strip().lower()
-    for default in (":80", ":443"):
-        if host.endswith(default):
-            return host[: -len(default)]
-    return host
-
-
-def url_suffix(url: str) -> str:
-    return PurePosixPath(urlsplit(url).path).suffix.lower()
-
-
-def detect_format(url: str, content_type: str) -> str | None:
-    """Music format by URL path suffix, else by Content-Type; None when it is not a music file."""
-    fmt = FORMAT_BY_SUFFIX.get(url_suffix(url))
-    if fmt is not None:
-        return fmt
-    return FORMAT_BY_CONTENT_TYPE.get(_mime(content_type))
-
-
-def record_id(url: str) -> str:
-    return "web:" + hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
-
-
-def _mime(content_type: str) -> str:
-    return content_type.split(";", 1)[0].strip().lower()
-
-
-def _charset(content_type: str) -> str:
-    for param in content_type.split(";")[1:]:
-        key, _, value = param.partition("=")
-        if key.strip().lower() == "charset" and value.strip():
-            return value.strip().strip("\"'")
-    return "utf-8"
-
-
-def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None if absent or invalid."""
-    if value is None or not value.strip():
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
-# --------------------------------------------------------------------------------------------- HTML
-
-
-class _LinkParser(HTMLParser):
-    """Collects (href, link text) of every ``<a href>``, honouring ``<base href>``."""
-
-    def __init__(self, base_url: str) -> None:
-        super().__init__(convert_charrefs=True)
-        self.base_url = base_url
-        self.links: list[tuple[str, str]] = []
-        self._href: str | None = None
-        self._text: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        attr = {k.lower(): v for k, v in attrs}
-        if tag == "base" and attr.get("href"):
-            self.base_url = urljoin(self.base_url, attr["href"] or "")
-        elif tag == "a":
-            self._close_anchor()
-            href = attr.get("href")
-            if href:
-                self._href = urljoin(self.base_url, href.strip())
-                self._text = []
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "a":
-            self._close_anchor()
-
-    def handle_data(self, data: str) -> None:
-        if self._href is not None:
-            self._text.append(data)
-
-    def close(self) -> None:
-        super().close()
-        self._close_anchor()
-
-    def _close_anchor(self) -> None:
-        if self._href is not None:
-            self.links.append((self._href, " ".join("".join(self._text).split())))
-            self._href = None
-            self._text = []
-
-
-def extract_links(html: str, base_url: str) -> list[tuple[str, str]]:
-    """(absolute URL, link text) for each anchor, in document order; not filtered or normalized."""
-    parser = _LinkParser(base_url)
-    parser.feed(html)
-    parser.close()
-    return parser.links
-
-
-# --------------------------------------------------------------------------------------------- state
-
-
-@dataclass
-class _Item:
-    url: str
-    depth: int
-    referrer: str
-    text: str
-
-
-class _State:
-    """The crawl state in SQLite. Every mutation of one URL is one transaction (``with self.db``)."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path)
-        with self.db:
-            self.db.executescript(
-                """
-                CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-                CREATE TABLE IF NOT EXISTS frontier (
-                    seq INTEGER PRIMARY KEY AUTOINCREMENT, url TEXT NOT NULL UNIQUE,
-                    depth INTEGER NOT NULL, referrer TEXT NOT NULL, text TEXT NOT NULL);
-                CREATE TABLE IF NOT EXISTS visited (url TEXT PRIMARY KEY, outcome TEXT NOT NULL);
-                CREATE TABLE IF NOT EXISTS hashes (sha256 TEXT PRIMARY KEY, url TEXT NOT NULL);
-                CREATE TABLE IF NOT EXISTS validators (
-                    url TEXT PRIMARY KEY, etag TEXT, last_modified TEXT);
-                CREATE TABLE IF NOT EXISTS pages (url TEXT PRIMARY KEY, links TEXT NOT NULL);
-                """
-            )
-            version = self.get_meta("schema_version")
-            if version is None:
-                self.set_meta("schema_version", str(SCHEMA_VERSION))
-            elif int(version) != SCHEMA_VERSION:
-                raise RuntimeError(f"crawl state {path} has schema {version}, expected {SCHEMA_VERSION}")
-
-    def close(self) -> None:
-        self.db.close()
-
-    def get_meta(self, key: str) -> str | None:
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
-
-    def set_meta(self, key: str, value: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
-
-    def frontier_size(self) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM frontier").fetchone()[0])
-
-    def visited_count(self) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM visited").fetchone()[0])
-
-    def start_pass(self, seeds: list[str]) -> int:
-        """Forget the visited set of the previous pass and queue the seeds (hashes/validators stay)."""
-        with self.db:
-            number = int(self.get_meta("pass") or "0") + 1
-            self.db.execute("DELETE FROM visited")
-            self.db.execute("DELETE FROM frontier")
-            for seed in seeds:
-                self._enqueue(seed, 0, "", "")
-            self.set_meta("pass", str(number))
-        return number
-
-    def clear_frontier(self) -> None:
-        with self.db:
-            self.db.execute("DELETE FROM frontier")
-
-    def next_item(self) -> _Item | None:
-        row = self.db.execute(
-            "SELECT url, depth, referrer, text FROM frontier ORDER BY seq LIMIT 1"
-        ).fetchone()
-        return None if row is None else _Item(row[0], int(row[1]), row[2], row[3])
-
-    def hash_seen(self, sha256: str) -> bool:
-        return self.db.execute("SELECT 1 FROM hashes WHERE sha256 = ?", (sha256,)).fetchone() is not None
-
-    def validators(self, url: str) -> tuple[str | None, str | None]:
-        row = self.db.execute("SELECT etag, last_modified FROM validators WHERE url = ?", (url,)).fetchone()
-        return (None, None) if row is None else (row[0], row[1])
-
-    def page_links(self, url: str) -> list[tuple[str, str]] | None:
-        row = self.db.execute("SELECT links FROM pages WHERE url = ?", (url,)).fetchone()
-        return None if row is None else [(u, t) for u, t in json.loads(row[0])]
-
-    def finish(
-        self,
-        item: _Item,
-        outcome: str,
-        *,
-        final_url: str | None = None,
-        sha256: str | None = None,
-        validators: tuple[str | None, str | None] = (None, None),
-        page_links: list[tuple[str, str]] | None = None,
-        enqueue: Sequence[tuple[str, int, str, str]] = (),
-    ) -> int:
-        """Everything learnt from one frontier URL, committed atomically; returns how many URLs were queued."""
-        with self.db:
-            self.db.execute("DELETE FROM frontier WHERE url = ?", (item.url,))
-            self.db.execute(
-                "INSERT OR REPLACE INTO visited (url, outcome) VALUES (?, ?)", (item.url, outcome)
-            )
-            if final_url is not None and final_url != item.url:
-                self.db.execute("DELETE FROM frontier WHERE url = ?", (final_url,))
-                self.db.execute(
-                    "INSERT OR REPLACE INTO visited (url, outcome) VALUES (?, ?)", (final_url, outcome)
-                )
-            key = final_url or item.url
-            if sha256 is not None:
-                self.db.execute("INSERT OR IGNORE INTO hashes (sha256, url) VALUES (?, ?)", (sha256, key))
-            etag, last_modified = validators
-            if etag or last_modified:
-                self.db.execute(
-                    "INSERT OR REPLACE INTO validators (url, etag, last_modified) VALUES (?, ?, ?)",
-                    (key, etag, last_modified),
-                )
-            if page_links is not None:
-                self.db.execute(
-                    "INSERT OR REPLACE INTO pages (url, links) VALUES (?, ?)", (key, json.dumps(page_links))
-                )
-            return sum(self._enqueue(url, depth, referrer, text) for url, depth, referrer, text in enqueue)
-
-    def _enqueue(self, url: str, depth: int, referrer: str, text: str) -> int:
-        return self.db.execute(
-            "INSERT OR IGNORE INTO frontier (url, depth, referrer, text) "
-            "SELECT ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM visited WHERE url = ?)",
-            (url, depth, referrer, text, url),
-        ).rowcount
 
 
 # --------------------------------------------------------------------------------------------- fetching
@@ -442,7 +170,7 @@ class Crawler:
         hosts = config.allowed_hosts
         if hosts is None:
             hosts = [host_of(u) for u in (normalize_url(s) for s in config.seeds) if u is not None]
-        self.allowed_hosts = frozenset(_normalize_host(h) for h in hosts)
+        self.allowed_hosts = frozenset(normalize_host(h) for h in hosts)
         self._opener = _build_opener()
         self._robots: dict[str, RobotFileParser] = {}
         self._next_request_at: dict[str, float] = {}
@@ -454,7 +182,7 @@ class Crawler:
     def crawl(self) -> Iterator[RawRecord]:
         cfg = self.config
         self.stats = CrawlStats()
-        state = _State(cfg.state_dir / STATE_FILE)
+        state = CrawlState(cfg.state_dir / STATE_FILE)
         try:
             if state.frontier_size() == 0:
                 seeds = [u for u in (self._seed(s) for s in cfg.seeds) if u is not None]
@@ -494,7 +222,7 @@ class Crawler:
             return None
         return url
 
-    def _process(self, state: _State, item: _Item) -> RawRecord | None:
+    def _process(self, state: CrawlState, item: CrawlItem) -> RawRecord | None:
         """Fetch one frontier URL and commit what it taught; return the record to yield, if any."""
         stats = self.stats
         if not self._robots_allow(item.url):
@@ -569,8 +297,8 @@ class Crawler:
             stats.downloaded += 1
             log.info("downloaded %s (%s, %d bytes)", final_url, fmt, len(response.body))
             return record
-        if _mime(content_type) in HTML_CONTENT_TYPES:
-            html = response.body.decode(_charset(content_type), errors="replace")
+        if mime_of(content_type) in HTML_CONTENT_TYPES:
+            html = response.body.decode(charset_of(content_type), errors="replace")
             links = extract_links(html, final_url)
             enqueue = self._links_to_enqueue(links, item.depth, final_url)
             queued = state.finish(
@@ -646,7 +374,7 @@ class Crawler:
 
     # ------------------------------------------------------------------ HTTP
 
-    def _fetch(self, state: _State | None, url: str, *, robots: bool = False) -> _Fetch:
+    def _fetch(self, state: CrawlState | None, url: str, *, robots: bool = False) -> _Fetch:
         """GET ``url`` following redirects by hand. ``state`` supplies cache validators (None: no cache)."""
         chain = [url]
         current = url

@@ -1,0 +1,144 @@
+"""The crawler's state in SQLite: the frontier, what each URL gave (validators, content
+hashes), the pass in progress, committed after every URL so a crawl resumes where it stopped."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("clamp.data.web")
+SCHEMA_VERSION = 1
+
+
+# --------------------------------------------------------------------------------------------- state
+
+
+@dataclass
+class CrawlItem:
+    url: str
+    depth: int
+    referrer: str
+    text: str
+
+
+class CrawlState:
+    """The crawl state in SQLite. Every mutation of one URL is one transaction (``with self.db``)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path)
+        with self.db:
+            self.db.executescript(
+                """
+                CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+                CREATE TABLE IF NOT EXISTS frontier (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT, url TEXT NOT NULL UNIQUE,
+                    depth INTEGER NOT NULL, referrer TEXT NOT NULL, text TEXT NOT NULL);
+                CREATE TABLE IF NOT EXISTS visited (url TEXT PRIMARY KEY, outcome TEXT NOT NULL);
+                CREATE TABLE IF NOT EXISTS hashes (sha256 TEXT PRIMARY KEY, url TEXT NOT NULL);
+                CREATE TABLE IF NOT EXISTS validators (
+                    url TEXT PRIMARY KEY, etag TEXT, last_modified TEXT);
+                CREATE TABLE IF NOT EXISTS pages (url TEXT PRIMARY KEY, links TEXT NOT NULL);
+                """
+            )
+            version = self.get_meta("schema_version")
+            if version is None:
+                self.set_meta("schema_version", str(SCHEMA_VERSION))
+            elif int(version) != SCHEMA_VERSION:
+                raise RuntimeError(f"crawl state {path} has schema {version}, expected {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def frontier_size(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM frontier").fetchone()[0])
+
+    def visited_count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM visited").fetchone()[0])
+
+    def start_pass(self, seeds: list[str]) -> int:
+        """Forget the visited set of the previous pass and queue the seeds (hashes/validators stay)."""
+        with self.db:
+            number = int(self.get_meta("pass") or "0") + 1
+            self.db.execute("DELETE FROM visited")
+            self.db.execute("DELETE FROM frontier")
+            for seed in seeds:
+                self._enqueue(seed, 0, "", "")
+            self.set_meta("pass", str(number))
+        return number
+
+    def clear_frontier(self) -> None:
+        with self.db:
+            self.db.execute("DELETE FROM frontier")
+
+    def next_item(self) -> CrawlItem | None:
+        row = self.db.execute(
+            "SELECT url, depth, referrer, text FROM frontier ORDER BY seq LIMIT 1"
+        ).fetchone()
+        return None if row is None else CrawlItem(row[0], int(row[1]), row[2], row[3])
+
+    def hash_seen(self, sha256: str) -> bool:
+        return self.db.execute("SELECT 1 FROM hashes WHERE sha256 = ?", (sha256,)).fetchone() is not None
+
+    def validators(self, url: str) -> tuple[str | None, str | None]:
+        row = self.db.execute("SELECT etag, last_modified FROM validators WHERE url = ?", (url,)).fetchone()
+        return (None, None) if row is None else (row[0], row[1])
+
+    def page_links(self, url: str) -> list[tuple[str, str]] | None:
+        row = self.db.execute("SELECT links FROM pages WHERE url = ?", (url,)).fetchone()
+        return None if row is None else [(u, t) for u, t in json.loads(row[0])]
+
+    def finish(
+        self,
+        item: CrawlItem,
+        outcome: str,
+        *,
+        final_url: str | None = None,
+        sha256: str | None = None,
+        validators: tuple[str | None, str | None] = (None, None),
+        page_links: list[tuple[str, str]] | None = None,
+        enqueue: Sequence[tuple[str, int, str, str]] = (),
+    ) -> int:
+        """Everything learnt from one frontier URL, committed atomically; returns how many URLs were queued."""
+        with self.db:
+            self.db.execute("DELETE FROM frontier WHERE url = ?", (item.url,))
+            self.db.execute(
+                "INSERT OR REPLACE INTO visited (url, outcome) VALUES (?, ?)", (item.url, outcome)
+            )
+            if final_url is not None and final_url != item.url:
+                self.db.execute("DELETE FROM frontier WHERE url = ?", (final_url,))
+                self.db.execute(
+                    "INSERT OR REPLACE INTO visited (url, outcome) VALUES (?, ?)", (final_url, outcome)
+                )
+            key = final_url or item.url
+            if sha256 is not None:
+                self.db.execute("INSERT OR IGNORE INTO hashes (sha256, url) VALUES (?, ?)", (sha256, key))
+            etag, last_modified = validators
+            if etag or last_modified:
+                self.db.execute(
+                    "INSERT OR REPLACE INTO validators (url, etag, last_modified) VALUES (?, ?, ?)",
+                    (key, etag, last_modified),
+                )
+            if page_links is not None:
+                self.db.execute(
+                    "INSERT OR REPLACE INTO pages (url, links) VALUES (?, ?)", (key, json.dumps(page_links))
+                )
+            return sum(self._enqueue(url, depth, referrer, text) for url, depth, referrer, text in enqueue)
+
+    def _enqueue(self, url: str, depth: int, referrer: str, text: str) -> int:
+        return self.db.execute(
+            "INSERT OR IGNORE INTO frontier (url, depth, referrer, text) "
+            "SELECT ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM visited WHERE url = ?)",
+            (url, depth, referrer, text, url),
+        ).rowcount
