@@ -329,7 +329,7 @@ def eval_command(
     benchmarks: Annotated[str, typer.Option(help="comma-separated: wikimt,vgmidi,pianist8")] = "wikimt,vgmidi,pianist8",
     dataset: Annotated[Path | None, typer.Option(
         help="a built dataset: adds its held-out tasks and the retrieval probes (test split)")] = None,
-    out: Annotated[Path, typer.Option(help="folder for plots and predictions")] = Path("outputs/eval"),
+    out: Annotated[Path, typer.Option(help="folder for evaluation.json, plots and predictions (`clamp report` renders it)")] = Path("outputs/eval"),
     mlflow: Annotated[bool, typer.Option(help="log each (model, benchmark) as an MLflow run")] = True,
     untrained: Annotated[bool, typer.Option(help="also evaluate the untrained twin (fresh music tower, same text tower)")] = True,
     controls: Annotated[bool, typer.Option(help="score the input controls (notes only, chords, unit note length, MIDI "
@@ -359,6 +359,7 @@ def eval_command(
     settings.update({k: v for k, v in {"bootstrap_resamples": resamples, "max_items": max_items}.items() if v is not None})
     cfg = validated(EvalConfig, settings)
     print_results_table(results_table(evaluate(cfg)))
+    typer.echo(f"\nA report with its plots:  clamp report {out} --out {out / 'report'}")
 
 
 @app.command()
@@ -394,6 +395,25 @@ def ablations(
     typer.echo((Path(cfg.out_dir) / "ablations.md").read_text())
     typer.echo((Path(cfg.out_dir) / "claims.md").read_text())
     typer.echo(f"MLflow parent run {result['parent_run_id']} (experiment {cfg.experiment})")
+
+
+@app.command()
+def report(
+    source: Annotated[str, typer.Argument(help="an evaluation folder (`clamp eval --out`, with evaluation.json) "
+                                               "or an MLflow run id of an evaluation")],
+    out: Annotated[Path, typer.Option(help="folder for report.md, report.html and figures/")] = Path("report"),
+) -> None:
+    """Render an evaluation as Markdown and a self-contained HTML page with its plots."""
+    from clamp.eval.report import load_folder, load_mlflow_run, write_report
+
+    if Path(source).exists():
+        evaluation = load_folder(source)
+    elif len(source) == 32 and all(c in "0123456789abcdef" for c in source):
+        evaluation = load_mlflow_run(source, out / "figures" / "mlflow")
+    else:
+        raise UserError(f"{source} is neither a folder nor an MLflow run id (32 hex digits)")
+    md, page = write_report(evaluation, out)
+    typer.echo(f"wrote {md} and {page}")
 
 
 @app.command()

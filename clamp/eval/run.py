@@ -262,7 +262,27 @@ def evaluate(cfg: EvalConfig, templates: dict | None = None) -> list[EvalResult]
                                      benchmark=f"{SPLIT_PREFIX[cfg.heldout_split]}-probe")
             results.append(result)
             _log_run(cfg, result, m, items.provenance, lineage, built)
+    write_evaluation(cfg, results)
     return results  # collapse warnings: `results_table(results)["warnings"]`
+
+
+def write_evaluation(cfg: EvalConfig, results: list[EvalResult]) -> Path:
+    """`<out_dir>/evaluation.json`: the metrics of every (model, benchmark) pair and the report's
+    tables, which `clamp report` renders."""
+    import datetime as dt
+
+    from clamp.eval.report import EVALUATION_FILE
+    from clamp.eval.tables import results_table
+    from clamp.io import write_json_atomic
+
+    path = Path(cfg.out_dir) / EVALUATION_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"model_dir": str(cfg.model_dir), "dataset_dir": cfg.dataset_dir and str(cfg.dataset_dir),
+              "date": dt.date.today().isoformat(), "tables": results_table(results),
+              "results": [{"model": r.model, "benchmark": r.benchmark, "metrics": r.metrics,
+                           "artifacts": [str(a) for a in r.artifacts]} for r in results]}
+    write_json_atomic(record, path, sort_keys=False)  # the tables' columns keep their order
+    return path
 
 
 def header_predictions(bench: Benchmark, train: HeldoutItems) -> np.ndarray:

@@ -252,6 +252,9 @@ def train(cfg: TrainConfig) -> dict:
                      metrics.get("valid/mean_cosine", float("nan")))
             if outbox is not None:
                 outbox.log_metrics(metrics, step=step)
+            if dinfo.is_main:  # an MLflow-free record for `clamp report` (a resumed step overrides: last wins)
+                with (Path(cfg.output_dir) / "validation.jsonl").open("a") as fh:
+                    fh.write(json.dumps({"step": step, **{k: float(v) for k, v in metrics.items()}}) + "\n")
 
         result = run_loop(cfg, model, dataset, collate, step_fn, param_groups, on_log, dinfo, device,
                           dataset_fingerprint=manifest.get("fingerprint", ""), lengths=lengths,
