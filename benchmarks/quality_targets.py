@@ -27,28 +27,23 @@ from pathlib import Path
 def evaluate_model(model_dir: str, dataset: str, out: Path, twin: bool) -> tuple[dict, dict, dict]:
     """(trained metrics, fair-twin metrics, the results tables) of one model folder.
 
-    The result is kept in `out/evaluation.json`, so an interrupted multi-seed run does not
-    evaluate a finished seed again (the evaluation with every control is the slow half)."""
+    `evaluate` keeps what it measured in `out/evaluation.json`; a rerun reads it back, so an
+    interrupted multi-seed run does not evaluate a finished seed again (the slow half)."""
     from clamp.eval.config import EvalConfig
+    from clamp.eval.report import EVALUATION_FILE
     from clamp.eval.run import evaluate
-    from clamp.eval.tables import results_table
 
-    done = out / "evaluation.json"
-    if done.is_file():
+    done = out / EVALUATION_FILE
+    kept = json.loads(done.read_text()) if done.is_file() else {}
+    if kept.get("model_dir") != model_dir or (twin and not any(r["model"].endswith("-untrained") for r in kept["results"])):
+        evaluate(EvalConfig(model_dir=model_dir, dataset_dir=dataset, out_dir=str(out), mlflow=False,
+                            include_untrained=twin))
         kept = json.loads(done.read_text())
-        if kept.get("model_dir") == model_dir and (kept["fair"] or not twin):
-            return kept["trained"], kept["fair"], kept["tables"]
-    results = evaluate(EvalConfig(model_dir=model_dir, dataset_dir=dataset, out_dir=str(out), mlflow=False,
-                                  include_untrained=twin))
     trained: dict[str, float] = {}
     fair: dict[str, float] = {}
-    for r in results:
-        (fair if r.model.endswith("-untrained") else trained).update(r.metrics)
-    tables = results_table(results)
-    out.mkdir(parents=True, exist_ok=True)
-    done.write_text(json.dumps({"model_dir": model_dir, "trained": trained, "fair": fair, "tables": tables},
-                               default=str) + "\n")
-    return trained, fair, tables
+    for r in kept["results"]:
+        (fair if r["model"].endswith("-untrained") else trained).update(r["metrics"])
+    return trained, fair, kept["tables"]
 
 
 def train_seed(recipe: Path, dataset: str, out: Path, seed: int, steps: int | None) -> str:
