@@ -33,62 +33,87 @@ def build(
     output_dir: cli_common.OutputDirOption = None,
     limit: cli_common.LimitOption = None,
     patch_mode: cli_common.PatchModeOption = None,
-    workers: Annotated[int, typer.Option(min=1, help="worker processes (no Prefect, no Dask)")] = 2,
+    workers: cli_common.WorkersOption = None,
     overwrite: cli_common.OverwriteOption = False,
     as_json: cli_common.JsonOption = False,
 ) -> None:
-    """Build a dataset in-process with a process pool (`python -m flows.build_dataset` runs the
-    same stages as Prefect tasks on Dask, with the same options)."""
+    """Build a dataset in-process with a pool of worker processes, no Prefect and no Dask
+    (`python -m flows.build_dataset` runs the same stages as Prefect tasks on Dask)."""
     from clamp.config import BuildConfig
     from clamp.data.build import build_dataset
     from clamp.data.executors import PoolExecutor
     from clamp.data.report import print_summary
 
-    cfg = BuildConfig.load(config, **cli_common.build_overrides(config, name, output_dir, limit, patch_mode))
-    summary = build_dataset(cfg, executor=PoolExecutor(workers, show_progress=sys.stderr.isatty()), overwrite=overwrite)
+    overrides = cli_common.build_overrides(config, name, output_dir, limit, patch_mode)
+    cfg = BuildConfig.load(config, **overrides, n_workers=workers)
+    summary = build_dataset(cfg, executor=PoolExecutor(cfg.n_workers, show_progress=sys.stderr.isatty()), overwrite=overwrite)
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
     else:
         print_summary(summary)
 
 
+# Options take their defaults and help from the config fields (cli_common.field_help).
+def _train_help(name: str) -> str:
+    from clamp.train.config import TrainConfig
+
+    return cli_common.field_help(TrainConfig, name)
+
+
+def _serve_help(name: str) -> str:
+    from clamp.serve.settings import ServeSettings
+
+    return cli_common.field_help(ServeSettings, name)
+
+
+def _eval_help(name: str) -> str:
+    from clamp.eval.config import EvalConfig
+
+    return cli_common.field_help(EvalConfig, name)
+
+
+def _ablation_help(name: str) -> str:
+    from clamp.workflows.ablations import AblationConfig
+
+    return cli_common.field_help(AblationConfig, name)
+
+
 @app.command()
 def train(
     config: Annotated[Path | None, typer.Option(help="YAML/JSON TrainConfig file; options below override it")] = None,
-    objective: Annotated[str | None, typer.Option(help="mmm (masked music pre-training) or clamp (contrastive) [clamp]")] = None,
-    dataset: Annotated[Path | None, typer.Option(help="a built dataset folder [data/datasets/music21-corpus]")] = None,
-    output: Annotated[Path | None, typer.Option(help="run folder: checkpoints, metrics, final model [outputs/run]")] = None,
-    preset: Annotated[str | None, typer.Option(help="tiny | small | clamp-s-512 | m3-12l [small]")] = None,
-    steps: Annotated[int | None, typer.Option(help="optimizer steps [200]")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="batch size per process [32]")] = None,
-    grad_accum: Annotated[int | None, typer.Option(help="gradient accumulation steps [1]")] = None,
-    lr: Annotated[float | None, typer.Option(help="peak learning rate [1e-3 for mmm, 3e-4 for clamp]")] = None,
-    input_kind: Annotated[str | None, typer.Option(help="patch (bar patching) or char (ablation) [patch]")] = None,
-    text_model: Annotated[str | None, typer.Option(help="text encoder name or local folder [all-MiniLM-L6-v2]")] = None,
-    text_dropout: Annotated[bool | None, typer.Option("--text-dropout/--no-text-dropout", help="text dropout [on]")] = None,
-    text_tower: Annotated[str | None, typer.Option(
-        help="locked (frozen pretrained text encoder, cached features; the CPU recipe) or train (the paper's) [locked]")] = None,
-    eval_every: Annotated[int | None, typer.Option(help="validate (text-to-music MRR on the valid split) every N steps, 0 never [0]")] = None,
-    keep_best: Annotated[bool | None, typer.Option("--keep-best/--keep-last", help="save the best-validated model [best]")] = None,
-    early_stopping_patience: Annotated[int | None, typer.Option(help="stop after N validations without a better MRR")] = None,
-    max_minutes: Annotated[float | None, typer.Option(
-        help="wall-clock budget: validate and stop once training has run this long (the schedule still plans --steps)")] = None,
-    progress: Annotated[str | None, typer.Option(help="auto (a bar on a terminal, else lines) | bar | lines | off [auto]")] = None,
-    init_music_from: Annotated[Path | None, typer.Option(help="an MMM model folder to start the music encoder from")] = None,
-    init_from: Annotated[Path | None, typer.Option(
-        help="a model folder to continue training (ours, or one made by `clamp import`): its architecture, not the preset's")] = None,
-    precision: Annotated[str | None, typer.Option(help="auto (bf16 on GPU) | fp32 | bf16 [auto]")] = None,
-    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda [auto]")] = None,
-    num_workers: Annotated[int | None, typer.Option(help="data loader worker processes [0]")] = None,
-    compile: Annotated[bool | None, typer.Option(
-        "--compile/--no-compile", help="torch.compile the encoders (faster on GPU after the first steps) [off]")] = None,
-    group_by_length: Annotated[bool | None, typer.Option(
-        "--group-by-length/--no-group-by-length",
-        help="batches of similar-length tunes, less padding [on for mmm, off for clamp]")] = None,
-    checkpoint_every: Annotated[int | None, typer.Option(help="checkpoint interval in steps, 0 for none [50]")] = None,
-    mlflow: Annotated[bool | None, typer.Option("--mlflow/--no-mlflow", help="log to MLflow [on]")] = None,
-    register_as: Annotated[str | None, typer.Option(help="register the final model under this name")] = None,
-    seed: Annotated[int | None, typer.Option(help="random seed [0]")] = None,
+    objective: Annotated[str | None, typer.Option(help=_train_help("objective"))] = None,
+    dataset: Annotated[Path | None, typer.Option(help=_train_help("dataset_dir"))] = None,
+    output: Annotated[Path | None, typer.Option(help=_train_help("output_dir"))] = None,
+    preset: Annotated[str | None, typer.Option(help=_train_help("preset"))] = None,
+    steps: Annotated[int | None, typer.Option(help=_train_help("steps"))] = None,
+    batch_size: Annotated[int | None, typer.Option(help=_train_help("batch_size"))] = None,
+    grad_accum: Annotated[int | None, typer.Option(help=_train_help("grad_accum"))] = None,
+    lr: Annotated[float | None, typer.Option(help=_train_help("lr"))] = None,
+    max_patches: Annotated[int | None, typer.Option(help=_train_help("max_patches"))] = None,
+    input_kind: Annotated[str | None, typer.Option(help=_train_help("input_kind"))] = None,
+    text_model: Annotated[str | None, typer.Option(help=_train_help("text_model"))] = None,
+    text_dropout: Annotated[bool | None, typer.Option("--text-dropout/--no-text-dropout",
+                                                      help=_train_help("text_dropout"))] = None,
+    text_tower: Annotated[str | None, typer.Option(help=_train_help("text_tower"))] = None,
+    text_views: Annotated[int | None, typer.Option(help=_train_help("text_views"))] = None,
+    header_dropout: Annotated[float | None, typer.Option(help=_train_help("header_dropout"))] = None,
+    eval_every: Annotated[int | None, typer.Option(help=_train_help("eval_every"))] = None,
+    keep_best: Annotated[bool | None, typer.Option("--keep-best/--keep-last", help=_train_help("keep_best"))] = None,
+    early_stopping_patience: Annotated[int | None, typer.Option(help=_train_help("early_stopping_patience"))] = None,
+    max_minutes: Annotated[float | None, typer.Option(help=_train_help("max_minutes"))] = None,
+    progress: Annotated[str | None, typer.Option(help=_train_help("progress"))] = None,
+    init_music_from: Annotated[Path | None, typer.Option(help=_train_help("init_music_from"))] = None,
+    init_from: Annotated[Path | None, typer.Option(help=_train_help("init_from"))] = None,
+    precision: Annotated[str | None, typer.Option(help=_train_help("precision"))] = None,
+    device: Annotated[str | None, typer.Option(help=_train_help("device"))] = None,
+    num_workers: Annotated[int | None, typer.Option(help=_train_help("num_workers"))] = None,
+    compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help=_train_help("compile"))] = None,
+    group_by_length: Annotated[bool | None, typer.Option("--group-by-length/--no-group-by-length",
+                                                         help=_train_help("group_by_length"))] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(help=_train_help("checkpoint_every"))] = None,
+    mlflow: Annotated[bool | None, typer.Option("--mlflow/--no-mlflow", help=_train_help("mlflow"))] = None,
+    register_as: Annotated[str | None, typer.Option(help=_train_help("register_as"))] = None,
+    seed: Annotated[int | None, typer.Option(help=_train_help("seed"))] = None,
 ) -> None:
     """Train (or resume) a model; runs under `torchrun` for several processes.
 
@@ -98,8 +123,9 @@ def train(
 
     cfg = TrainConfig.load(
         config, objective=objective, dataset_dir=_str(dataset), output_dir=_str(output), preset=preset, steps=steps,
-        batch_size=batch_size, grad_accum=grad_accum, lr=lr, input_kind=input_kind, text_model=text_model,
-        text_dropout=text_dropout, text_tower=text_tower, eval_every=eval_every, keep_best=keep_best,
+        batch_size=batch_size, grad_accum=grad_accum, lr=lr, max_patches=max_patches, input_kind=input_kind,
+        text_model=text_model, text_dropout=text_dropout, text_tower=text_tower, text_views=text_views,
+        header_dropout=header_dropout, eval_every=eval_every, keep_best=keep_best,
         early_stopping_patience=early_stopping_patience, max_minutes=max_minutes, progress=progress, init_music_from=_str(init_music_from), init_from=_str(init_from), precision=precision, device=device,
         num_workers=num_workers, compile=compile, group_by_length=group_by_length, checkpoint_every=checkpoint_every,
         mlflow=mlflow, register_as=register_as, seed=seed,
@@ -302,9 +328,9 @@ def serve(
     host: Annotated[str, typer.Option(help="address to listen on; anything but 127.0.0.1 opens it to the network")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="port")] = 8000,
     cors_origin: Annotated[list[str] | None, typer.Option(help="an origin allowed by CORS (repeat it); off by default")] = None,
-    concurrency: Annotated[int | None, typer.Option(min=1, help="model calls at once [the CPU count]")] = None,
-    ann_threshold: Annotated[int | None, typer.Option(min=0, help="rows from which search uses the HNSW index [50000]")] = None,
-    reload_every: Annotated[float, typer.Option(min=0, help="seconds between checks for a rebuilt dataset, 0 never")] = 0.0,
+    concurrency: Annotated[int | None, typer.Option(min=1, help=_serve_help("max_concurrency"))] = None,
+    ann_threshold: Annotated[int | None, typer.Option(min=0, help=_serve_help("ann_threshold"))] = None,
+    reload_every: Annotated[float | None, typer.Option(min=0, help=_serve_help("reload_every_s"))] = None,
     log_level: Annotated[str, typer.Option(help="debug | info | warning | error")] = "info",
 ) -> None:
     """Serve search, 'more like this' and classification over a JSON API and a page (docs/serve.md)."""
@@ -317,9 +343,9 @@ def serve(
         raise UserError(f"--index must be a built dataset folder (with manifest.json): {index}")
     if host not in ("127.0.0.1", "localhost", "::1"):
         typer.echo(f"warning: listening on {host}: reachable from the network, with no authentication", err=True)
-    given = {"max_concurrency": concurrency, "ann_threshold": ann_threshold}
+    given = {"max_concurrency": concurrency, "ann_threshold": ann_threshold, "reload_every_s": reload_every}
     settings = ServeSettings(model_dir=model, dataset_dir=index, cors_origins=tuple(cors_origin or ()),
-                             reload_every_s=reload_every, **{k: v for k, v in given.items() if v is not None})
+                             **{k: v for k, v in given.items() if v is not None})
     run(settings, host=host, port=port, log_level=log_level)
 
 
@@ -329,13 +355,13 @@ def eval_command(
     benchmarks: Annotated[str, typer.Option(help="comma-separated: wikimt,vgmidi,pianist8")] = "wikimt,vgmidi,pianist8",
     dataset: Annotated[Path | None, typer.Option(
         help="a built dataset: adds its held-out tasks and the retrieval probes (test split)")] = None,
-    out: Annotated[Path, typer.Option(help="folder for evaluation.json, plots and predictions (`clamp report` renders it)")] = Path("outputs/eval"),
-    mlflow: Annotated[bool, typer.Option(help="log each (model, benchmark) as an MLflow run")] = True,
-    untrained: Annotated[bool, typer.Option(help="also evaluate the untrained twin (fresh music tower, same text tower)")] = True,
+    out: Annotated[Path | None, typer.Option(help=_eval_help("out_dir"))] = None,
+    mlflow: Annotated[bool | None, typer.Option("--mlflow/--no-mlflow", help=_eval_help("mlflow"))] = None,
+    untrained: Annotated[bool | None, typer.Option("--untrained/--no-untrained", help=_eval_help("include_untrained"))] = None,
     controls: Annotated[bool, typer.Option(help="score the input controls (notes only, chords, unit note length, MIDI "
                                                 "route) and the header-only baseline")] = True,
-    resamples: Annotated[int | None, typer.Option(help="bootstrap resamples of the 95% intervals, 0 for none [1000]")] = None,
-    max_items: Annotated[int | None, typer.Option(help="an evenly spaced subset of each benchmark (quick runs)")] = None,
+    resamples: Annotated[int | None, typer.Option(help=_eval_help("bootstrap_resamples"))] = None,
+    max_items: Annotated[int | None, typer.Option(help=_eval_help("max_items"))] = None,
 ) -> None:
     """Evaluate a model on the benchmarks and print the quality report, the retrieval probes and any
     collapse warning."""
@@ -352,26 +378,27 @@ def eval_command(
     _model(model)  # a clear error before any work
     if dataset is not None and not (dataset / "manifest.json").is_file():
         raise UserError(f"no built dataset at {dataset}")
-    settings = {"model_dir": str(model), "benchmarks": names or None, "dataset_dir": _str(dataset), "out_dir": str(out),
-                "include_untrained": untrained, "mlflow": mlflow}
+    settings = {"model_dir": str(model), "benchmarks": names or None, "dataset_dir": _str(dataset)}
+    given = {"out_dir": _str(out), "include_untrained": untrained, "mlflow": mlflow}
     if not controls:
         settings.update(controls=[], header_baseline=False)
-    settings.update({k: v for k, v in {"bootstrap_resamples": resamples, "max_items": max_items}.items() if v is not None})
+    given.update(bootstrap_resamples=resamples, max_items=max_items)
+    settings.update({k: v for k, v in given.items() if v is not None})
     cfg = validated(EvalConfig, settings)
     print_results_table(results_table(evaluate(cfg)))
-    typer.echo(f"\nA report with its plots:  clamp report {out} --out {out / 'report'}")
+    out_dir = Path(cfg.out_dir)
+    typer.echo(f"\nA report with its plots:  clamp report {out_dir} --out {out_dir / 'report'}")
 
 
 @app.command()
 def ablations(
     config: Annotated[Path | None, typer.Option(help="YAML/JSON AblationConfig file, e.g. recipes/cpu-ablations.yaml")] = None,
-    dataset: Annotated[Path | None, typer.Option(help="a built dataset folder [data/datasets/music21-corpus]")] = None,
-    out: Annotated[Path | None, typer.Option(help="folder of the grid's runs and tables [outputs/ablations]")] = None,
-    seeds: Annotated[str | None, typer.Option(help="comma-separated seeds, each a full pass over the cells [0,1,2]")] = None,
-    cells: Annotated[str | None, typer.Option(
-        help="comma-separated cells, e.g. patch-td-mmm,char-td-scratch [all six]")] = None,
-    benchmarks: Annotated[str | None, typer.Option(help="comma-separated benchmarks every cell is evaluated on [wikimt]")] = None,
-    max_items: Annotated[int | None, typer.Option(help="an evenly spaced subset of each benchmark (quick runs)")] = None,
+    dataset: Annotated[Path | None, typer.Option(help=_ablation_help("dataset_dir"))] = None,
+    out: Annotated[Path | None, typer.Option(help=_ablation_help("out_dir"))] = None,
+    seeds: Annotated[str | None, typer.Option(help=_ablation_help("seeds"))] = None,
+    cells: Annotated[str | None, typer.Option(help=_ablation_help("cells"))] = None,
+    benchmarks: Annotated[str | None, typer.Option(help=_ablation_help("benchmarks"))] = None,
+    max_items: Annotated[int | None, typer.Option(help=_ablation_help("max_items"))] = None,
 ) -> None:
     """Train and evaluate the paper's ablation grid (text dropout, bar patching vs characters, MMM
     init) with several seeds, and print each claim as a difference with its 95% interval.

@@ -13,8 +13,10 @@ from typing import Annotated, Any
 
 import click
 import typer
+from pydantic import BaseModel
 from typer.core import TyperCommand, TyperGroup
 
+from clamp.config import BuildConfig
 from clamp.errors import UserError, error_line
 
 DEBUG_HELP = "show the traceback of user errors too"
@@ -63,13 +65,35 @@ def make_command_app(help: str) -> typer.Typer:
 
 DebugOption = Annotated[bool, typer.Option("--debug", help=DEBUG_HELP)]
 
+
+def field_help(model: type[BaseModel], name: str) -> str:
+    """An option's help from its config field: the field's description and its default in
+    parentheses, so no default is written twice. A default that depends on other settings is named
+    by the field's `json_schema_extra={"default_text": ...}`; a `None` default shows nothing."""
+    info = model.model_fields[name]
+    if not info.description:
+        raise ValueError(f"{model.__name__}.{name} has no description to show as help")
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    shown = extra.get("default_text")
+    default = info.get_default(call_default_factory=True)
+    if shown is None and default is not None:
+        if isinstance(default, bool):
+            shown = "on" if default else "off"
+        elif isinstance(default, list | tuple):
+            shown = ",".join(map(str, default))  # as the option is written: comma-separated
+        else:
+            shown = str(default)
+    # "(default: x)", not "[x]": rich would read "[clamp]" as a style tag and drop it
+    return f"{info.description} (default: {shown})" if shown is not None else info.description
+
 # --- build options, shared by `clamp build` and `python -m flows.build_dataset` ----------------
 # Every default is None: a value the user did not give never overrides the config file.
 ConfigOption = Annotated[Path | None, typer.Option(help="YAML/JSON BuildConfig file (see docs/configuration.md)")]
-NameOption = Annotated[str | None, typer.Option(help="dataset name: the folder under output_dir (default music21-corpus)")]
-OutputDirOption = Annotated[Path | None, typer.Option(help="where datasets are written (default data/datasets)")]
+NameOption = Annotated[str | None, typer.Option(help=field_help(BuildConfig, "name"))]
+OutputDirOption = Annotated[Path | None, typer.Option(help=field_help(BuildConfig, "output_dir"))]
 LimitOption = Annotated[int | None, typer.Option(min=1, help="cap the records of each source (quick runs)")]
-PatchModeOption = Annotated[str | None, typer.Option(help="bar patching: clamp-v1 or m3 (default clamp-v1)")]
+PatchModeOption = Annotated[str | None, typer.Option(help=field_help(BuildConfig, "patch_mode"))]
+WorkersOption = Annotated[int | None, typer.Option(min=1, help=field_help(BuildConfig, "n_workers"))]
 OverwriteOption = Annotated[bool, typer.Option(help="replace a dataset of the same name built from other sources")]
 JsonOption = Annotated[bool, typer.Option("--json", help="print the summary as JSON")]
 
@@ -77,8 +101,6 @@ JsonOption = Annotated[bool, typer.Option("--json", help="print the summary as J
 def build_overrides(config: Path | None, name: str | None, output_dir: Path | None, limit: int | None,
                     patch_mode: str | None) -> dict[str, Any]:
     """The BuildConfig fields the user gave on the command line (and nothing else)."""
-    from clamp.config import BuildConfig
-
     overrides: dict[str, Any] = {k: v for k, v in
                                  {"name": name, "output_dir": str(output_dir) if output_dir else None,
                                   "patch_mode": patch_mode}.items() if v is not None}

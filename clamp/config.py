@@ -135,11 +135,11 @@ class BuildConfig(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CLAMP_", extra="forbid")
 
-    name: str = DEFAULT_DATASET_NAME
+    name: str = Field(DEFAULT_DATASET_NAME, description="dataset name: its folder under output_dir")
     sources: list[SourceSpec] = Field(default_factory=lambda: [SourceSpec(kind="music21")])
-    output_dir: Path = DEFAULT_DATASETS_DIR
+    output_dir: Path = Field(DEFAULT_DATASETS_DIR, description="where datasets are written")
     cache_dir: Path = Path(".clamp/cache")
-    patch_mode: Literal["clamp-v1", "m3"] = "clamp-v1"
+    patch_mode: Literal["clamp-v1", "m3"] = Field("clamp-v1", description="bar patching: clamp-v1 or m3")
     # "canonical": tunes are patched in one notation (clamp.abc.notation.canonical_abc: L:1/8,
     # meters as fractions, no chord symbols or annotations), so the same music gives the same
     # patches however it was written; "as-written" reproduces the reference patchers exactly
@@ -161,7 +161,7 @@ class BuildConfig(BaseSettings):
     benchmarks_dir: Path | None = Field(default_factory=default_benchmarks_dir)
     max_record_bytes: int = 1_000_000
     conversion_timeout_s: float = 120.0
-    n_workers: int = Field(2, ge=1)
+    n_workers: int = Field(2, ge=1, description="worker processes")
     scheduler_address: str | None = None
     data_docs: bool = True
 

@@ -120,7 +120,7 @@ def main(
     output_dir: cli_common.OutputDirOption = None,
     limit: cli_common.LimitOption = None,
     patch_mode: cli_common.PatchModeOption = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="Dask LocalCluster worker processes (default 2)")] = None,
+    workers: cli_common.WorkersOption = None,
     scheduler: Annotated[str | None, typer.Option(help="address of an existing Dask scheduler instead of a LocalCluster")] = None,
     overwrite: cli_common.OverwriteOption = False,
     as_json: cli_common.JsonOption = False,

@@ -23,7 +23,6 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 from typing import TypeVar
 
@@ -73,21 +72,10 @@ T = TypeVar("T")
 
 
 # --- prepare (parallel unit) ----------------------------------------------------------------
-def prepare_config(cfg: BuildConfig) -> PrepareConfig:
-    return PrepareConfig(
-        patch_mode=cfg.patch_mode,
-        notation=cfg.notation,
-        max_patches=cfg.max_patches,
-        max_record_bytes=cfg.max_record_bytes,
-        conversion_timeout_s=cfg.conversion_timeout_s,
-        conversion_cache_dir=str(cfg.cache_dir / "conversions"),
-    )
-
-
 def prepare_chunk(input_path: Path, layout: DatasetLayout, pcfg: PrepareConfig) -> dict:
     """Convert, clean, normalize and patch one input chunk (skipped when already done)."""
     out, quarantine, stats_file = prepared_paths_for(input_path, layout)
-    semantic = {k: v for k, v in asdict(pcfg).items() if k != "conversion_cache_dir"}
+    semantic = pcfg.semantic()
     fingerprint = fingerprint_of(file_sha256(input_path), semantic, PREPARE_VERSION, CAPTIONS_VERSION)
     if stats_file.is_file() and out.is_file() and quarantine.is_file():
         done = json.loads(stats_file.read_text())
@@ -271,7 +259,7 @@ def _run_stages(
         inputs = executor.run("ingest", ingest_sources, cfg, records)
     log.info("ingested %d input chunks", len(inputs))
     with timed("prepare"):
-        chunk_stats = executor.map("prepare", prepare_chunk, inputs, layout=layout, pcfg=prepare_config(cfg))
+        chunk_stats = executor.map("prepare", prepare_chunk, inputs, layout=layout, pcfg=PrepareConfig.from_build(cfg))
     with timed("plan"):
         plan = executor.run("plan", plan_build, cfg, inputs)
     log.info("kept %d of %d prepared rows in %d shards", plan.kept, plan.prepared, len(plan.shards))

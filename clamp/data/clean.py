@@ -11,7 +11,9 @@ import hashlib
 import re
 import unicodedata
 
-MAX_RECORD_BYTES = 1_000_000
+from clamp.config import BuildConfig
+
+MAX_RECORD_BYTES: int = BuildConfig.model_fields["max_record_bytes"].default
 MAX_CONTROL_CHAR_RATIO = 0.01
 
 

@@ -55,14 +55,7 @@ def iter_web(spec: SourceSpec, cache_dir: Path) -> Iterator[RawRecord]:
     state = cache_dir / "crawl" / fingerprint_of(spec.seeds, spec.allowed_hosts)[:12]
     store = state / "records"
     store.mkdir(parents=True, exist_ok=True)
-    config = CrawlConfig(
-        seeds=spec.seeds,
-        allowed_hosts=spec.allowed_hosts,
-        max_depth=spec.max_depth,
-        per_host_delay_s=spec.per_host_delay_s,
-        max_pages=spec.max_pages,
-        state_dir=state,
-    )
+    config = CrawlConfig.from_source(spec, state)
     seq = len(list(store.glob("*.arrow")))
     for record in Crawler(config).crawl():
         write_atomic(records_to_table([record]), store / f"{seq:08d}.arrow")

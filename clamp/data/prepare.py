@@ -10,15 +10,17 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
 
 from clamp.abc.convert import ConversionError, to_abc
 from clamp.abc.normalize import normalize_abc
 from clamp.abc.notation import canonical_abc
 from clamp.abc.patching import PATCH_SIZE, get_patch_mode
+from clamp.config import BuildConfig
 from clamp.data.clean import (
-    MAX_RECORD_BYTES,
     RejectedRecord,
     check_has_music,
     check_raw_bytes,
@@ -110,14 +112,30 @@ def row_texts(abc: str, raw_texts: list[str], metadata_json: str, row_id: str, n
     )
 
 
-@dataclass(frozen=True)
-class PrepareConfig:
-    patch_mode: str = "clamp-v1"
-    notation: str = "canonical"  # BuildConfig.notation
-    max_patches: int = 512
-    max_record_bytes: int = MAX_RECORD_BYTES
-    conversion_timeout_s: float = 120.0
-    conversion_cache_dir: str | None = None
+_BUILD_FIELDS = BuildConfig.model_fields
+
+
+class PrepareConfig(BaseModel):
+    """What preparing one chunk needs from the build's `BuildConfig` (picklable, for Dask and
+    pool workers). Its defaults are BuildConfig's, so they are written once, there."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    patch_mode: Literal["clamp-v1", "m3"] = _BUILD_FIELDS["patch_mode"].default
+    notation: Literal["as-written", "canonical"] = _BUILD_FIELDS["notation"].default
+    max_patches: int = Field(_BUILD_FIELDS["max_patches"].default, ge=2)
+    max_record_bytes: int = Field(_BUILD_FIELDS["max_record_bytes"].default, ge=1)
+    conversion_timeout_s: float = Field(_BUILD_FIELDS["conversion_timeout_s"].default, gt=0)
+    conversion_cache_dir: str | None = None  # not part of what a chunk is: where conversions are cached
+
+    @classmethod
+    def from_build(cls, cfg: BuildConfig) -> PrepareConfig:
+        shared = cls.model_fields.keys() - {"conversion_cache_dir"}
+        return cls(**cfg.model_dump(include=shared), conversion_cache_dir=str(cfg.cache_dir / "conversions"))
+
+    def semantic(self) -> dict:
+        """The settings that change a prepared chunk (its fingerprint covers these)."""
+        return self.model_dump(exclude={"conversion_cache_dir"})
 
 
 class ConversionCache:

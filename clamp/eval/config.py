@@ -25,16 +25,17 @@ class EvalConfig(BaseModel):
     dataset_dir: str | None = None  # a built dataset: adds its held-out (test split) tasks
     heldout_fields: list[HeldoutField] = Field(default_factory=lambda: list(HELDOUT_FIELDS))  # default: all
     probes: bool = True  # the retrieval probes over the held-out split (with dataset_dir)
-    bootstrap_resamples: int = Field(1000, ge=0)  # 95% bootstrap intervals; 0: none
+    bootstrap_resamples: int = Field(1000, ge=0, description="bootstrap resamples of the 95% intervals, 0 for none")
     bootstrap_seed: int = 0
-    out_dir: str = "outputs/eval"
-    include_untrained: bool = True  # also evaluate the untrained (random-init) twin
-    mlflow: bool = True
+    out_dir: str = Field("outputs/eval", description="folder for evaluation.json, plots and predictions "
+                                                    "(`clamp report` renders it)")
+    include_untrained: bool = Field(True, description="also evaluate the untrained twin (fresh music tower, same text tower)")
+    mlflow: bool = Field(True, description="log each (model, benchmark) as an MLflow run")
     experiment: str = "clamp-eval"
     tracking_dir: str | None = None
     benchmarks_dir: str | None = None  # default: CLAMP_BENCHMARKS_DIR or ../shared/benchmarks
     cache_dir: str | None = None  # MIDI conversions, shared with the build; default: the build's cache_dir
-    max_items: int | None = Field(None, ge=1)  # an evenly spaced subset of each benchmark, for quick runs
+    max_items: int | None = Field(None, ge=1, description="an evenly spaced subset of each benchmark (quick runs)")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")  # auto: the GPU when there is one
     # the split the held-out tasks and probes come from: "test" for the quality report, "valid" for
     # decisions (retraining's promotion, recipe choices), so the test split never steers anything

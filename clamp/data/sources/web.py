@@ -33,6 +33,9 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 from urllib.robotparser import RobotFileParser
 
+from pydantic import BaseModel, ConfigDict, Field
+
+from clamp.config import SourceSpec
 from clamp.data.records import FORMAT_BY_SUFFIX, RawRecord
 from clamp.data.sources.web_state import CrawlItem, CrawlState
 from clamp.data.sources.web_urls import (
@@ -69,30 +72,37 @@ RETRY_CODES = frozenset({429, 500, 502, 503, 504})
 READ_CHUNK = 64 * 1024
 
 
-@dataclass
-class CrawlConfig:
-    """What to crawl and how politely. Only ``seeds`` and ``state_dir`` are required."""
+_SOURCE_FIELDS = SourceSpec.model_fields
 
-    seeds: list[str]
+
+class CrawlConfig(BaseModel):
+    """What to crawl and how politely. Only ``seeds`` and ``state_dir`` are required; the settings
+    a build's `SourceSpec` also has take its defaults, so they are written once, there."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seeds: list[str] = Field(min_length=1)
     state_dir: Path
     allowed_hosts: list[str] | None = None  # "host" or "host:port"; default: the hosts of the seeds
-    max_depth: int = 2  # seeds are depth 0; links of a page at max_depth are not followed
-    max_pages: int = 10_000  # URLs taken from the frontier in one pass; the pass ends when reached
-    max_bytes: int = 1_000_000  # cap on one response body; bigger ones are skipped and counted
-    per_host_delay_s: float = 1.0  # minimum seconds between the starts of two requests to one host
-    timeout_s: float = 10.0  # socket timeout (connect and each read)
-    max_retries: int = 3  # retries on 429 / 5xx / timeouts / connection errors
-    backoff_base_s: float = 0.5  # retry n waits backoff_base_s * 2**n, or Retry-After when given
-    max_backoff_s: float = 60.0  # cap on one wait, Retry-After included
-    max_redirects: int = 5
+    # seeds are depth 0; links of a page at max_depth are not followed
+    max_depth: int = Field(_SOURCE_FIELDS["max_depth"].default, ge=0)
+    # URLs taken from the frontier in one pass; the pass ends when reached
+    max_pages: int = Field(_SOURCE_FIELDS["max_pages"].default, ge=1)
+    max_bytes: int = Field(1_000_000, ge=0)  # cap on one response body; bigger ones are skipped and counted
+    # minimum seconds between the starts of two requests to one host
+    per_host_delay_s: float = Field(_SOURCE_FIELDS["per_host_delay_s"].default, ge=0)
+    timeout_s: float = Field(10.0, gt=0)  # socket timeout (connect and each read)
+    max_retries: int = Field(3, ge=0)  # retries on 429 / 5xx / timeouts / connection errors
+    backoff_base_s: float = Field(0.5, ge=0)  # retry n waits backoff_base_s * 2**n, or Retry-After when given
+    max_backoff_s: float = Field(60.0, ge=0)  # cap on one wait, Retry-After included
+    max_redirects: int = Field(5, ge=0)
     user_agent: str = "clamp-pipeline-crawler/0.1 (+https://github.com/)"
 
-    def __post_init__(self) -> None:
-        self.state_dir = Path(self.state_dir)
-        if not self.seeds:
-            raise ValueError("CrawlConfig.seeds is empty")
-        if self.max_depth < 0 or self.max_pages < 1 or self.max_bytes < 0 or self.max_retries < 0:
-            raise ValueError("CrawlConfig: max_depth, max_bytes, max_retries must be >= 0, max_pages >= 1")
+    @classmethod
+    def from_source(cls, spec: SourceSpec, state_dir: Path) -> CrawlConfig:
+        """The crawl of a build's web source."""
+        return cls(state_dir=state_dir, **spec.model_dump(include={"seeds", "allowed_hosts", "max_depth",
+                                                                     "per_host_delay_s", "max_pages"}))
 
 
 @dataclass
