@@ -28,9 +28,7 @@ def wikimt_music() -> list[str]:
     bdir = default_benchmarks_dir()
     if bdir is None:
         sys.exit("error: benchmarks directory not found (set CLAMP_BENCHMARKS_DIR)")
-    return [
-        x["music"] for x in json.loads((bdir / "wikimt" / "wikimusictext.json").read_text(encoding="utf-8"))
-    ]
+    return [x["music"] for x in json.loads((bdir / "wikimt" / "wikimusictext.json").read_text(encoding="utf-8"))]
 
 
 def bench_patch(repeats: int, times: int) -> dict:
@@ -91,7 +89,10 @@ def bench_dask(limit: int, worker_counts: tuple[int, ...] = (1, 2)) -> dict:
                 p.unlink()
             with (
                 LocalCluster(
-                    n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                    n_workers=n,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
                     host="127.0.0.1",  # loopback only, as the flow's cluster
                 ) as cluster,
                 Client(cluster) as client,
@@ -167,9 +168,7 @@ def bench_stream(n: int) -> dict:
         )
     r = json.loads(out.stdout.strip().splitlines()[-1])
     return {
-        f"stream {n:,} tunes: ingest+prepare+plan (s)": round(
-            r["ingest_s"] + r["prepare_s"] + r["plan_s"], 1
-        ),
+        f"stream {n:,} tunes: ingest+prepare+plan (s)": round(r["ingest_s"] + r["prepare_s"] + r["plan_s"], 1),
         f"stream {n:,} tunes: prepare (tunes/s, 1 core)": round(n / r["prepare_s"]),
         f"stream {n:,} tunes: peak RSS (MB)": round(r["peak_rss_mb"]),
     }
@@ -183,11 +182,11 @@ def main() -> None:
         "--dask-limit", type=int, default=96, help="MusicXML scores for the Dask scaling test (0 = skip)"
     )
     parser.add_argument(
-        "--dask-workers", default="1,2", help="worker counts for the Dask scaling test, e.g. 1,2,4 (4 oversubscribes 2 cores)"
+        "--dask-workers",
+        default="1,2",
+        help="worker counts for the Dask scaling test, e.g. 1,2,4 (4 oversubscribes 2 cores)",
     )
-    parser.add_argument(
-        "--stream", type=int, default=1_000_000, help="tunes for the streaming test (0 = skip)"
-    )
+    parser.add_argument("--stream", type=int, default=1_000_000, help="tunes for the streaming test (0 = skip)")
     parser.add_argument("--stream-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stream_child:

@@ -43,11 +43,15 @@ def sample(n_xml: int, n_krn: int, n_midi: int, seed: int, max_bytes: int) -> di
     from clamp.config import default_benchmarks_dir
 
     rng = random.Random(seed)
-    xml = sorted(str(p) for p in corpus.getPaths(fileExtensions=("mxl", "xml", "musicxml")) if p.stat().st_size <= max_bytes)
+    xml = sorted(
+        str(p) for p in corpus.getPaths(fileExtensions=("mxl", "xml", "musicxml")) if p.stat().st_size <= max_bytes
+    )
     krn = sorted(str(p) for p in corpus.getPaths(fileExtensions=("krn",)) if p.stat().st_size <= max_bytes)
     out: dict[str, list[tuple[str, str, bytes]]] = {
-        "MusicXML": [("mxl" if p.endswith(".mxl") else "musicxml", p, Path(p).read_bytes())
-                     for p in rng.sample(xml, min(n_xml, len(xml)))],
+        "MusicXML": [
+            ("mxl" if p.endswith(".mxl") else "musicxml", p, Path(p).read_bytes())
+            for p in rng.sample(xml, min(n_xml, len(xml)))
+        ],
         "Humdrum": [("humdrum", p, Path(p).read_bytes()) for p in rng.sample(krn, min(n_krn, len(krn)))],
     }
     root = default_benchmarks_dir()
@@ -100,8 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--midi", type=int, default=20, help="MIDI files (VGMIDI benchmark), default 20")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per way; the median is reported (default 3)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    parser.add_argument("--max-bytes", type=int, default=200_000, help="skip corpus files larger than this (default 200000)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="per-score conversion timeout in seconds (default 120)")
+    parser.add_argument(
+        "--max-bytes", type=int, default=200_000, help="skip corpus files larger than this (default 200000)"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=120.0, help="per-score conversion timeout in seconds (default 120)"
+    )
     args = parser.parse_args(argv)
 
     import warnings
@@ -139,15 +147,28 @@ def main(argv: list[str] | None = None) -> int:
             if a != b:
                 print(f"differs: {name}: before {a[:80]!r} after {b[:80]!r}", file=sys.stderr)
 
-    print(f"converter pool: {pool.workers} worker(s), first worker ready in {start_s:.2f} s (not in the figures); "
-          f"median of {args.runs} runs, scores/s")
-    header = ("format", "scores", "failed", "before /s", "after /s", "speed-up", "before ms/score", "after ms/score",
-              "same ABC")
+    print(
+        f"converter pool: {pool.workers} worker(s), first worker ready in {start_s:.2f} s (not in the figures); "
+        f"median of {args.runs} runs, scores/s"
+    )
+    header = (
+        "format",
+        "scores",
+        "failed",
+        "before /s",
+        "after /s",
+        "speed-up",
+        "before ms/score",
+        "after ms/score",
+        "same ABC",
+    )
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")
     for group, n, failed, before, after, ratio, same in rows:
-        print(f"| {group} | {n} | {failed} | {before:.1f} | {after:.1f} | {ratio:.2f}x | {1000 / before:.1f} | "
-              f"{1000 / after:.1f} | {same} |")
+        print(
+            f"| {group} | {n} | {failed} | {before:.1f} | {after:.1f} | {ratio:.2f}x | {1000 / before:.1f} | "
+            f"{1000 / after:.1f} | {same} |"
+        )
     print(f"pool stats: {pool.stats}")
     print("same ABC: Humdrum changed route (light notation, docs/conversion-fidelity.md), so some of its ABC differs")
     return 0 if all(r[6].split("/")[0] == r[6].split("/")[1] for r in rows if r[0] != "Humdrum") else 1

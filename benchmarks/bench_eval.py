@@ -43,7 +43,9 @@ def bench_embedding(presets: list[str], n: int) -> dict:
         torch.manual_seed(0)
         from transformers import BertConfig, BertModel
 
-        text = BertModel(BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64))
+        text = BertModel(
+            BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+        )
         model = ClampModel(ClampConfig(music=music_preset(preset)), text)
         embed_music(model, music[:8])
         t = time.perf_counter()
@@ -111,9 +113,11 @@ def main() -> None:
         try:
             import usearch.index  # noqa: F401
         except ImportError:
-            sys.exit("bench_eval.py: the search comparison needs usearch, which is in the optional `bench` extra:\n"
-                     "    .venv/bin/python -m pip install -e '.[bench]'\n"
-                     "or pass --n 0 to skip the search comparison.")
+            sys.exit(
+                "bench_eval.py: the search comparison needs usearch, which is in the optional `bench` extra:\n"
+                "    .venv/bin/python -m pip install -e '.[bench]'\n"
+                "or pass --n 0 to skip the search comparison."
+            )
     figures = {}
     if args.tunes:
         figures.update(bench_embedding(args.presets.split(","), args.tunes))

@@ -48,8 +48,12 @@ def noop(x: int = 1) -> int:
 
 def _summary(values: list[float]) -> dict:
     q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
-    return {"n": len(values), "median_s": round(statistics.median(values), 4), "q1_s": round(q[0], 4),
-            "q3_s": round(q[2], 4)}
+    return {
+        "n": len(values),
+        "median_s": round(statistics.median(values), 4),
+        "q1_s": round(q[0], 4),
+        "q3_s": round(q[2], 4),
+    }
 
 
 def measure(runs: int, deployment_runs: int, mlflow_runs: int) -> dict:
@@ -80,7 +84,8 @@ def measure(runs: int, deployment_runs: int, mlflow_runs: int) -> dict:
 
     if deployment_runs:
         deployment = noop.from_source(source=str(REPO), entrypoint=ENTRYPOINT).deploy(
-            name="bench", work_pool_name="clamp-process", print_next_steps=False)
+            name="bench", work_pool_name="clamp-process", print_next_steps=False
+        )
         walls, pickup, inside = [], [], []
         for _ in range(deployment_runs):
             start = time.perf_counter()
@@ -118,10 +123,23 @@ def bench_backend(backend: str, args: argparse.Namespace, root: Path) -> dict:
     up_s = time.perf_counter() - start
     try:
         child = subprocess.run(
-            [sys.executable, __file__, "--measure", "--runs", str(args.runs), "--deployment-runs",
-             str(args.deployment_runs), "--mlflow-runs", str(args.mlflow_runs)],
-            env={**stack.env(), "PREFECT_LOGGING_LEVEL": "WARNING"}, cwd=REPO, capture_output=True, text=True,
-            timeout=3600)
+            [
+                sys.executable,
+                __file__,
+                "--measure",
+                "--runs",
+                str(args.runs),
+                "--deployment-runs",
+                str(args.deployment_runs),
+                "--mlflow-runs",
+                str(args.mlflow_runs),
+            ],
+            env={**stack.env(), "PREFECT_LOGGING_LEVEL": "WARNING"},
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=3600,
+        )
         if child.returncode != 0:
             raise SystemExit(f"{backend}: the measurement failed:\n{child.stdout[-3000:]}{child.stderr[-3000:]}")
         result = json.loads(child.stdout.strip().splitlines()[-1])

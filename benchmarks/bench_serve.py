@@ -60,8 +60,23 @@ def pct(xs: list[float], p: float) -> float:
 # --- API under load -------------------------------------------------------------------------------
 def queries(n: int = 2000, seed: int = 0) -> list[str]:
     """`n` distinct text queries, made from templates (past a few thousand, numbered)."""
-    kinds = ["jig", "reel", "waltz", "hornpipe", "polka", "march", "chorale", "folk song", "air", "strathspey",
-             "slip jig", "lullaby", "dance", "hymn", "ballad"]
+    kinds = [
+        "jig",
+        "reel",
+        "waltz",
+        "hornpipe",
+        "polka",
+        "march",
+        "chorale",
+        "folk song",
+        "air",
+        "strathspey",
+        "slip jig",
+        "lullaby",
+        "dance",
+        "hymn",
+        "ballad",
+    ]
     moods = ["lively", "slow", "gentle", "sad", "bright", "stately", "cheerful", "melancholy", "fast", "simple"]
     keys = [f"{n} {m}" for n, m in itertools.product("CDEFGAB", ["major", "minor"])]
     meters = ["2/4", "3/4", "4/4", "6/8", "9/8", "2/2"]
@@ -70,12 +85,17 @@ def queries(n: int = 2000, seed: int = 0) -> list[str]:
     out = set()
     while len(out) < n:
         number = f" (number {len(out)})" if len(out) >= 2000 else ""  # the templates run out of variety
-        out.add(rng.choice([
-            f"a {rng.choice(moods)} {rng.choice(kinds)} in {rng.choice(keys)}",
-            f"{rng.choice(kinds)} in {rng.choice(meters)} time",
-            f"a {rng.choice(kinds)} from {rng.choice(places)}",
-            f"a {rng.choice(moods)} tune in {rng.choice(keys)}, in {rng.choice(meters)}",
-        ]) + number)
+        out.add(
+            rng.choice(
+                [
+                    f"a {rng.choice(moods)} {rng.choice(kinds)} in {rng.choice(keys)}",
+                    f"{rng.choice(kinds)} in {rng.choice(meters)} time",
+                    f"a {rng.choice(kinds)} from {rng.choice(places)}",
+                    f"a {rng.choice(moods)} tune in {rng.choice(keys)}, in {rng.choice(meters)}",
+                ]
+            )
+            + number
+        )
     ordered = sorted(out)
     rng.shuffle(ordered)
     return ordered
@@ -111,9 +131,16 @@ async def load(url: str, clients: int, seconds: float, k: int, distinct: int) ->
         start = time.perf_counter()
         await asyncio.gather(*(client(i, http) for i in range(clients)))
         wall = time.perf_counter() - start
-    return {"clients": clients, "seconds": round(wall, 1), "requests": len(latencies),
-            "requests/s": round(len(latencies) / wall, 1), "p50 (ms)": pct(latencies, 50),
-            "p99 (ms)": pct(latencies, 99), "errors": sum(errors.values()), "error kinds": errors}
+    return {
+        "clients": clients,
+        "seconds": round(wall, 1),
+        "requests": len(latencies),
+        "requests/s": round(len(latencies) / wall, 1),
+        "p50 (ms)": pct(latencies, 50),
+        "p99 (ms)": pct(latencies, 99),
+        "errors": sum(errors.values()),
+        "error kinds": errors,
+    }
 
 
 def bench_api(args: argparse.Namespace) -> dict:
@@ -126,8 +153,18 @@ def bench_api(args: argparse.Namespace) -> dict:
 
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        cmd = [str(Path(sys.executable).with_name("clamp")), "serve", "--model", str(args.model), "--index",
-               str(args.index), "--port", str(port), "--log-level", "warning"]
+        cmd = [
+            str(Path(sys.executable).with_name("clamp")),
+            "serve",
+            "--model",
+            str(args.model),
+            "--index",
+            str(args.index),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ]
         if args.concurrency:
             cmd += ["--concurrency", str(args.concurrency)]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -173,7 +210,7 @@ def clustered(n: int, dim: int, queries: int, seed: int = 0) -> tuple[np.ndarray
     for s in range(0, n, 100_000):  # in slices: no 2 GB temporaries
         m = min(n, s + 100_000) - s
         block = centers[rng.integers(0, 1000, m)] + 0.5 * rng.standard_normal((m, dim)).astype(np.float32)
-        data[s:s + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
+        data[s : s + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
     q = data[rng.integers(0, n, queries)] + 0.1 * rng.standard_normal((queries, dim)).astype(np.float32)
     return data, q / np.linalg.norm(q, axis=1, keepdims=True)
 
@@ -200,8 +237,9 @@ def bench_ann(args: argparse.Namespace) -> dict:
         out["exact p50 (ms)"], out["exact p99 (ms)"] = pct(exact_times, 50), pct(exact_times, 99)
         ann_path = Path(tmp) / "index.usearch"
         t = time.perf_counter()
-        build_ann(vectors, ann_path, threads=args.threads, connectivity=args.connectivity,
-                  expansion_add=args.expansion_add)
+        build_ann(
+            vectors, ann_path, threads=args.threads, connectivity=args.connectivity, expansion_add=args.expansion_add
+        )
         out[f"HNSW build, {args.threads or os.cpu_count()} threads (s)"] = round(time.perf_counter() - t, 1)
         out["HNSW file (MB)"] = round(ann_path.stat().st_size / 2**20, 1)
         from usearch.index import Index
@@ -215,8 +253,11 @@ def bench_ann(args: argparse.Namespace) -> dict:
                 rows, _ = ann.search(v, 10)
                 times.append(time.perf_counter() - t)
                 recalls.append(len(set(rows.tolist()) & want) / 10)
-            out[f"ef={ef}"] = {"p50 (ms)": pct(times, 50), "p99 (ms)": pct(times, 99),
-                               "recall@10": round(statistics.mean(recalls), 3)}
+            out[f"ef={ef}"] = {
+                "p50 (ms)": pct(times, 50),
+                "p99 (ms)": pct(times, 99),
+                "recall@10": round(statistics.mean(recalls), 3),
+            }
         out["peak memory of this process (MB)"] = peak_rss_mb()
     return out
 
@@ -233,8 +274,9 @@ def bench_memory(args: argparse.Namespace) -> dict:
     model = load_model(args.model)
     vectors = np.load(Path(args.dir) / "vectors.npy", mmap_mode="r")
     n = len(vectors)
-    index = SearchIndex([str(i) for i in range(n)], [""] * n, vectors,
-                        Index.restore(str(Path(args.dir) / "index.usearch"), view=True))
+    index = SearchIndex(
+        [str(i) for i in range(n)], [""] * n, vectors, Index.restore(str(Path(args.dir) / "index.usearch"), view=True)
+    )
     qs = queries(args.queries)
     times = []
     for q in qs:
@@ -247,10 +289,15 @@ def bench_memory(args: argparse.Namespace) -> dict:
         times.append(time.perf_counter() - t)
     status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
     mb = {k: round(int(status[k].split()[0]) / 1024, 1) for k in ("RssAnon", "RssFile")}
-    return {"rows": n, "queries": len(qs), "HNSW search p50 (ms)": pct(times, 50),
-            "peak memory: model + memory-mapped index (MB)": peak_rss_mb(),
-            # mapped index pages are page cache the kernel can drop, unlike the heap
-            "resident now: heap (RssAnon, MB)": mb["RssAnon"], "resident now: mapped files (RssFile, MB)": mb["RssFile"]}
+    return {
+        "rows": n,
+        "queries": len(qs),
+        "HNSW search p50 (ms)": pct(times, 50),
+        "peak memory: model + memory-mapped index (MB)": peak_rss_mb(),
+        # mapped index pages are page cache the kernel can drop, unlike the heap
+        "resident now: heap (RssAnon, MB)": mb["RssAnon"],
+        "resident now: mapped files (RssFile, MB)": mb["RssFile"],
+    }
 
 
 def main() -> None:
@@ -264,8 +311,12 @@ def main() -> None:
     api.add_argument("--clients", type=int, default=32)
     api.add_argument("--seconds", type=float, default=30)
     api.add_argument("--k", type=int, default=10)
-    api.add_argument("--distinct", type=int, default=100_000,
-                     help="distinct queries, cycled (the server caches 4,096 query embeddings)")
+    api.add_argument(
+        "--distinct",
+        type=int,
+        default=100_000,
+        help="distinct queries, cycled (the server caches 4,096 query embeddings)",
+    )
     api.add_argument("--concurrency", type=int, help="the server's --concurrency")
     ann = sub.add_parser("ann", help="HNSW against exact search over synthetic embeddings")
     ann.add_argument("--n", type=int, default=1_000_000)

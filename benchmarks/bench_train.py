@@ -132,7 +132,9 @@ def bench_clamp(args, device) -> dict:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
     gen = torch.Generator().manual_seed(0)
     patches = synthetic_patches(args.batch, n, cfg.music.vocab_size, gen).to(device)
-    texts = [f"Title: Tune {i} | Rhythm: reel | Origin: Ireland | a lively dance tune in D major" for i in range(args.batch)]
+    texts = [
+        f"Title: Tune {i} | Rhythm: reel | Origin: Ireland | a lively dance tune in D major" for i in range(args.batch)
+    ]
     enc = model.tokenizer(texts, padding="max_length", truncation=True, max_length=128, return_tensors="pt").to(device)
     amp = torch.bfloat16 if device.type == "cuda" else None
 
@@ -169,7 +171,9 @@ def _figures(name: str, batch: int, t: float, n: int, flops: float, device) -> d
 def text_flops(text_model: torch.nn.Module, batch: int, seq: int) -> float:
     """Training FLOPs of the text encoder: 6 * non-embedding params * tokens + attention."""
     cfg = text_model.config
-    embedding = sum(p.numel() for m in text_model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters())
+    embedding = sum(
+        p.numel() for m in text_model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()
+    )
     params = sum(p.numel() for p in text_model.parameters()) - embedding
     attn = 3 * 2 * 2 * seq * cfg.hidden_size * cfg.num_hidden_layers
     return batch * seq * (6 * params + attn)
@@ -205,8 +209,13 @@ def bench_loader(args) -> dict:
     cfg = music_preset(args.preset)
     _, tok = load_text_encoder(args.text_model)
     ds = IndexedDataset(ShardDataset(args.dataset, split="train"))
-    loader = DataLoader(ds, batch_sampler=ResumableBatchSampler(len(ds.base), args.batch, 0), num_workers=args.num_workers,
-                        collate_fn=ContrastiveCollator(tok, cfg.max_positions), persistent_workers=args.num_workers > 0)
+    loader = DataLoader(
+        ds,
+        batch_sampler=ResumableBatchSampler(len(ds.base), args.batch, 0),
+        num_workers=args.num_workers,
+        collate_fn=ContrastiveCollator(tok, cfg.max_positions),
+        persistent_workers=args.num_workers > 0,
+    )
     it = iter(loader)
     for _ in range(3):
         next(it)
@@ -215,8 +224,10 @@ def bench_loader(args) -> dict:
     for _ in range(k):
         next(it)
     rate = k / (time.perf_counter() - t)
-    return {f"data loader batches/s ({args.num_workers} workers)": round(rate, 1),
-            "data loader samples/s": round(rate * args.batch)}
+    return {
+        f"data loader batches/s ({args.num_workers} workers)": round(rate, 1),
+        "data loader samples/s": round(rate * args.batch),
+    }
 
 
 def main() -> None:
@@ -238,8 +249,13 @@ def main() -> None:
     device = torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
-    figures = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
-               "preset": args.preset, "batch": args.batch}
+    figures = {
+        "device": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"cpu ({torch.get_num_threads()} threads)",
+        "preset": args.preset,
+        "batch": args.batch,
+    }
     if device.type == "cuda":
         figures["bf16 matmul 8192^3 (TFLOP/s)"] = round(matmul_tflops(device), 1)
     if args.objective in ("mmm", "both"):

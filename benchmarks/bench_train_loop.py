@@ -28,9 +28,20 @@ def run(objective: str, args, out_dir: Path, stop_after: int | None = None) -> d
     from clamp.train.run import train
 
     cfg = TrainConfig(
-        objective=objective, dataset_dir=args.dataset, output_dir=str(out_dir), preset=args.preset, steps=args.steps,
-        batch_size=args.batch, num_workers=args.num_workers, device=args.device, mlflow=False, text_model=args.text_model,
-        log_every=args.log_every, checkpoint_every=args.log_every, compile=args.compile, stop_after=stop_after,
+        objective=objective,
+        dataset_dir=args.dataset,
+        output_dir=str(out_dir),
+        preset=args.preset,
+        steps=args.steps,
+        batch_size=args.batch,
+        num_workers=args.num_workers,
+        device=args.device,
+        mlflow=False,
+        text_model=args.text_model,
+        log_every=args.log_every,
+        checkpoint_every=args.log_every,
+        compile=args.compile,
+        stop_after=stop_after,
         group_by_length=args.group_by_length,
         lr=1e-3 if objective == "mmm" else 3e-4,
     )
@@ -48,7 +59,9 @@ def run(objective: str, args, out_dir: Path, stop_after: int | None = None) -> d
         "samples/s (last window)": round(last["samples_per_s"], 1),
         "real patches/s (last window)": round(last["patches_per_s"]),
         "data wait fraction (last window)": round(last["data_wait_fraction"], 3),
-        "data wait fraction (max over windows after the first)": round(max((r["data_wait_fraction"] for r in windows[1:]), default=float("nan")), 3),
+        "data wait fraction (max over windows after the first)": round(
+            max((r["data_wait_fraction"] for r in windows[1:]), default=float("nan")), 3
+        ),
         "wall (s)": round(wall, 1),
     }
 
@@ -64,14 +77,20 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--text-model", default="all-MiniLM-L6-v2")
     parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--group-by-length", action=argparse.BooleanOptionalAction, default=None,
-                        help="length-grouped batches (default: on for mmm, off for clamp)")
+    parser.add_argument(
+        "--group-by-length",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="length-grouped batches (default: on for mmm, off for clamp)",
+    )
     parser.add_argument("--objective", choices=["mmm", "clamp", "both"], default="both")
-    parser.add_argument("--resume-check", action="store_true", help="stop the contrastive run after a checkpoint, then resume it")
+    parser.add_argument(
+        "--resume-check", action="store_true", help="stop the contrastive run after a checkpoint, then resume it"
+    )
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for objective in (["mmm", "clamp"] if args.objective == "both" else [args.objective]):
+        for objective in ["mmm", "clamp"] if args.objective == "both" else [args.objective]:
             out_dir = Path(tmp) / objective
             if objective == "clamp" and args.resume_check:
                 stopped = run(objective, args, out_dir, stop_after=2 * args.log_every)

@@ -60,13 +60,21 @@ def _share(n: int, total: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     parser.add_argument("--limit", type=int, default=None, help="prepare at most N records (default: all)")
-    parser.add_argument("--scores", action="store_true",
-                        help="also the corpus scores whose conversion is in the conversion cache")
-    parser.add_argument("--cache-dir", type=Path, default=ROOT / ".clamp" / "cache",
-                        help="the build cache folder (conversions, music21 metadata); default .clamp/cache")
+    parser.add_argument(
+        "--scores", action="store_true", help="also the corpus scores whose conversion is in the conversion cache"
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=ROOT / ".clamp" / "cache",
+        help="the build cache folder (conversions, music21 metadata); default .clamp/cache",
+    )
     parser.add_argument("--examples", type=int, default=5, help="example tunes to print (default 5)")
     parser.add_argument("--seed", type=int, default=0, help="seed for picking the examples")
     args = parser.parse_args(argv)
@@ -91,16 +99,26 @@ def main(argv: list[str] | None = None) -> int:
     formats = Counter(r["source_format"] for r in rows)
 
     print(f"caption coverage on the music21 corpus (CAPTIONS_VERSION {CAPTIONS_VERSION})")
-    print(f"records prepared   {n:,} ({', '.join(f'{k} {v:,}' for k, v in sorted(formats.items()))});"
-          f" quarantined {quarantined:,}; scores skipped (not in the conversion cache) {skipped:,}; {seconds:.1f} s")
-    print(f"3+ text candidates {_share(sum(len(r['texts']) >= 3 for r in rows), n)}"
-          f"   (cleaned raw fields alone: {_share(sum(c >= 3 for c in raw_counts), n).strip()})")
-    print(f"captioned          {_share(sum(k > 0 for k in n_caps), n)}; captions per tune: "
-          f"{', '.join(f'{k}: {v:,}' for k, v in sorted(Counter(n_caps).items()))}")
+    print(
+        f"records prepared   {n:,} ({', '.join(f'{k} {v:,}' for k, v in sorted(formats.items()))});"
+        f" quarantined {quarantined:,}; scores skipped (not in the conversion cache) {skipped:,}; {seconds:.1f} s"
+    )
+    print(
+        f"3+ text candidates {_share(sum(len(r['texts']) >= 3 for r in rows), n)}"
+        f"   (cleaned raw fields alone: {_share(sum(c >= 3 for c in raw_counts), n).strip()})"
+    )
+    print(
+        f"captioned          {_share(sum(k > 0 for k in n_caps), n)}; captions per tune: "
+        f"{', '.join(f'{k}: {v:,}' for k, v in sorted(Counter(n_caps).items()))}"
+    )
     print(f"distinct captions  {len(set(all_captions)):,} of {len(all_captions):,}")
     print(f"analysis failures  {failures:,}")
-    print("label coverage     " + "  ".join(
-        f"{key} {sum(key in m.get('labels', {}) for m in metas) / n:.1%}" for key in LABEL_KEYS) if n else "-")
+    print(
+        "label coverage     "
+        + "  ".join(f"{key} {sum(key in m.get('labels', {}) for m in metas) / n:.1%}" for key in LABEL_KEYS)
+        if n
+        else "-"
+    )
     types = Counter(m.get("labels", {}).get("tune_type", "(none)") for m in metas)
     print("tune types         " + ", ".join(f"{t} {c:,}" for t, c in types.most_common()))
     for key in ("mode", "meter", "tempo", "collection", "period"):

@@ -19,7 +19,8 @@ MIDI files from the benchmarks folder (VGMIDI, Pianist8), this script
 
 ``--humdrum-routes N`` instead compares, on N Humdrum files, the routes from Humdrum to
 MusicXML (then ABC by xml2abc): music21's exporter as the pipeline called it before (``makeNotation``
-on), with ``makeNotation = False``, with ``makeNotation = False`` after `light_notation` (the pipeline's route now), and,
+on), with ``makeNotation = False``, with ``makeNotation = False`` after `light_notation` (the pipeline's
+route now), and,
 when installed, verovio (which reads Humdrum natively but writes no MusicXML or ABC: its MEI is
 read by music21 and exported; its own MIDI is checked against music21's reading).
 
@@ -352,9 +353,7 @@ def print_report(results: list[Result], args, elapsed: float, too_big: int) -> N
     )
     errs = Counter(e.split(":", 1)[-1].strip()[:60] for r in results for e in r.abc2midi_errors)
     if errs:
-        print(
-            "abc2midi errors (scores with each): " + "; ".join(f"{e} ({n})" for e, n in errs.most_common(6))
-        )
+        print("abc2midi errors (scores with each): " + "; ".join(f"{e} ({n})" for e, n in errs.most_common(6)))
     glob = [r for r in scores if r.global_lengths]
     if glob:
         print(
@@ -538,7 +537,10 @@ def humdrum_routes(args) -> int:
                 )
                 for ln in d[: args.diff_lines]:
                     print("    " + ln[:150])
-        print(f"\n{route}: ABC identical to the full makeNotation route's (the one before light notation) for {same} files, different for {diff}")
+        print(
+            f"\n{route}: ABC identical to the full makeNotation route's (the one before light notation) "
+            f"for {same} files, different for {diff}"
+        )
         for c in changed:
             print(f"  pod F1 changed: {c}")
     ver = [r.get("verovio") for r in ok_rows]
@@ -570,12 +572,8 @@ def main(argv: list[str] | None = None) -> int:
         " and their notes compared, on music21 corpus scores (MusicXML, Humdrum) and benchmark MIDI files.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument(
-        "--per-collection", type=int, default=6, help="scores sampled per corpus collection and format"
-    )
-    parser.add_argument(
-        "--midi", type=int, default=10, help="MIDI files sampled from each of VGMIDI and Pianist8"
-    )
+    parser.add_argument("--per-collection", type=int, default=6, help="scores sampled per corpus collection and format")
+    parser.add_argument("--midi", type=int, default=10, help="MIDI files sampled from each of VGMIDI and Pianist8")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
     parser.add_argument(
         "--max-kb",

@@ -48,7 +48,13 @@ def check_patch_embedding(device: torch.device) -> list[tuple]:
         emb = PatchEmbedding.from_linear(copy.deepcopy(linear).float(), 64, vocab).to(device)
         patches = torch.randint(0, vocab, (4, 33, 64))
         ref = linear(torch.nn.functional.one_hot(patches, vocab).double().reshape(4, 33, -1))
-        rows.append((f"patch embedding (vocab {vocab}) fp32 vs one-hot Linear fp64", rel_err(emb(patches.to(device)), ref), FP32_BOUND))
+        rows.append(
+            (
+                f"patch embedding (vocab {vocab}) fp32 vs one-hot Linear fp64",
+                rel_err(emb(patches.to(device)), ref),
+                FP32_BOUND,
+            )
+        )
     return rows
 
 
@@ -67,8 +73,10 @@ def check_encoder(device: torch.device) -> list[tuple]:
         fp32 = MusicEncoder.pool(enc(xd, md), md)
         with torch.autocast("cuda", dtype=torch.bfloat16):
             bf16 = MusicEncoder.pool(enc(xd, md), md)
-    return [("clamp-s-512 encoder, padded batch, fp32 vs fp64", rel_err(fp32, ref), FP32_BOUND),
-            ("clamp-s-512 encoder, padded batch, bf16 autocast vs fp64", rel_err(bf16, ref), BF16_BOUND)]
+    return [
+        ("clamp-s-512 encoder, padded batch, fp32 vs fp64", rel_err(fp32, ref), FP32_BOUND),
+        ("clamp-s-512 encoder, padded batch, bf16 autocast vs fp64", rel_err(bf16, ref), BF16_BOUND),
+    ]
 
 
 def check_flash(device: torch.device) -> list[tuple]:
@@ -91,8 +99,16 @@ def check_flash(device: torch.device) -> list[tuple]:
             with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
                 hidden_flash = model.encoder(x, patch_mask(x))
                 dec_flash = model.decoder(hidden_default[0, :16], targets)
-            rows.append(("flash attention: encoder (no padding) vs default kernel", rel_err(hidden_flash, hidden_default), BF16_BOUND))
-            rows.append(("flash attention: causal char decoder vs default kernel", rel_err(dec_flash, dec_default), BF16_BOUND))
+            rows.append(
+                (
+                    "flash attention: encoder (no padding) vs default kernel",
+                    rel_err(hidden_flash, hidden_default),
+                    BF16_BOUND,
+                )
+            )
+            rows.append(
+                ("flash attention: causal char decoder vs default kernel", rel_err(dec_flash, dec_default), BF16_BOUND)
+            )
         except RuntimeError as exc:
             rows.append((f"flash attention unavailable: {str(exc).splitlines()[0][:60]}", float("nan"), BF16_BOUND))
     return rows
@@ -106,11 +122,16 @@ def check_gradients(device: torch.device, text_model: str) -> list[tuple]:
 
     rows = []
     torch.manual_seed(0)
-    cpu_model = ClampModel.from_config(ClampConfig(music=music_preset("small", dropout=0.0), text_model=text_model)).eval()
+    cpu_model = ClampModel.from_config(
+        ClampConfig(music=music_preset("small", dropout=0.0), text_model=text_model)
+    ).eval()
     tok = cpu_model.tokenizer
     x = random_patches(8, 40, cpu_model.config.music.vocab_size, pad_from=[40, 30, 20, 10, 40, 5, 39, 12])
-    enc = tok([f"tune {i}: a {['jig', 'reel', 'waltz', 'march'][i % 4]} in {'DGAE'[i % 4]}" for i in range(8)],
-              padding=True, return_tensors="pt")
+    enc = tok(
+        [f"tune {i}: a {['jig', 'reel', 'waltz', 'march'][i % 4]} in {'DGAE'[i % 4]}" for i in range(8)],
+        padding=True,
+        return_tensors="pt",
+    )
 
     def grads(model, dev):
         model.zero_grad(set_to_none=True)
@@ -131,7 +152,9 @@ def check_gradients(device: torch.device, text_model: str) -> list[tuple]:
         mmm.zero_grad(set_to_none=True)
         out = mmm(x.to(dev), generator=torch.Generator().manual_seed(7))  # same selection on both devices
         out.loss.backward()
-        return out.loss.detach(), torch.cat([p.grad.reshape(-1).double().cpu() for p in mmm.parameters() if p.grad is not None])
+        return out.loss.detach(), torch.cat(
+            [p.grad.reshape(-1).double().cpu() for p in mmm.parameters() if p.grad is not None]
+        )
 
     l_cpu, gm_cpu = mmm_loss(torch.device("cpu"))
     mmm.to(device)
@@ -151,7 +174,12 @@ def main() -> None:
     torch.backends.cudnn.allow_tf32 = False
     device = torch.device("cuda")
     torch.manual_seed(1234)
-    rows = check_patch_embedding(device) + check_encoder(device) + check_flash(device) + check_gradients(device, args.text_model)
+    rows = (
+        check_patch_embedding(device)
+        + check_encoder(device)
+        + check_flash(device)
+        + check_gradients(device, args.text_model)
+    )
     width = max(len(r[0]) for r in rows)
     failed = 0
     print(f"{'check':<{width}}  {'rel. error':>10}  {'bound':>7}  verdict")

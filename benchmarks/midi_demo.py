@@ -33,9 +33,13 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     types = args.types.split(",")
     clamp = str(Path(sys.executable).parent / "clamp")
-    lines = ["# `clamp classify` and `clamp search --like` on test tunes, as ABC and as MIDI", "",
-             f"Model `{args.model}`, index `{args.dataset}`. Each MIDI file is the tune rendered by abc2midi; "
-             "the commands read it through midi2abc, as any user's MIDI file.", ""]
+    lines = [
+        "# `clamp classify` and `clamp search --like` on test tunes, as ABC and as MIDI",
+        "",
+        f"Model `{args.model}`, index `{args.dataset}`. Each MIDI file is the tune rendered by abc2midi; "
+        "the commands read it through midi2abc, as any user's MIDI file.",
+        "",
+    ]
     for kind in types:
         pick = next((i for i, lab in enumerate(items.labels) if lab.get("tune_type") == kind), None)
         if pick is None:
@@ -47,16 +51,51 @@ def main() -> None:
         lines += [f"## A {kind} from the test split (`{title}`)", ""]
         for suffix in (".abc", ".mid"):
             path = stem.with_suffix(suffix)
-            got = subprocess.run([clamp, "classify", str(path), "--labels", args.types, "--task", "tune_type",
-                                  "--model", args.model, "--json"], capture_output=True, text=True, check=True)
+            got = subprocess.run(
+                [
+                    clamp,
+                    "classify",
+                    str(path),
+                    "--labels",
+                    args.types,
+                    "--task",
+                    "tune_type",
+                    "--model",
+                    args.model,
+                    "--json",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             ranked = json.loads(got.stdout)[0]["labels"]
-            like = subprocess.run([clamp, "search", "--like", str(path), "--index", args.dataset, "--model", args.model,
-                                   "--top", "3", "--json"], capture_output=True, text=True, check=True)
+            like = subprocess.run(
+                [
+                    clamp,
+                    "search",
+                    "--like",
+                    str(path),
+                    "--index",
+                    args.dataset,
+                    "--model",
+                    args.model,
+                    "--top",
+                    "3",
+                    "--json",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             hits = json.loads(like.stdout)
-            lines += [f"`clamp classify {path.name} --labels {args.types} --task tune_type`: "
-                      + ", ".join(f"{r['label']} {r['score']:.3f}" for r in ranked), "",
-                      f"`clamp search --like {path.name} --top 3`: "
-                      + "; ".join(f"{h['rank']}. {h['title']} ({h['score']:.3f})" for h in hits), ""]
+            lines += [
+                f"`clamp classify {path.name} --labels {args.types} --task tune_type`: "
+                + ", ".join(f"{r['label']} {r['score']:.3f}" for r in ranked),
+                "",
+                f"`clamp search --like {path.name} --top 3`: "
+                + "; ".join(f"{h['rank']}. {h['title']} ({h['score']:.3f})" for h in hits),
+                "",
+            ]
     (out / "demo.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -35,9 +35,12 @@ def evaluate_model(model_dir: str, dataset: str, out: Path, twin: bool) -> tuple
 
     done = out / EVALUATION_FILE
     kept = json.loads(done.read_text()) if done.is_file() else {}
-    if kept.get("model_dir") != model_dir or (twin and not any(r["model"].endswith("-untrained") for r in kept["results"])):
-        evaluate(EvalConfig(model_dir=model_dir, dataset_dir=dataset, out_dir=str(out), mlflow=False,
-                            include_untrained=twin))
+    if kept.get("model_dir") != model_dir or (
+        twin and not any(r["model"].endswith("-untrained") for r in kept["results"])
+    ):
+        evaluate(
+            EvalConfig(model_dir=model_dir, dataset_dir=dataset, out_dir=str(out), mlflow=False, include_untrained=twin)
+        )
         kept = json.loads(done.read_text())
     trained: dict[str, float] = {}
     fair: dict[str, float] = {}
@@ -53,15 +56,23 @@ def train_seed(recipe: Path, dataset: str, out: Path, seed: int, steps: int | No
     model_dir = out / "model"
     if (model_dir / "config.json").is_file():  # a finished seed is not trained again
         return str(model_dir)
-    cfg = TrainConfig.load(recipe, dataset_dir=dataset, output_dir=str(out), seed=seed, mlflow=False,
-                           run_name=f"quality-seed{seed}", steps=steps)
+    cfg = TrainConfig.load(
+        recipe,
+        dataset_dir=dataset,
+        output_dir=str(out),
+        seed=seed,
+        mlflow=False,
+        run_name=f"quality-seed{seed}",
+        steps=steps,
+    )
     return train(cfg)["model_dir"]
 
 
 def git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -74,23 +85,49 @@ def markdown(report: dict) -> str:
         if not rows:
             return []
         cols = list(rows[0])
-        return ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols),
-                *["| " + " | ".join(str(r.get(c, "")).replace("|", "\\|") for c in cols) + " |" for r in rows]]
+        return [
+            "| " + " | ".join(cols) + " |",
+            "|" + "---|" * len(cols),
+            *["| " + " | ".join(str(r.get(c, "")).replace("|", "\\|") for c in cols) + " |" for r in rows],
+        ]
 
     p = report["provenance"]
-    seeds = f"{p['seeds']} seed(s)" + (f" of {p['seeds_planned']} planned" if p.get("seeds_planned", p["seeds"]) > p["seeds"] else "")
-    lines = [f"# Quality targets: {p['recipe']}, {seeds}", "",
-             f"Date {p['date']}, commit {p['commit']}, machine: {p['machine']}. Dataset fingerprint "
-             f"`{p['dataset_fingerprint']}`. Test split, held-out collection and benchmarks; user-style prompts "
-             "(held out from training's captions).", "",
-             f"{report['met']} of {report['judged']} targets met (by the lower bound of the 95% interval across seeds; "
-             "tasks under 100 items by the point estimate).", "", "## Targets", "",
-             *table(format_targets(report["targets"])), "", "## Linear probe beside the published figures",
-             "", "macro-F1 / accuracy; protocol in docs/evaluation.md (ours: 5-fold CV on frozen, standardised "
-             "embeddings; the paper's: its own splits).", "", *table(report["probe"]), ""]
+    seeds = f"{p['seeds']} seed(s)" + (
+        f" of {p['seeds_planned']} planned" if p.get("seeds_planned", p["seeds"]) > p["seeds"] else ""
+    )
+    lines = [
+        f"# Quality targets: {p['recipe']}, {seeds}",
+        "",
+        f"Date {p['date']}, commit {p['commit']}, machine: {p['machine']}. Dataset fingerprint "
+        f"`{p['dataset_fingerprint']}`. Test split, held-out collection and benchmarks; user-style prompts "
+        "(held out from training's captions).",
+        "",
+        f"{report['met']} of {report['judged']} targets met (by the lower bound of the 95% interval across seeds; "
+        "tasks under 100 items by the point estimate).",
+        "",
+        "## Targets",
+        "",
+        *table(format_targets(report["targets"])),
+        "",
+        "## Linear probe beside the published figures",
+        "",
+        "macro-F1 / accuracy; protocol in docs/evaluation.md (ours: 5-fold CV on frozen, standardised "
+        "embeddings; the paper's: its own splits).",
+        "",
+        *table(report["probe"]),
+        "",
+    ]
     for i, seed in enumerate(report["runs"]):
-        lines += [f"## Seed {seed['seed']}: quality", "", *table(seed["tables"]["quality"]), "",
-                  f"## Seed {seed['seed']}: input controls", "", *table(seed["tables"].get("controls", [])), ""]
+        lines += [
+            f"## Seed {seed['seed']}: quality",
+            "",
+            *table(seed["tables"]["quality"]),
+            "",
+            f"## Seed {seed['seed']}: input controls",
+            "",
+            *table(seed["tables"].get("controls", [])),
+            "",
+        ]
         if i == 0:
             lines += ["## Retrieval probes (seed 0)", "", *table(seed["tables"].get("probes", [])), ""]
     return "\n".join(lines)
@@ -98,8 +135,16 @@ def markdown(report: dict) -> str:
 
 README_BEGIN = "<!-- quality-report:begin (benchmarks/quality_targets.py --readme writes this block) -->"
 README_END = "<!-- quality-report:end -->"
-SUMMARY_TASKS = ["corpus-tune_type", "corpus-reel_hornpipe", "corpus-key", "corpus-meter", "unseen-tune_type",
-                 "unseen-reel_hornpipe", "unseen-key", "unseen-meter"]
+SUMMARY_TASKS = [
+    "corpus-tune_type",
+    "corpus-reel_hornpipe",
+    "corpus-key",
+    "corpus-meter",
+    "unseen-tune_type",
+    "unseen-reel_hornpipe",
+    "unseen-key",
+    "unseen-meter",
+]
 SUMMARY_INPUTS = ["notes-only", "chords-added", "unit-1-4", "unit-1-16", "midi-route"]
 
 
@@ -121,49 +166,74 @@ def readme_block(report: dict, report_path: str) -> str:
     runs = [r["trained"] for r in report["runs"]]
     twin = report["twin"]
     p = report["provenance"]
-    lines = [README_BEGIN, "",
-             f"The CPU recipe (`{p['recipe']}`), {p['seeds']} seed(s)"
-             + (f" of {p['seeds_planned']} planned" if p.get("seeds_planned", p["seeds"]) > p["seeds"] else "")
-             + ", on the test split, the held-out collection "
-             f"and the benchmarks, with user-style prompts held out from training ({p['date']}, commit {p['commit']}, "
-             f"{p['machine']}; [{report_path}]({report_path}/report.md)). Values are means over seeds ± half "
-             "the 95% t-interval.", "",
-             f"**{report['met']} of {report['judged']} targets met** (by the lower bound of the margin's 95% interval "
-             "across seeds; tasks under 100 items by the point estimate):", "",
-             "| target | value | bar | margin [95% interval] | items | verdict |", "|---|---|---|---|---|---|"]
+    lines = [
+        README_BEGIN,
+        "",
+        f"The CPU recipe (`{p['recipe']}`), {p['seeds']} seed(s)"
+        + (f" of {p['seeds_planned']} planned" if p.get("seeds_planned", p["seeds"]) > p["seeds"] else "")
+        + ", on the test split, the held-out collection "
+        f"and the benchmarks, with user-style prompts held out from training ({p['date']}, commit {p['commit']}, "
+        f"{p['machine']}; [{report_path}]({report_path}/report.md)). Values are means over seeds ± half "
+        "the 95% t-interval.",
+        "",
+        f"**{report['met']} of {report['judged']} targets met** (by the lower bound of the margin's 95% interval "
+        "across seeds; tasks under 100 items by the point estimate):",
+        "",
+        "| target | value | bar | margin [95% interval] | items | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in format_targets(report["targets"]):
         lines.append(f"| {r['target']} | {r['value']} | {r['bar']} | {r['margin']} | {r['items']} | {r['verdict']} |")
-    lines += ["", "Accuracy of each held-out task as given and under each control, beside the baselines "
-              "(`corpus-`: test split; `unseen-`: the held-out collection, O'Neill's):", "",
-              "| task | as given | " + " | ".join(SUMMARY_INPUTS) + " | header-only | majority | fair twin |",
-              "|---|" + "---|" * (len(SUMMARY_INPUTS) + 4)]
+    lines += [
+        "",
+        "Accuracy of each held-out task as given and under each control, beside the baselines "
+        "(`corpus-`: test split; `unseen-`: the held-out collection, O'Neill's):",
+        "",
+        "| task | as given | " + " | ".join(SUMMARY_INPUTS) + " | header-only | majority | fair twin |",
+        "|---|" + "---|" * (len(SUMMARY_INPUTS) + 4),
+    ]
     for b in SUMMARY_TASKS:
         if not any(f"{b}/user_prompts/accuracy" in m for m in runs):
             continue
         cells = [_mean([m.get(f"{b}/user_prompts/accuracy") for m in runs])]
         cells += [_mean([m.get(f"{b}.{c}/user_prompts/accuracy") for m in runs]) for c in SUMMARY_INPUTS]
-        cells += [_mean([m.get(f"{b}/baseline/header/accuracy") for m in runs]),
-                  _mean([m.get(f"{b}/baseline/majority/accuracy") for m in runs]),
-                  _mean([twin.get(f"{b}/user_prompts/accuracy")])]
+        cells += [
+            _mean([m.get(f"{b}/baseline/header/accuracy") for m in runs]),
+            _mean([m.get(f"{b}/baseline/majority/accuracy") for m in runs]),
+            _mean([twin.get(f"{b}/user_prompts/accuracy")]),
+        ]
         lines.append(f"| {b} | " + " | ".join(cells) + " |")
-    lines += ["", "Benchmarks (zero-shot, user-style prompts; WikiMT search MRR):", "",
-              "| benchmark | accuracy | macro-F1 | majority acc / F1 | fair twin acc / F1 | t2m MRR (twin, random) |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Benchmarks (zero-shot, user-style prompts; WikiMT search MRR):",
+        "",
+        "| benchmark | accuracy | macro-F1 | majority acc / F1 | fair twin acc / F1 | t2m MRR (twin, random) |",
+        "|---|---|---|---|---|---|",
+    ]
     for b in ("wikimt", "vgmidi", "pianist8"):
         if not any(f"{b}/user_prompts/accuracy" in m for m in runs):
             continue
         mrr = "-"
         if f"{b}/text_to_music/mrr" in runs[0]:
-            mrr = (f"{_mean([m.get(f'{b}/text_to_music/mrr') for m in runs])} "
-                   f"({twin.get(f'{b}/text_to_music/mrr', 0):.3f}, {runs[0].get(f'{b}/baseline/chance/mrr', 0):.3f})")
-        lines.append(f"| {b} | {_mean([m.get(f'{b}/user_prompts/accuracy') for m in runs])} | "
-                     f"{_mean([m.get(f'{b}/user_prompts/macro_f1') for m in runs])} | "
-                     f"{runs[0].get(f'{b}/baseline/majority/accuracy', 0):.2f} / "
-                     f"{runs[0].get(f'{b}/baseline/majority/macro_f1', 0):.2f} | "
-                     f"{twin.get(f'{b}/user_prompts/accuracy', 0):.2f} / {twin.get(f'{b}/user_prompts/macro_f1', 0):.2f} | "
-                     f"{mrr} |")
-    lines += ["", "Linear probe (macro-F1 / accuracy; ours: 5-fold CV on frozen embeddings, docs/evaluation.md):", "",
-              "| model | WikiMT | VGMIDI | Pianist8 |", "|---|---|---|---|"]
+            mrr = (
+                f"{_mean([m.get(f'{b}/text_to_music/mrr') for m in runs])} "
+                f"({twin.get(f'{b}/text_to_music/mrr', 0):.3f}, {runs[0].get(f'{b}/baseline/chance/mrr', 0):.3f})"
+            )
+        lines.append(
+            f"| {b} | {_mean([m.get(f'{b}/user_prompts/accuracy') for m in runs])} | "
+            f"{_mean([m.get(f'{b}/user_prompts/macro_f1') for m in runs])} | "
+            f"{runs[0].get(f'{b}/baseline/majority/accuracy', 0):.2f} / "
+            f"{runs[0].get(f'{b}/baseline/majority/macro_f1', 0):.2f} | "
+            f"{twin.get(f'{b}/user_prompts/accuracy', 0):.2f} / {twin.get(f'{b}/user_prompts/macro_f1', 0):.2f} | "
+            f"{mrr} |"
+        )
+    lines += [
+        "",
+        "Linear probe (macro-F1 / accuracy; ours: 5-fold CV on frozen embeddings, docs/evaluation.md):",
+        "",
+        "| model | WikiMT | VGMIDI | Pianist8 |",
+        "|---|---|---|---|",
+    ]
     for r in report["probe"]:
         lines.append(f"| {r['model']} | {r.get('wikimt', '-')} | {r.get('vgmidi', '-')} | {r.get('pianist8', '-')} |")
     lines += ["", README_END]
@@ -188,9 +258,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="override the recipe's steps (quick looks only)")
     parser.add_argument("--targets", choices=["cpu", "gpu", "both"], default="cpu")
     parser.add_argument("--out", default="outputs/quality-targets", help="models and evaluation plots")
-    parser.add_argument("--report", help="a folder for report.json and report.md (e.g. docs/results/<date>-quality-cpu)")
-    parser.add_argument("--readme", action="store_true",
-                        help="only rewrite the README's Quality block from the report in --report")
+    parser.add_argument(
+        "--report", help="a folder for report.json and report.md (e.g. docs/results/<date>-quality-cpu)"
+    )
+    parser.add_argument(
+        "--readme", action="store_true", help="only rewrite the README's Quality block from the report in --report"
+    )
     args = parser.parse_args()
     if args.readme:
         if not args.report:
@@ -219,8 +292,14 @@ def main() -> None:
         trained, fair, tables = evaluate_model(model_dir, args.dataset, out / f"eval-seed{seed}", twin=not twin)
         twin = twin or fair
         pairs.append((trained, twin))
-        runs.append({"seed": seed if seed is not None else "given", "model_dir": model_dir, "tables": tables,
-                     "trained": trained})
+        runs.append(
+            {
+                "seed": seed if seed is not None else "given",
+                "model_dir": model_dir,
+                "tables": tables,
+                "trained": trained,
+            }
+        )
         print_results_table(tables, f"seed {seed}" if seed is not None else "model")
         # written after every seed: an interrupted run keeps the seeds it finished
         report = write_report(args, runs, pairs, twin, start)
@@ -228,8 +307,9 @@ def main() -> None:
     print(f"{report['met']} of {report['judged']} targets met")
 
 
-def write_report(args: argparse.Namespace, runs: list[dict], pairs: list[tuple[dict, dict]], twin: dict,
-                 start: float) -> dict:
+def write_report(
+    args: argparse.Namespace, runs: list[dict], pairs: list[tuple[dict, dict]], twin: dict, start: float
+) -> dict:
     from clamp.data.shards import load_manifest
     from clamp.eval.targets import cpu_targets, gpu_targets, judge_all, probe_table
 
@@ -237,13 +317,22 @@ def write_report(args: argparse.Namespace, runs: list[dict], pairs: list[tuple[d
     rows = judge_all(targets, pairs)
     judged = [r for r in rows if r["kind"] == "target"]
     report = {
-        "provenance": {"date": dt.date.today().isoformat(), "commit": git_commit(), "recipe": args.recipe,
-                       "seeds": len(pairs), "seeds_planned": args.seeds or 1,
-                       "machine": f"{platform.machine()}, {_cores()} cores",
-                       "dataset_fingerprint": load_manifest(args.dataset).get("fingerprint", ""),
-                       "wall_minutes": round((time.perf_counter() - start) / 60, 1)},
-        "targets": rows, "met": sum(r["verdict"] == "met" for r in judged), "judged": len(judged),
-        "probe": probe_table(pairs), "runs": runs, "twin": twin,
+        "provenance": {
+            "date": dt.date.today().isoformat(),
+            "commit": git_commit(),
+            "recipe": args.recipe,
+            "seeds": len(pairs),
+            "seeds_planned": args.seeds or 1,
+            "machine": f"{platform.machine()}, {_cores()} cores",
+            "dataset_fingerprint": load_manifest(args.dataset).get("fingerprint", ""),
+            "wall_minutes": round((time.perf_counter() - start) / 60, 1),
+        },
+        "targets": rows,
+        "met": sum(r["verdict"] == "met" for r in judged),
+        "judged": len(judged),
+        "probe": probe_table(pairs),
+        "runs": runs,
+        "twin": twin,
     }
     if args.report:
         folder = Path(args.report)

@@ -18,11 +18,14 @@ from clamp.errors import UserError
 
 apply_defaults()
 
-app = cli_common.make_group_app("CLaMP pipeline: build music-text datasets, train, evaluate, search and classify scores.")
+app = cli_common.make_group_app(
+    "CLaMP pipeline: build music-text datasets, train, evaluate, search and classify scores."
+)
 dataset_app = typer.Typer(help="Inspect built datasets.", no_args_is_help=True)
 app.add_typer(dataset_app, name="dataset")
-import_app = typer.Typer(help="Import published CLaMP checkpoints as model folders (docs/checkpoints.md).",
-                         no_args_is_help=True)
+import_app = typer.Typer(
+    help="Import published CLaMP checkpoints as model folders (docs/checkpoints.md).", no_args_is_help=True
+)
 app.add_typer(import_app, name="import")
 
 
@@ -46,7 +49,9 @@ def build(
 
     overrides = cli_common.build_overrides(config, name, output_dir, limit, patch_mode)
     cfg = BuildConfig.load(config, **overrides, n_workers=workers)
-    summary = build_dataset(cfg, executor=PoolExecutor(cfg.n_workers, show_progress=sys.stderr.isatty()), overwrite=overwrite)
+    summary = build_dataset(
+        cfg, executor=PoolExecutor(cfg.n_workers, show_progress=sys.stderr.isatty()), overwrite=overwrite
+    )
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
     else:
@@ -92,8 +97,9 @@ def train(
     max_patches: Annotated[int | None, typer.Option(help=_train_help("max_patches"))] = None,
     input_kind: Annotated[str | None, typer.Option(help=_train_help("input_kind"))] = None,
     text_model: Annotated[str | None, typer.Option(help=_train_help("text_model"))] = None,
-    text_dropout: Annotated[bool | None, typer.Option("--text-dropout/--no-text-dropout",
-                                                      help=_train_help("text_dropout"))] = None,
+    text_dropout: Annotated[
+        bool | None, typer.Option("--text-dropout/--no-text-dropout", help=_train_help("text_dropout"))
+    ] = None,
     text_tower: Annotated[str | None, typer.Option(help=_train_help("text_tower"))] = None,
     text_views: Annotated[int | None, typer.Option(help=_train_help("text_views"))] = None,
     header_dropout: Annotated[float | None, typer.Option(help=_train_help("header_dropout"))] = None,
@@ -108,8 +114,9 @@ def train(
     device: Annotated[str | None, typer.Option(help=_train_help("device"))] = None,
     num_workers: Annotated[int | None, typer.Option(help=_train_help("num_workers"))] = None,
     compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help=_train_help("compile"))] = None,
-    group_by_length: Annotated[bool | None, typer.Option("--group-by-length/--no-group-by-length",
-                                                         help=_train_help("group_by_length"))] = None,
+    group_by_length: Annotated[
+        bool | None, typer.Option("--group-by-length/--no-group-by-length", help=_train_help("group_by_length"))
+    ] = None,
     checkpoint_every: Annotated[int | None, typer.Option(help=_train_help("checkpoint_every"))] = None,
     mlflow: Annotated[bool | None, typer.Option("--mlflow/--no-mlflow", help=_train_help("mlflow"))] = None,
     register_as: Annotated[str | None, typer.Option(help=_train_help("register_as"))] = None,
@@ -122,19 +129,46 @@ def train(
     from clamp.train.run import train as run_train
 
     cfg = TrainConfig.load(
-        config, objective=objective, dataset_dir=_str(dataset), output_dir=_str(output), preset=preset, steps=steps,
-        batch_size=batch_size, grad_accum=grad_accum, lr=lr, max_patches=max_patches, input_kind=input_kind,
-        text_model=text_model, text_dropout=text_dropout, text_tower=text_tower, text_views=text_views,
-        header_dropout=header_dropout, eval_every=eval_every, keep_best=keep_best,
-        early_stopping_patience=early_stopping_patience, max_minutes=max_minutes, progress=progress, init_music_from=_str(init_music_from), init_from=_str(init_from), precision=precision, device=device,
-        num_workers=num_workers, compile=compile, group_by_length=group_by_length, checkpoint_every=checkpoint_every,
-        mlflow=mlflow, register_as=register_as, seed=seed,
+        config,
+        objective=objective,
+        dataset_dir=_str(dataset),
+        output_dir=_str(output),
+        preset=preset,
+        steps=steps,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        lr=lr,
+        max_patches=max_patches,
+        input_kind=input_kind,
+        text_model=text_model,
+        text_dropout=text_dropout,
+        text_tower=text_tower,
+        text_views=text_views,
+        header_dropout=header_dropout,
+        eval_every=eval_every,
+        keep_best=keep_best,
+        early_stopping_patience=early_stopping_patience,
+        max_minutes=max_minutes,
+        progress=progress,
+        init_music_from=_str(init_music_from),
+        init_from=_str(init_from),
+        precision=precision,
+        device=device,
+        num_workers=num_workers,
+        compile=compile,
+        group_by_length=group_by_length,
+        checkpoint_every=checkpoint_every,
+        mlflow=mlflow,
+        register_as=register_as,
+        seed=seed,
     )
     if not (Path(cfg.dataset_dir) / "manifest.json").is_file():
         raise UserError(f"no built dataset at {cfg.dataset_dir} (run the build first)")
     if cfg.init_music_from is not None and not Path(cfg.init_music_from).is_dir():
         raise UserError(f"MMM model folder not found: {cfg.init_music_from}")
-    if cfg.init_from is not None and not all((Path(cfg.init_from) / f).is_file() for f in ("config.json", "model.safetensors")):
+    if cfg.init_from is not None and not all(
+        (Path(cfg.init_from) / f).is_file() for f in ("config.json", "model.safetensors")
+    ):
         raise UserError(f"not a model folder (config.json + model.safetensors): {cfg.init_from}")
     result = run_train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
@@ -209,16 +243,19 @@ def _index(m, index: Path):
     # the library's index (clamp/inference/index.py, shared with `clamp serve`); one query needs no HNSW graph
     with Progress(transient=True) as progress:
         bar = progress.add_task("embedding the index (cached afterwards)", total=None)
-        built = open_index(m, index, ann_threshold=sys.maxsize,
-                           progress=lambda done, total: progress.update(bar, completed=done))
+        built = open_index(
+            m, index, ann_threshold=sys.maxsize, progress=lambda done, total: progress.update(bar, completed=done)
+        )
     return built.titles, np.asarray(built.vectors)
 
 
 @app.command()
 def search(
     query: Annotated[str | None, typer.Argument(help="a description, e.g. 'a lively jig in D major'")] = None,
-    like: Annotated[Path | None, typer.Option(help="rank by similarity to this score instead (.abc .mid .xml .mxl "
-                                                   ".krn; its first tune)")] = None,
+    like: Annotated[
+        Path | None,
+        typer.Option(help="rank by similarity to this score instead (.abc .mid .xml .mxl .krn; its first tune)"),
+    ] = None,
     index: Annotated[Path, typer.Option(help="a built dataset folder or a features .parquet")] = DEFAULT_DATASET_DIR,
     model: Annotated[Path, typer.Option(help="model folder")] = DEFAULT_MODEL,
     top: Annotated[int, typer.Option(help="how many results (1 or more)")] = 10,
@@ -258,12 +295,19 @@ def search(
 
 @app.command()
 def classify(
-    inputs: Annotated[list[Path], typer.Argument(help="scores (.abc .mid .xml .mxl .krn; every tune of an ABC file) "
-                                                      "or folders of them")],
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(help="scores (.abc .mid .xml .mxl .krn; every tune of an ABC file) or folders of them"),
+    ],
     labels: Annotated[str, typer.Option(help="comma-separated labels, e.g. jig,reel,waltz")],
     model: Annotated[Path, typer.Option(help="model folder")] = DEFAULT_MODEL,
-    task: Annotated[str, typer.Option(help="prompt templates to use: genre, emotion, rhythm, origin, composer, pianist, "
-                                           "tune_type, key, meter, collection")] = "rhythm",
+    task: Annotated[
+        str,
+        typer.Option(
+            help="prompt templates to use: genre, emotion, rhythm, origin, composer, pianist, "
+            "tune_type, key, meter, collection"
+        ),
+    ] = "rhythm",
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output: one object per tune")] = False,
 ) -> None:
     """Zero-shot classification of each tune of each score among the given labels."""
@@ -325,9 +369,13 @@ def classify(
 def serve(
     model: Annotated[Path, typer.Option(help="model folder")] = DEFAULT_MODEL,
     index: Annotated[Path, typer.Option(help="a built dataset folder: the tunes to search")] = DEFAULT_DATASET_DIR,
-    host: Annotated[str, typer.Option(help="address to listen on; anything but 127.0.0.1 opens it to the network")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="address to listen on; anything but 127.0.0.1 opens it to the network")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="port")] = 8000,
-    cors_origin: Annotated[list[str] | None, typer.Option(help="an origin allowed by CORS (repeat it); off by default")] = None,
+    cors_origin: Annotated[
+        list[str] | None, typer.Option(help="an origin allowed by CORS (repeat it); off by default")
+    ] = None,
     concurrency: Annotated[int | None, typer.Option(min=1, help=_serve_help("max_concurrency"))] = None,
     ann_threshold: Annotated[int | None, typer.Option(min=0, help=_serve_help("ann_threshold"))] = None,
     reload_every: Annotated[float | None, typer.Option(min=0, help=_serve_help("reload_every_s"))] = None,
@@ -344,8 +392,12 @@ def serve(
     if host not in ("127.0.0.1", "localhost", "::1"):
         typer.echo(f"warning: listening on {host}: reachable from the network, with no authentication", err=True)
     given = {"max_concurrency": concurrency, "ann_threshold": ann_threshold, "reload_every_s": reload_every}
-    settings = ServeSettings(model_dir=model, dataset_dir=index, cors_origins=tuple(cors_origin or ()),
-                             **{k: v for k, v in given.items() if v is not None})
+    settings = ServeSettings(
+        model_dir=model,
+        dataset_dir=index,
+        cors_origins=tuple(cors_origin or ()),
+        **{k: v for k, v in given.items() if v is not None},
+    )
     run(settings, host=host, port=port, log_level=log_level)
 
 
@@ -353,13 +405,21 @@ def serve(
 def eval_command(
     model: Annotated[Path, typer.Option(help="model folder")] = DEFAULT_MODEL,
     benchmarks: Annotated[str, typer.Option(help="comma-separated: wikimt,vgmidi,pianist8")] = "wikimt,vgmidi,pianist8",
-    dataset: Annotated[Path | None, typer.Option(
-        help="a built dataset: adds its held-out tasks and the retrieval probes (test split)")] = None,
+    dataset: Annotated[
+        Path | None, typer.Option(help="a built dataset: adds its held-out tasks and the retrieval probes (test split)")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help=_eval_help("out_dir"))] = None,
     mlflow: Annotated[bool | None, typer.Option("--mlflow/--no-mlflow", help=_eval_help("mlflow"))] = None,
-    untrained: Annotated[bool | None, typer.Option("--untrained/--no-untrained", help=_eval_help("include_untrained"))] = None,
-    controls: Annotated[bool, typer.Option(help="score the input controls (notes only, chords, unit note length, MIDI "
-                                                "route) and the header-only baseline")] = True,
+    untrained: Annotated[
+        bool | None, typer.Option("--untrained/--no-untrained", help=_eval_help("include_untrained"))
+    ] = None,
+    controls: Annotated[
+        bool,
+        typer.Option(
+            help="score the input controls (notes only, chords, unit note length, MIDI "
+            "route) and the header-only baseline"
+        ),
+    ] = True,
     resamples: Annotated[int | None, typer.Option(help=_eval_help("bootstrap_resamples"))] = None,
     max_items: Annotated[int | None, typer.Option(help=_eval_help("max_items"))] = None,
 ) -> None:
@@ -392,7 +452,9 @@ def eval_command(
 
 @app.command()
 def ablations(
-    config: Annotated[Path | None, typer.Option(help="YAML/JSON AblationConfig file, e.g. recipes/cpu-ablations.yaml")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML/JSON AblationConfig file, e.g. recipes/cpu-ablations.yaml")
+    ] = None,
     dataset: Annotated[Path | None, typer.Option(help=_ablation_help("dataset_dir"))] = None,
     out: Annotated[Path | None, typer.Option(help=_ablation_help("out_dir"))] = None,
     seeds: Annotated[str | None, typer.Option(help=_ablation_help("seeds"))] = None,
@@ -414,8 +476,15 @@ def ablations(
         seed_list = None if seeds is None else [int(s) for s in _list(seeds) or []]
     except ValueError as exc:
         raise UserError(f"--seeds must be comma-separated integers, not {seeds!r}") from exc
-    cfg = AblationConfig.load(config, dataset_dir=_str(dataset), out_dir=_str(out), seeds=seed_list,
-                              cells=_list(cells), benchmarks=_list(benchmarks), max_items=max_items)
+    cfg = AblationConfig.load(
+        config,
+        dataset_dir=_str(dataset),
+        out_dir=_str(out),
+        seeds=seed_list,
+        cells=_list(cells),
+        benchmarks=_list(benchmarks),
+        max_items=max_items,
+    )
     if not (Path(cfg.dataset_dir) / "manifest.json").is_file():
         raise UserError(f"no built dataset at {cfg.dataset_dir} (run the build first)")
     result = run_ablations(cfg)
@@ -426,8 +495,12 @@ def ablations(
 
 @app.command()
 def report(
-    source: Annotated[str, typer.Argument(help="an evaluation folder (`clamp eval --out`, with evaluation.json) "
-                                               "or an MLflow run id of an evaluation")],
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="an evaluation folder (`clamp eval --out`, with evaluation.json) or an MLflow run id of an evaluation"
+        ),
+    ],
     out: Annotated[Path, typer.Option(help="folder for report.md, report.html and figures/")] = Path("report"),
 ) -> None:
     """Render an evaluation as Markdown and a self-contained HTML page with its plots."""
@@ -457,16 +530,27 @@ def lineage(
 
     client = MlflowClient(tracking_uri=tracking_uri())
     try:
-        mv = client.get_model_version(name, version) if version.isdigit() else client.get_model_version_by_alias(name, version)
+        mv = (
+            client.get_model_version(name, version)
+            if version.isdigit()
+            else client.get_model_version_by_alias(name, version)
+        )
         run = client.get_run(mv.run_id)
     except MlflowException as exc:
-        raise UserError(f"no model version {name}/{version} in {tracking_uri()}: {str(exc).splitlines()[0][:160]}") from None
+        raise UserError(
+            f"no model version {name}/{version} in {tracking_uri()}: {str(exc).splitlines()[0][:160]}"
+        ) from None
     tags, params = run.data.tags, run.data.params
     info = {
-        "model": name, "version": mv.version, "aliases": list(getattr(mv, "aliases", []) or []), "source": mv.source,
-        "training_run_id": run.info.run_id, "run_name": tags.get("mlflow.runName", ""),
+        "model": name,
+        "version": mv.version,
+        "aliases": list(getattr(mv, "aliases", []) or []),
+        "source": mv.source,
+        "training_run_id": run.info.run_id,
+        "run_name": tags.get("mlflow.runName", ""),
         "dataset_fingerprint": mv.tags.get("dataset_fingerprint") or tags.get("dataset_fingerprint", ""),
-        "dataset_dir": tags.get("dataset_dir", ""), "git_commit": tags.get("git_commit", ""),
+        "dataset_dir": tags.get("dataset_dir", ""),
+        "git_commit": tags.get("git_commit", ""),
         "objective": tags.get("objective", ""),
         "config": {k: v for k, v in sorted(params.items()) if k.startswith(("train.", "music."))},
     }
@@ -484,8 +568,9 @@ def lineage(
 @app.command("mlflow-replay")
 def mlflow_replay(
     path: Annotated[Path, typer.Argument(help="a training run folder, or its mlflow-pending.jsonl")],
-    tracking_uri: Annotated[str | None, typer.Option(
-        help="the MLflow store to send to (default: the one each run was logged to)")] = None,
+    tracking_uri: Annotated[
+        str | None, typer.Option(help="the MLflow store to send to (default: the one each run was logged to)")
+    ] = None,
 ) -> None:
     """Send the MLflow records a training run could not send (its server was unreachable at the end).
 
@@ -516,26 +601,52 @@ def dataset_info(path: Annotated[Path, typer.Argument(help="a built dataset fold
 
 
 ImportOutOption = Annotated[Path, typer.Option("--out", help="the model folder to write")]
-TextModelOption = Annotated[str | None, typer.Option(
-    help="a local folder (or cached name) of the published text model, for its config and tokenizer; "
-         "default: a text_model/ folder beside the weights, else the published model if it is cached")]
-NumHeadsOption = Annotated[int | None, typer.Option(min=1, help="attention heads of the music encoder (default: hidden size / 64)")]
+TextModelOption = Annotated[
+    str | None,
+    typer.Option(
+        help="a local folder (or cached name) of the published text model, for its config and tokenizer; "
+        "default: a text_model/ folder beside the weights, else the published model if it is cached"
+    ),
+]
+NumHeadsOption = Annotated[
+    int | None, typer.Option(min=1, help="attention heads of the music encoder (default: hidden size / 64)")
+]
 ImportOverwriteOption = Annotated[bool, typer.Option(help="replace an existing model folder at --out")]
-RegisterOption = Annotated[str | None, typer.Option(
-    help="also register the folder in the MLflow model registry under this name (retraining's champion)")]
-ChampionOption = Annotated[bool, typer.Option(help="with --register-as: move the champion alias to it (default: only when there is none)")]
+RegisterOption = Annotated[
+    str | None,
+    typer.Option(help="also register the folder in the MLflow model registry under this name (retraining's champion)"),
+]
+ChampionOption = Annotated[
+    bool, typer.Option(help="with --register-as: move the champion alias to it (default: only when there is none)")
+]
 
 
-def _import(fmt: str, path: Path, out: Path, text_model: str | None, num_heads: int | None, overwrite: bool,
-            register_as: str | None, champion: bool, as_json: bool) -> None:
+def _import(
+    fmt: str,
+    path: Path,
+    out: Path,
+    text_model: str | None,
+    num_heads: int | None,
+    overwrite: bool,
+    register_as: str | None,
+    champion: bool,
+    as_json: bool,
+) -> None:
     from clamp.model.imports import import_checkpoint
 
     result = import_checkpoint(fmt, path, out, text_model=text_model, num_heads=num_heads, overwrite=overwrite)
     music = result.model.config.music
-    info: dict = {"model_dir": str(out), "origin": fmt, "patch_mode": music.patch_mode, "layers": music.num_layers,
-                  "hidden_size": music.hidden_size, "max_positions": music.max_positions,
-                  "projection_dim": result.model.config.projection_dim,
-                  "text_model": result.lineage["origin_text_model"], "sha256": result.lineage["origin_sha256"]}
+    info: dict = {
+        "model_dir": str(out),
+        "origin": fmt,
+        "patch_mode": music.patch_mode,
+        "layers": music.num_layers,
+        "hidden_size": music.hidden_size,
+        "max_positions": music.max_positions,
+        "projection_dim": result.model.config.projection_dim,
+        "text_model": result.lineage["origin_text_model"],
+        "sha256": result.lineage["origin_sha256"],
+    }
     if result.lineage.get("origin_skipped"):
         info["skipped"] = result.lineage["origin_skipped"]
     if register_as:
@@ -545,8 +656,10 @@ def _import(fmt: str, path: Path, out: Path, text_model: str | None, num_heads: 
     if as_json:
         typer.echo(json.dumps(info, indent=2))
         return
-    typer.echo(f"imported {fmt} from {path} into {out}: {music.num_layers} layers x {music.hidden_size}, "
-               f"patch mode {music.patch_mode}, window {music.max_positions} patches, text tower {info['text_model']}")
+    typer.echo(
+        f"imported {fmt} from {path} into {out}: {music.num_layers} layers x {music.hidden_size}, "
+        f"patch mode {music.patch_mode}, window {music.max_positions} patches, text tower {info['text_model']}"
+    )
     if "skipped" in info:
         typer.echo(f"not imported: {info['skipped']}")
     if register_as:

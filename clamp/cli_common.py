@@ -86,6 +86,7 @@ def field_help(model: type[BaseModel], name: str) -> str:
     # "(default: x)", not "[x]": rich would read "[clamp]" as a style tag and drop it
     return f"{info.description} (default: {shown})" if shown is not None else info.description
 
+
 # --- build options, shared by `clamp build` and `python -m flows.build_dataset` ----------------
 # Every default is None: a value the user did not give never overrides the config file.
 ConfigOption = Annotated[Path | None, typer.Option(help="YAML/JSON BuildConfig file (see docs/configuration.md)")]
@@ -98,12 +99,19 @@ OverwriteOption = Annotated[bool, typer.Option(help="replace a dataset of the sa
 JsonOption = Annotated[bool, typer.Option("--json", help="print the summary as JSON")]
 
 
-def build_overrides(config: Path | None, name: str | None, output_dir: Path | None, limit: int | None,
-                    patch_mode: str | None) -> dict[str, Any]:
+def build_overrides(
+    config: Path | None, name: str | None, output_dir: Path | None, limit: int | None, patch_mode: str | None
+) -> dict[str, Any]:
     """The BuildConfig fields the user gave on the command line (and nothing else)."""
-    overrides: dict[str, Any] = {k: v for k, v in
-                                 {"name": name, "output_dir": str(output_dir) if output_dir else None,
-                                  "patch_mode": patch_mode}.items() if v is not None}
+    overrides: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "name": name,
+            "output_dir": str(output_dir) if output_dir else None,
+            "patch_mode": patch_mode,
+        }.items()
+        if v is not None
+    }
     if limit is not None:
         base = BuildConfig.load(config, **overrides)
         overrides["sources"] = [{**s.model_dump(), "limit": limit} for s in base.sources]

@@ -21,7 +21,17 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from clamp.errors import ConfigError, UserError, error_line
 
-__all__ = ["BuildConfig", "ConfigError", "ConversionConfig", "SourceSpec", "UserError", "error_line", "load_config", "read_config_file", "validated"]
+__all__ = [
+    "BuildConfig",
+    "ConfigError",
+    "ConversionConfig",
+    "SourceSpec",
+    "UserError",
+    "error_line",
+    "load_config",
+    "read_config_file",
+    "validated",
+]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

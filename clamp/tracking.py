@@ -44,7 +44,7 @@ def local_artifact_location(uri: str) -> str | None:
     server or any other store, which decides for itself."""
     if not uri.startswith("sqlite:///"):
         return None
-    d = Path(uri[len("sqlite:///"):]).parent.resolve() / "artifacts"
+    d = Path(uri[len("sqlite:///") :]).parent.resolve() / "artifacts"
     d.mkdir(parents=True, exist_ok=True)
     return d.as_uri()
 
@@ -52,8 +52,13 @@ def local_artifact_location(uri: str) -> str | None:
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -167,8 +172,9 @@ def _reachable(uri: str):
     except MlflowException as exc:
         if isinstance(exc, RestException) or exc.get_http_status_code() < 500:  # the server answered
             raise
-        raise UserError(f"MLflow tracking server {uri} is unreachable: start it, or run without MLflow (--no-mlflow)"
-                        ) from exc
+        raise UserError(
+            f"MLflow tracking server {uri} is unreachable: start it, or run without MLflow (--no-mlflow)"
+        ) from exc
 
 
 @contextmanager
@@ -193,5 +199,6 @@ def _ending(run):
                 if isinstance(exc, RestException) or exc.get_http_status_code() < 500:  # the server answered
                     raise
                 logging.getLogger("clamp.tracking").warning(
-                    "MLflow run %s not marked %s: the server is unreachable", run.info.run_id, status)
+                    "MLflow run %s not marked %s: the server is unreachable", run.info.run_id, status
+                )
                 logging.getLogger("clamp.tracking").debug("end_run failed: %s", exc)

@@ -87,7 +87,9 @@ def _suites(gx, gxe, max_patches: int, vocab_size: int, expected_columns: list[s
     records.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="n_texts", min_value=1))
     records.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="n_patches", min_value=1, max_value=max_patches))
     records.add_expectation(gxe.ExpectColumnPairValuesToBeEqual(column_A="n_patches", column_B="patch_rows"))
-    records.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="patch_max_id", min_value=0, max_value=vocab_size - 1))
+    records.add_expectation(
+        gxe.ExpectColumnValuesToBeBetween(column="patch_max_id", min_value=0, max_value=vocab_size - 1)
+    )
     records.add_expectation(gxe.ExpectColumnValuesToBeBetween(column="n_chars", min_value=1))
     records.add_expectation(gxe.ExpectColumnValuesToBeInSet(column="split", value_set=SPLITS))
 
@@ -128,7 +130,10 @@ def validate_shard(
             {
                 "class_name": "SiteBuilder",
                 "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(Path(docs_dir).resolve())},
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(Path(docs_dir).resolve()),
+                },
             },
         )
     asset = ctx.data_sources.add_pandas(name="shards").add_dataframe_asset(name="shard")
@@ -144,8 +149,12 @@ def validate_shard(
         vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=suite.name, data=batch, suite=suite))
         actions = [gx.checkpoint.UpdateDataDocsAction(name="docs")] if docs_dir is not None else []
         checkpoint = ctx.checkpoints.add(
-            gx.Checkpoint(name=f"{suite.name}_checkpoint", validation_definitions=[vd], actions=actions,
-                          result_format={"result_format": "COMPLETE"})
+            gx.Checkpoint(
+                name=f"{suite.name}_checkpoint",
+                validation_definitions=[vd],
+                actions=actions,
+                result_format={"result_format": "COMPLETE"},
+            )
         )
         run = checkpoint.run(batch_parameters={"dataframe": frame})
         for vr in run.run_results.values():

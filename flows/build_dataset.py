@@ -69,8 +69,13 @@ def _task_runner(n_workers: int, scheduler_address: str | None):
     # not left to distributed's default); no scheme, so a TLS config in the environment still applies
     return DaskTaskRunner(
         cluster_class="distributed.LocalCluster",
-        cluster_kwargs={"n_workers": n_workers, "threads_per_worker": 1, "processes": True, "dashboard_address": None,
-                        "host": LOOPBACK},
+        cluster_kwargs={
+            "n_workers": n_workers,
+            "threads_per_worker": 1,
+            "processes": True,
+            "dashboard_address": None,
+            "host": LOOPBACK,
+        },
     )
 
 
@@ -96,11 +101,15 @@ def build_dataset(
     `config_path` < `CLAMP_<FIELD>` environment variables < `overrides` and the named
     parameters. Parameters left at None take the lower layers' values.
     """
-    cfg = BuildConfig.load(config_path, **{**(overrides or {}), "name": name, "n_workers": n_workers,
-                                           "scheduler_address": scheduler_address})
+    cfg = BuildConfig.load(
+        config_path,
+        **{**(overrides or {}), "name": name, "n_workers": n_workers, "scheduler_address": scheduler_address},
+    )
     runner = _task_runner(cfg.n_workers, cfg.scheduler_address)
     summary = run_stages.with_options(task_runner=runner)(cfg, overwrite, show_progress=sys.stderr.isatty())
-    create_markdown_artifact(key="build-summary", markdown=summary_markdown(summary), description=f"build-dataset {cfg.name}")
+    create_markdown_artifact(
+        key="build-summary", markdown=summary_markdown(summary), description=f"build-dataset {cfg.name}"
+    )
     if summary.quarantine_reasons:
         create_table_artifact(
             key="quarantine-reasons",
@@ -110,7 +119,9 @@ def build_dataset(
     return summary.to_dict()
 
 
-app = cli_common.make_command_app("Build the music-text dataset (default: the music21 corpus) into validated Arrow shards, with Prefect on Dask.")
+app = cli_common.make_command_app(
+    "Build the music-text dataset (default: the music21 corpus) into validated Arrow shards, with Prefect on Dask."
+)
 
 
 @app.command()
@@ -121,7 +132,9 @@ def main(
     limit: cli_common.LimitOption = None,
     patch_mode: cli_common.PatchModeOption = None,
     workers: cli_common.WorkersOption = None,
-    scheduler: Annotated[str | None, typer.Option(help="address of an existing Dask scheduler instead of a LocalCluster")] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="address of an existing Dask scheduler instead of a LocalCluster")
+    ] = None,
     overwrite: cli_common.OverwriteOption = False,
     as_json: cli_common.JsonOption = False,
     debug: cli_common.DebugOption = False,
@@ -132,8 +145,13 @@ def main(
     layout = steps.DatasetLayout(cfg.dataset_dir)
     steps.check_dataset_lock(layout)  # before any Prefect start-up; `run_stages` takes the lock itself
     steps.check_dataset_claim(layout, cfg, overwrite)
-    summary = build_dataset(config_path=str(config) if config else None, overrides=overrides, n_workers=workers,
-                            scheduler_address=scheduler, overwrite=overwrite)
+    summary = build_dataset(
+        config_path=str(config) if config else None,
+        overrides=overrides,
+        n_workers=workers,
+        scheduler_address=scheduler,
+        overwrite=overwrite,
+    )
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
     else:

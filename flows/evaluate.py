@@ -25,14 +25,20 @@ def evaluate_flow(overrides: dict[str, Any] | None = None) -> dict[str, list]:
 
     cfg = validated(EvalConfig, overrides or {})
     report = results_table(evaluate(cfg))
-    create_table_artifact(key="evaluation", table=report["quality"],
-                          description=f"evaluation of {cfg.model_dir}: value [95% bootstrap interval]")
+    create_table_artifact(
+        key="evaluation",
+        table=report["quality"],
+        description=f"evaluation of {cfg.model_dir}: value [95% bootstrap interval]",
+    )
     for key, what in (("controls", "input controls"), ("targets", "quality targets (this run)")):
         if report.get(key):
             create_table_artifact(key=f"evaluation-{key}", table=report[key], description=f"{what} of {cfg.model_dir}")
     if report["probes"]:
-        create_table_artifact(key="evaluation-probes", table=report["probes"],
-                              description=f"retrieval probes of {cfg.model_dir}: precision@10 beside the random share")
+        create_table_artifact(
+            key="evaluation-probes",
+            table=report["probes"],
+            description=f"retrieval probes of {cfg.model_dir}: precision@10 beside the random share",
+        )
     for line in report["warnings"]:
         print(f"warning: {line}")
     return report
@@ -48,5 +54,7 @@ def ablations_flow(overrides: dict[str, Any] | None = None) -> dict:
     cfg = validated(AblationConfig, overrides or {})
     result = run_ablations(cfg)
     md = (Path(cfg.out_dir) / "ablations.md").read_text()
-    create_markdown_artifact(key="ablations", markdown=f"# ablations (MLflow parent run {result['parent_run_id']})\n\n{md}")
+    create_markdown_artifact(
+        key="ablations", markdown=f"# ablations (MLflow parent run {result['parent_run_id']})\n\n{md}"
+    )
     return {"parent_run_id": result["parent_run_id"], "cells": [r["cell"] for r in result["rows"]]}

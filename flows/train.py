@@ -27,7 +27,9 @@ def _train(objective: str, config_path: str | None, overrides: dict[str, Any] | 
     summary = {k: v for k, v in result.items() if k != "history"}
     create_markdown_artifact(
         key=f"{objective}-summary",
-        markdown="\n".join([f"# {objective}", "", "| | |", "|---|---|", *[f"| {k} | {v} |" for k, v in summary.items()]]),
+        markdown="\n".join(
+            [f"# {objective}", "", "| | |", "|---|---|", *[f"| {k} | {v} |" for k, v in summary.items()]]
+        ),
     )
     return summary
 

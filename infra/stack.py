@@ -1,6 +1,7 @@
 """Start, check and stop the local stack on 127.0.0.1: Prefect server + process work pool and
 worker, MLflow tracking server (SQLite + local artifacts), optionally a Dask scheduler and
-workers, and optionally PostgreSQL as Prefect's and MLflow's database instead of SQLite. Pid and log files live in a state folder; telemetry is off.
+workers, and optionally PostgreSQL as Prefect's and MLflow's database instead of SQLite. Pid and
+log files live in a state folder; telemetry is off.
 
     python -m infra.stack up [--dask] [--postgres] [--serve]  # then: source .clamp/stack/env.sh
     python -m infra.stack status
@@ -65,30 +66,35 @@ class StackConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     state_dir: Path = Field(Path(".clamp/stack"), description="pid files, logs, databases, env.sh")
-    host: IPv4Address = Field(IPv4Address("127.0.0.1"), description="address the services listen on; anything "
-                              "but 127.0.0.1 makes them reachable from the network")
+    host: IPv4Address = Field(
+        IPv4Address("127.0.0.1"),
+        description="address the services listen on; anything but 127.0.0.1 makes them reachable from the network",
+    )
     prefect_port: Port = Field(4200, description="Prefect server (API and UI)")
     mlflow_port: Port = Field(5000, description="MLflow tracking server")
     dask_port: Port = Field(8786, description="Dask scheduler")
     dask: bool = Field(False, description="also start a Dask scheduler and workers")
     dask_workers: int = Field(2, ge=1, le=256, description="Dask worker processes")
     dask_threads: int = Field(1, ge=1, le=256, description="threads per Dask worker")
-    dask_tls: bool = Field(False, description="Dask over mutual TLS with the certificates of `certs` "
-                           "(made at `up` when missing)")
+    dask_tls: bool = Field(
+        False, description="Dask over mutual TLS with the certificates of `certs` (made at `up` when missing)"
+    )
     start_timeout: float = Field(120.0, gt=0, description="seconds each service has to become healthy")
     stop_timeout: float = Field(30.0, gt=0, description="seconds each service has to stop before SIGKILL")
     worker_query_seconds: int = Field(2, ge=1, description="how often the Prefect worker polls for runs")
     postgres: bool = Field(False, description="store Prefect's and MLflow's data in a local PostgreSQL cluster")
     postgres_port: Port | None = Field(None, description="PostgreSQL (with --postgres); unset: a free port at `up`")
-    postgres_user: str = Field("postgres", min_length=1,
-                               description="OS user that runs PostgreSQL when the stack is started by root")
+    postgres_user: str = Field(
+        "postgres", min_length=1, description="OS user that runs PostgreSQL when the stack is started by root"
+    )
     postgres_bin: Path | None = Field(None, description="folder of initdb and pg_ctl; unset: Debian's newest")
     serve: bool = Field(False, description="also start `clamp serve` (search page and JSON API)")
     serve_port: Port = Field(8000, description="`clamp serve` (with --serve)")
     serve_model: Path = Field(DEFAULT_MODEL_DIR, description="the model `clamp serve` loads")
     serve_index: Path = Field(DEFAULT_DATASET_DIR, description="the dataset `clamp serve` searches")
-    serve_start_timeout: float = Field(900.0, gt=0, description="seconds `clamp serve` has to become ready "
-                                       "(its first start embeds the dataset)")
+    serve_start_timeout: float = Field(
+        900.0, gt=0, description="seconds `clamp serve` has to become ready (its first start embeds the dataset)"
+    )
 
     @model_validator(mode="after")
     def _distinct_ports(self) -> StackConfig:
@@ -190,8 +196,9 @@ class Stack:
     """The services of one state folder. `config` gives every setting; `state_dir` and `ports`,
     when given, replace those of `config`."""
 
-    def __init__(self, state_dir: str | Path | None = None, ports: Ports | None = None, *,
-                 config: StackConfig | None = None) -> None:
+    def __init__(
+        self, state_dir: str | Path | None = None, ports: Ports | None = None, *, config: StackConfig | None = None
+    ) -> None:
         given: dict[str, Any] = {"state_dir": state_dir}
         if ports is not None:
             given |= {"prefect_port": ports.prefect, "mlflow_port": ports.mlflow, "dask_port": ports.dask}
@@ -219,15 +226,19 @@ class Stack:
     # --- environment --------------------------------------------------------------------
     def env(self) -> dict[str, str]:
         """The services' environment: the offline defaults (unless already set), then the stack's own."""
-        return {
-            **DEFAULTS,
-            **os.environ,
-            **STACK_ENV,
-            "PREFECT_HOME": str(self.state / "prefect"),
-            "PREFECT_API_URL": f"http://{self.host}:{self.ports.prefect}/api",
-            "PREFECT_WORKER_QUERY_SECONDS": str(self.config.worker_query_seconds),
-            "MLFLOW_TRACKING_URI": f"http://{self.host}:{self.ports.mlflow}",
-        } | (self.postgres_env() if self._meta().get("postgres") else {}) | self._dask_tls_env()
+        return (
+            {
+                **DEFAULTS,
+                **os.environ,
+                **STACK_ENV,
+                "PREFECT_HOME": str(self.state / "prefect"),
+                "PREFECT_API_URL": f"http://{self.host}:{self.ports.prefect}/api",
+                "PREFECT_WORKER_QUERY_SECONDS": str(self.config.worker_query_seconds),
+                "MLFLOW_TRACKING_URI": f"http://{self.host}:{self.ports.mlflow}",
+            }
+            | (self.postgres_env() if self._meta().get("postgres") else {})
+            | self._dask_tls_env()
+        )
 
     def client_env(self) -> dict[str, str]:
         """What a shell needs to use the stack (written to env.sh)."""
@@ -285,8 +296,15 @@ class Stack:
         self._log(name).parent.mkdir(parents=True, exist_ok=True)
         try:
             with open(self._log(name), "ab") as log:
-                proc = subprocess.Popen(args, env=self.env(), cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True)
+                proc = subprocess.Popen(
+                    args,
+                    env=self.env(),
+                    cwd=REPO,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
         except FileNotFoundError as exc:
             raise StackError(f"cannot start {name}: {exc.filename or args[0]} not found") from exc
         write_text_atomic(str(proc.pid), self.state / f"{name}.pid")
@@ -315,8 +333,10 @@ class Stack:
             ("prefect-worker", lambda: self._pid_alive("prefect-worker")),
         ]
         if self._meta().get("dask"):
-            items += [("dask-scheduler", lambda: not _port_free(h, p.dask)),
-                      ("dask-workers", lambda: self._pid_alive("dask-workers"))]
+            items += [
+                ("dask-scheduler", lambda: not _port_free(h, p.dask)),
+                ("dask-workers", lambda: self._pid_alive("dask-workers")),
+            ]
         if self._meta().get("postgres"):
             items.append(("postgres", self._postgres_ready))
         if self._meta().get("serve"):  # ready, not just up: the model and index are loaded
@@ -339,15 +359,18 @@ class Stack:
 
     def postgres_env(self) -> dict[str, str]:
         """What Prefect's server and MLflow's clients of the cluster need (env() has it with --postgres)."""
-        return {"PGPASSFILE": str(self.pg_dir / "pgpass"),
-                # Prefect 3's name for PREFECT_API_DATABASE_CONNECTION_URL (it wins over the old alias)
-                "PREFECT_SERVER_DATABASE_CONNECTION_URL": self.database_url("prefect", "postgresql+asyncpg")}
+        return {
+            "PGPASSFILE": str(self.pg_dir / "pgpass"),
+            # Prefect 3's name for PREFECT_API_DATABASE_CONNECTION_URL (it wins over the old alias)
+            "PREFECT_SERVER_DATABASE_CONNECTION_URL": self.database_url("prefect", "postgresql+asyncpg"),
+        }
 
     def _pg_bin(self, tool: str) -> str:
         bindir = postgres_bin_dir(self.config.postgres_bin)
         if bindir is None:
-            raise StackError("PostgreSQL is not installed: run infra/bootstrap.sh (apt-get install postgresql), "
-                             "or set postgres_bin")
+            raise StackError(
+                "PostgreSQL is not installed: run infra/bootstrap.sh (apt-get install postgresql), or set postgres_bin"
+            )
         return str(bindir / tool)
 
     def _as_pg_user(self) -> list[str]:
@@ -359,9 +382,11 @@ class Stack:
             try:
                 user = pwd.getpwnam(self.config.postgres_user)
             except KeyError as exc:
-                raise StackError(f"PostgreSQL refuses to run as root and there is no user "
-                                 f"{self.config.postgres_user!r} to run it as (installing Debian's postgresql "
-                                 "package creates `postgres`; or set postgres_user)") from exc
+                raise StackError(
+                    f"PostgreSQL refuses to run as root and there is no user "
+                    f"{self.config.postgres_user!r} to run it as (installing Debian's postgresql "
+                    "package creates `postgres`; or set postgres_user)"
+                ) from exc
             prefix = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--init-groups", "--"]
             self.pg_dir.mkdir(parents=True, exist_ok=True)
             if subprocess.run([*prefix, "test", "-x", str(self.pg_dir)], stdin=subprocess.DEVNULL).returncode != 0:
@@ -377,8 +402,24 @@ class Stack:
     def _postgres_ready(self) -> bool:
         try:
             # as our role: the server asks it for a password and logs nothing (a role-less check logs a FATAL)
-            return subprocess.run([self._pg_bin("pg_isready"), "-q", "-h", self.host, "-p", str(self.config.postgres_port),
-                                   "-U", PG_ROLE, "-d", "postgres"], timeout=10).returncode == 0
+            return (
+                subprocess.run(
+                    [
+                        self._pg_bin("pg_isready"),
+                        "-q",
+                        "-h",
+                        self.host,
+                        "-p",
+                        str(self.config.postgres_port),
+                        "-U",
+                        PG_ROLE,
+                        "-d",
+                        "postgres",
+                    ],
+                    timeout=10,
+                ).returncode
+                == 0
+            )
         except (StackError, subprocess.TimeoutExpired):
             return False
 
@@ -394,9 +435,22 @@ class Stack:
                 os.chown(folder, owner.pw_uid, owner.pw_gid)
         if not (data / "PG_VERSION").is_file():
             try:
-                made = self._pg("initdb", "-D", str(data), "-U", PG_SUPERUSER, "-E", "UTF8", "--locale=C",
-                                "--auth-local=trust", "--auth-host=scram-sha-256", capture_output=True,
-                                text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+                made = self._pg(
+                    "initdb",
+                    "-D",
+                    str(data),
+                    "-U",
+                    PG_SUPERUSER,
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    capture_output=True,
+                    text=True,
+                    timeout=timeout,
+                    stdin=subprocess.DEVNULL,
+                )
             except subprocess.TimeoutExpired as exc:
                 raise StackError(f"initdb took over {timeout:g} s") from exc
             if made.returncode != 0:
@@ -426,22 +480,56 @@ class Stack:
         self._log("postgres").parent.mkdir(parents=True, exist_ok=True)
         # the server keeps the log as its stderr; a failure or a hang is reported by _wait below
         with open(self._log("postgres"), "ab") as log, contextlib.suppress(subprocess.TimeoutExpired):
-            self._pg("pg_ctl", "start", "-D", str(data), "-w", "-t", str(max(1, round(timeout))), "-o", options,
-                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=timeout + 10)
+            self._pg(
+                "pg_ctl",
+                "start",
+                "-D",
+                str(data),
+                "-w",
+                "-t",
+                str(max(1, round(timeout))),
+                "-o",
+                options,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                timeout=timeout + 10,
+            )
         pid_file = data / "postmaster.pid"
         if pid_file.is_file():
             write_text_atomic(pid_file.read_text().split("\n", 1)[0], self.state / "postgres.pid")
         self._wait("postgres", self._postgres_ready, timeout)
         password = (self.pg_dir / "pgpass").read_text().strip().rsplit(":", 1)[1]  # hex: safe in a literal
-        sql = (f"SELECT 'CREATE ROLE {PG_ROLE} LOGIN' WHERE NOT EXISTS "
-               f"(SELECT FROM pg_roles WHERE rolname = '{PG_ROLE}')\\gexec\n"
-               f"ALTER ROLE {PG_ROLE} PASSWORD '{password}';\n")
-        sql += "".join(f"SELECT 'CREATE DATABASE {db} OWNER {PG_ROLE}' WHERE NOT EXISTS "
-                       f"(SELECT FROM pg_database WHERE datname = '{db}')\\gexec\n" for db in PG_DATABASES)
+        sql = (
+            f"SELECT 'CREATE ROLE {PG_ROLE} LOGIN' WHERE NOT EXISTS "
+            f"(SELECT FROM pg_roles WHERE rolname = '{PG_ROLE}')\\gexec\n"
+            f"ALTER ROLE {PG_ROLE} PASSWORD '{password}';\n"
+        )
+        sql += "".join(
+            f"SELECT 'CREATE DATABASE {db} OWNER {PG_ROLE}' WHERE NOT EXISTS "
+            f"(SELECT FROM pg_database WHERE datname = '{db}')\\gexec\n"
+            for db in PG_DATABASES
+        )
         # on stdin, so that the password is not on a command line
-        made = self._pg("psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", str(run), "-p", str(port),
-                        "-U", PG_SUPERUSER, "-d", "postgres", input=sql, capture_output=True, text=True,
-                        timeout=timeout)
+        made = self._pg(
+            "psql",
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            str(run),
+            "-p",
+            str(port),
+            "-U",
+            PG_SUPERUSER,
+            "-d",
+            "postgres",
+            input=sql,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if made.returncode != 0:
             raise StackError(f"could not create the PostgreSQL databases: {made.stderr.strip()[-300:]}")
 
@@ -452,8 +540,23 @@ class Stack:
         if (data / "postmaster.pid").is_file():
             for mode in ("fast", "immediate"):
                 try:
-                    if self._pg("pg_ctl", "stop", "-D", str(data), "-m", mode, "-w", "-t", str(max(1, round(timeout))),
-                                capture_output=True, stdin=subprocess.DEVNULL, timeout=timeout + 10).returncode == 0:
+                    if (
+                        self._pg(
+                            "pg_ctl",
+                            "stop",
+                            "-D",
+                            str(data),
+                            "-m",
+                            mode,
+                            "-w",
+                            "-t",
+                            str(max(1, round(timeout))),
+                            capture_output=True,
+                            stdin=subprocess.DEVNULL,
+                            timeout=timeout + 10,
+                        ).returncode
+                        == 0
+                    ):
                         break
                 except (subprocess.TimeoutExpired, StackError):
                     continue
@@ -467,8 +570,13 @@ class Stack:
                     os.kill(pid, signal.SIGKILL)
             (self.state / "postgres.pid").unlink()
 
-    def up(self, dask: bool | None = None, timeout: float | None = None, postgres: bool | None = None,
-           serve: bool | None = None) -> None:
+    def up(
+        self,
+        dask: bool | None = None,
+        timeout: float | None = None,
+        postgres: bool | None = None,
+        serve: bool | None = None,
+    ) -> None:
         """Start every service and wait until each is healthy; on any failure stop what started."""
         c = self.config
         dask = c.dask if dask is None else dask
@@ -480,37 +588,73 @@ class Stack:
         if self._meta().get("running"):
             raise StackError(f"the stack in {self.state} is already up (run `down` first)")
         h, p = self.host, self.ports
-        busy = [str(x) for x in (p.prefect, p.mlflow, *([p.dask] if dask else []),
-                                 *([c.postgres_port] if postgres else []), *([c.serve_port] if serve else []))
-                if not _port_free(h, x)]
+        busy = [
+            str(x)
+            for x in (
+                p.prefect,
+                p.mlflow,
+                *([p.dask] if dask else []),
+                *([c.postgres_port] if postgres else []),
+                *([c.serve_port] if serve else []),
+            )
+            if not _port_free(h, x)
+        ]
         if busy:
             raise StackError(f"port(s) {', '.join(busy)} already in use on {h}")
         if dask and c.dask_tls and not self.tls.exist():
             make_certs(self.tls.ca.parent, hosts=[h])
-        self._save_meta({"running": True, "dask": dask, "postgres": postgres, "serve": serve, "ports": p._asdict(),
-                         "config": c.model_copy(update={"dask": dask, "postgres": postgres, "serve": serve})
-                         .model_dump(mode="json")})
+        self._save_meta(
+            {
+                "running": True,
+                "dask": dask,
+                "postgres": postgres,
+                "serve": serve,
+                "ports": p._asdict(),
+                "config": c.model_copy(update={"dask": dask, "postgres": postgres, "serve": serve}).model_dump(
+                    mode="json"
+                ),
+            }
+        )
         (self.state / "mlflow" / "artifacts").mkdir(parents=True, exist_ok=True)
         try:
             if postgres:  # first: the Prefect and MLflow servers migrate their databases as they start
                 self.start_postgres(timeout)
-            self._spawn("prefect-server", [str(BIN / "prefect"), "server", "start", "--host", h, "--port", str(p.prefect)])
-            self._spawn("mlflow-server", [
-                str(BIN / "mlflow"), "server", "--backend-store-uri",
-                self.database_url("mlflow") if postgres else f"sqlite:///{self.state / 'mlflow' / 'mlflow.db'}",
-                "--default-artifact-root", str(self.state / "mlflow" / "artifacts"), "--host", h,
-                "--port", str(p.mlflow), "--workers", "1",
-            ])
+            self._spawn(
+                "prefect-server", [str(BIN / "prefect"), "server", "start", "--host", h, "--port", str(p.prefect)]
+            )
+            self._spawn(
+                "mlflow-server",
+                [
+                    str(BIN / "mlflow"),
+                    "server",
+                    "--backend-store-uri",
+                    self.database_url("mlflow") if postgres else f"sqlite:///{self.state / 'mlflow' / 'mlflow.db'}",
+                    "--default-artifact-root",
+                    str(self.state / "mlflow" / "artifacts"),
+                    "--host",
+                    h,
+                    "--port",
+                    str(p.mlflow),
+                    "--workers",
+                    "1",
+                ],
+            )
             if dask:
-                self._spawn("dask-scheduler", [str(BIN / "dask"), "scheduler", "--port", str(p.dask),
-                                               *self._dask_args()])
+                self._spawn(
+                    "dask-scheduler", [str(BIN / "dask"), "scheduler", "--port", str(p.dask), *self._dask_args()]
+                )
             if serve:  # early: it loads (or first embeds) its index while the others start
                 self._spawn("clamp-serve", self.serve_command())
             self._wait("prefect-server", self.services()[0][1], timeout)
             try:
-                pool = subprocess.run([str(BIN / "prefect"), "work-pool", "create", POOL, "--type", "process",
-                                       "--overwrite"], env=self.env(), cwd=REPO, capture_output=True, text=True,
-                                      timeout=timeout)
+                pool = subprocess.run(
+                    [str(BIN / "prefect"), "work-pool", "create", POOL, "--type", "process", "--overwrite"],
+                    env=self.env(),
+                    cwd=REPO,
+                    capture_output=True,
+                    text=True,
+                    timeout=timeout,
+                )
             except subprocess.TimeoutExpired as exc:
                 raise StackError(f"creating work pool {POOL} took over {timeout:g} s") from exc
             if pool.returncode != 0:
@@ -519,9 +663,19 @@ class Stack:
             if dask:
                 self._wait("dask-scheduler", lambda: not _port_free(h, p.dask), timeout)
                 # --host: the nannies and workers listen there too (their default is every interface)
-                self._spawn("dask-workers", [str(BIN / "dask"), "worker", self.scheduler_address,
-                                             "--nworkers", str(c.dask_workers), "--nthreads", str(c.dask_threads),
-                                             *self._dask_args()])
+                self._spawn(
+                    "dask-workers",
+                    [
+                        str(BIN / "dask"),
+                        "worker",
+                        self.scheduler_address,
+                        "--nworkers",
+                        str(c.dask_workers),
+                        "--nthreads",
+                        str(c.dask_threads),
+                        *self._dask_args(),
+                    ],
+                )
             self._wait("mlflow-server", self.services()[1][1], timeout)
             if serve:
                 self._wait("clamp-serve", dict(self.services())["clamp-serve"], c.serve_start_timeout)
@@ -533,8 +687,18 @@ class Stack:
     def serve_command(self) -> list[str]:
         """`clamp serve` on the stack's host, with the model and dataset of the config."""
         c = self.config
-        return [str(BIN / "clamp"), "serve", "--model", str(c.serve_model.resolve()), "--index",
-                str(c.serve_index.resolve()), "--host", self.host, "--port", str(c.serve_port)]
+        return [
+            str(BIN / "clamp"),
+            "serve",
+            "--model",
+            str(c.serve_model.resolve()),
+            "--index",
+            str(c.serve_index.resolve()),
+            "--host",
+            self.host,
+            "--port",
+            str(c.serve_port),
+        ]
 
     def restart_worker(self) -> int:
         """Start the Prefect worker again (after it died or was killed)."""
@@ -603,20 +767,38 @@ def up(
     serve_index: Annotated[Path | None, typer.Option(help=_help("serve_index"), show_default=False)] = None,
 ) -> None:
     """Start the services and write env.sh; exit 2 when one cannot start."""
-    stack = Stack(config=StackConfig.from_options(
-        state_dir=state_dir, host=host, dask=dask or dask_tls or None, dask_tls=dask_tls or None, dask_workers=dask_workers,
-        prefect_port=prefect_port,
-        mlflow_port=mlflow_port, dask_port=dask_port, start_timeout=timeout, postgres=postgres or None,
-        postgres_port=postgres_port, serve=serve or None, serve_port=serve_port, serve_model=serve_model,
-        serve_index=serve_index))
+    stack = Stack(
+        config=StackConfig.from_options(
+            state_dir=state_dir,
+            host=host,
+            dask=dask or dask_tls or None,
+            dask_tls=dask_tls or None,
+            dask_workers=dask_workers,
+            prefect_port=prefect_port,
+            mlflow_port=mlflow_port,
+            dask_port=dask_port,
+            start_timeout=timeout,
+            postgres=postgres or None,
+            postgres_port=postgres_port,
+            serve=serve or None,
+            serve_port=serve_port,
+            serve_model=serve_model,
+            serve_index=serve_index,
+        )
+    )
     if stack.exposed:  # only an explicit --host gets here; say what that opens
-        typer.echo(f"warning: the services listen on {stack.host} and are reachable from the network; "
-                   "nothing asks for a password, and Dask runs any code sent to it "
-                   "(see docs/services.md, Network exposure and TLS)", err=True)
+        typer.echo(
+            f"warning: the services listen on {stack.host} and are reachable from the network; "
+            "nothing asks for a password, and Dask runs any code sent to it "
+            "(see docs/services.md, Network exposure and TLS)",
+            err=True,
+        )
     stack.up()
     h, p = stack.host, stack.ports
-    typer.echo(f"stack up: Prefect UI http://{h}:{p.prefect}, MLflow UI http://{h}:{p.mlflow}"
-               + (f", Dask scheduler {stack.scheduler_address}" if stack.config.dask else ""))
+    typer.echo(
+        f"stack up: Prefect UI http://{h}:{p.prefect}, MLflow UI http://{h}:{p.mlflow}"
+        + (f", Dask scheduler {stack.scheduler_address}" if stack.config.dask else "")
+    )
     if stack.config.postgres:
         typer.echo(f"PostgreSQL on {h}:{stack.config.postgres_port}: databases {', '.join(PG_DATABASES)}")
     if stack.config.serve:
@@ -625,8 +807,12 @@ def up(
 
 
 @app.command()
-def status(state_dir: StateDir = None, prefect_port: PrefectPort = None, mlflow_port: MlflowPort = None,
-           dask_port: DaskPort = None) -> None:
+def status(
+    state_dir: StateDir = None,
+    prefect_port: PrefectPort = None,
+    mlflow_port: MlflowPort = None,
+    dask_port: DaskPort = None,
+) -> None:
     """Check each service (ports: those it was started with); exit 0 only when all are healthy."""
     result = Stack.open(state_dir, prefect_port=prefect_port, mlflow_port=mlflow_port, dask_port=dask_port).status()
     if not result:
@@ -648,8 +834,12 @@ def down(
 
 
 @app.command()
-def env(state_dir: StateDir = None, prefect_port: PrefectPort = None, mlflow_port: MlflowPort = None,
-        dask_port: DaskPort = None) -> None:
+def env(
+    state_dir: StateDir = None,
+    prefect_port: PrefectPort = None,
+    mlflow_port: MlflowPort = None,
+    dask_port: DaskPort = None,
+) -> None:
     """Print the `export` lines of env.sh."""
     stack = Stack.open(state_dir, prefect_port=prefect_port, mlflow_port=mlflow_port, dask_port=dask_port)
     typer.echo(stack.env_script(), nl=False)
@@ -658,17 +848,24 @@ def env(state_dir: StateDir = None, prefect_port: PrefectPort = None, mlflow_por
 @app.command()
 def certs(
     state_dir: StateDir = None,
-    host: Annotated[list[str] | None, typer.Option(
-        help="another address or name for the certificate (repeat it); 127.0.0.1, localhost and the "
-             "stack's host are always in", show_default=False)] = None,
+    host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="another address or name for the certificate (repeat it); 127.0.0.1, localhost and the "
+            "stack's host are always in",
+            show_default=False,
+        ),
+    ] = None,
     days: Annotated[int, typer.Option(min=1, help="validity in days")] = 365,
     force: Annotated[bool, typer.Option("--force", help="replace existing certificates")] = False,
 ) -> None:
     """Make a CA and a certificate/key for Dask over TLS (`up --dask-tls`) in <state-dir>/tls."""
     stack = Stack.open(state_dir)
     if stack.tls.exist() and not force:
-        raise StackError(f"certificates exist in {stack.tls.ca.parent} (--force replaces them; "
-                         "a running stack keeps the old ones until `down` and `up`)")
+        raise StackError(
+            f"certificates exist in {stack.tls.ca.parent} (--force replaces them; "
+            "a running stack keeps the old ones until `down` and `up`)"
+        )
     files = make_certs(stack.tls.ca.parent, hosts=[stack.host, *(host or [])], days=days)
     typer.echo(f"CA {files.ca}\ncertificate {files.cert}\nkey {files.key} (owner-only)")
     typer.echo("copy all three to each machine that runs Dask workers or clients; keep the key private")

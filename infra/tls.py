@@ -43,8 +43,10 @@ class TlsFiles(NamedTuple):
         """Dask config as environment variables: every role (client, scheduler, worker) uses the
         certificate, and plain TCP is refused, so a client or a LocalCluster started from this
         environment talks TLS too."""
-        env = {"DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION": "True",
-               "DASK_DISTRIBUTED__COMM__TLS__CA_FILE": str(self.ca)}
+        env = {
+            "DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION": "True",
+            "DASK_DISTRIBUTED__COMM__TLS__CA_FILE": str(self.ca),
+        }
         for role in ("CLIENT", "SCHEDULER", "WORKER"):
             env[f"DASK_DISTRIBUTED__COMM__TLS__{role}__CERT"] = str(self.cert)
             env[f"DASK_DISTRIBUTED__COMM__TLS__{role}__KEY"] = str(self.key)
@@ -79,12 +81,28 @@ def make_certs(folder: str | Path, hosts: Iterable[str] = (), days: int = DAYS) 
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "clamp-pipeline dask CA")])
     ca_cert = (
-        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(not_before).not_valid_after(not_after)
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                                     crl_sign=True, encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .sign(ca_key, hashes.SHA256())
     )
 
@@ -98,18 +116,24 @@ def make_certs(folder: str | Path, hosts: Iterable[str] = (), days: int = DAYS) 
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "clamp-pipeline dask")]))
-        .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(not_before).not_valid_after(not_after)
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         # one certificate for every role: it serves (scheduler, workers) and connects (all of them)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
-                       critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
         .sign(ca_key, hashes.SHA256())
     )
 
-    _write_private(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                     serialization.NoEncryption()), files.key)
+    _write_private(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+        files.key,
+    )
     write_bytes_atomic(cert.public_bytes(serialization.Encoding.PEM), files.cert)
     write_bytes_atomic(ca_cert.public_bytes(serialization.Encoding.PEM), files.ca)
     return files

@@ -29,9 +29,6 @@ def benchmarks_dir():
     return path
 
 
-
-
-
 RHYTHMS = {"jig": ("6/8", "dAF DFA"), "reel": ("4/4", "GABc dBGB"), "waltz": ("3/4", "C2 E2 G2")}
 NOTES = "CDEFGABcdefg"
 
@@ -78,9 +75,19 @@ def build_tunes_dataset(root: Path, n: int, name: str, **fields):
     from clamp.data.build import build_dataset
 
     write_tunes(root / "src", n)
-    cfg = BuildConfig(**{"name": name, "output_dir": root, "cache_dir": root / "cache",
-                         "sources": [SourceSpec(kind="local", path=str(root / "src"))], "decontaminate": False,
-                         "data_docs": False, "valid_fraction": 0.0, "test_fraction": 0.0, **fields})
+    cfg = BuildConfig(
+        **{
+            "name": name,
+            "output_dir": root,
+            "cache_dir": root / "cache",
+            "sources": [SourceSpec(kind="local", path=str(root / "src"))],
+            "decontaminate": False,
+            "data_docs": False,
+            "valid_fraction": 0.0,
+            "test_fraction": 0.0,
+            **fields,
+        }
+    )
     return build_dataset(cfg)
 
 
@@ -98,8 +105,19 @@ def tiny_model(tiny_dataset, tmp_path_factory) -> Path:
     from clamp.train.run import train
 
     out = tmp_path_factory.mktemp("tiny-model")
-    result = train(TrainConfig(objective="clamp", dataset_dir=str(tiny_dataset), output_dir=str(out), preset="tiny",
-                               steps=4, batch_size=8, checkpoint_every=0, projection_dim=16, mlflow=False))
+    result = train(
+        TrainConfig(
+            objective="clamp",
+            dataset_dir=str(tiny_dataset),
+            output_dir=str(out),
+            preset="tiny",
+            steps=4,
+            batch_size=8,
+            checkpoint_every=0,
+            projection_dim=16,
+            mlflow=False,
+        )
+    )
     return Path(result["model_dir"])
 
 
@@ -112,8 +130,10 @@ def postgres_ready() -> None:
     from infra.stack import StackConfig, postgres_bin_dir
 
     if postgres_bin_dir() is None:
-        pytest.skip("PostgreSQL is not installed (infra/bootstrap.sh installs Debian's postgresql package "
-                    "with apt-get, where it can)")
+        pytest.skip(
+            "PostgreSQL is not installed (infra/bootstrap.sh installs Debian's postgresql package "
+            "with apt-get, where it can)"
+        )
     if os.geteuid() == 0:
         try:
             pwd.getpwnam(StackConfig().postgres_user)

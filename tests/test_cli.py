@@ -17,33 +17,55 @@ runner = CliRunner()
 TUNE = "X:1\nT:Test Jig\nR:jig\nM:6/8\nL:1/8\nK:D\n|:dAF DFA|dAF GFE|dAF DFA|GFE D3:|\n"
 
 
-
-
-@pytest.mark.parametrize("command", ["build", "train", "embed", "search", "classify", "eval", "ablations", "dataset", "import"])
+@pytest.mark.parametrize(
+    "command", ["build", "train", "embed", "search", "classify", "eval", "ablations", "dataset", "import"]
+)
 def test_every_command_has_help(command):
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
 
 
 def test_user_errors_are_one_clear_line(tmp_path, tiny_model):
-    assert "file not found" in _error(runner.invoke(app, ["classify", str(tmp_path / "missing.abc"), "--labels", "jig,reel", "--model", str(tiny_model)]))
+    assert "file not found" in _error(
+        runner.invoke(
+            app, ["classify", str(tmp_path / "missing.abc"), "--labels", "jig,reel", "--model", str(tiny_model)]
+        )
+    )
     (tmp_path / "notes.txt").write_text("hello")
-    assert "unsupported format .txt" in _error(runner.invoke(app, ["classify", str(tmp_path / "notes.txt"), "--labels", "jig,reel", "--model", str(tiny_model)]))
+    assert "unsupported format .txt" in _error(
+        runner.invoke(
+            app, ["classify", str(tmp_path / "notes.txt"), "--labels", "jig,reel", "--model", str(tiny_model)]
+        )
+    )
     (tmp_path / "broken.mid").write_bytes(b"MThd\x00\x00\x00\x06garbage")
-    assert "unusable score" in _error(runner.invoke(app, ["classify", str(tmp_path / "broken.mid"), "--labels", "jig,reel", "--model", str(tiny_model)]))
+    assert "unusable score" in _error(
+        runner.invoke(
+            app, ["classify", str(tmp_path / "broken.mid"), "--labels", "jig,reel", "--model", str(tiny_model)]
+        )
+    )
     (tmp_path / "t.abc").write_text(TUNE)
-    assert "model folder not found" in _error(runner.invoke(app, ["classify", str(tmp_path / "t.abc"), "--labels", "jig,reel", "--model", str(tmp_path / "nomodel")]))
-    assert "at least two labels" in _error(runner.invoke(app, ["classify", str(tmp_path / "t.abc"), "--labels", "jig", "--model", str(tiny_model)]))
+    assert "model folder not found" in _error(
+        runner.invoke(
+            app, ["classify", str(tmp_path / "t.abc"), "--labels", "jig,reel", "--model", str(tmp_path / "nomodel")]
+        )
+    )
+    assert "at least two labels" in _error(
+        runner.invoke(app, ["classify", str(tmp_path / "t.abc"), "--labels", "jig", "--model", str(tiny_model)])
+    )
     assert "no built dataset" in _error(runner.invoke(app, ["train", "--dataset", str(tmp_path)]))
     assert "no built dataset" in _error(runner.invoke(app, ["ablations", "--dataset", str(tmp_path)]))
     assert "unknown cell 'patch-td'" in _error(runner.invoke(app, ["ablations", "--cells", "patch-td"]))
     assert "--seeds must be comma-separated integers" in _error(runner.invoke(app, ["ablations", "--seeds", "0,one"]))
-    assert "must be a built dataset" in _error(runner.invoke(app, ["search", "a jig", "--index", str(tmp_path), "--model", str(tiny_model)]))
+    assert "must be a built dataset" in _error(
+        runner.invoke(app, ["search", "a jig", "--index", str(tmp_path), "--model", str(tiny_model)])
+    )
 
 
 def test_classify_ranks_every_label(tmp_path, tiny_model):
     (tmp_path / "t.abc").write_text(TUNE)
-    result = runner.invoke(app, ["classify", str(tmp_path / "t.abc"), "--labels", "jig,reel,waltz", "--model", str(tiny_model), "--json"])
+    result = runner.invoke(
+        app, ["classify", str(tmp_path / "t.abc"), "--labels", "jig,reel,waltz", "--model", str(tiny_model), "--json"]
+    )
     assert result.exit_code == 0, result.output
     tunes = json.loads(result.output)  # one object per tune of the file
     assert [(t["index"], t["title"]) for t in tunes] == [(1, "Test Jig")]
@@ -53,7 +75,10 @@ def test_classify_ranks_every_label(tmp_path, tiny_model):
 
 
 def test_search_over_a_dataset_and_embed(tmp_path, tiny_model, tiny_dataset):
-    result = runner.invoke(app, ["search", "a lively jig", "--index", str(tiny_dataset), "--model", str(tiny_model), "--top", "5", "--json"])
+    result = runner.invoke(
+        app,
+        ["search", "a lively jig", "--index", str(tiny_dataset), "--model", str(tiny_model), "--top", "5", "--json"],
+    )
     assert result.exit_code == 0, result.output
     hits = json.loads(result.output)
     assert [h["rank"] for h in hits] == [1, 2, 3, 4, 5]
@@ -82,12 +107,14 @@ def test_search_like_a_score_in_abc_and_in_midi(tmp_path, tiny_model, tiny_datas
     result = runner.invoke(app, ["search", "--like", str(tmp_path / "t.mid"), *args])
     assert result.exit_code == 0, result.output
     assert [h["rank"] for h in json.loads(result.output)] == [1, 2, 3]
-    result = runner.invoke(app, ["classify", str(tmp_path / "t.mid"), "--labels", "jig,reel", "--model", str(tiny_model),
-                                 "--json"])
+    result = runner.invoke(
+        app, ["classify", str(tmp_path / "t.mid"), "--labels", "jig,reel", "--model", str(tiny_model), "--json"]
+    )
     assert result.exit_code == 0 and {x["label"] for x in json.loads(result.output)[0]["labels"]} == {"jig", "reel"}
     assert "give a text query or --like FILE" in _error(runner.invoke(app, ["search", *args]))
     assert "give a text query or --like FILE" in _error(
-        runner.invoke(app, ["search", "a jig", "--like", str(tmp_path / "t.abc"), *args]))
+        runner.invoke(app, ["search", "a jig", "--like", str(tmp_path / "t.abc"), *args])
+    )
 
 
 def test_crlf_files_read_like_training_data(tmp_path):
@@ -107,25 +134,35 @@ def test_an_invalid_build_config_names_the_field(tmp_path):
 def test_bad_inputs_get_one_line_errors(tmp_path, tiny_model, tiny_dataset):
     model = ["--model", str(tiny_model)]
     assert "empty query" in _error(runner.invoke(app, ["search", "  ", "--index", str(tiny_dataset), *model]))
-    assert "--top must be 1 or more, not 0" in _error(runner.invoke(app, ["search", "a jig", "--index", str(tiny_dataset), "--top", "0", *model]))
+    assert "--top must be 1 or more, not 0" in _error(
+        runner.invoke(app, ["search", "a jig", "--index", str(tiny_dataset), "--top", "0", *model])
+    )
     # 4 MB of random text: the build's 1 MB record limit, checked before reading the file
     big = tmp_path / "noise.abc"
     big.write_bytes(bytes(random.Random(0).choice(b"abcdefgh |\n") for _ in range(4_000_000)))
-    assert "too_large: 4000000 bytes > 1000000" in _error(runner.invoke(app, ["classify", str(big), "--labels", "jig,reel", *model]))
+    assert "too_large: 4000000 bytes > 1000000" in _error(
+        runner.invoke(app, ["classify", str(big), "--labels", "jig,reel", *model])
+    )
     small = tmp_path / "words.abc"
     small.write_text("the quick brown fox jumps over the lazy dog\n" * 20)
-    assert "not_abc: no K: (key) field" in _error(runner.invoke(app, ["classify", str(small), "--labels", "jig,reel", *model]))
+    assert "not_abc: no K: (key) field" in _error(
+        runner.invoke(app, ["classify", str(small), "--labels", "jig,reel", *model])
+    )
     # a folder of two unusable files: nothing to classify, and the first reason is named
     assert "no usable tune in 2 files; the first: unusable score" in _error(
-        runner.invoke(app, ["classify", str(tmp_path), "--labels", "jig,reel", *model]))
+        runner.invoke(app, ["classify", str(tmp_path), "--labels", "jig,reel", *model])
+    )
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert "no music files" in _error(runner.invoke(app, ["embed", str(empty), *model, "--out", str(tmp_path / "f.npy")]))
+    assert "no music files" in _error(
+        runner.invoke(app, ["embed", str(empty), *model, "--out", str(tmp_path / "f.npy")])
+    )
     assert "empty text" in _error(runner.invoke(app, ["embed", "--text", "", *model, "--out", str(tmp_path / "f.npy")]))
     assert "unknown benchmark 'mnist'" in _error(runner.invoke(app, ["eval", "--benchmarks", "mnist", *model]))
     (tmp_path / "train.yaml").write_text("steps: 0\n")
     assert _error(runner.invoke(app, ["train", "--config", str(tmp_path / "train.yaml")])).startswith(
-        "error: invalid TrainConfig setting steps: Input should be greater than or equal to 1")
+        "error: invalid TrainConfig setting steps: Input should be greater than or equal to 1"
+    )
     assert "invalid TrainConfig setting precision" in _error(runner.invoke(app, ["train", "--precision", "fp8"]))
 
 
@@ -153,6 +190,8 @@ def test_debug_shows_the_traceback_and_internal_errors_keep_theirs(tmp_path, tin
 
     monkeypatch.setattr(files, "read_music_tunes", broken)  # an internal failure, injected
     (tmp_path / "t.abc").write_text(TUNE)
-    crashed = runner.invoke(app, ["classify", str(tmp_path / "t.abc"), "--labels", "jig,reel", "--model", str(tiny_model)])
+    crashed = runner.invoke(
+        app, ["classify", str(tmp_path / "t.abc"), "--labels", "jig,reel", "--model", str(tiny_model)]
+    )
     assert crashed.exit_code == 1 and isinstance(crashed.exception, KeyError)
     assert "error:" not in crashed.output

@@ -43,10 +43,16 @@ def test_a_bad_value_names_its_field(cls, data, field):
     assert "\n" not in message
 
 
-@pytest.mark.parametrize("data,inner", [
-    ({"train": {"stepz": 3}}, "train: invalid TrainConfig setting stepz: Extra inputs are not permitted"),
-    ({"mmm": {"batch_size": 0}}, "mmm: invalid TrainConfig setting batch_size: Input should be greater than or equal to 1"),
-])
+@pytest.mark.parametrize(
+    "data,inner",
+    [
+        ({"train": {"stepz": 3}}, "train: invalid TrainConfig setting stepz: Extra inputs are not permitted"),
+        (
+            {"mmm": {"batch_size": 0}},
+            "mmm: invalid TrainConfig setting batch_size: Input should be greater than or equal to 1",
+        ),
+    ],
+)
 def test_the_grids_training_settings_are_checked_before_it_starts(data, inner):
     with pytest.raises(ConfigError) as err:
         validated(AblationConfig, data)
@@ -68,7 +74,9 @@ def test_build_config_precedence(tmp_path, monkeypatch):
     monkeypatch.setenv("CLAMP_N_WORKERS", "5")
     assert BuildConfig.load(path).n_workers == 5
     assert BuildConfig.load(path, n_workers=1, name="other").model_dump(include={"n_workers", "name"}) == {
-        "n_workers": 1, "name": "other"}
+        "n_workers": 1,
+        "name": "other",
+    }
 
 
 def test_config_file_errors_are_one_line(tmp_path):
@@ -136,7 +144,9 @@ def test_cli_help_is_the_config_fields_description_and_default():
     assert field_help(TrainConfig, "mlflow") == "log to MLflow (default: on)"
     assert field_help(TrainConfig, "lr") == "peak learning rate (default: 0.001 for mmm, 0.0003 for clamp)"
     assert field_help(TrainConfig, "register_as") == "register the final model under this name"
-    assert field_help(AblationConfig, "seeds") == "comma-separated seeds, each a full pass over the cells (default: 0,1,2)"
+    assert (
+        field_help(AblationConfig, "seeds") == "comma-separated seeds, each a full pass over the cells (default: 0,1,2)"
+    )
 
 
 def test_prepare_and_crawl_configs_take_their_defaults_from_the_build():
@@ -148,8 +158,13 @@ def test_prepare_and_crawl_configs_take_their_defaults_from_the_build():
 
     build = BuildConfig(max_patches=96, notation="as-written", cache_dir=Path("/tmp/c"), data_docs=False)
     prep = PrepareConfig.from_build(build)
-    assert prep.semantic() == {"patch_mode": "clamp-v1", "notation": "as-written", "max_patches": 96,
-                               "max_record_bytes": 1_000_000, "conversion_timeout_s": 120.0}
+    assert prep.semantic() == {
+        "patch_mode": "clamp-v1",
+        "notation": "as-written",
+        "max_patches": 96,
+        "max_record_bytes": 1_000_000,
+        "conversion_timeout_s": 120.0,
+    }
     assert prep.conversion_cache_dir == "/tmp/c/conversions"
     assert PrepareConfig().max_patches == BuildConfig().max_patches == 512
     spec = SourceSpec(kind="web", seeds=["http://127.0.0.1:1/"], max_depth=4, per_host_delay_s=0.0)
@@ -179,8 +194,10 @@ def test_a_dataset_cut_to_other_patch_counts_is_named_in_one_line():
 
     small = music_preset("small")  # 128 positions
     longer = patch_budget_note({"max_patches": 512}, small)
-    assert longer == ("note: the dataset keeps up to 512 patches per tune and this run reads the first 128; "
-                      "longer tunes are cut (train with --max-patches 512, or build with max_patches 128)")
+    assert longer == (
+        "note: the dataset keeps up to 512 patches per tune and this run reads the first 128; "
+        "longer tunes are cut (train with --max-patches 512, or build with max_patches 128)"
+    )
     shorter = patch_budget_note({"max_patches": 64}, small)
     assert shorter is not None and "positions past 64 are never trained" in shorter and "\n" not in shorter
     assert patch_budget_note({"max_patches": 128}, small) is None

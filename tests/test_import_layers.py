@@ -29,8 +29,14 @@ def _lint_with(tmp_path: Path, module: str, line: str) -> str:
     bad = tmp_path / "clamp" / module
     bad.write_text(bad.read_text() + f"\n{line}  # noqa: E402,F401\n")
     lint = Path(sys.executable).with_name("lint-imports")
-    out = subprocess.run([str(lint), "--no-cache"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                         env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [str(lint), "--no-cache"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 1, out.stdout[-3000:]
     return out.stdout
 
@@ -38,8 +44,9 @@ def _lint_with(tmp_path: Path, module: str, line: str) -> str:
 def test_a_forbidden_import_breaks_the_contract(tmp_path):
     """The checker really checks: a copy of the package where `clamp.train` imports `clamp.eval`
     (the cycle this layering removed) is reported broken."""
-    assert "clamp.train.run -> clamp.eval.run" in _lint_with(tmp_path, "train/run.py",
-                                                             "from clamp.eval.run import evaluate")
+    assert "clamp.train.run -> clamp.eval.run" in _lint_with(
+        tmp_path, "train/run.py", "from clamp.eval.run import evaluate"
+    )
 
 
 def test_an_import_cycle_inside_a_package_breaks_the_contract(tmp_path):
@@ -48,6 +55,9 @@ def test_an_import_cycle_inside_a_package_breaks_the_contract(tmp_path):
 
 
 def test_no_module_of_clamp_is_over_600_lines():
-    long = {str(p.relative_to(ROOT)): n for p in sorted((ROOT / "clamp").rglob("*.py"))
-            if (n := len(p.read_text().splitlines())) > 600}
+    long = {
+        str(p.relative_to(ROOT)): n
+        for p in sorted((ROOT / "clamp").rglob("*.py"))
+        if (n := len(p.read_text().splitlines())) > 600
+    }
     assert long == {}

@@ -42,13 +42,22 @@ def test_the_lock_satisfies_pyproject_and_hashes_every_pin():
 
 
 def test_a_disagreement_is_named():
-    pyproject = {"project": {"dependencies": ["numpy>=2.0", "torch>=2.13.0,<2.14", "rich>=13"],
-                             "optional-dependencies": {"dev": ["pytest>=8"]}}}
-    lock = pins("numpy==1.26.4 \\\n    --hash=sha256:" + "a" * 64 + "\ntorch==2.13.0+cpu\npytest==8.3.0 \\\n"
-                "    --hash=sha256:" + "b" * 64 + " \\\n    --hash=sha256:" + "c" * 64 + "\n")
+    pyproject = {
+        "project": {
+            "dependencies": ["numpy>=2.0", "torch>=2.13.0,<2.14", "rich>=13"],
+            "optional-dependencies": {"dev": ["pytest>=8"]},
+        }
+    }
+    lock = pins(
+        "numpy==1.26.4 \\\n    --hash=sha256:" + "a" * 64 + "\ntorch==2.13.0+cpu\npytest==8.3.0 \\\n"
+        "    --hash=sha256:" + "b" * 64 + " \\\n    --hash=sha256:" + "c" * 64 + "\n"
+    )
     assert lock == {"numpy": ("1.26.4", 1), "torch": ("2.13.0+cpu", 0), "pytest": ("8.3.0", 2)}
-    assert disagreements(pyproject, lock) == ["numpy: locked 1.26.4, pyproject.toml wants >=2.0",
-                                              "rich: not in requirements.lock", "torch: no hash"]
+    assert disagreements(pyproject, lock) == [
+        "numpy: locked 1.26.4, pyproject.toml wants >=2.0",
+        "rich: not in requirements.lock",
+        "torch: no hash",
+    ]
 
 
 def test_the_environment_is_the_lock():

@@ -17,6 +17,7 @@ __all__ = ["DEFAULT_TIMEOUT_S", "ConversionError", "Mode", "to_abc"]
 
 Mode = Literal["pool", "in_process", "subprocess"]
 
+
 def to_abc(fmt: str, content: bytes, timeout_s: float = DEFAULT_TIMEOUT_S, mode: Mode = "pool") -> str:
     """Convert one non-ABC score to ABC text.
 

@@ -37,8 +37,12 @@ XML2ABC_ARGS = ("-m", "2", "-c", "6", "-x")
 DEFAULT_TIMEOUT_S = 120.0
 FORMATS = ("musicxml", "mxl", "humdrum", "midi")
 # per format: the reason code of a failure, and the tool named when the conversion times out
-FAILURE = {"musicxml": "unparseable_musicxml", "mxl": "unparseable_musicxml", "humdrum": "unparseable_humdrum",
-           "midi": "unparseable_midi"}
+FAILURE = {
+    "musicxml": "unparseable_musicxml",
+    "mxl": "unparseable_musicxml",
+    "humdrum": "unparseable_humdrum",
+    "midi": "unparseable_midi",
+}
 TOOL = {"musicxml": "xml2abc", "mxl": "xml2abc", "humdrum": "music21/xml2abc", "midi": "midi2abc"}
 
 
@@ -107,7 +111,7 @@ def as_utf8_xml(xml: bytes) -> bytes:
     """xml2abc reads UTF-8 only: re-encode UTF-16 documents (BOM-marked) and fix their declaration."""
     for bom, codec in ((b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")):
         if xml.startswith(bom):
-            text = xml[len(bom):].decode(codec, errors="replace").encode("utf-8")
+            text = xml[len(bom) :].decode(codec, errors="replace").encode("utf-8")
             return _XML_DECL_ENCODING.sub(rb"\1\2UTF-8\2", text, count=1)
     return xml
 
@@ -148,10 +152,27 @@ def drop_dangling_wedge_stops(xml: bytes) -> bytes:
 def _xml2abc_options() -> optparse.Values:
     """The options xml2abc's command line builds from `XML2ABC_ARGS` and `-i` (read standard input):
     its OptionParser's defaults, with `-m 2 -c 6 -x -i` applied."""
-    return optparse.Values({
-        "u": None, "m": "2", "c": 6, "d": 0, "n": 0, "b": 0, "o": "", "v": 0, "x": True, "p": [], "j": None,
-        "t": None, "s": None, "v1": None, "ped": True, "stm": False, "i": True,
-    })
+    return optparse.Values(
+        {
+            "u": None,
+            "m": "2",
+            "c": 6,
+            "d": 0,
+            "n": 0,
+            "b": 0,
+            "o": "",
+            "v": 0,
+            "x": True,
+            "p": [],
+            "j": None,
+            "t": None,
+            "s": None,
+            "v1": None,
+            "ped": True,
+            "stm": False,
+            "i": True,
+        }
+    )
 
 
 _XML2ABC_LOCK = threading.Lock()  # xml2abc keeps its output in a module global (`abcOut`)
@@ -202,8 +223,12 @@ def _xml2abc_in_subprocess(xml: bytes, timeout_s: float, failure: str) -> tuple[
     return proc.stdout, proc.stderr
 
 
-def musicxml_to_abc(xml: bytes, timeout_s: float = DEFAULT_TIMEOUT_S, failure: str = "unparseable_musicxml",
-                    subprocess_xml2abc: bool = False) -> str:
+def musicxml_to_abc(
+    xml: bytes,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    failure: str = "unparseable_musicxml",
+    subprocess_xml2abc: bool = False,
+) -> str:
     """Convert a MusicXML document (uncompressed bytes) to ABC with xml2abc, in this process
     (no timeout: `clamp.abc.pool` enforces it) or, with `subprocess_xml2abc`, in a new process."""
     xml = as_utf8_xml(xml)
@@ -271,9 +296,7 @@ def midi_to_abc(data: bytes, timeout_s: float = DEFAULT_TIMEOUT_S) -> str:
         tmp.write(data)
         tmp.flush()
         try:
-            proc = subprocess.run(
-                [str(midi2abc_binary()), tmp.name], capture_output=True, timeout=timeout_s
-            )
+            proc = subprocess.run([str(midi2abc_binary()), tmp.name], capture_output=True, timeout=timeout_s)
         except subprocess.TimeoutExpired:
             raise ConversionError(f"unparseable_midi: midi2abc timed out after {timeout_s:g}s") from None
     abc = proc.stdout.decode("latin-1")
@@ -285,8 +308,9 @@ def midi_to_abc(data: bytes, timeout_s: float = DEFAULT_TIMEOUT_S) -> str:
     return "\n".join(ln for ln in abc.split("\n") if not ln.startswith("T: from "))
 
 
-def convert_here(fmt: str, content: bytes, timeout_s: float = DEFAULT_TIMEOUT_S,
-                 subprocess_xml2abc: bool = False) -> str:
+def convert_here(
+    fmt: str, content: bytes, timeout_s: float = DEFAULT_TIMEOUT_S, subprocess_xml2abc: bool = False
+) -> str:
     """Convert one non-ABC score to ABC text in this process, without isolation: what a pool
     worker runs. `timeout_s` bounds only the child processes started here (midi2abc, and xml2abc
     with `subprocess_xml2abc`)."""

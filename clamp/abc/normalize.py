@@ -65,8 +65,8 @@ def drop_text_fields(text: str) -> str:
 
 
 def m3_text(text: str) -> str:
-    """What the m3 patcher sees: ASCII, without text fields (docs/abc-normalisation-and-patching.md, "Check digests" checks raw WikiMT,
-    which has no text fields, so the digest is unchanged)."""
+    """What the m3 patcher sees: ASCII, without text fields (docs/abc-normalisation-and-patching.md,
+    "Check digests" checks raw WikiMT, which has no text fields, so the digest is unchanged)."""
     return to_ascii(drop_text_fields(text))
 
 

@@ -93,7 +93,7 @@ def patchify_v1_text(normalized: str, max_patches: int = 512) -> bytes:
 # --- m3 -----------------------------------------------------------------------------------
 M3_PAD, M3_BOS, M3_EOS, M3_MASK = 0, 1, 2, 3
 M3_VOCAB = 128
-_M3_BEGIN = (b"\x01" * PATCH_SIZE)  # chr(1)*64 patched as [1]+[1]*64+[2] cut to 64
+_M3_BEGIN = b"\x01" * PATCH_SIZE  # chr(1)*64 patched as [1]+[1]*64+[2] cut to 64
 _M3_END = b"\x01" + b"\x02" * (PATCH_SIZE - 1)  # chr(2)*64 patched the same way
 
 

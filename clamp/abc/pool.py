@@ -124,11 +124,19 @@ class ConverterPool:
     run one item in one worker with a timeout. Thread-safe: each calling thread takes an idle
     worker, and waits for one when all `workers` are busy."""
 
-    def __init__(self, workers: int = 1, max_items_per_worker: int = 1000, max_rss_mb: int = 1024,
-                 memory_limit_mb: int = 4096, start_timeout_s: float = 120.0,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        workers: int = 1,
+        max_items_per_worker: int = 1000,
+        max_rss_mb: int = 1024,
+        memory_limit_mb: int = 4096,
+        start_timeout_s: float = 120.0,
+        env: dict[str, str] | None = None,
+    ) -> None:
         if workers < 1 or max_items_per_worker < 1 or max_rss_mb < 1 or memory_limit_mb < 0:
-            raise ValueError("a converter pool needs workers, max_items_per_worker, max_rss_mb >= 1, memory_limit_mb >= 0")
+            raise ValueError(
+                "a converter pool needs workers, max_items_per_worker, max_rss_mb >= 1, memory_limit_mb >= 0"
+            )
         self.max_items_per_worker = max_items_per_worker
         self.max_rss_mb = max_rss_mb
         self.memory_limit_mb = memory_limit_mb
@@ -220,7 +228,10 @@ class ConverterPool:
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-c", _WORKER_CODE, str(fd), str(self.memory_limit_mb)],
-                pass_fds=(fd,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env,
+                pass_fds=(fd,),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                env=env,
                 start_new_session=True,  # its own process group: a timeout kills what it started too
             )
         except BaseException:
@@ -236,8 +247,10 @@ class ConverterPool:
                 status, _pid = pickle.loads(worker.conn.recv_bytes())
             except (EOFError, OSError):
                 worker.kill()
-                raise PoolError(f"a converter worker failed to start ({_exit_reason(proc.returncode)}); "
-                                "its error is on standard error") from None
+                raise PoolError(
+                    f"a converter worker failed to start ({_exit_reason(proc.returncode)}); "
+                    "its error is on standard error"
+                ) from None
             if status != "ready":
                 raise PoolError(f"a converter worker sent {status!r} instead of 'ready'")
         except BaseException:
@@ -444,7 +457,7 @@ def convert_in_worker(fmt: str, content: bytes, timeout_s: float) -> str:
     global _restart_after_item
     try:
         if _test_hooks and content.startswith(TEST_HOOK_PREFIX):
-            return _test_hook(content[len(TEST_HOOK_PREFIX):].decode())
+            return _test_hook(content[len(TEST_HOOK_PREFIX) :].decode())
         return convert_here(fmt, content, timeout_s)
     except MemoryError:
         _restart_after_item = True  # a fresh process rather than a fragmented heap

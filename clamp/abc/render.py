@@ -112,9 +112,7 @@ def has_voice_unit_lengths(abc: str) -> bool:
 def _voice_unit_lengths(lines: list[str]) -> tuple[str | None, dict[str, str], int] | None:
     """(the global L: line, voice id -> its own L: line, index of the first music line), when the
     header has per-voice L: lines; else None."""
-    first_music = next(
-        (i for i, ln in enumerate(lines) if ln.strip() and not _FIELD_LINE.match(ln)), len(lines)
-    )
+    first_music = next((i for i, ln in enumerate(lines) if ln.strip() and not _FIELD_LINE.match(ln)), len(lines))
     global_l, own, voice = None, {}, None
     for ln in lines[:first_music]:
         if m := _V_LINE.match(ln):
@@ -234,5 +232,3 @@ def abc_to_midi(
         if not out.is_file():
             raise RenderError(f"abc2midi wrote no MIDI ({(log[-1].strip() if log else 'no output')[:120]})")
         return out.read_bytes()
-
-

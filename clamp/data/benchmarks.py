@@ -87,8 +87,10 @@ def _discover_wikimt(path: Path) -> list[BenchmarkItem]:
     bad = next((i for i, it in enumerate(items) if not isinstance(it, dict) or not it.get("genre")), None)
     if bad is not None:
         raise UserError(f"{path}: item {bad} has no genre")
-    return [BenchmarkItem(f"wikimt:{i}", it["genre"], abc=it.get("music") or "", text=it.get("text") or "")
-            for i, it in enumerate(items)]
+    return [
+        BenchmarkItem(f"wikimt:{i}", it["genre"], abc=it.get("music") or "", text=it.get("text") or "")
+        for i, it in enumerate(items)
+    ]
 
 
 def _sign(value: str) -> int:
@@ -115,22 +117,40 @@ def _discover_vgmidi(csv_path: Path) -> list[BenchmarkItem]:
 
 def _discover_pianist8(root: Path) -> list[BenchmarkItem]:
     # `midi/<Pianist>/<file>.mid`, one level (the published layout); the label is the folder.
-    return [BenchmarkItem(f"pianist8:{p.relative_to(root).as_posix()}", p.parent.name, midi=p)
-            for p in sorted(root.glob("*/*.mid"))]
+    return [
+        BenchmarkItem(f"pianist8:{p.relative_to(root).as_posix()}", p.parent.name, midi=p)
+        for p in sorted(root.glob("*/*.mid"))
+    ]
 
 
 BENCHMARKS: dict[str, BenchmarkSpec] = {
     spec.name: spec
     for spec in (
-        BenchmarkSpec("wikimt", "genre", "wikimt/wikimusictext.json", _discover_wikimt,
-                      source="WikiMusicText (WikiMT), released with CLaMP (microsoft/muzic clamp/wikimusictext/)",
-                      home="https://huggingface.co/datasets/sander-wood/wikimusictext", has_texts=True),
-        BenchmarkSpec("vgmidi", "emotion", "vgmidi/vgmidi_labelled.csv", _discover_vgmidi,
-                      source="VGMIDI (lucasnfe/vgmidi), labelled part",
-                      home="https://github.com/lucasnfe/vgmidi"),
-        BenchmarkSpec("pianist8", "pianist", "pianist8/midi", _discover_pianist8,
-                      source="Pianist8 (joann8512/Pianist8)",
-                      home="https://zenodo.org/record/5089279"),
+        BenchmarkSpec(
+            "wikimt",
+            "genre",
+            "wikimt/wikimusictext.json",
+            _discover_wikimt,
+            source="WikiMusicText (WikiMT), released with CLaMP (microsoft/muzic clamp/wikimusictext/)",
+            home="https://huggingface.co/datasets/sander-wood/wikimusictext",
+            has_texts=True,
+        ),
+        BenchmarkSpec(
+            "vgmidi",
+            "emotion",
+            "vgmidi/vgmidi_labelled.csv",
+            _discover_vgmidi,
+            source="VGMIDI (lucasnfe/vgmidi), labelled part",
+            home="https://github.com/lucasnfe/vgmidi",
+        ),
+        BenchmarkSpec(
+            "pianist8",
+            "pianist",
+            "pianist8/midi",
+            _discover_pianist8,
+            source="Pianist8 (joann8512/Pianist8)",
+            home="https://zenodo.org/record/5089279",
+        ),
     )
 }
 
@@ -147,7 +167,9 @@ def benchmarks_root(benchmarks_dir: str | Path | None = None) -> Path:
 
 def default_cache_dir() -> Path:
     """The build's cache folder (`BuildConfig.cache_dir`: `CLAMP_CACHE_DIR`, else `.clamp/cache`)."""
-    return Path(os.environ.get("CLAMP_CACHE_DIR") or BuildConfig.model_fields["cache_dir"].default).expanduser().resolve()
+    return (
+        Path(os.environ.get("CLAMP_CACHE_DIR") or BuildConfig.model_fields["cache_dir"].default).expanduser().resolve()
+    )
 
 
 def conversion_cache(cache_dir: str | Path | None = None) -> ConversionCache:
@@ -164,12 +186,15 @@ def get_spec(name: str) -> BenchmarkSpec:
 def available(benchmarks_dir: str | Path | None = None) -> dict[str, str | None]:
     """Each registered benchmark -> None when present, else why it is missing."""
     root = benchmarks_root(benchmarks_dir)
-    return {name: None if (root / spec.path).exists() else f"{spec.name} not found at {root / spec.path}"
-            for name, spec in BENCHMARKS.items()}
+    return {
+        name: None if (root / spec.path).exists() else f"{spec.name} not found at {root / spec.path}"
+        for name, spec in BENCHMARKS.items()
+    }
 
 
-def convert_midi(path: Path, cache: ConversionCache,
-                 timeout_s: float = DEFAULT_TIMEOUT_S) -> tuple[str | None, str | None, bool]:
+def convert_midi(
+    path: Path, cache: ConversionCache, timeout_s: float = DEFAULT_TIMEOUT_S
+) -> tuple[str | None, str | None, bool]:
     """(ABC or None, failure reason or None, whether the converter ran) for one MIDI file.
 
     Same key as the build (`"midi"` + file bytes), so benchmark MIDI and training MIDI share
@@ -191,8 +216,9 @@ def convert_midi(path: Path, cache: ConversionCache,
     return abc, error, True
 
 
-def load_benchmark(name: str, benchmarks_dir: str | Path | None = None, cache_dir: str | Path | None = None,
-                   workers: int | None = None) -> Benchmark:
+def load_benchmark(
+    name: str, benchmarks_dir: str | Path | None = None, cache_dir: str | Path | None = None, workers: int | None = None
+) -> Benchmark:
     """One registered benchmark, its MIDI converted through the conversion cache.
 
     Raises `BenchmarkNotFound` (a `UserError` and a `FileNotFoundError`) when the benchmarks
@@ -213,10 +239,20 @@ def load_benchmark(name: str, benchmarks_dir: str | Path | None = None, cache_di
         n_workers = max(1, min(workers or os.cpu_count() or 1, 8, len(midi)))
         # each thread's conversion runs in a converter worker: as many workers as threads
         with default_pool().scaled(n_workers), ThreadPoolExecutor(n_workers) as pool:
-            converted = dict(zip((it.id for it in midi), pool.map(lambda it: convert_midi(it.midi, cache), midi), strict=True))
-    bench = Benchmark(name=spec.name, task=spec.task, ids=[], abc=[], labels=[], texts=[] if spec.has_texts else None,
-                      provenance=f"{spec.source}: {location}", location=str(location),
-                      converted=sum(ran for _, _, ran in converted.values()))
+            converted = dict(
+                zip((it.id for it in midi), pool.map(lambda it: convert_midi(it.midi, cache), midi), strict=True)
+            )
+    bench = Benchmark(
+        name=spec.name,
+        task=spec.task,
+        ids=[],
+        abc=[],
+        labels=[],
+        texts=[] if spec.has_texts else None,
+        provenance=f"{spec.source}: {location}",
+        location=str(location),
+        converted=sum(ran for _, _, ran in converted.values()),
+    )
     for it in items:
         abc, error = (it.abc, None) if it.midi is None else converted[it.id][:2]
         if error is None and not (abc or "").strip():
@@ -230,8 +266,20 @@ def load_benchmark(name: str, benchmarks_dir: str | Path | None = None, cache_di
         if bench.texts is not None:
             bench.texts.append(it.text or "")
     if bench.failures:
-        log.warning("%s: %d of %d items have no ABC (%s)", spec.name, len(bench.failures), len(items),
-                    ", ".join(f"{r} {n}" for r, n in Counter(e.split(":", 1)[0] for e in bench.failures.values()).most_common()))
+        log.warning(
+            "%s: %d of %d items have no ABC (%s)",
+            spec.name,
+            len(bench.failures),
+            len(items),
+            ", ".join(
+                f"{r} {n}" for r, n in Counter(e.split(":", 1)[0] for e in bench.failures.values()).most_common()
+            ),
+        )
     if midi:
-        log.info("%s: %d MIDI files, %d converted (the rest from the conversion cache)", spec.name, len(midi), bench.converted)
+        log.info(
+            "%s: %d MIDI files, %d converted (the rest from the conversion cache)",
+            spec.name,
+            len(midi),
+            bench.converted,
+        )
     return bench

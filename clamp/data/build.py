@@ -176,7 +176,10 @@ def write_shard(plan: ShardPlan, prepared_chunks: list[Path], layout: DatasetLay
                 "reason": pa.array([result.row_failures[i] for i in bad_rows], type=pa.string()),
                 "detail": pa.array([""] * len(bad_rows), type=pa.string()),
                 "provenance": bad.column("provenance"),
-                "content": pa.array([a.encode("utf-8", errors="surrogateescape") for a in bad.column("abc").to_pylist()], type=pa.large_binary()),
+                "content": pa.array(
+                    [a.encode("utf-8", errors="surrogateescape") for a in bad.column("abc").to_pylist()],
+                    type=pa.large_binary(),
+                ),
             },
             schema=QUARANTINE_SCHEMA,
         ),
@@ -210,7 +213,9 @@ def write_shard(plan: ShardPlan, prepared_chunks: list[Path], layout: DatasetLay
 def ingest_sources(cfg: BuildConfig, records: Iterable[RawRecord] | None = None) -> list[Path]:
     """Stage `ingest`: every source (or the given records) into input chunks."""
     layout = DatasetLayout(cfg.dataset_dir)
-    return ingest(records if records is not None else iter_records(cfg), layout, cfg.chunk_size, cfg.chunk_max_conversions)
+    return ingest(
+        records if records is not None else iter_records(cfg), layout, cfg.chunk_size, cfg.chunk_max_conversions
+    )
 
 
 def plan_build(cfg: BuildConfig, inputs: list[Path]) -> PlanResult:
@@ -265,7 +270,9 @@ def _run_stages(
     log.info("kept %d of %d prepared rows in %d shards", plan.kept, plan.prepared, len(plan.shards))
     prepared = [prepared_paths_for(p, layout)[0] for p in inputs]
     with timed("write_shards"):
-        shard_stats = executor.map("write_shards", write_shard, plan.shards, prepared_chunks=prepared, layout=layout, cfg=cfg)
+        shard_stats = executor.map(
+            "write_shards", write_shard, plan.shards, prepared_chunks=prepared, layout=layout, cfg=cfg
+        )
     return executor.run("finalize", finalize, layout, cfg, chunk_stats, plan, shard_stats, seconds)
 
 

@@ -44,7 +44,9 @@ def decode_text(content: bytes) -> str:
     try:
         return content.decode("cp1252")
     except UnicodeDecodeError as exc:
-        raise RejectedRecord("undecodable", f"neither UTF-8 nor Windows-1252 ({exc.reason} at byte {exc.start})") from None
+        raise RejectedRecord(
+            "undecodable", f"neither UTF-8 nor Windows-1252 ({exc.reason} at byte {exc.start})"
+        ) from None
 
 
 _ALLOWED_CONTROL = {"\n", "\r", "\t"}
@@ -62,7 +64,11 @@ def repair_c1_mojibake(text: str) -> str:
 def strip_control_chars(text: str, max_ratio: float = MAX_CONTROL_CHAR_RATIO) -> str:
     """Repair C1 mojibake, remove stray control characters; reject text that is full of them."""
     text = repair_c1_mojibake(text)
-    bad = sum(1 for c in text if unicodedata.category(c) == "Cc" and c not in _ALLOWED_CONTROL) if not text.isprintable() else 0
+    bad = (
+        sum(1 for c in text if unicodedata.category(c) == "Cc" and c not in _ALLOWED_CONTROL)
+        if not text.isprintable()
+        else 0
+    )
     if bad == 0:
         return text.replace("\r\n", "\n").replace("\r", "\n")
     if bad / max(len(text), 1) > max_ratio:
@@ -74,7 +80,9 @@ def strip_control_chars(text: str, max_ratio: float = MAX_CONTROL_CHAR_RATIO) ->
 def music_body(normalized: str) -> str:
     """The non-header lines of normalized ABC: the notes themselves."""
     return "\n".join(
-        ln for ln in normalized.split("\n") if ln and not (len(ln) > 1 and ln[0].isalpha() and ln[1] == ":") and not ln.startswith("%%")
+        ln
+        for ln in normalized.split("\n")
+        if ln and not (len(ln) > 1 and ln[0].isalpha() and ln[1] == ":") and not ln.startswith("%%")
     )
 
 
@@ -86,4 +94,3 @@ def check_has_music(normalized: str) -> None:
 def content_hash(normalized: str) -> str:
     """Exact-duplicate key: SHA-256 of the normalized music with whitespace removed (first 128 bits)."""
     return hashlib.sha256("".join(normalized.split()).encode("utf-8")).hexdigest()[:32]
-

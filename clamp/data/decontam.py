@@ -39,8 +39,9 @@ def benchmark_fingerprint(benchmarks_dir: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def build_reference(benchmarks_dir: Path, cache_dir: Path, notation: str = "canonical"
-                    ) -> tuple[list[str], list[str], np.ndarray, dict]:
+def build_reference(
+    benchmarks_dir: Path, cache_dir: Path, notation: str = "canonical"
+) -> tuple[list[str], list[str], np.ndarray, dict]:
     """(ids, content hashes, MinHash signatures, stats) of every registered benchmark found, each
     item hashed in the build's `notation` as training rows are (clamp.data.prepare)."""
     names: list[str] = []
@@ -68,7 +69,9 @@ def build_reference(benchmarks_dir: Path, cache_dir: Path, notation: str = "cano
     return names, hashes, signatures, stats
 
 
-def load_reference_index(benchmarks_dir: Path, cache_dir: Path, notation: str = "canonical") -> tuple[ReferenceIndex, dict]:
+def load_reference_index(
+    benchmarks_dir: Path, cache_dir: Path, notation: str = "canonical"
+) -> tuple[ReferenceIndex, dict]:
     """The index and its stats (items, conversion failures by id, missing benchmarks), from cache when possible.
 
     MIDI conversions go through `<cache_dir>/conversions`, the build's conversion cache.
@@ -78,10 +81,17 @@ def load_reference_index(benchmarks_dir: Path, cache_dir: Path, notation: str = 
     if cache.is_file():
         data = np.load(cache, allow_pickle=False)
         stats = json.loads(str(data["stats"]))
-        return ReferenceIndex.build([str(n) for n in data["names"]], [str(h) for h in data["hashes"]], data["signatures"]), stats
+        return ReferenceIndex.build(
+            [str(n) for n in data["names"]], [str(h) for h in data["hashes"]], data["signatures"]
+        ), stats
     names, hashes, signatures, stats = build_reference(benchmarks_dir, Path(cache_dir), notation)
     buf = io.BytesIO()
-    np.savez(buf, names=np.array(names, dtype=str), hashes=np.array(hashes, dtype=str), signatures=signatures,
-             stats=np.array(json.dumps(stats, sort_keys=True)))
+    np.savez(
+        buf,
+        names=np.array(names, dtype=str),
+        hashes=np.array(hashes, dtype=str),
+        signatures=signatures,
+        stats=np.array(json.dumps(stats, sort_keys=True)),
+    )
     write_bytes_atomic(buf.getvalue(), cache)
     return ReferenceIndex.build(names, hashes, signatures), stats

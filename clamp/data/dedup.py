@@ -22,13 +22,14 @@ DEFAULT_THRESHOLD = 0.8
 _MASK61 = np.uint64((1 << 61) - 1)
 
 _rng = np.random.default_rng(20230425)  # fixed: signatures must be comparable across runs
-_A = (_rng.integers(1, 2**63, size=NUM_PERM, dtype=np.uint64) | np.uint64(1))
+_A = _rng.integers(1, 2**63, size=NUM_PERM, dtype=np.uint64) | np.uint64(1)
 _B = _rng.integers(0, 2**63, size=NUM_PERM, dtype=np.uint64)
 _EMPTY = np.full(NUM_PERM, np.iinfo(np.uint32).max, dtype=np.uint32)
 
 
 def minhash(normalized: str) -> np.ndarray:
-    """MinHash signature (uint32[NUM_PERM]) of the music in clamp-v1-normalized ABC (docs/abc-normalisation-and-patching.md)."""
+    """MinHash signature (uint32[NUM_PERM]) of the music in clamp-v1-normalized ABC
+    (docs/abc-normalisation-and-patching.md)."""
     body = "".join(music_body(normalized).split()).encode("ascii", "replace")
     if len(body) < SHINGLE:
         body = body.ljust(SHINGLE, b"\0")
@@ -80,7 +81,9 @@ class NearDupResult:
     similarity: np.ndarray
 
 
-def find_near_duplicates(signatures: np.ndarray, eligible: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> NearDupResult:
+def find_near_duplicates(
+    signatures: np.ndarray, eligible: np.ndarray, threshold: float = DEFAULT_THRESHOLD
+) -> NearDupResult:
     """Mark each eligible row similar to an earlier eligible row (first occurrence wins).
 
     For every band, rows with the same key form a candidate group; each later member is
@@ -131,7 +134,9 @@ class ReferenceIndex:
                 band_maps[b].setdefault(int(row[b]), []).append(i)
         return cls(names, {h: i for i, h in enumerate(hashes)}, signatures, band_maps)
 
-    def match(self, content_hash: str, signature: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> tuple[str, str, float] | None:
+    def match(
+        self, content_hash: str, signature: np.ndarray, threshold: float = DEFAULT_THRESHOLD
+    ) -> tuple[str, str, float] | None:
         """(reference name, 'exact'|'near', similarity) of the best match, or None."""
         if content_hash in self.hashes:
             return self.names[self.hashes[content_hash]], "exact", 1.0

@@ -152,9 +152,7 @@ def finalize(
         median_patches=float(statistics.median(all_p)) if len(all_p) else 0.0,
         median_patches_per_char=round(float(statistics.median(all_r)), 4) if len(all_r) else 0.0,
         seconds={k: round(v, 2) for k, v in seconds.items()},
-        throughput={
-            f"{k}_records_per_s": round(records_in / v, 1) for k, v in seconds.items() if v > 0 and records_in
-        },
+        throughput={f"{k}_records_per_s": round(records_in / v, 1) for k, v in seconds.items() if v > 0 and records_in},
         caption_coverage=round(with_three_texts / rows_written, 4) if rows_written else 0.0,
         distinct_captions=len(caption_keys),
         caption_failures=sum(
@@ -180,8 +178,9 @@ def finalize(
             for s in shard_stats
         ],
     }
-    manifest["fingerprint"] = fingerprint_of(manifest["shards"], cfg.patch_mode, cfg.max_patches, cfg.notation,
-                                           manifest["split"])
+    manifest["fingerprint"] = fingerprint_of(
+        manifest["shards"], cfg.patch_mode, cfg.max_patches, cfg.notation, manifest["split"]
+    )
     # the switch: one atomic rename replaces the old shard list by the new one. Only after it
     # may the shards that only the old manifest lists go.
     write_json_atomic(manifest, layout.root / "manifest.json")

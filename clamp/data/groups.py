@@ -49,14 +49,37 @@ def split_of(content_hash: str, valid_fraction: float, test_fraction: float) -> 
 _ARTICLES = frozenset({"the", "a", "an"})
 _UMLAUTS = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss"})
 _NUMBER_WORDS = frozenset({"no", "nr", "num", "number"})
-_SETTING_WORDS = frozenset({"setting", "version", "variant", "variation", "variations", "another", "other", "alternative"})
+_SETTING_WORDS = frozenset(
+    {"setting", "version", "variant", "variation", "variations", "another", "other", "alternative"}
+)
 _ORDINALS = frozenset({"first", "second", "third", "fourth", "fifth", "1st", "2nd", "3rd", "4th", "5th"})
 # tune types ("reel", "slip jig", ...), longest first: a trailing one is cut off ("The Alhambra -- Reel")
 _TYPE_PHRASES = sorted({tuple(k.split()) for k in TUNE_TYPES if k.isascii()}, key=len, reverse=True)
 # titles that name no tune: they would merge unrelated tunes
 STOP_TITLES = frozenset(
-    {"untitled", "no title", "title", "unknown", "anon", "anonymous", "tune", "melody", "song", "air", "dance",
-     "chorale", "choral", "lied", "volkslied", "hymn", "psalm", "carol", "march", "first section", "second section"}
+    {
+        "untitled",
+        "no title",
+        "title",
+        "unknown",
+        "anon",
+        "anonymous",
+        "tune",
+        "melody",
+        "song",
+        "air",
+        "dance",
+        "chorale",
+        "choral",
+        "lied",
+        "volkslied",
+        "hymn",
+        "psalm",
+        "carol",
+        "march",
+        "first section",
+        "second section",
+    }
     | {" ".join(p) for p in _TYPE_PHRASES}
 )
 
@@ -71,7 +94,7 @@ def row_title(texts: Sequence[str], source_format: str = "abc") -> str | None:
         return None
     for text in texts:
         if text.startswith("Title:"):
-            return text[len("Title:"):].strip() or None
+            return text[len("Title:") :].strip() or None
     return None
 
 
@@ -98,15 +121,19 @@ def title_key(title: str | None) -> str | None:
     words = re.sub(r"[\W_]+", " ", s).split()
     while words:
         last = words[-1]
-        if last.isdigit() or last in _NUMBER_WORDS or last in _SETTING_WORDS or last in _ORDINALS or (
-            last == "the" and len(words) > 1
+        if (
+            last.isdigit()
+            or last in _NUMBER_WORDS
+            or last in _SETTING_WORDS
+            or last in _ORDINALS
+            or (last == "the" and len(words) > 1)
         ):
             words.pop()
             continue
-        phrase = next((p for p in _TYPE_PHRASES if len(words) > len(p) and tuple(words[-len(p):]) == p), None)
+        phrase = next((p for p in _TYPE_PHRASES if len(words) > len(p) and tuple(words[-len(p) :]) == p), None)
         if phrase is None:
             break
-        del words[-len(phrase):]
+        del words[-len(phrase) :]
     if len(words) > 1 and words[0] in _ARTICLES:
         words = words[1:]
     key = " ".join(words)
@@ -169,7 +196,9 @@ def melody_positions(abc: str) -> list[int]:
 
 def _positions(music: str) -> list[int]:
     return [
-        _DIATONIC[m.group(1).upper()] + (7 if m.group(1).islower() else 0) + 7 * (m.group(2).count("'") - m.group(2).count(","))
+        _DIATONIC[m.group(1).upper()]
+        + (7 if m.group(1).islower() else 0)
+        + 7 * (m.group(2).count("'") - m.group(2).count(","))
         for m in _NOTE.finditer(music)
     ]
 
@@ -190,7 +219,9 @@ def melody_signature(abc: str) -> np.ndarray | None:
     return minhash_ids(shingle_ids(symbols.astype(np.uint8), MELODY_SHINGLE))
 
 
-def melody_links(signatures: np.ndarray, has: np.ndarray, order_keys: Sequence[str], threshold: float) -> list[tuple[int, int, float]]:
+def melody_links(
+    signatures: np.ndarray, has: np.ndarray, order_keys: Sequence[str], threshold: float
+) -> list[tuple[int, int, float]]:
     """Pairs (i, j, estimated Jaccard) of rows with a melody key whose signatures reach
     `threshold`, found by LSH (MELODY_BANDS bands). In a bucket of rows sharing a band key,
     every pair is compared; a bucket of more than BUCKET_CAP rows compares each row with its
@@ -214,7 +245,7 @@ def melody_links(signatures: np.ndarray, has: np.ndarray, order_keys: Sequence[s
             if b - a > BUCKET_CAP:
                 cand.update((int(members[0]), int(m)) for m in members[1:])
             else:
-                cand.update((int(x), int(y)) for n, x in enumerate(members) for y in members[n + 1:])
+                cand.update((int(x), int(y)) for n, x in enumerate(members) for y in members[n + 1 :])
     if not cand:
         return []
     pairs = np.array(sorted(cand), dtype=np.int64)
@@ -303,18 +334,25 @@ def assign_splits(
     split_by: str = "tune-group",
 ) -> list[str]:
     """Each row's split. `tune-group`: a group's rows all get `split_of` of the content hash of
-    the group's representative (`labels`), or `heldout` when any row of the group is held out. `row`: each row its own `split_of`, or `heldout` when it is held out."""
+    the group's representative (`labels`), or `heldout` when any row of the group is held out.
+    `row`: each row its own `split_of`, or `heldout` when it is held out."""
     if split_by == "row":
         return ["heldout" if heldout[i] else split_of(h, valid_fraction, test_fraction) for i, h in enumerate(hashes)]
     held_groups = {int(labels[i]) for i in np.flatnonzero(heldout)}
-    by_rep = {int(r): ("heldout" if int(r) in held_groups else split_of(hashes[int(r)], valid_fraction, test_fraction))
-              for r in np.unique(labels)}
+    by_rep = {
+        int(r): ("heldout" if int(r) in held_groups else split_of(hashes[int(r)], valid_fraction, test_fraction))
+        for r in np.unique(labels)
+    }
     return [by_rep[int(r)] for r in labels]
 
 
 def grouping_stats(
-    groups: TuneGroups, hashes: Sequence[str], splits: Sequence[str], heldout: np.ndarray,
-    valid_fraction: float, test_fraction: float,
+    groups: TuneGroups,
+    hashes: Sequence[str],
+    splits: Sequence[str],
+    heldout: np.ndarray,
+    valid_fraction: float,
+    test_fraction: float,
 ) -> dict[str, int]:
     """What the grouping did (summary.json `grouping`): groups of more than one row, their rows,
     the largest; how many of them the per-row rule (`split_of` of each row) split across
@@ -342,7 +380,21 @@ def grouping_stats(
 
 
 __all__ = [
-    "GROUPING_VERSION", "MIN_MELODY_NOTES", "NUM_PERM", "SPLIT_VALUES", "STOP_TITLES", "TITLE_GROUP_CAP", "TuneGroups",
-    "assign_splits", "group_rows", "grouping_stats", "melody_links", "melody_positions", "melody_signature",
-    "melody_steps", "row_title", "split_of", "title_key",
+    "GROUPING_VERSION",
+    "MIN_MELODY_NOTES",
+    "NUM_PERM",
+    "SPLIT_VALUES",
+    "STOP_TITLES",
+    "TITLE_GROUP_CAP",
+    "TuneGroups",
+    "assign_splits",
+    "group_rows",
+    "grouping_stats",
+    "melody_links",
+    "melody_positions",
+    "melody_signature",
+    "melody_steps",
+    "row_title",
+    "split_of",
+    "title_key",
 ]

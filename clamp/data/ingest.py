@@ -68,7 +68,13 @@ def iter_web(spec: SourceSpec, cache_dir: Path) -> Iterator[RawRecord]:
                 tunes = split_tunes(record.content.decode("utf-8", errors="surrogateescape"))
                 if len(tunes) > 1:
                     pieces = [
-                        RawRecord(**{**asdict(record), "id": f"{record.id}#{i}", "content": t.encode("utf-8", errors="surrogateescape")})
+                        RawRecord(
+                            **{
+                                **asdict(record),
+                                "id": f"{record.id}#{i}",
+                                "content": t.encode("utf-8", errors="surrogateescape"),
+                            }
+                        )
                         for i, t in enumerate(tunes, start=1)
                     ]
             for piece in pieces:

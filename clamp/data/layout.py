@@ -106,8 +106,10 @@ def claim_dataset(layout: DatasetLayout, cfg: BuildConfig, overwrite: bool = Fal
     if check_dataset_claim(layout, cfg, overwrite):
         log.warning("--overwrite: emptying %s (its manifest and listed shards go after the new manifest)", layout.root)
         _empty_except(layout, layout.root, _listed_files(layout))
-    record = {"sources_fingerprint": cfg.sources_fingerprint(),
-              "config": cfg.model_dump(mode="json", exclude=set(BuildConfig.RUNTIME_FIELDS))}
+    record = {
+        "sources_fingerprint": cfg.sources_fingerprint(),
+        "config": cfg.model_dump(mode="json", exclude=set(BuildConfig.RUNTIME_FIELDS)),
+    }
     write_json_atomic(record, layout.build_config_file)
 
 
@@ -146,7 +148,9 @@ def _empty_except(layout: DatasetLayout, folder: Path, keep: set[Path]) -> None:
 def _legacy_source_kinds(layout: DatasetLayout) -> set[str] | None:
     """The source kinds of a dataset written before `build_config.json` existed, read from
     its first shard or input chunk (every row names its source); None when there is none."""
-    candidates = sorted(layout.shards_dir.glob("shard-*.arrow"))[:1] + sorted(layout.input_dir.glob("chunk-*.arrow"))[:1]
+    candidates = (
+        sorted(layout.shards_dir.glob("shard-*.arrow"))[:1] + sorted(layout.input_dir.glob("chunk-*.arrow"))[:1]
+    )
     for path in candidates:
         try:
             return set(read_table(path, ["source"]).column("source").to_pylist())
@@ -159,8 +163,11 @@ def _describe_sources(sources: object) -> str:
     if not isinstance(sources, list):
         return str(sources)
     return ", ".join(
-        s.get("kind", "?") + (f" {s['path']}" if s.get("path") else "") + (f" {','.join(s['seeds'])}" if s.get("seeds") else "")
-        for s in sources if isinstance(s, dict)
+        s.get("kind", "?")
+        + (f" {s['path']}" if s.get("path") else "")
+        + (f" {','.join(s['seeds'])}" if s.get("seeds") else "")
+        for s in sources
+        if isinstance(s, dict)
     )
 
 

@@ -90,8 +90,14 @@ def plan_splits(
     for c, ks in sorted(by_chunk.items()):
         t = read_table(prepared_chunks[c], ["source_format", "abc", "texts", "metadata"])
         t = t.take(pa.array([where[kept[k]][1] for k in ks], type=pa.int64()))
-        for k, fmt, abc, texts, meta in zip(ks, t.column("source_format").to_pylist(), t.column("abc").to_pylist(),
-                                            t.column("texts").to_pylist(), t.column("metadata").to_pylist(), strict=True):
+        for k, fmt, abc, texts, meta in zip(
+            ks,
+            t.column("source_format").to_pylist(),
+            t.column("abc").to_pylist(),
+            t.column("texts").to_pylist(),
+            t.column("metadata").to_pylist(),
+            strict=True,
+        ):
             title_keys[k] = title_key(row_title(texts, fmt))
             sig = melody_signature(abc)
             if sig is not None:
@@ -99,7 +105,9 @@ def plan_splits(
             if holdout:
                 heldout[k] = _collection(meta) in holdout
     kept_hashes = [hashes[i] for i in kept]
-    groups = group_rows(kept_hashes, title_keys, signatures, has_melody, cfg.melody_group_threshold, cfg.title_group_cap)
+    groups = group_rows(
+        kept_hashes, title_keys, signatures, has_melody, cfg.melody_group_threshold, cfg.title_group_cap
+    )
     splits = assign_splits(groups.labels, kept_hashes, heldout, cfg.valid_fraction, cfg.test_fraction, cfg.split_by)
     stats = grouping_stats(groups, kept_hashes, splits, heldout, cfg.valid_fraction, cfg.test_fraction)
     return splits, {"split_by": cfg.split_by, **stats}
@@ -129,7 +137,11 @@ def plan_shards(
         ids += t.column("id").to_pylist()
         hashes += t.column("content_hash").to_pylist()
         mh = t.column("minhash").combine_chunks()
-        raw = np.frombuffer(mh.buffers()[1], dtype=np.uint32)[mh.offset * 64 : (mh.offset + len(mh)) * 64] if len(mh) else np.zeros(0, np.uint32)
+        raw = (
+            np.frombuffer(mh.buffers()[1], dtype=np.uint32)[mh.offset * 64 : (mh.offset + len(mh)) * 64]
+            if len(mh)
+            else np.zeros(0, np.uint32)
+        )
         sig_parts.append(raw.reshape(-1, 64).copy())
         where += [(ci, r) for r in range(t.num_rows)]
     n = len(ids)
@@ -186,8 +198,13 @@ def plan_shards(
         fp = fingerprint_of(
             [ids[i] + ":" + hashes[i] for i in kept[start : start + cfg.shard_size]],
             [chunk_hashes[c] for c in sorted({m[0] for m in members})],
-            cfg.valid_fraction, cfg.test_fraction, cfg.max_patches, cfg.patch_mode, SHARD_SCHEMA_VERSION,
-            split_settings(cfg), shard_splits,
+            cfg.valid_fraction,
+            cfg.test_fraction,
+            cfg.max_patches,
+            cfg.patch_mode,
+            SHARD_SCHEMA_VERSION,
+            split_settings(cfg),
+            shard_splits,
         )
         shards.append(ShardPlan(s, members, fp, shard_splits))
     return PlanResult(
@@ -199,11 +216,16 @@ def plan_shards(
         decontaminated_by_benchmark=dict(sorted(by_benchmark.items())),
         kept=len(kept),
         prepared=n,
-        decontamination="done" if reference is not None else (
-            "skipped: decontaminate=false" if not cfg.decontaminate else "skipped: no benchmarks directory"),
+        decontamination="done"
+        if reference is not None
+        else ("skipped: decontaminate=false" if not cfg.decontaminate else "skipped: no benchmarks directory"),
         grouping=grouping,
     )
 
 
-_DUP_SCHEMA = pa.schema([("id", pa.string()), ("kind", pa.string()), ("duplicate_of", pa.string()), ("similarity", pa.float64())])
-_DECON_SCHEMA = pa.schema([("id", pa.string()), ("kind", pa.string()), ("benchmark_item", pa.string()), ("similarity", pa.float64())])
+_DUP_SCHEMA = pa.schema(
+    [("id", pa.string()), ("kind", pa.string()), ("duplicate_of", pa.string()), ("similarity", pa.float64())]
+)
+_DECON_SCHEMA = pa.schema(
+    [("id", pa.string()), ("kind", pa.string()), ("benchmark_item", pa.string()), ("similarity", pa.float64())]
+)

@@ -207,8 +207,13 @@ def prepare_table(raw: pa.Table, cfg: PrepareConfig) -> tuple[pa.Table, pa.Table
             patches = mode.patch_bytes(prepared, cfg.max_patches)
         except RejectedRecord as exc:
             for key, value in (
-                ("id", row["id"]), ("source", row["source"]), ("format", row["format"]), ("stage", stage),
-                ("reason", exc.reason), ("detail", exc.detail), ("provenance", row["provenance"]),
+                ("id", row["id"]),
+                ("source", row["source"]),
+                ("format", row["format"]),
+                ("stage", stage),
+                ("reason", exc.reason),
+                ("detail", exc.detail),
+                ("provenance", row["provenance"]),
                 ("content", row["content"]),
             ):
                 bad[key].append(value)
@@ -217,11 +222,18 @@ def prepare_table(raw: pa.Table, cfg: PrepareConfig) -> tuple[pa.Table, pa.Table
         captioned += described.n_captions > 0
         caption_failures += described.caption_failed
         for key, value in (
-            ("id", row["id"]), ("source", row["source"]), ("source_format", row["format"]), ("abc", abc),
-            ("texts", described.texts), ("metadata", described.metadata),
-            ("provenance", row["provenance"]), ("license", row["license"]),
-            ("content_hash", content_hash(normalized)), ("n_chars", len(prepared)),
-            ("patch_bytes", patches), ("minhash", minhash(normalized).tobytes()),
+            ("id", row["id"]),
+            ("source", row["source"]),
+            ("source_format", row["format"]),
+            ("abc", abc),
+            ("texts", described.texts),
+            ("metadata", described.metadata),
+            ("provenance", row["provenance"]),
+            ("license", row["license"]),
+            ("content_hash", content_hash(normalized)),
+            ("n_chars", len(prepared)),
+            ("patch_bytes", patches),
+            ("minhash", minhash(normalized).tobytes()),
         ):
             good[key].append(value)
     counts = {CAPTIONED_KEY: str(captioned).encode(), CAPTION_FAILURES_KEY: str(caption_failures).encode()}
@@ -234,4 +246,7 @@ def caption_counts(prepared_path: str | Path) -> dict[str, int]:
     read from its schema metadata (0 for chunks prepared before captions existed)."""
     with pa.memory_map(str(prepared_path), "r") as source:
         meta = pa.ipc.open_file(source).schema.metadata or {}
-    return {"captioned": int(meta.get(CAPTIONED_KEY, b"0")), "caption_failures": int(meta.get(CAPTION_FAILURES_KEY, b"0"))}
+    return {
+        "captioned": int(meta.get(CAPTIONED_KEY, b"0")),
+        "caption_failures": int(meta.get(CAPTION_FAILURES_KEY, b"0")),
+    }

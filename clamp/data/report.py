@@ -13,17 +13,31 @@ def summary_rows(s: BuildSummary) -> list[tuple[str, str]]:
         ("rows written", f"{s.rows_written:,} in {s.shards} shards ({s.shards_skipped} already done)"),
         ("quarantined", f"{s.quarantined:,}" + (f" ({_fmt(s.quarantine_reasons)})" if s.quarantine_reasons else "")),
         ("duplicates", f"{s.duplicates:,} ({_fmt(s.duplicates_by_kind)})"),
-        ("decontaminated", f"{s.decontaminated:,}" + (f" ({_fmt(s.decontaminated_by_benchmark)})" if s.decontaminated_by_benchmark else "") + f"; {s.decontamination}"),
-        ("check", f"{s.records_in:,} = {s.rows_written:,} + {s.quarantined:,} + {s.duplicates:,} + {s.decontaminated:,}"),
+        (
+            "decontaminated",
+            f"{s.decontaminated:,}"
+            + (f" ({_fmt(s.decontaminated_by_benchmark)})" if s.decontaminated_by_benchmark else "")
+            + f"; {s.decontamination}",
+        ),
+        (
+            "check",
+            f"{s.records_in:,} = {s.rows_written:,} + {s.quarantined:,} + {s.duplicates:,} + {s.decontaminated:,}",
+        ),
         ("formats in", _fmt(s.formats_in)),
         ("converted to ABC", f"{s.converted:,}"),
         ("splits", _fmt(s.splits)),
         ("split groups", _grouping(s.grouping)),
         ("patches", f"{s.patches:,} (median {s.median_patches:g} per tune)"),
         ("patches / characters", f"{s.patches_per_char:.4f} overall, median {s.median_patches_per_char:.4f} per tune"),
-        ("length reduction", f"{1 / s.patches_per_char:.1f}x fewer positions than characters" if s.patches_per_char else "-"),
-        ("captions", f"{s.caption_coverage:.1%} of rows with 3+ texts, {s.distinct_captions:,} distinct captions,"
-                     f" {s.caption_failures:,} tunes not analysed"),
+        (
+            "length reduction",
+            f"{1 / s.patches_per_char:.1f}x fewer positions than characters" if s.patches_per_char else "-",
+        ),
+        (
+            "captions",
+            f"{s.caption_coverage:.1%} of rows with 3+ texts, {s.distinct_captions:,} distinct captions,"
+            f" {s.caption_failures:,} tunes not analysed",
+        ),
         ("seconds", _fmt(s.seconds)),
         ("throughput", _fmt(s.throughput)),
     ]
@@ -33,10 +47,12 @@ def summary_rows(s: BuildSummary) -> list[tuple[str, str]]:
 def _grouping(g: dict) -> str:
     if not g:
         return "-"
-    return (f"by {g.get('split_by', '?')}: {g.get('groups', 0):,} groups of 2+ rows ({g.get('grouped_rows', 0):,} rows,"
-            f" largest {g.get('largest_group', 0):,}); across splits {g.get('crossed_before', 0):,} by row,"
-            f" {g.get('crossed_after', 0):,} now; {g.get('rows_moved', 0):,} rows moved,"
-            f" {g.get('heldout_rows', 0):,} held out ({g.get('heldout_by_group', 0):,} by their group)")
+    return (
+        f"by {g.get('split_by', '?')}: {g.get('groups', 0):,} groups of 2+ rows ({g.get('grouped_rows', 0):,} rows,"
+        f" largest {g.get('largest_group', 0):,}); across splits {g.get('crossed_before', 0):,} by row,"
+        f" {g.get('crossed_after', 0):,} now; {g.get('rows_moved', 0):,} rows moved,"
+        f" {g.get('heldout_rows', 0):,} held out ({g.get('heldout_by_group', 0):,} by their group)"
+    )
 
 
 def _fmt(d: dict) -> str:

@@ -159,7 +159,9 @@ def open_shards(
             return manifest, tables
         except FileNotFoundError as exc:
             if load_manifest(root) == manifest:  # not a race: the folder lost a listed shard
-                raise FileNotFoundError(f"{path}: listed in {root / 'manifest.json'} but missing; rebuild the dataset") from exc
+                raise FileNotFoundError(
+                    f"{path}: listed in {root / 'manifest.json'} but missing; rebuild the dataset"
+                ) from exc
     raise RuntimeError(f"{root / 'manifest.json'} changed {attempts} times while its shards were read")
 
 
@@ -187,4 +189,3 @@ def row_patches(table: pa.Table, row: int) -> np.ndarray:
             return values[offsets[chunk_row] * PATCH_SIZE : offsets[chunk_row + 1] * PATCH_SIZE].reshape(-1, PATCH_SIZE)
         chunk_row -= len(chunk)
     raise IndexError(row)
-

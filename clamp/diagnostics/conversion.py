@@ -95,9 +95,7 @@ def source_index(prepared) -> SourceIndex:
         bars: list[BarInfo] = []
         current_clef = None
         for m in part.getElementsByClass("Measure"):
-            current_clef = (
-                m.clef or next(iter(m.recurse().getElementsByClass(clef.Clef)), None) or current_clef
-            )
+            current_clef = m.clef or next(iter(m.recurse().getElementsByClass(clef.Clef)), None) or current_clef
             try:
                 irregular = abs(m.duration.quarterLength - m.barDuration.quarterLength) > 1e-6
             except Exception:  # no time signature in context
@@ -174,9 +172,7 @@ class Failure:
 
     def describe(self) -> str:
         if self.source is not None:
-            where = (
-                f"{self.source.part_name}, bar {self.bar if self.bar is not None else self.source.bar.number}"
-            )
+            where = f"{self.source.part_name}, bar {self.bar if self.bar is not None else self.source.bar.number}"
         else:
             where = f"track {self.ref.track + 1}, beat {self.ref.onset:g}"
         got = (

@@ -38,7 +38,6 @@ for one conversion. The figures measure the conversion *and* the two readers (mu
 source, abc2midi for the ABC): where they disagree the loss is counted all the same.
 """
 
-
 from __future__ import annotations
 
 import bisect
@@ -49,8 +48,15 @@ from dataclasses import dataclass, field
 
 from clamp.abc.render import DEFAULT_TIMEOUT_S, MidiNotes, NoteEvent, RenderError
 
-__all__ = ["DEFAULT_TIMEOUT_S", "FidelityError", "compare", "match_notes", "prepare_score", "prepared_notes",
-           "source_score"]
+__all__ = [
+    "DEFAULT_TIMEOUT_S",
+    "FidelityError",
+    "compare",
+    "match_notes",
+    "prepare_score",
+    "prepared_notes",
+    "source_score",
+]
 
 TOLERANCE_Q = 1 / 48  # onset and duration tolerance, quarter notes (10 ticks at 480 per quarter)
 MIDI_TOLERANCE_Q = 1 / 8  # for MIDI input: midi2abc quantizes onsets and durations
@@ -90,9 +96,7 @@ def source_score(fmt: str, data: bytes):
     except FidelityError:
         raise
     except Exception as exc:  # music21 raises many types on bad input
-        raise FidelityError(
-            f"music21 cannot parse the source: {type(exc).__name__}: {str(exc)[:100]}"
-        ) from None
+        raise FidelityError(f"music21 cannot parse the source: {type(exc).__name__}: {str(exc)[:100]}") from None
     if isinstance(score, stream.Opus):
         raise FidelityError("the source holds more than one score")
     return score
@@ -109,11 +113,7 @@ def _remove_unrendered(score) -> None:
     ``print-object="no"``, a playback layer that xml2abc writes as invisible rests)."""
     from music21 import harmony
 
-    drop = [
-        n
-        for n in score.recurse().notes
-        if n.duration.isGrace or isinstance(n, harmony.Harmony) or _is_hidden(n)
-    ]
+    drop = [n for n in score.recurse().notes if n.duration.isGrace or isinstance(n, harmony.Harmony) or _is_hidden(n)]
     for n in drop:
         n.activeSite.remove(n)
 
@@ -122,9 +122,7 @@ def count_hidden_notes(score) -> int:
     """Notes of the source not printed (MusicXML ``print-object="no"``): left out of the comparison."""
     from music21 import harmony
 
-    return sum(
-        len(n.pitches) for n in score.recurse().notes if _is_hidden(n) and not isinstance(n, harmony.Harmony)
-    )
+    return sum(len(n.pitches) for n in score.recurse().notes if _is_hidden(n) and not isinstance(n, harmony.Harmony))
 
 
 def _remove_repeats(score) -> None:
@@ -216,9 +214,7 @@ def has_repeats(score) -> bool:
 
     return any(
         True
-        for _ in score.recurse().getElementsByClass(
-            (bar.Repeat, spanner.RepeatBracket, repeat.RepeatExpressionCommand)
-        )
+        for _ in score.recurse().getElementsByClass((bar.Repeat, spanner.RepeatBracket, repeat.RepeatExpressionCommand))
     )
 
 
@@ -276,9 +272,7 @@ def match_timed(
     return pairs
 
 
-def _match_pitch(
-    ref: list[NoteEvent], out: list[NoteEvent], ri: list[int], oi: list[int]
-) -> list[tuple[int, int]]:
+def _match_pitch(ref: list[NoteEvent], out: list[NoteEvent], ri: list[int], oi: list[int]) -> list[tuple[int, int]]:
     buckets: dict[int, list[int]] = defaultdict(list)
     for j in sorted(oi, key=lambda j: out[j].onset):
         buckets[out[j].pitch].append(j)

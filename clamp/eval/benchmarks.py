@@ -25,9 +25,24 @@ from pathlib import Path
 
 from clamp.data.benchmarks import BENCHMARKS, Benchmark, BenchmarkNotFound, load_benchmark
 
-__all__ = ["BENCHMARKS", "HELDOUT_TASKS", "IN_DOMAIN_FIELDS", "Benchmark", "BenchmarkNotFound", "HeldoutItems",
-           "HeldoutTask", "heldout_benchmark", "heldout_items", "item_labels", "key_from_abc", "label_from_texts",
-           "label_key", "load_benchmark", "load_heldout", "meter_from_abc"]
+__all__ = [
+    "BENCHMARKS",
+    "HELDOUT_TASKS",
+    "IN_DOMAIN_FIELDS",
+    "Benchmark",
+    "BenchmarkNotFound",
+    "HeldoutItems",
+    "HeldoutTask",
+    "heldout_benchmark",
+    "heldout_items",
+    "item_labels",
+    "key_from_abc",
+    "label_from_texts",
+    "label_key",
+    "load_benchmark",
+    "load_heldout",
+    "meter_from_abc",
+]
 
 
 IN_DOMAIN_FIELDS = {"rhythm": "Rhythm", "origin": "Origin", "composer": "Composer"}
@@ -48,21 +63,24 @@ class HeldoutTask:
 
 # docs/evaluation.md, "Held-out corpus tasks". The first three keep their original definition (the
 # 10 most frequent labels with 10 or more items) so their numbers stay comparable across versions.
-HELDOUT_TASKS: dict[str, HeldoutTask] = {t.name: t for t in (
-    HeldoutTask("rhythm", "rhythm", "rhythm", 10, 10),
-    HeldoutTask("origin", "origin", "origin", 10, 10),
-    HeldoutTask("composer", "composer", "composer", 10, 10),
-    # tune types tell dances and airs apart; `song` is the Essen collection's bucket for its song
-    # genres (a matter of collection, which its own task measures), and at four in five test items
-    # it would leave the task nothing to show above its majority
-    HeldoutTask("tune_type", "tune_type", "tune_type", 5, None, frozenset({"song"})),
-    HeldoutTask("key", "key", "key", 10, None),
-    HeldoutTask("meter", "meter", "meter", 10, None),
-    HeldoutTask("collection", "collection", "collection", 10, None),
-    HeldoutTask("composer_all", "composer", "composer", 5, None),  # every composer with 5 or more test items
-    # reels and hornpipes share their meters (2/2, 2/4, 4/4), so the header cannot tell them apart
-    HeldoutTask("reel_hornpipe", "tune_type", "tune_type", 5, None, only=frozenset({"reel", "hornpipe"})),
-)}
+HELDOUT_TASKS: dict[str, HeldoutTask] = {
+    t.name: t
+    for t in (
+        HeldoutTask("rhythm", "rhythm", "rhythm", 10, 10),
+        HeldoutTask("origin", "origin", "origin", 10, 10),
+        HeldoutTask("composer", "composer", "composer", 10, 10),
+        # tune types tell dances and airs apart; `song` is the Essen collection's bucket for its song
+        # genres (a matter of collection, which its own task measures), and at four in five test items
+        # it would leave the task nothing to show above its majority
+        HeldoutTask("tune_type", "tune_type", "tune_type", 5, None, frozenset({"song"})),
+        HeldoutTask("key", "key", "key", 10, None),
+        HeldoutTask("meter", "meter", "meter", 10, None),
+        HeldoutTask("collection", "collection", "collection", 10, None),
+        HeldoutTask("composer_all", "composer", "composer", 5, None),  # every composer with 5 or more test items
+        # reels and hornpipes share their meters (2/2, 2/4, 4/4), so the header cannot tell them apart
+        HeldoutTask("reel_hornpipe", "tune_type", "tune_type", 5, None, only=frozenset({"reel", "hornpipe"})),
+    )
+}
 
 # The benchmark-name prefix of the held-out tasks of each split: `corpus-` for the test split
 # (the quality report), `valid-` for the valid split (decisions: retraining, recipes), `unseen-`
@@ -75,7 +93,7 @@ def label_from_texts(texts: list[str], field: str) -> str | None:
     prefix = IN_DOMAIN_FIELDS[field] + ": "
     for t in texts:
         if t.startswith(prefix):
-            value = t[len(prefix):].strip()
+            value = t[len(prefix) :].strip()
             if field == "origin":  # "Europa, Mitteleuropa, Deutschland" -> "Deutschland"
                 value = value.split(",")[-1].strip()
             return value.lower() or None
@@ -98,8 +116,19 @@ def _header_field(abc: str, letter: str) -> str | None:
     return None
 
 
-_MODES = {"": "major", "maj": "major", "ion": "major", "m": "minor", "min": "minor", "aeo": "minor",
-          "mix": "mixolydian", "dor": "dorian", "phr": "phrygian", "lyd": "lydian", "loc": "locrian"}
+_MODES = {
+    "": "major",
+    "maj": "major",
+    "ion": "major",
+    "m": "minor",
+    "min": "minor",
+    "aeo": "minor",
+    "mix": "mixolydian",
+    "dor": "dorian",
+    "phr": "phrygian",
+    "lyd": "lydian",
+    "loc": "locrian",
+}
 _CLEFS = {"treble", "bass", "alto", "tenor", "baritone", "perc", "none"}
 _TONIC = re.compile(r"([A-G])([#b]?)(.*)$")
 _METER = re.compile(r"\d+(\+\d+)*/\d+")
@@ -195,8 +224,10 @@ def _spellings(labels: list[dict[str, str]]) -> dict[str, dict[str, str]]:
     for row in labels:
         for name, value in row.items():
             seen[name][label_key(value)][value] += 1
-    return {name: {k: min(c.items(), key=lambda kv: (-kv[1], kv[0]))[0] for k, c in keys.items()}
-            for name, keys in seen.items()}
+    return {
+        name: {k: min(c.items(), key=lambda kv: (-kv[1], kv[0]))[0] for k, c in keys.items()}
+        for name, keys in seen.items()
+    }
 
 
 def heldout_items(dataset_dir: str | Path, split: str = "test") -> HeldoutItems:
@@ -206,13 +237,16 @@ def heldout_items(dataset_dir: str | Path, split: str = "test") -> HeldoutItems:
 
     table = read_dataset(dataset_dir, ["id", "abc", "texts", "metadata"], split=split)
     ids, abcs = table.column("id").to_pylist(), table.column("abc").to_pylist()
-    labels = [item_labels(t, m, a) for t, m, a in zip(
-        table.column("texts").to_pylist(), table.column("metadata").to_pylist(), abcs, strict=True)]
+    labels = [
+        item_labels(t, m, a)
+        for t, m, a in zip(table.column("texts").to_pylist(), table.column("metadata").to_pylist(), abcs, strict=True)
+    ]
     return HeldoutItems(ids, abcs, labels, f"{dataset_dir} ({split} split)", _spellings(labels))
 
 
-def heldout_benchmark(items: HeldoutItems, name: str, min_count: int | None = None,
-                      max_classes: int | None = None, prefix: str = "corpus") -> Benchmark:
+def heldout_benchmark(
+    items: HeldoutItems, name: str, min_count: int | None = None, max_classes: int | None = None, prefix: str = "corpus"
+) -> Benchmark:
     """The held-out task `name` (a key of `HELDOUT_TASKS`) over `items`: the items with that label,
     in classes with at least `min_count` items (the `max_classes` most frequent when given;
     defaults from the task)."""
@@ -221,18 +255,32 @@ def heldout_benchmark(items: HeldoutItems, name: str, min_count: int | None = No
     spec = HELDOUT_TASKS[name]
     min_count = spec.min_count if min_count is None else min_count
     max_classes = spec.max_classes if max_classes is None else max_classes
-    rows = [(i, a, items.display(spec.label, lab[spec.label])) for i, a, lab in zip(items.ids, items.abc, items.labels, strict=True)
-            if spec.label in lab and lab[spec.label] not in spec.exclude and (not spec.only or lab[spec.label] in spec.only)]
+    rows = [
+        (i, a, items.display(spec.label, lab[spec.label]))
+        for i, a, lab in zip(items.ids, items.abc, items.labels, strict=True)
+        if spec.label in lab and lab[spec.label] not in spec.exclude and (not spec.only or lab[spec.label] in spec.only)
+    ]
     counts = Counter(r[2] for r in rows)
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))  # ties: alphabetical, so the cut is stable
     keep = {label for label, n in ranked[:max_classes] if n >= min_count}
     rows = [r for r in rows if r[2] in keep]
-    return Benchmark(name=f"{prefix}-{name}", task=spec.task, ids=[r[0] for r in rows], abc=[r[1] for r in rows],
-                     labels=[r[2] for r in rows], provenance=items.provenance)
+    return Benchmark(
+        name=f"{prefix}-{name}",
+        task=spec.task,
+        ids=[r[0] for r in rows],
+        abc=[r[1] for r in rows],
+        labels=[r[2] for r in rows],
+        provenance=items.provenance,
+    )
 
 
-def load_heldout(dataset_dir: str | Path, field: str, split: str = "test", min_count: int | None = None,
-                 max_classes: int | None = None) -> Benchmark:
+def load_heldout(
+    dataset_dir: str | Path,
+    field: str,
+    split: str = "test",
+    min_count: int | None = None,
+    max_classes: int | None = None,
+) -> Benchmark:
     """An in-domain task from a built dataset's held-out split (training never reads it).
 
     `field` is a key of `HELDOUT_TASKS`; `min_count` and `max_classes` default to the task's.

@@ -9,8 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from clamp.config import DEFAULT_MODEL_DIR
 
 # the held-out tasks of clamp.eval.benchmarks.HELDOUT_TASKS (docs/evaluation.md)
-HeldoutField = Literal["rhythm", "origin", "composer", "tune_type", "key", "meter", "collection", "composer_all",
-                       "reel_hornpipe"]
+HeldoutField = Literal[
+    "rhythm", "origin", "composer", "tune_type", "key", "meter", "collection", "composer_all", "reel_hornpipe"
+]
 HELDOUT_FIELDS: tuple[str, ...] = get_args(HeldoutField)
 # clamp.eval.controls.INPUT_CONTROLS (kept here as names so the config imports no evaluation code)
 ControlName = Literal["notes-only", "chords-added", "chords-removed", "unit-1-4", "unit-1-16", "midi-route"]
@@ -27,9 +28,12 @@ class EvalConfig(BaseModel):
     probes: bool = True  # the retrieval probes over the held-out split (with dataset_dir)
     bootstrap_resamples: int = Field(1000, ge=0, description="bootstrap resamples of the 95% intervals, 0 for none")
     bootstrap_seed: int = 0
-    out_dir: str = Field("outputs/eval", description="folder for evaluation.json, plots and predictions "
-                                                    "(`clamp report` renders it)")
-    include_untrained: bool = Field(True, description="also evaluate the untrained twin (fresh music tower, same text tower)")
+    out_dir: str = Field(
+        "outputs/eval", description="folder for evaluation.json, plots and predictions (`clamp report` renders it)"
+    )
+    include_untrained: bool = Field(
+        True, description="also evaluate the untrained twin (fresh music tower, same text tower)"
+    )
     mlflow: bool = Field(True, description="log each (model, benchmark) as an MLflow run")
     experiment: str = "clamp-eval"
     tracking_dir: str | None = None

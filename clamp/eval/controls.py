@@ -57,17 +57,31 @@ def _unit(target: str) -> Callable[[str], str]:
     return rewrite
 
 
-INPUT_CONTROLS: dict[str, InputControl] = {c.name: c for c in (
-    InputControl("notes-only", "K:, M: and L: lines (and voice names) removed: key and meter are labels, not input",
-                 after=variants.notes_only, heldout_only=True),
-    InputControl("chords-added", "a chord symbol on every bar of tunes that have none, as lead sheets carry them",
-                 before=variants.add_chord_symbols),
-    InputControl("chords-removed", "chord symbols and annotations taken out", before=notation.strip_chord_symbols),
-    InputControl("unit-1-4", "rewritten to L:1/4, durations scaled: the same music", before=_unit("1/4")),
-    InputControl("unit-1-16", "rewritten to L:1/16, durations scaled: the same music", before=_unit("1/16")),
-    InputControl("midi-route", "rendered to MIDI and read back with midi2abc, the way a user's MIDI file comes in",
-                 before=midi_route, heldout_only=True),
-)}
+INPUT_CONTROLS: dict[str, InputControl] = {
+    c.name: c
+    for c in (
+        InputControl(
+            "notes-only",
+            "K:, M: and L: lines (and voice names) removed: key and meter are labels, not input",
+            after=variants.notes_only,
+            heldout_only=True,
+        ),
+        InputControl(
+            "chords-added",
+            "a chord symbol on every bar of tunes that have none, as lead sheets carry them",
+            before=variants.add_chord_symbols,
+        ),
+        InputControl("chords-removed", "chord symbols and annotations taken out", before=notation.strip_chord_symbols),
+        InputControl("unit-1-4", "rewritten to L:1/4, durations scaled: the same music", before=_unit("1/4")),
+        InputControl("unit-1-16", "rewritten to L:1/16, durations scaled: the same music", before=_unit("1/16")),
+        InputControl(
+            "midi-route",
+            "rendered to MIDI and read back with midi2abc, the way a user's MIDI file comes in",
+            before=midi_route,
+            heldout_only=True,
+        ),
+    )
+}
 
 
 def control_benchmark_name(benchmark: str, control: str) -> str:
@@ -123,8 +137,9 @@ def header_features(abc: str) -> dict[str, str]:
     return found
 
 
-def header_baseline(train_abc: Sequence[str], train_labels: Sequence[str], test_abc: Sequence[str],
-                    classes: Sequence[str]) -> np.ndarray:
+def header_baseline(
+    train_abc: Sequence[str], train_labels: Sequence[str], test_abc: Sequence[str], classes: Sequence[str]
+) -> np.ndarray:
     """Class index per test item from a logistic regression on `header_features` (one-hot), fit on
     the train items whose label is one of `classes`. With fewer than two classes in the fit, every
     item gets the most frequent train class (or class 0)."""

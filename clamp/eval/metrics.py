@@ -74,8 +74,9 @@ def percentile_interval(samples: np.ndarray, level: float = CI_LEVEL) -> tuple[f
     return float(lo), float(hi)
 
 
-def bootstrap_mean_ci(values: np.ndarray, resamples: int = RESAMPLES, seed: int = 0,
-                      level: float = CI_LEVEL) -> tuple[float, float] | None:
+def bootstrap_mean_ci(
+    values: np.ndarray, resamples: int = RESAMPLES, seed: int = 0, level: float = CI_LEVEL
+) -> tuple[float, float] | None:
     """Interval of the mean of per-item values (correct 0/1 for accuracy, 1/rank for MRR, ...);
     None when there is nothing to resample."""
     values = np.asarray(values, dtype=np.float64)
@@ -85,8 +86,9 @@ def bootstrap_mean_ci(values: np.ndarray, resamples: int = RESAMPLES, seed: int 
     return percentile_interval(means, level)
 
 
-def accuracy_ci(y_true: np.ndarray, y_pred: np.ndarray, resamples: int = RESAMPLES, seed: int = 0,
-                level: float = CI_LEVEL) -> tuple[float, float] | None:
+def accuracy_ci(
+    y_true: np.ndarray, y_pred: np.ndarray, resamples: int = RESAMPLES, seed: int = 0, level: float = CI_LEVEL
+) -> tuple[float, float] | None:
     return bootstrap_mean_ci(np.asarray(y_true) == np.asarray(y_pred), resamples, seed, level)
 
 
@@ -107,24 +109,33 @@ def macro_f1_rows(y_true: np.ndarray, y_pred: np.ndarray, idx: np.ndarray, n_cla
     return f1.sum(1) / np.maximum(present.sum(1), 1)
 
 
-def macro_f1_ci(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, resamples: int = RESAMPLES, seed: int = 0,
-                level: float = CI_LEVEL) -> tuple[float, float] | None:
+def macro_f1_ci(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    n_classes: int,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+    level: float = CI_LEVEL,
+) -> tuple[float, float] | None:
     n = len(y_true)
     if not n or resamples < 1:
         return None
-    samples = np.concatenate([macro_f1_rows(y_true, y_pred, idx, n_classes)
-                              for idx in _index_blocks(n, resamples, seed)])
+    samples = np.concatenate(
+        [macro_f1_rows(y_true, y_pred, idx, n_classes) for idx in _index_blocks(n, resamples, seed)]
+    )
     return percentile_interval(samples, level)
 
 
-def mrr_ci(ranks: np.ndarray, resamples: int = RESAMPLES, seed: int = 0,
-           level: float = CI_LEVEL) -> tuple[float, float] | None:
+def mrr_ci(
+    ranks: np.ndarray, resamples: int = RESAMPLES, seed: int = 0, level: float = CI_LEVEL
+) -> tuple[float, float] | None:
     """Interval of the MRR, resampling queries (the candidates stay fixed)."""
     return bootstrap_mean_ci(1.0 / np.asarray(ranks, dtype=np.float64), resamples, seed, level)
 
 
-def hit_rate_ci(ranks: np.ndarray, k: int, resamples: int = RESAMPLES, seed: int = 0,
-                level: float = CI_LEVEL) -> tuple[float, float] | None:
+def hit_rate_ci(
+    ranks: np.ndarray, k: int, resamples: int = RESAMPLES, seed: int = 0, level: float = CI_LEVEL
+) -> tuple[float, float] | None:
     return bootstrap_mean_ci(np.asarray(ranks) <= k, resamples, seed, level)
 
 
@@ -162,8 +173,9 @@ def precision_at_k(similarity: np.ndarray, relevant: np.ndarray, k: int = 10) ->
     return r[:, :kk].sum(1) / kk
 
 
-def precision_at_k_resampled(similarity: np.ndarray, relevant: np.ndarray, k: int = 10,
-                             resamples: int = RESAMPLES, seed: int = 0) -> np.ndarray:
+def precision_at_k_resampled(
+    similarity: np.ndarray, relevant: np.ndarray, k: int = 10, resamples: int = RESAMPLES, seed: int = 0
+) -> np.ndarray:
     """(resamples, queries) precision@k over bootstrap resamples of the candidate pool.
 
     One resample of the pool (candidates drawn with replacement: a count per candidate) is shared
@@ -194,8 +206,9 @@ def precision_at_k_resampled(similarity: np.ndarray, relevant: np.ndarray, k: in
     return np.concatenate(out)
 
 
-def mean_over_queries_ci(samples: np.ndarray, resamples_seed: int = 0,
-                         level: float = CI_LEVEL) -> tuple[float, float] | None:
+def mean_over_queries_ci(
+    samples: np.ndarray, resamples_seed: int = 0, level: float = CI_LEVEL
+) -> tuple[float, float] | None:
     """Interval of the mean over queries: each row of `samples` (one pool resample, see
     `precision_at_k_resampled`) is averaged over a resample of the queries drawn with replacement,
     so the interval covers both the pool and the choice of queries."""

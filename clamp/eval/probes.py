@@ -27,8 +27,12 @@ PROBE_BENCHMARK = "corpus-probe"
 K = 10
 
 _BACH = ("Johann Sebastian Bach", "J.S. Bach", "Bach, Johann Sebastian", "JS Bach", "Bach")
-_PALESTRINA = ("Giovanni Pierluigi da Palestrina", "Palestrina, Giovanni Perluigi da",
-               "Palestrina, Giovanni Pierluigi da", "Palestrina")
+_PALESTRINA = (
+    "Giovanni Pierluigi da Palestrina",
+    "Palestrina, Giovanni Perluigi da",
+    "Palestrina, Giovanni Pierluigi da",
+    "Palestrina",
+)
 _ESSEN = ("Essen Folksong Collection", "Essen Folk Song Collection", "Essen", "essenFolksong")
 
 
@@ -135,9 +139,17 @@ def relevance(probes: list[Probe], labels: list[dict[str, str]]) -> np.ndarray:
     return np.array([[p.matches(lab) for lab in labels] for p in probes], dtype=bool).reshape(len(probes), len(labels))
 
 
-def probe_results(query_embeddings: np.ndarray, music: np.ndarray, probes: list[Probe], labels: list[dict[str, str]],
-                  ids: list[str] | None = None, resamples: int = 1000, seed: int = 0, level: float = 0.95,
-                  benchmark: str = PROBE_BENCHMARK) -> tuple[dict[str, float], list[dict]]:
+def probe_results(
+    query_embeddings: np.ndarray,
+    music: np.ndarray,
+    probes: list[Probe],
+    labels: list[dict[str, str]],
+    ids: list[str] | None = None,
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    benchmark: str = PROBE_BENCHMARK,
+) -> tuple[dict[str, float], list[dict]]:
     """Metrics and per-probe rows of the probes over a pool (rows of `music`, labels per item).
 
     Per probe: precision@10 with a 95% interval from resampling the pool, the random share (the
@@ -163,9 +175,17 @@ def probe_results(query_embeddings: np.ndarray, music: np.ndarray, probes: list[
         metrics[f"{name}/p_at_10"] = float(p[i])
         metrics[f"{name}/random"] = float(random[i])
         metrics[f"{name}/matches"] = float(rel[i].sum())
-        row = {"query": probe.query, "group": probe.group, "target": probe.target, "matches": int(rel[i].sum()),
-               "random": float(random[i]), "p_at_10": float(p[i]), "ci_low": None, "ci_high": None,
-               "top_10": " ".join(ids[j] for j in top[i]) if ids is not None else ""}
+        row = {
+            "query": probe.query,
+            "group": probe.group,
+            "target": probe.target,
+            "matches": int(rel[i].sum()),
+            "random": float(random[i]),
+            "p_at_10": float(p[i]),
+            "ci_low": None,
+            "ci_high": None,
+            "top_10": " ".join(ids[j] for j in top[i]) if ids is not None else "",
+        }
         if samples is not None:
             lo, hi = percentile_interval(samples[:, i], level)
             metrics[f"{name}/p_at_10_ci_low"], metrics[f"{name}/p_at_10_ci_high"] = lo, hi

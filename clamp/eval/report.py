@@ -25,8 +25,12 @@ from clamp.eval.plots import pyplot_agg, save_figure
 
 EVALUATION_FILE = "evaluation.json"
 _CI = re.compile(r"^\s*(-?[\d.]+)\s*\[\s*(-?[\d.]+)\s*,\s*(-?[\d.]+)\s*\]")
-TABLES = (("targets", "Targets"), ("quality", "Quality"), ("controls", "Input controls"),
-          ("probes", "Retrieval probes"))
+TABLES = (
+    ("targets", "Targets"),
+    ("quality", "Quality"),
+    ("controls", "Input controls"),
+    ("probes", "Retrieval probes"),
+)
 
 
 @dataclass
@@ -45,8 +49,9 @@ def load_folder(folder: str | Path) -> Evaluation:
     folder = Path(folder)
     record = folder / EVALUATION_FILE
     if not record.is_file():
-        raise UserError(f"{folder} is not an evaluation folder: no {EVALUATION_FILE} in it "
-                        "(`clamp eval --out FOLDER` writes one)")
+        raise UserError(
+            f"{folder} is not an evaluation folder: no {EVALUATION_FILE} in it (`clamp eval --out FOLDER` writes one)"
+        )
     try:
         data = json.loads(record.read_text())
         tables = data["tables"]
@@ -54,17 +59,27 @@ def load_folder(folder: str | Path) -> Evaluation:
         raise UserError(f"{record} is not an evaluation record: {exc}") from None
     model_dir = Path(data.get("model_dir", ""))
     lineage = model_dir / "lineage.json"
-    provenance = {"model": str(model_dir), "dataset": str(data.get("dataset_dir") or "-"),
-                  "evaluated": str(data.get("date") or "-")}
+    provenance = {
+        "model": str(model_dir),
+        "dataset": str(data.get("dataset_dir") or "-"),
+        "evaluated": str(data.get("date") or "-"),
+    }
     if lineage.is_file():
         info = json.loads(lineage.read_text())
-        provenance.update({"training commit": str(info.get("git_commit", ""))[:12],
-                           "dataset fingerprint": str(info.get("dataset_fingerprint", ""))})
+        provenance.update(
+            {
+                "training commit": str(info.get("git_commit", ""))[:12],
+                "dataset fingerprint": str(info.get("dataset_fingerprint", "")),
+            }
+        )
     training = model_dir.parent if model_dir.name == "model" else model_dir
-    return Evaluation(title=model_dir.parent.name if model_dir.name == "model" else model_dir.name or folder.name,
-                      tables=tables, figures=sorted(folder.rglob("*.png")),
-                      training_dir=training if (training / "metrics-rank0.jsonl").is_file() else None,
-                      provenance=provenance)
+    return Evaluation(
+        title=model_dir.parent.name if model_dir.name == "model" else model_dir.name or folder.name,
+        tables=tables,
+        figures=sorted(folder.rglob("*.png")),
+        training_dir=training if (training / "metrics-rank0.jsonl").is_file() else None,
+        provenance=provenance,
+    )
 
 
 def load_mlflow_run(run_id: str, work_dir: Path) -> Evaluation:
@@ -85,13 +100,23 @@ def load_mlflow_run(run_id: str, work_dir: Path) -> Evaluation:
     for art in client.list_artifacts(run_id):
         if art.path.endswith(".png"):
             figures.append(Path(client.download_artifacts(run_id, art.path, str(work_dir))))
-    rows = [{"metric": k, "value": f"{v:.4g}"} for k, v in sorted(run.data.metrics.items())
-            if not k.endswith(("_ci_low", "_ci_high"))]
+    rows = [
+        {"metric": k, "value": f"{v:.4g}"}
+        for k, v in sorted(run.data.metrics.items())
+        if not k.endswith(("_ci_low", "_ci_high"))
+    ]
     tags = run.data.tags
-    return Evaluation(title=run.info.run_name or run_id, tables={"quality": rows}, figures=figures,
-                      provenance={"MLflow run": run_id, "model": tags.get("model", "-"),
-                                  "benchmark": tags.get("benchmark", "-"),
-                                  "dataset fingerprint": tags.get("dataset_fingerprint", "-")})
+    return Evaluation(
+        title=run.info.run_name or run_id,
+        tables={"quality": rows},
+        figures=figures,
+        provenance={
+            "MLflow run": run_id,
+            "model": tags.get("model", "-"),
+            "benchmark": tags.get("benchmark", "-"),
+            "dataset fingerprint": tags.get("dataset_fingerprint", "-"),
+        },
+    )
 
 
 def _interval(text: str) -> tuple[float, float, float] | None:
@@ -113,8 +138,15 @@ def plot_probes(rows: list[dict], path: Path) -> Path | None:
     errors = [[ci[0] - ci[1] for _, ci, _ in points], [ci[2] - ci[0] for _, ci, _ in points]]
     ax.barh(list(y), values, xerr=errors, color="#4c78a8", ecolor="#333", capsize=2)
     randoms = [float(rnd) if rnd not in (None, "-", "") else None for _, _, rnd in points]
-    ax.scatter([r for r in randoms if r is not None], [i for i, r in zip(y, randoms, strict=True) if r is not None],
-               marker="|", s=120, color="#e45756", label="random", zorder=3)
+    ax.scatter(
+        [r for r in randoms if r is not None],
+        [i for i, r in zip(y, randoms, strict=True) if r is not None],
+        marker="|",
+        s=120,
+        color="#e45756",
+        label="random",
+        zorder=3,
+    )
     ax.set_yticks(list(y), [q for q, _, _ in points], fontsize=7)
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
@@ -142,8 +174,13 @@ def plot_training(training_dir: Path, path: Path) -> Path | None:
     ax.set_ylabel("loss")
     if valid:
         right = ax.twinx()
-        right.plot([r["step"] for r in valid], [r.get("valid/text_to_music/mrr", float("nan")) for r in valid],
-                   color="#f58518", marker="o", label="valid text-to-music MRR")
+        right.plot(
+            [r["step"] for r in valid],
+            [r.get("valid/text_to_music/mrr", float("nan")) for r in valid],
+            color="#f58518",
+            marker="o",
+            label="valid text-to-music MRR",
+        )
         right.set_ylabel("valid MRR")
         right.legend(loc="upper right", fontsize=7)
     ax.legend(loc="upper left", fontsize=7)
@@ -155,13 +192,19 @@ def _markdown_table(rows: list[dict]) -> list[str]:
         return ["(none)"]
     cols = list(dict.fromkeys(k for r in rows for k in r))
     cell = lambda v: str(v).replace("|", "\\|")  # noqa: E731
-    return ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols),
-            *("| " + " | ".join(cell(r.get(c, "")) for c in cols) + " |" for r in rows)]
+    return [
+        "| " + " | ".join(cols) + " |",
+        "|" + "---|" * len(cols),
+        *("| " + " | ".join(cell(r.get(c, "")) for c in cols) + " |" for r in rows),
+    ]
 
 
 def _caption(path: Path) -> str:
-    return path.stem.replace("-zero_shot-confusion", ": zero-shot confusion matrix").replace(
-        "-text_to_music-ranks", ": text-to-music rank histogram").replace("-", " ")
+    return (
+        path.stem.replace("-zero_shot-confusion", ": zero-shot confusion matrix")
+        .replace("-text_to_music-ranks", ": text-to-music rank histogram")
+        .replace("-", " ")
+    )
 
 
 def write_report(evaluation: Evaluation, out_dir: str | Path) -> tuple[Path, Path]:
@@ -169,9 +212,14 @@ def write_report(evaluation: Evaluation, out_dir: str | Path) -> tuple[Path, Pat
     out = Path(out_dir)
     figures_dir = out / "figures"
     figures_dir.mkdir(parents=True, exist_ok=True)
-    made = [p for p in (plot_training(evaluation.training_dir, figures_dir / "training.png")
-                        if evaluation.training_dir else None,
-                        plot_probes(evaluation.tables.get("probes", []), figures_dir / "probes.png")) if p]
+    made = [
+        p
+        for p in (
+            plot_training(evaluation.training_dir, figures_dir / "training.png") if evaluation.training_dir else None,
+            plot_probes(evaluation.tables.get("probes", []), figures_dir / "probes.png"),
+        )
+        if p
+    ]
     copied = []
     for fig in evaluation.figures:
         target = figures_dir / f"{fig.parent.name}-{fig.name}"
@@ -191,8 +239,13 @@ def write_report(evaluation: Evaluation, out_dir: str | Path) -> tuple[Path, Pat
     warnings = evaluation.tables.get("warnings") or []
 
     generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    md = [f"# Evaluation report: {evaluation.title}", "",
-          *(f"- {k}: {v}" for k, v in evaluation.provenance.items()), f"- report written: {generated}", ""]
+    md = [
+        f"# Evaluation report: {evaluation.title}",
+        "",
+        *(f"- {k}: {v}" for k, v in evaluation.provenance.items()),
+        f"- report written: {generated}",
+        "",
+    ]
     md += [f"**warning:** {w}" for w in warnings] + ([""] if warnings else [])
     for heading, rows, images in sections:
         md += [f"## {heading}", ""]
@@ -203,27 +256,32 @@ def write_report(evaluation: Evaluation, out_dir: str | Path) -> tuple[Path, Pat
 
     def img(p: Path) -> str:
         data = base64.b64encode(p.read_bytes()).decode()
-        return (f'<figure><img alt="{html.escape(_caption(p))}" src="data:image/png;base64,{data}">'
-                f"<figcaption>{html.escape(_caption(p))}</figcaption></figure>")
+        return (
+            f'<figure><img alt="{html.escape(_caption(p))}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(_caption(p))}</figcaption></figure>"
+        )
 
     def table(rows: list[dict]) -> str:
         cols = list(dict.fromkeys(k for r in rows for k in r))
         head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in cols) + "</tr>"
-                       for r in rows)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(str(r.get(c, '')))}</td>" for c in cols) + "</tr>" for r in rows
+        )
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
-    page = ["<!doctype html><html lang=en><head><meta charset=utf-8>",
-            f"<title>Evaluation report: {html.escape(evaluation.title)}</title><style>",
-            "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;padding:0 1em;color:#222}",
-            "table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:12px}td,th{border:1px solid #ccc;",
-            "padding:2px 6px;text-align:left}th{background:#f3f3f3}figure{display:inline-block;margin:.5em;",
-            "vertical-align:top}img{max-width:520px}figcaption{font-size:12px;color:#555}",
-            ".warn{color:#a00}</style></head><body>",
-            f"<h1>Evaluation report: {html.escape(evaluation.title)}</h1><ul>",
-            *(f"<li>{html.escape(k)}: {html.escape(str(v))}</li>" for k, v in evaluation.provenance.items()),
-            f"<li>report written: {generated}</li></ul>",
-            *(f'<p class="warn">warning: {html.escape(w)}</p>' for w in warnings)]
+    page = [
+        "<!doctype html><html lang=en><head><meta charset=utf-8>",
+        f"<title>Evaluation report: {html.escape(evaluation.title)}</title><style>",
+        "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;padding:0 1em;color:#222}",
+        "table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:12px}td,th{border:1px solid #ccc;",
+        "padding:2px 6px;text-align:left}th{background:#f3f3f3}figure{display:inline-block;margin:.5em;",
+        "vertical-align:top}img{max-width:520px}figcaption{font-size:12px;color:#555}",
+        ".warn{color:#a00}</style></head><body>",
+        f"<h1>Evaluation report: {html.escape(evaluation.title)}</h1><ul>",
+        *(f"<li>{html.escape(k)}: {html.escape(str(v))}</li>" for k, v in evaluation.provenance.items()),
+        f"<li>report written: {generated}</li></ul>",
+        *(f'<p class="warn">warning: {html.escape(w)}</p>' for w in warnings),
+    ]
     for heading, rows, images in sections:
         page.append(f"<h2>{html.escape(heading)}</h2>")
         if rows is not None:

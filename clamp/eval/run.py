@@ -46,8 +46,9 @@ def embedding_spread(music: np.ndarray) -> dict[str, float]:
     return {"mean_cosine": mean_pairwise_cosine(music), "uniformity": uniformity(music)}
 
 
-def classified(metrics: dict[str, float], name: str, y: np.ndarray, pred: np.ndarray, n_classes: int,
-               resamples: int, seed: int) -> dict:
+def classified(
+    metrics: dict[str, float], name: str, y: np.ndarray, pred: np.ndarray, n_classes: int, resamples: int, seed: int
+) -> dict:
     """Accuracy and macro-F1 of `pred` under `name` (`<b>/zero_shot`), with their intervals."""
     out = classification_metrics(y, pred, n_classes)
     metrics[f"{name}/accuracy"], metrics[f"{name}/macro_f1"] = out["accuracy"], out["macro_f1"]
@@ -56,20 +57,32 @@ def classified(metrics: dict[str, float], name: str, y: np.ndarray, pred: np.nda
     return out
 
 
-def zero_shot_both(model, music: np.ndarray, classes: list[str], task: str, templates: dict | None = None
-                   ) -> dict[str, np.ndarray]:
+def zero_shot_both(
+    model, music: np.ndarray, classes: list[str], task: str, templates: dict | None = None
+) -> dict[str, np.ndarray]:
     """Zero-shot predictions with the training-style templates (`zero_shot`) and with the held-out
     user-style ones (`user_prompts`)."""
     out = {}
     for kind, style in (("zero_shot", "training"), ("user_prompts", "user")):
-        prompt_emb = [embed_text(model, p) for p in prompts_for(classes, task, templates if style == "training" else None, style)]
+        prompt_emb = [
+            embed_text(model, p) for p in prompts_for(classes, task, templates if style == "training" else None, style)
+        ]
         out[kind] = zero_shot(music, prompt_emb)
     return out
 
 
-def evaluate_benchmark(model, model_name: str, bench: Benchmark, out_dir: Path, templates: dict | None = None,
-                       probe: bool = True, music: np.ndarray | None = None, resamples: int = RESAMPLES,
-                       seed: int = 0, header_pred: np.ndarray | None = None) -> EvalResult:
+def evaluate_benchmark(
+    model,
+    model_name: str,
+    bench: Benchmark,
+    out_dir: Path,
+    templates: dict | None = None,
+    probe: bool = True,
+    music: np.ndarray | None = None,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+    header_pred: np.ndarray | None = None,
+) -> EvalResult:
     """Zero-shot (training-style and user-style prompts), linear probe and (with texts) search on
     one benchmark, with 95% bootstrap intervals from `resamples` resamples of the items (0: none).
     `music`: the items' embeddings, when known; `header_pred`: the header-only baseline's classes."""
@@ -91,7 +104,11 @@ def evaluate_benchmark(model, model_name: str, bench: Benchmark, out_dir: Path, 
     if header_pred is not None:
         classified(metrics, f"{b}/baseline/header", y, header_pred, len(classes), resamples, seed)
     metrics.update({f"{b}/embedding/{k}": v for k, v in embedding_spread(music).items()})
-    artifacts = [plot_confusion(zs["confusion"], classes, out_dir / f"{b}-zero_shot-confusion.png", f"{model_name} on {b}: zero-shot")]
+    artifacts = [
+        plot_confusion(
+            zs["confusion"], classes, out_dir / f"{b}-zero_shot-confusion.png", f"{model_name} on {b}: zero-shot"
+        )
+    ]
     if probe and len(classes) > 1:
         lp = linear_probe(music, y, len(classes))
         metrics[f"{b}/linear_probe/accuracy"] = lp["accuracy"]
@@ -106,14 +123,27 @@ def evaluate_benchmark(model, model_name: str, bench: Benchmark, out_dir: Path, 
             _put_ci(metrics, f"{b}/{direction}/mrr", mrr_ci(res["ranks"], resamples, seed))
             for k in (1, 10):
                 _put_ci(metrics, f"{b}/{direction}/hit_at_{k}", hit_rate_ci(res["ranks"], k, resamples, seed))
-        metrics.update({f"{b}/baseline/chance/{k.replace('@', '_at_')}": v for k, v in search_baselines(len(bench)).items()})
-        artifacts.append(plot_ranks(t2m["ranks"], out_dir / f"{b}-text_to_music-ranks.png", f"{model_name} on {b}: text-to-music ranks"))
+        metrics.update(
+            {f"{b}/baseline/chance/{k.replace('@', '_at_')}": v for k, v in search_baselines(len(bench)).items()}
+        )
+        artifacts.append(
+            plot_ranks(
+                t2m["ranks"], out_dir / f"{b}-text_to_music-ranks.png", f"{model_name} on {b}: text-to-music ranks"
+            )
+        )
     predictions = out_dir / f"{b}-predictions.csv"
     with predictions.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["id", "label", "zero_shot_prediction", "user_prompts_prediction"])
-        w.writerows(zip(bench.ids, bench.labels, [classes[i] for i in pred], [classes[i] for i in preds["user_prompts"]],
-                        strict=True))
+        w.writerows(
+            zip(
+                bench.ids,
+                bench.labels,
+                [classes[i] for i in pred],
+                [classes[i] for i in preds["user_prompts"]],
+                strict=True,
+            )
+        )
     artifacts.append(predictions)
     if bench.failures:
         failures = out_dir / f"{b}-conversion_failures.json"
@@ -122,8 +152,16 @@ def evaluate_benchmark(model, model_name: str, bench: Benchmark, out_dir: Path, 
     return EvalResult(model_name, b, metrics, artifacts, predictions=preds["user_prompts"])
 
 
-def evaluate_controls(model, bench: Benchmark, full_pred: np.ndarray, controls: list[str], embed_control,
-                      templates: dict | None = None, resamples: int = RESAMPLES, seed: int = 0) -> dict[str, float]:
+def evaluate_controls(
+    model,
+    bench: Benchmark,
+    full_pred: np.ndarray,
+    controls: list[str],
+    embed_control,
+    templates: dict | None = None,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> dict[str, float]:
     """The input controls of one benchmark (`clamp.eval.controls`): zero-shot with both prompt
     styles on the changed input, and `agreement`, the share of items whose user-prompt prediction
     is the one of the unchanged input. `embed_control(control, bench)` gives (embeddings, kept
@@ -151,9 +189,17 @@ def evaluate_controls(model, bench: Benchmark, full_pred: np.ndarray, controls: 
     return metrics
 
 
-def evaluate_probes(model, model_name: str, items: HeldoutItems, probes: list, out_dir: Path,
-                    music: np.ndarray | None = None, resamples: int = RESAMPLES, seed: int = 0,
-                    benchmark: str | None = None) -> EvalResult:
+def evaluate_probes(
+    model,
+    model_name: str,
+    items: HeldoutItems,
+    probes: list,
+    out_dir: Path,
+    music: np.ndarray | None = None,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+    benchmark: str | None = None,
+) -> EvalResult:
     """The retrieval probes (`clamp.eval.probes`) over every held-out item; metrics under `corpus-probe/`."""
     from clamp.eval.probes import PROBE_BENCHMARK, probe_results
 
@@ -165,7 +211,9 @@ def evaluate_probes(model, model_name: str, items: HeldoutItems, probes: list, o
     metrics[f"{b}/items"] = float(len(items))
     path = out_dir / f"{b}-queries.csv"
     with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=["query", "group", "target", "matches", "random", "p_at_10", "ci_low", "ci_high", "top_10"])
+        w = csv.DictWriter(
+            fh, fieldnames=["query", "group", "target", "matches", "random", "p_at_10", "ci_low", "ci_high", "top_10"]
+        )
         w.writeheader()
         w.writerows(rows)
     return EvalResult(model_name, b, metrics, [path], rows)
@@ -227,17 +275,28 @@ def evaluate(cfg: EvalConfig, templates: dict | None = None) -> list[EvalResult]
     if cfg.max_items:
         loaded = [subsample(b, cfg.max_items) for b in loaded]
         items = subsample_items(items, cfg.max_items) if items is not None else None
-    probes = (PROBES + task_probes(items) + USER_PROBES + task_probes(items, "user")
-              if cfg.probes and items is not None and len(items) else [])
-    header_preds = {b.name: header_predictions(b, train_items) for b in loaded if b.name in heldout and train_items is not None}
+    probes = (
+        PROBES + task_probes(items) + USER_PROBES + task_probes(items, "user")
+        if cfg.probes and items is not None and len(items)
+        else []
+    )
+    header_preds = {
+        b.name: header_predictions(b, train_items) for b in loaded if b.name in heldout and train_items is not None
+    }
     lineage = _lineage(model_dir)
     built = _built_dataset(cfg.dataset_dir) if cfg.dataset_dir is not None else None
     inputs = {b.name: built if b.name in heldout else _benchmark_dataset(b) for b in loaded}
-    twins = {"fair": ["fair"], "random": ["random"], "both": ["fair", "random"]}[cfg.twin] if cfg.include_untrained else []
+    twins = (
+        {"fair": ["fair"], "random": ["random"], "both": ["fair", "random"]}[cfg.twin] if cfg.include_untrained else []
+    )
     models = [(model_name, model)]
     for kind in twins:
-        models.append((f"{model_name}-untrained" if kind == "fair" else f"{model_name}-untrained-random",
-                       fair_twin_like(model) if kind == "fair" else random_init_like(model)))
+        models.append(
+            (
+                f"{model_name}-untrained" if kind == "fair" else f"{model_name}-untrained-random",
+                fair_twin_like(model) if kind == "fair" else random_init_like(model),
+            )
+        )
     results: list[EvalResult] = []
     boot = {"resamples": cfg.bootstrap_resamples, "seed": cfg.bootstrap_seed}
     routed: dict[str, str | None] = {}  # MIDI route of each held-out tune, shared by the models
@@ -246,20 +305,40 @@ def evaluate(cfg: EvalConfig, templates: dict | None = None) -> list[EvalResult]
         control_cache: dict[tuple[str, str], np.ndarray | None] = {}
         for bench in loaded:
             music = _embed_cached(m, bench.ids, bench.abc, cache) if bench.name in heldout else None
-            result = evaluate_benchmark(m, name, bench, Path(cfg.out_dir) / name, templates, music=music,
-                                        header_pred=header_preds.get(bench.name), **boot)
+            result = evaluate_benchmark(
+                m,
+                name,
+                bench,
+                Path(cfg.out_dir) / name,
+                templates,
+                music=music,
+                header_pred=header_preds.get(bench.name),
+                **boot,
+            )
             if m is model and cfg.controls and result.predictions is not None:
+
                 def embed_control(control, b, m=m, control_cache=control_cache):
                     return _embed_control(m, control, b, control_cache, routed, cfg.cache_dir)
 
-                result.metrics.update(evaluate_controls(m, bench, result.predictions, list(cfg.controls), embed_control,
-                                                        templates, **boot))
+                result.metrics.update(
+                    evaluate_controls(
+                        m, bench, result.predictions, list(cfg.controls), embed_control, templates, **boot
+                    )
+                )
             results.append(result)
             _log_run(cfg, result, m, bench.provenance, lineage, inputs[bench.name])
         if probes and items is not None:
             music = _embed_cached(m, items.ids, items.abc, cache)
-            result = evaluate_probes(m, name, items, probes, Path(cfg.out_dir) / name, music, **boot,
-                                     benchmark=f"{SPLIT_PREFIX[cfg.heldout_split]}-probe")
+            result = evaluate_probes(
+                m,
+                name,
+                items,
+                probes,
+                Path(cfg.out_dir) / name,
+                music,
+                **boot,
+                benchmark=f"{SPLIT_PREFIX[cfg.heldout_split]}-probe",
+            )
             results.append(result)
             _log_run(cfg, result, m, items.provenance, lineage, built)
     write_evaluation(cfg, results)
@@ -277,10 +356,21 @@ def write_evaluation(cfg: EvalConfig, results: list[EvalResult]) -> Path:
 
     path = Path(cfg.out_dir) / EVALUATION_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"model_dir": str(cfg.model_dir), "dataset_dir": cfg.dataset_dir and str(cfg.dataset_dir),
-              "date": dt.date.today().isoformat(), "tables": results_table(results),
-              "results": [{"model": r.model, "benchmark": r.benchmark, "metrics": r.metrics,
-                           "artifacts": [str(a) for a in r.artifacts]} for r in results]}
+    record = {
+        "model_dir": str(cfg.model_dir),
+        "dataset_dir": cfg.dataset_dir and str(cfg.dataset_dir),
+        "date": dt.date.today().isoformat(),
+        "tables": results_table(results),
+        "results": [
+            {
+                "model": r.model,
+                "benchmark": r.benchmark,
+                "metrics": r.metrics,
+                "artifacts": [str(a) for a in r.artifacts],
+            }
+            for r in results
+        ],
+    }
     write_json_atomic(record, path, sort_keys=False)  # the tables' columns keep their order
     return path
 
@@ -299,8 +389,9 @@ def header_predictions(bench: Benchmark, train: HeldoutItems) -> np.ndarray:
     return header_baseline(train.abc, mapped, bench.abc, bench.classes)
 
 
-def _embed_control(model, control, bench: Benchmark, cache: dict, routed: dict[str, str | None],
-                   cache_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
+def _embed_control(
+    model, control, bench: Benchmark, cache: dict, routed: dict[str, str | None], cache_dir: str | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings of a benchmark's items under an input control, and which items it kept; each
     (control, item) is embedded once per model, and the MIDI route is converted once per tune."""
     from clamp.eval.controls import midi_routed
@@ -326,7 +417,9 @@ def _embed_control(model, control, bench: Benchmark, cache: dict, routed: dict[s
             cache[(control.name, missing[k][0])] = emb[row]
     kept = np.array([j for j, i in enumerate(bench.ids) if cache[(control.name, i)] is not None], dtype=np.int64)
     dim = model.config.projection_dim
-    music = np.stack([cache[(control.name, bench.ids[j])] for j in kept]) if len(kept) else np.zeros((0, dim), np.float32)
+    music = (
+        np.stack([cache[(control.name, bench.ids[j])] for j in kept]) if len(kept) else np.zeros((0, dim), np.float32)
+    )
     return music, kept
 
 
@@ -360,8 +453,14 @@ def _benchmark_dataset(bench: Benchmark) -> tuple[str, str, str]:
     return bench.name, content_digest(bench.ids, bench.labels, bench.abc), bench.location or "."
 
 
-def _log_run(cfg: EvalConfig, result: EvalResult, model, provenance: str, lineage: dict[str, str],
-             dataset: tuple[str, str, str] | None = None) -> None:
+def _log_run(
+    cfg: EvalConfig,
+    result: EvalResult,
+    model,
+    provenance: str,
+    lineage: dict[str, str],
+    dataset: tuple[str, str, str] | None = None,
+) -> None:
     """One MLflow run per (model, benchmark): `<model>/<benchmark>`, with what it read as its
     evaluation dataset input."""
     if not cfg.mlflow:
@@ -373,12 +472,26 @@ def _log_run(cfg: EvalConfig, result: EvalResult, model, provenance: str, lineag
         import mlflow
 
         origin = getattr(model.config, "origin", None)  # an imported checkpoint's format (clamp.model.imports)
-        mlflow.set_tags({"kind": "evaluation", "model": name, "benchmark": bench,
-                         "untrained": str(name.endswith("-untrained")), **({"origin": origin} if origin else {}),
-                         **lineage})
-        mlflow.log_params({"model_dir": cfg.model_dir, "benchmark_provenance": provenance[:250],
-                           "patch_mode": model.config.music.patch_mode, "input_kind": model.config.music.input_kind,
-                           "bootstrap_resamples": cfg.bootstrap_resamples, "bootstrap_seed": cfg.bootstrap_seed})
+        mlflow.set_tags(
+            {
+                "kind": "evaluation",
+                "model": name,
+                "benchmark": bench,
+                "untrained": str(name.endswith("-untrained")),
+                **({"origin": origin} if origin else {}),
+                **lineage,
+            }
+        )
+        mlflow.log_params(
+            {
+                "model_dir": cfg.model_dir,
+                "benchmark_provenance": provenance[:250],
+                "patch_mode": model.config.music.patch_mode,
+                "input_kind": model.config.music.input_kind,
+                "bootstrap_resamples": cfg.bootstrap_resamples,
+                "bootstrap_seed": cfg.bootstrap_seed,
+            }
+        )
         mlflow.log_metrics(result.metrics)
         if dataset is not None:
             mlflow.MlflowClient().log_inputs(run.info.run_id, datasets=[dataset_input(*dataset, context="evaluation")])
@@ -391,9 +504,17 @@ def subsample(bench: Benchmark, n: int) -> Benchmark:
         return bench
     keep = np.linspace(0, len(bench) - 1, n).astype(int)
     pick = lambda xs: [xs[i] for i in keep]  # noqa: E731
-    return Benchmark(bench.name, bench.task, pick(bench.ids), pick(bench.abc), pick(bench.labels),
-                     pick(bench.texts) if bench.texts else None, bench.failures, bench.provenance + f" (subset of {n})",
-                     location=bench.location)
+    return Benchmark(
+        bench.name,
+        bench.task,
+        pick(bench.ids),
+        pick(bench.abc),
+        pick(bench.labels),
+        pick(bench.texts) if bench.texts else None,
+        bench.failures,
+        bench.provenance + f" (subset of {n})",
+        location=bench.location,
+    )
 
 
 def subsample_items(items: HeldoutItems, n: int) -> HeldoutItems:
@@ -401,8 +522,13 @@ def subsample_items(items: HeldoutItems, n: int) -> HeldoutItems:
     if len(items) <= n:
         return items
     keep = np.linspace(0, len(items) - 1, n).astype(int)
-    return HeldoutItems([items.ids[i] for i in keep], [items.abc[i] for i in keep], [items.labels[i] for i in keep],
-                        items.provenance + f" (subset of {n})", items.names)
+    return HeldoutItems(
+        [items.ids[i] for i in keep],
+        [items.abc[i] for i in keep],
+        [items.labels[i] for i in keep],
+        items.provenance + f" (subset of {n})",
+        items.names,
+    )
 
 
 def _lineage(model_dir: Path) -> dict[str, str]:

@@ -20,7 +20,7 @@ def collapse_warnings(results: list[EvalResult], threshold: float = COLLAPSE_COS
 
 
 def format_ci(value: float | None, low: float | None = None, high: float | None = None, digits: int = 2) -> str:
-    """"0.62 [0.55, 0.69]": a metric with its 95% interval; "0.62" without one; "-" for none."""
+    """ "0.62 [0.55, 0.69]": a metric with its 95% interval; "0.62" without one; "-" for none."""
     if value is None:
         return "-"
     if low is None or high is None:
@@ -51,31 +51,53 @@ def results_table(results: list[EvalResult]) -> dict[str, list]:
             by_bench.setdefault(r.benchmark, []).append(r)
     for b, rs in by_bench.items():
         m0 = rs[0].metrics
-        common = {"benchmark": b, "classes": str(int(m0.get(f"{b}/classes", 0))), "items": str(int(m0.get(f"{b}/items", 0)))}
+        common = {
+            "benchmark": b,
+            "classes": str(int(m0.get(f"{b}/classes", 0))),
+            "items": str(int(m0.get(f"{b}/items", 0))),
+        }
         has_texts = f"{b}/text_to_music/mrr" in m0
         for r in rs:
             m = r.metrics
             cos = m.get(f"{b}/embedding/mean_cosine")
-            quality.append({**common, "model": r.model,
-                            "user prompts acc": _metric(m, f"{b}/user_prompts/accuracy"),
-                            "user F1": _metric(m, f"{b}/user_prompts/macro_f1"),
-                            "training prompts acc": _metric(m, f"{b}/zero_shot/accuracy"),
-                            "linear probe acc": _metric(m, f"{b}/linear_probe/accuracy"),
-                            "t2m MRR": _metric(m, f"{b}/text_to_music/mrr", 3),
-                            "t2m hit@10": _metric(m, f"{b}/text_to_music/hit_at_10"),
-                            "mean cos": format_ci(cos) if cos is not None else "-"})
+            quality.append(
+                {
+                    **common,
+                    "model": r.model,
+                    "user prompts acc": _metric(m, f"{b}/user_prompts/accuracy"),
+                    "user F1": _metric(m, f"{b}/user_prompts/macro_f1"),
+                    "training prompts acc": _metric(m, f"{b}/zero_shot/accuracy"),
+                    "linear probe acc": _metric(m, f"{b}/linear_probe/accuracy"),
+                    "t2m MRR": _metric(m, f"{b}/text_to_music/mrr", 3),
+                    "t2m hit@10": _metric(m, f"{b}/text_to_music/hit_at_10"),
+                    "mean cos": format_ci(cos) if cos is not None else "-",
+                }
+            )
         for base, label in (("header", "header-only LR"), ("chance", "chance"), ("majority", "majority")):
             if f"{b}/baseline/{base}/accuracy" not in m0:
                 continue
-            quality.append({**common, "model": label,
-                            "user prompts acc": _metric(m0, f"{b}/baseline/{base}/accuracy"),
-                            "user F1": _metric(m0, f"{b}/baseline/{base}/macro_f1"), "training prompts acc": "-",
-                            "linear probe acc": "-",
-                            "t2m MRR": _metric(m0, f"{b}/baseline/chance/mrr", 3) if has_texts and base == "chance" else "-",
-                            "t2m hit@10": _metric(m0, f"{b}/baseline/chance/hit_at_10") if has_texts and base == "chance" else "-",
-                            "mean cos": "-"})
-    return {"quality": quality, "controls": controls_table(results), "targets": targets_table(results),
-            "probes": probes_table(probe_results), "warnings": collapse_warnings(results)}
+            quality.append(
+                {
+                    **common,
+                    "model": label,
+                    "user prompts acc": _metric(m0, f"{b}/baseline/{base}/accuracy"),
+                    "user F1": _metric(m0, f"{b}/baseline/{base}/macro_f1"),
+                    "training prompts acc": "-",
+                    "linear probe acc": "-",
+                    "t2m MRR": _metric(m0, f"{b}/baseline/chance/mrr", 3) if has_texts and base == "chance" else "-",
+                    "t2m hit@10": _metric(m0, f"{b}/baseline/chance/hit_at_10")
+                    if has_texts and base == "chance"
+                    else "-",
+                    "mean cos": "-",
+                }
+            )
+    return {
+        "quality": quality,
+        "controls": controls_table(results),
+        "targets": targets_table(results),
+        "probes": probes_table(probe_results),
+        "warnings": collapse_warnings(results),
+    }
 
 
 def targets_table(results: list[EvalResult]) -> list[dict]:
@@ -106,17 +128,30 @@ def controls_table(results: list[EvalResult]) -> list[dict]:
         found = [c for c in INPUT_CONTROLS if f"{control_benchmark_name(b, c)}/user_prompts/accuracy" in m]
         if not found:
             continue
-        rows.append({"benchmark": b, "input": "as given", "items": str(int(m.get(f"{b}/items", 0))),
-                     "user prompts acc": _metric(m, f"{b}/user_prompts/accuracy"),
-                     "user F1": _metric(m, f"{b}/user_prompts/macro_f1"),
-                     "training prompts acc": _metric(m, f"{b}/zero_shot/accuracy"), "agreement": "-"})
+        rows.append(
+            {
+                "benchmark": b,
+                "input": "as given",
+                "items": str(int(m.get(f"{b}/items", 0))),
+                "user prompts acc": _metric(m, f"{b}/user_prompts/accuracy"),
+                "user F1": _metric(m, f"{b}/user_prompts/macro_f1"),
+                "training prompts acc": _metric(m, f"{b}/zero_shot/accuracy"),
+                "agreement": "-",
+            }
+        )
         for c in found:
             cb = control_benchmark_name(b, c)
-            rows.append({"benchmark": b, "input": c, "items": str(int(m.get(f"{cb}/items", 0))),
-                         "user prompts acc": _metric(m, f"{cb}/user_prompts/accuracy"),
-                         "user F1": _metric(m, f"{cb}/user_prompts/macro_f1"),
-                         "training prompts acc": _metric(m, f"{cb}/zero_shot/accuracy"),
-                         "agreement": format_ci(m.get(f"{cb}/agreement"))})
+            rows.append(
+                {
+                    "benchmark": b,
+                    "input": c,
+                    "items": str(int(m.get(f"{cb}/items", 0))),
+                    "user prompts acc": _metric(m, f"{cb}/user_prompts/accuracy"),
+                    "user F1": _metric(m, f"{cb}/user_prompts/macro_f1"),
+                    "training prompts acc": _metric(m, f"{cb}/zero_shot/accuracy"),
+                    "agreement": format_ci(m.get(f"{cb}/agreement")),
+                }
+            )
     return rows
 
 
@@ -130,7 +165,12 @@ def probes_table(results: list[EvalResult]) -> list[dict]:
     for q in first.rows or []:
         if q["group"] not in ("fixed", "user"):
             continue
-        row = {"probe": q["query"], "target": q["target"], "matches": str(q["matches"]), "random": format_ci(q["random"])}
+        row = {
+            "probe": q["query"],
+            "target": q["target"],
+            "matches": str(q["matches"]),
+            "random": format_ci(q["random"]),
+        }
         for r in results:
             mine = next((x for x in r.rows or [] if x["query"] == q["query"] and x["group"] == q["group"]), None)
             row[f"{r.model} P@10"] = format_ci(mine["p_at_10"], mine["ci_low"], mine["ci_high"]) if mine else "-"
@@ -140,9 +180,14 @@ def probes_table(results: list[EvalResult]) -> list[dict]:
         name = f"{first.benchmark}/{group}"
         m0 = first.metrics
         label = {"fixed": "all fixed probes", "user": "all user-phrased probes (held out)"}.get(
-            group, f"{group}: one query per class")
-        row = {"probe": f"mean: {label}", "target": _queries(int(m0.get(f"{name}/queries", 0))), "matches": "-",
-               "random": format_ci(m0.get(f"{name}/random"))}
+            group, f"{group}: one query per class"
+        )
+        row = {
+            "probe": f"mean: {label}",
+            "target": _queries(int(m0.get(f"{name}/queries", 0))),
+            "matches": "-",
+            "random": format_ci(m0.get(f"{name}/random")),
+        }
         for r in results:
             row[f"{r.model} P@10"] = _metric(r.metrics, f"{name}/p_at_10")
         rows.append(row)
@@ -173,25 +218,50 @@ def print_results_table(report: dict | list[dict], title: str = "evaluation") ->
         for col in rows[0] if rows else []:
             table.add_column(col, no_wrap=col not in ("probe", "target"))
         for i, r in enumerate(rows):
-            last_of_section = section_key is not None and i + 1 < len(rows) and rows[i + 1][section_key] != r[section_key]
-            table.add_row(*[Text(f"{v:.3f}" if isinstance(v, float) else ("-" if v is None else str(v))) for v in r.values()],
-                          end_section=last_of_section)
+            last_of_section = (
+                section_key is not None and i + 1 < len(rows) and rows[i + 1][section_key] != r[section_key]
+            )
+            table.add_row(
+                *[Text(f"{v:.3f}" if isinstance(v, float) else ("-" if v is None else str(v))) for v in r.values()],
+                end_section=last_of_section,
+            )
         return table
 
     if isinstance(report, list):
         console.print(table_of(report, title))
         return
-    console.print(table_of(report.get("quality", []), f"{title}: value [95% bootstrap interval]; user prompts are "
-                                                      "held out from training's captions", "benchmark"))
+    console.print(
+        table_of(
+            report.get("quality", []),
+            f"{title}: value [95% bootstrap interval]; user prompts are held out from training's captions",
+            "benchmark",
+        )
+    )
     if report.get("controls"):
-        console.print(table_of(report["controls"], "input controls (trained model): the same items with the music written "
-                                                   "another way, or without its K:/M:/L: lines; agreement = share of "
-                                                   "unchanged predictions", "benchmark"))
+        console.print(
+            table_of(
+                report["controls"],
+                "input controls (trained model): the same items with the music written "
+                "another way, or without its K:/M:/L: lines; agreement = share of "
+                "unchanged predictions",
+                "benchmark",
+            )
+        )
     if report.get("targets"):
-        console.print(table_of(report["targets"], "quality targets of the CPU recipe, this run (margin = value - bar "
-                                                  "[95% bootstrap interval]; docs/evaluation.md, \"Targets\")"))
+        console.print(
+            table_of(
+                report["targets"],
+                "quality targets of the CPU recipe, this run (margin = value - bar "
+                '[95% bootstrap interval]; docs/evaluation.md, "Targets")',
+            )
+        )
     if report.get("probes"):
-        console.print(table_of(report["probes"], "retrieval probes: precision@10 over the held-out items "
-                                                 "[95% interval]; random = share of the items that match"))
+        console.print(
+            table_of(
+                report["probes"],
+                "retrieval probes: precision@10 over the held-out items "
+                "[95% interval]; random = share of the items that match",
+            )
+        )
     for line in report.get("warnings", []):
         console.print(f"warning: {line}", markup=False, highlight=False)

@@ -61,56 +61,121 @@ def _const(x: float) -> Callable[[Metrics, Metrics], float | None]:
 
 TT = "corpus-tune_type"
 UP = "user_prompts"
-CONTROLS_WITHIN = {"chords-added": 0.05, "chords-removed": 0.05, "unit-1-4": 0.05, "unit-1-16": 0.05, "midi-route": 0.10}
+CONTROLS_WITHIN = {
+    "chords-added": 0.05,
+    "chords-removed": 0.05,
+    "unit-1-4": 0.05,
+    "unit-1-16": 0.05,
+    "midi-route": 0.10,
+}
 PROMPT_TASKS = ("tune_type", "key", "meter", "rhythm", "collection", "composer_all", "reel_hornpipe")
 
 
 def cpu_targets() -> list[Target]:
     out = [
-        Target("tune type >= header-only baseline + 0.10", f"{TT}/{UP}/accuracy",
-               _plus(f"{TT}/baseline/header/accuracy", 0.10), f"{TT}/items"),
-        Target("tune type >= majority + 0.25", f"{TT}/{UP}/accuracy",
-               _plus(f"{TT}/baseline/majority/accuracy", 0.25), f"{TT}/items"),
-        Target("tune type, notes only >= majority + 0.10", f"{TT}.notes-only/{UP}/accuracy",
-               _plus(f"{TT}/baseline/majority/accuracy", 0.10), f"{TT}.notes-only/items"),
-        Target("tune type macro-F1, notes only >= 0.5", f"{TT}.notes-only/{UP}/macro_f1", _const(0.5),
-               f"{TT}.notes-only/items"),
+        Target(
+            "tune type >= header-only baseline + 0.10",
+            f"{TT}/{UP}/accuracy",
+            _plus(f"{TT}/baseline/header/accuracy", 0.10),
+            f"{TT}/items",
+        ),
+        Target(
+            "tune type >= majority + 0.25",
+            f"{TT}/{UP}/accuracy",
+            _plus(f"{TT}/baseline/majority/accuracy", 0.25),
+            f"{TT}/items",
+        ),
+        Target(
+            "tune type, notes only >= majority + 0.10",
+            f"{TT}.notes-only/{UP}/accuracy",
+            _plus(f"{TT}/baseline/majority/accuracy", 0.10),
+            f"{TT}.notes-only/items",
+        ),
+        Target(
+            "tune type macro-F1, notes only >= 0.5",
+            f"{TT}.notes-only/{UP}/macro_f1",
+            _const(0.5),
+            f"{TT}.notes-only/items",
+        ),
     ]
     for control, within in CONTROLS_WITHIN.items():
         cb = f"{TT}.{control}"
-        out.append(Target(f"tune type, {control}: within {within:.2f} of the unchanged input", f"{cb}/{UP}/accuracy",
-                          _plus(f"{TT}/{UP}/accuracy", -within), f"{cb}/items"))
+        out.append(
+            Target(
+                f"tune type, {control}: within {within:.2f} of the unchanged input",
+                f"{cb}/{UP}/accuracy",
+                _plus(f"{TT}/{UP}/accuracy", -within),
+                f"{cb}/items",
+            )
+        )
     out += [
-        Target("held-out collection tune type >= its header-only baseline + 0.05", f"unseen-tune_type/{UP}/accuracy",
-               _plus("unseen-tune_type/baseline/header/accuracy", 0.05), "unseen-tune_type/items"),
-        Target("reel vs hornpipe macro-F1 >= 0.75", f"corpus-reel_hornpipe/{UP}/macro_f1", _const(0.75),
-               "corpus-reel_hornpipe/items"),
-        Target("held-out collection: reel vs hornpipe macro-F1 >= 0.75", f"unseen-reel_hornpipe/{UP}/macro_f1",
-               _const(0.75), "unseen-reel_hornpipe/items"),
+        Target(
+            "held-out collection tune type >= its header-only baseline + 0.05",
+            f"unseen-tune_type/{UP}/accuracy",
+            _plus("unseen-tune_type/baseline/header/accuracy", 0.05),
+            "unseen-tune_type/items",
+        ),
+        Target(
+            "reel vs hornpipe macro-F1 >= 0.75",
+            f"corpus-reel_hornpipe/{UP}/macro_f1",
+            _const(0.75),
+            "corpus-reel_hornpipe/items",
+        ),
+        Target(
+            "held-out collection: reel vs hornpipe macro-F1 >= 0.75",
+            f"unseen-reel_hornpipe/{UP}/macro_f1",
+            _const(0.75),
+            "unseen-reel_hornpipe/items",
+        ),
     ]
     for task in PROMPT_TASKS:
         b = f"corpus-{task}"
-        out.append(Target(f"{task}: user prompts within 0.05 of training-style prompts", f"{b}/{UP}/accuracy",
-                          _plus(f"{b}/zero_shot/accuracy", -0.05), f"{b}/items"))
+        out.append(
+            Target(
+                f"{task}: user prompts within 0.05 of training-style prompts",
+                f"{b}/{UP}/accuracy",
+                _plus(f"{b}/zero_shot/accuracy", -0.05),
+                f"{b}/items",
+            )
+        )
     for ref in ("majority", "fair twin"):
         bar = _get("vgmidi/baseline/majority/macro_f1") if ref == "majority" else _twin(f"vgmidi/{UP}/macro_f1")
         out.append(Target(f"VGMIDI macro-F1 > {ref}", f"vgmidi/{UP}/macro_f1", bar, "vgmidi/items", strict=True))
     for bench in ("pianist8", "wikimt"):
         for ref in ("majority", "fair twin"):
             bar = _get(f"{bench}/baseline/majority/accuracy") if ref == "majority" else _twin(f"{bench}/{UP}/accuracy")
-            out.append(Target(f"{bench} accuracy vs {ref} (reported)", f"{bench}/{UP}/accuracy", bar,
-                              f"{bench}/items", strict=True, kind="report"))
-    out.append(Target("wikimt text-to-music MRR vs fair twin (reported)", "wikimt/text_to_music/mrr",
-                      _twin("wikimt/text_to_music/mrr"), "wikimt/items", strict=True, kind="report"))
+            out.append(
+                Target(
+                    f"{bench} accuracy vs {ref} (reported)",
+                    f"{bench}/{UP}/accuracy",
+                    bar,
+                    f"{bench}/items",
+                    strict=True,
+                    kind="report",
+                )
+            )
+    out.append(
+        Target(
+            "wikimt text-to-music MRR vs fair twin (reported)",
+            "wikimt/text_to_music/mrr",
+            _twin("wikimt/text_to_music/mrr"),
+            "wikimt/items",
+            strict=True,
+            kind="report",
+        )
+    )
     return out
 
 
 def gpu_targets() -> list[Target]:
     return [
         Target("tune type >= 0.85", f"{TT}/{UP}/accuracy", _const(0.85), f"{TT}/items"),
-        Target("WikiMT MRR >= 5x random", "wikimt/text_to_music/mrr",
-               lambda m, t: None if "wikimt/baseline/chance/mrr" not in m else 5 * m["wikimt/baseline/chance/mrr"],
-               "wikimt/items"),
+        Target(
+            "WikiMT MRR >= 5x random",
+            "wikimt/text_to_music/mrr",
+            lambda m, t: None if "wikimt/baseline/chance/mrr" not in m else 5 * m["wikimt/baseline/chance/mrr"],
+            "wikimt/items",
+        ),
     ]
 
 
@@ -127,8 +192,18 @@ def judge(target: Target, runs: list[tuple[Metrics, Metrics]]) -> dict:
     values = [target.value(m, t) for m, t in runs]
     bars = [target.bar(m, t) for m, t in runs]
     items = [m.get(target.items) for m, _ in runs]
-    row: dict = {"target": target.name, "kind": target.kind, "seeds": len(runs), "value": None, "bar": None,
-                 "margin": None, "low": None, "high": None, "items": None, "verdict": "missing"}
+    row: dict = {
+        "target": target.name,
+        "kind": target.kind,
+        "seeds": len(runs),
+        "value": None,
+        "bar": None,
+        "margin": None,
+        "low": None,
+        "high": None,
+        "items": None,
+        "verdict": "missing",
+    }
     if any(x is None for x in margins):
         return row
     n_items = min(int(i) for i in items if i is not None) if any(i is not None for i in items) else 0
@@ -158,15 +233,24 @@ def judge_all(targets: list[Target], runs: list[tuple[Metrics, Metrics]]) -> lis
 
 def format_targets(rows: list[dict]) -> list[dict]:
     """Rows for a table: value, bar, margin [interval], items, verdict, as strings."""
+
     def f(x: float | None, digits: int = 3) -> str:
         return "-" if x is None else f"{x:.{digits}f}"
 
     out = []
     for r in rows:
         interval = f" [{f(r['low'])}, {f(r['high'])}]" if r["low"] is not None else ""
-        out.append({"target": r["target"], "value": f(r["value"]), "bar": f(r["bar"]),
-                    "margin": f(r["margin"]) + interval, "items": str(r["items"] or "-"), "seeds": str(r["seeds"]),
-                    "verdict": r["verdict"]})
+        out.append(
+            {
+                "target": r["target"],
+                "value": f(r["value"]),
+                "bar": f(r["bar"]),
+                "margin": f(r["margin"]) + interval,
+                "items": str(r["items"] or "-"),
+                "seeds": str(r["seeds"]),
+                "verdict": r["verdict"],
+            }
+        )
     return out
 
 
@@ -179,7 +263,9 @@ def probe_table(runs: list[tuple[Metrics, Metrics]]) -> list[dict]:
             f1 = [r[pick].get(f"{bench}/linear_probe/macro_f1") for r in runs]
             acc = [r[pick].get(f"{bench}/linear_probe/accuracy") for r in runs]
             ok = [(a, b) for a, b in zip(f1, acc, strict=True) if a is not None and b is not None]
-            row[bench] = "-" if not ok else (f"{sum(a for a, _ in ok) / len(ok):.4f} / {sum(b for _, b in ok) / len(ok):.4f}")
+            row[bench] = (
+                "-" if not ok else (f"{sum(a for a, _ in ok) / len(ok):.4f} / {sum(b for _, b in ok) / len(ok):.4f}")
+            )
         rows.append(row)
     for name, figures in PUBLISHED_PROBE.items():
         rows.append({"model": f"{name}, CLaMP 3 paper", **{b: f"{f:.4f} / {a:.4f}" for b, (f, a) in figures.items()}})

@@ -28,8 +28,13 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, n_classes: in
 def search_metrics(queries: np.ndarray, targets: np.ndarray) -> dict:
     """Query i's target is item i. Returns MRR, HitRate@1/10/100 and the ranks."""
     ranks = ranks_of_targets(queries @ targets.T, np.arange(len(queries)))
-    return {"mrr": mrr(ranks), "hit@1": hit_rate(ranks, 1), "hit@10": hit_rate(ranks, 10),
-            "hit@100": hit_rate(ranks, 100), "ranks": ranks}
+    return {
+        "mrr": mrr(ranks),
+        "hit@1": hit_rate(ranks, 1),
+        "hit@10": hit_rate(ranks, 10),
+        "hit@100": hit_rate(ranks, 100),
+        "ranks": ranks,
+    }
 
 
 def linear_probe(features: np.ndarray, y: np.ndarray, n_classes: int, folds: int = 5, seed: int = 0) -> dict:
@@ -77,5 +82,4 @@ def search_baselines(n: int) -> dict:
     HitRate@k = min(k, n) / n."""
     if n < 1:
         return {}
-    return {"mrr": float((1.0 / np.arange(1, n + 1)).sum() / n),
-            **{f"hit@{k}": min(k, n) / n for k in (1, 10, 100)}}
+    return {"mrr": float((1.0 / np.arange(1, n + 1)).sum() / n), **{f"hit@{k}": min(k, n) / n for k in (1, 10, 100)}}

@@ -33,8 +33,13 @@ def music_inputs(model, abc: str, max_patches: int = 4096, after: Callable[[str]
 
 
 @torch.no_grad()
-def embed_music(model, abcs: Sequence[str], batch_size: int = 32, progress: Iterable | None = None,
-                after: Callable[[str], str] | None = None) -> np.ndarray:
+def embed_music(
+    model,
+    abcs: Sequence[str],
+    batch_size: int = 32,
+    progress: Iterable | None = None,
+    after: Callable[[str], str] | None = None,
+) -> np.ndarray:
     """L2-normalized embeddings; tunes longer than the model's window are embedded in windows
     and averaged by window length (docs/model-and-losses.md)."""
     model.eval()
@@ -74,7 +79,12 @@ def embed_text(model, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
     device = next(model.parameters()).device
     out = []
     for start in range(0, len(texts), batch_size):
-        enc = model.tokenizer(list(texts[start : start + batch_size]), padding=True, truncation=True,
-                              max_length=model.config.text_max_length, return_tensors="pt").to(device)
+        enc = model.tokenizer(
+            list(texts[start : start + batch_size]),
+            padding=True,
+            truncation=True,
+            max_length=model.config.text_max_length,
+            return_tensors="pt",
+        ).to(device)
         out.append(model.encode_text(enc["input_ids"], enc["attention_mask"]).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.config.projection_dim), dtype=np.float32)

@@ -64,7 +64,9 @@ def _read_converted(path: Path, max_bytes: int | None) -> tuple[str, str]:
         raise UserError(f"file not found: {path}")
     fmt = FORMAT_BY_SUFFIX.get(path.suffix.lower())
     if fmt is None:
-        raise UserError(f"unsupported format {path.suffix or '(none)'}: use one of {', '.join(sorted(FORMAT_BY_SUFFIX))}")
+        raise UserError(
+            f"unsupported format {path.suffix or '(none)'}: use one of {', '.join(sorted(FORMAT_BY_SUFFIX))}"
+        )
     pcfg = replace(prepare_config(BuildConfig()), conversion_cache_dir=None)  # the build's settings
     limit = max_bytes or pcfg.max_record_bytes
     size = path.stat().st_size
@@ -86,8 +88,9 @@ def format_of(name: str) -> str:
     return fmt
 
 
-def read_music_bytes(data: bytes, name: str, max_bytes: int | None = None,
-                     timeout_s: float | None = None) -> list[MusicTune]:
+def read_music_bytes(
+    data: bytes, name: str, max_bytes: int | None = None, timeout_s: float | None = None
+) -> list[MusicTune]:
     """`read_music_tunes` for a file's content (an upload): the format comes from `name`'s suffix,
     and the bytes go through the build's conversion (`convert_record`, hence `to_abc`) and the same
     gates. Nothing is read from disk."""
@@ -98,8 +101,11 @@ def read_music_bytes(data: bytes, name: str, max_bytes: int | None = None,
 
     fmt = format_of(name)
     pcfg = replace(prepare_config(BuildConfig()), conversion_cache_dir=None)  # the build's settings
-    pcfg = replace(pcfg, max_record_bytes=max_bytes or pcfg.max_record_bytes,
-                   conversion_timeout_s=timeout_s or pcfg.conversion_timeout_s)
+    pcfg = replace(
+        pcfg,
+        max_record_bytes=max_bytes or pcfg.max_record_bytes,
+        conversion_timeout_s=timeout_s or pcfg.conversion_timeout_s,
+    )
     try:
         text = convert_record(fmt, data, pcfg, None)
     except RejectedRecord as exc:

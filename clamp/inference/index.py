@@ -78,8 +78,15 @@ def title_of(row_id: str, texts: list[str]) -> str:
 class SearchIndex:
     """Embeddings (rows in dataset order) with exact or HNSW search; safe to share between threads."""
 
-    def __init__(self, ids: list[str], titles: list[str], vectors: np.ndarray, ann: Any | None = None,
-                 key: str = "", expansion_search: int = ANN_EXPANSION_SEARCH) -> None:
+    def __init__(
+        self,
+        ids: list[str],
+        titles: list[str],
+        vectors: np.ndarray,
+        ann: Any | None = None,
+        key: str = "",
+        expansion_search: int = ANN_EXPANSION_SEARCH,
+    ) -> None:
         self.ids, self.titles, self.vectors, self.ann, self.key = ids, titles, vectors, ann, key
         self.row_of = {i: r for r, i in enumerate(ids)}
         if ann is not None:
@@ -97,8 +104,9 @@ class SearchIndex:
     def kind(self) -> str:
         return "hnsw" if self.ann is not None else "exact"
 
-    def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None,
-               exclude: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, query: np.ndarray, k: int, allowed: np.ndarray | None = None, exclude: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(rows, scores) of the `k` best rows by inner product (cosine: the rows are unit vectors),
         best first; `allowed` is a boolean mask of the rows that may be returned; `exclude` a row
         never returned (the query tune itself in 'more like this')."""
@@ -160,24 +168,37 @@ def _write_vectors(vectors: np.ndarray, path: Path) -> None:
         np.save(fh, np.ascontiguousarray(vectors, dtype=np.float32))
 
 
-def build_ann(vectors: np.ndarray, path: Path, threads: int = 0, connectivity: int = ANN_CONNECTIVITY,
-              expansion_add: int = ANN_EXPANSION_ADD) -> None:
+def build_ann(
+    vectors: np.ndarray,
+    path: Path,
+    threads: int = 0,
+    connectivity: int = ANN_CONNECTIVITY,
+    expansion_add: int = ANN_EXPANSION_ADD,
+) -> None:
     """Write an HNSW index of `vectors` (keys: row numbers) atomically to `path`."""
     from usearch.index import Index
 
     from clamp.io import atomic_path
 
-    index = Index(ndim=vectors.shape[1], metric="ip", dtype="f32", connectivity=connectivity,
-                  expansion_add=expansion_add)
-    index.add(np.arange(len(vectors), dtype=np.uint64), np.ascontiguousarray(vectors, dtype=np.float32),
-              threads=threads)
+    index = Index(
+        ndim=vectors.shape[1], metric="ip", dtype="f32", connectivity=connectivity, expansion_add=expansion_add
+    )
+    index.add(
+        np.arange(len(vectors), dtype=np.uint64), np.ascontiguousarray(vectors, dtype=np.float32), threads=threads
+    )
     with atomic_path(path) as tmp:
         index.save(str(tmp))
 
 
-def open_index(model: Any, dataset_dir: str | Path, *, ann_threshold: int = ANN_THRESHOLD,
-               expansion_search: int = ANN_EXPANSION_SEARCH, batch_size: int = 64,
-               progress: Callable[[int, int], None] | None = None) -> SearchIndex:
+def open_index(
+    model: Any,
+    dataset_dir: str | Path,
+    *,
+    ann_threshold: int = ANN_THRESHOLD,
+    expansion_search: int = ANN_EXPANSION_SEARCH,
+    batch_size: int = 64,
+    progress: Callable[[int, int], None] | None = None,
+) -> SearchIndex:
     """The search index of a built dataset for `model`: loaded from the cache, or embedded (and
     cached) first. An HNSW index is built when the dataset has `ann_threshold` rows or more and
     none is cached. `progress(done, total)` is called while embedding."""
@@ -207,8 +228,14 @@ def len_of(files: IndexFiles) -> int:
     return pq.ParquetFile(files.table).metadata.num_rows
 
 
-def _embed_dataset(model: Any, dataset_dir: Path, files: IndexFiles, key: str, batch_size: int,
-                   progress: Callable[[int, int], None] | None) -> None:
+def _embed_dataset(
+    model: Any,
+    dataset_dir: Path,
+    files: IndexFiles,
+    key: str,
+    batch_size: int,
+    progress: Callable[[int, int], None] | None,
+) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -8,7 +8,11 @@ from collections.abc import Sequence
 
 DEFAULT_TEMPLATES = {
     "genre": ["This is a {label} piece.", "A {label} song.", "Music in the {label} genre."],
-    "emotion": ["This music sounds {label}.", "A {label} piece of video game music.", "The mood of this piece is {label}."],
+    "emotion": [
+        "This music sounds {label}.",
+        "A {label} piece of video game music.",
+        "The mood of this piece is {label}.",
+    ],
     "pianist": ["A piano piece played by {label}.", "This is music by {label}.", "{label} at the piano."],
     "rhythm": ["This is a {label}.", "Rhythm: {label}", "A traditional {label} tune."],
     "origin": ["A folk song from {label}.", "Origin: {label}", "Traditional music of {label}."],
@@ -37,8 +41,25 @@ USER_TEMPLATES = {
     "collection": ["{label}", "tunes out of {label}", "something from {label}"],
 }
 GENERIC_USER_TEMPLATES = ["{label}", "something {label}"]
-_NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
-                 "twelve", "thirteen", "fourteen", "fifteen", "sixteen"]
+_NUMBER_WORDS = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+]
 
 
 def spoken(label: str) -> str:
@@ -51,17 +72,22 @@ def spoken(label: str) -> str:
 
 
 def article(word: str) -> str:
-    """"a" or "an" before a word ("an air", "a reel", "an 8-bar tune")."""
+    """ "a" or "an" before a word ("an air", "a reel", "an 8-bar tune")."""
     w = word.strip().lower()
     return "an" if w[:1] in tuple("aeio8") or w.startswith(("11", "18", "hour", "honest")) else "a"
 
 
-def prompts_for(labels: Sequence[str], task: str, templates: dict[str, list[str]] | None = None,
-                style: str = "training") -> list[list[str]]:
+def prompts_for(
+    labels: Sequence[str], task: str, templates: dict[str, list[str]] | None = None, style: str = "training"
+) -> list[list[str]]:
     """Each label filled into the task's templates; `{label}` is the label, `{article}` "a" or "an",
     `{spoken}` a meter in words. `style` "training" starts from `DEFAULT_TEMPLATES`, "user" from
     `USER_TEMPLATES`; `templates` overrides either."""
-    base, generic = (USER_TEMPLATES, GENERIC_USER_TEMPLATES) if style == "user" else (DEFAULT_TEMPLATES, GENERIC_TEMPLATES)
+    base, generic = (
+        (USER_TEMPLATES, GENERIC_USER_TEMPLATES) if style == "user" else (DEFAULT_TEMPLATES, GENERIC_TEMPLATES)
+    )
     table = {**base, **(templates or {})}
-    return [[t.format(label=label, article=article(label), spoken=spoken(label)) for t in table.get(task, generic)]
-            for label in labels]
+    return [
+        [t.format(label=label, article=article(label), spoken=spoken(label)) for t in table.get(task, generic)]
+        for label in labels
+    ]

@@ -63,7 +63,11 @@ class ClampModel(nn.Module):
     def encode_music(self, inputs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """(b, n, 64) patches (or (b, n) chars) -> L2-normalized (b, projection_dim)."""
         if mask is None:
-            mask = patch_mask(inputs, self.config.music.pad_id) if inputs.dim() == 3 else inputs != self.config.music.pad_id
+            mask = (
+                patch_mask(inputs, self.config.music.pad_id)
+                if inputs.dim() == 3
+                else inputs != self.config.music.pad_id
+            )
         hidden = self.music_encoder(inputs, mask)
         return F.normalize(self.music_proj(MusicEncoder.pool(hidden, mask)), dim=-1)
 
@@ -78,8 +82,14 @@ class ClampModel(nn.Module):
         """Pooled text-tower features (e.g. cached from a locked tower) -> L2-normalized (b, projection_dim)."""
         return F.normalize(self.text_proj(pooled.to(self.text_proj.weight.dtype)), dim=-1)
 
-    def forward(self, music: torch.Tensor, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-                text_features: torch.Tensor | None = None, text_ids: torch.Tensor | None = None) -> ClampOutput:
+    def forward(
+        self,
+        music: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        text_features: torch.Tensor | None = None,
+        text_ids: torch.Tensor | None = None,
+    ) -> ClampOutput:
         """Loss of a batch. Text comes as tokens (the tower runs) or as pooled `text_features`
         of a locked tower (only the projection runs). `text_ids` (equal for identical texts)
         make identical texts positives for each other's music (`shared_text_targets`)."""
@@ -88,8 +98,10 @@ class ClampModel(nn.Module):
             # (b, views, d): several texts per tune (cheap with a locked tower); the loss is the
             # mean over views, each view a full contrastive batch against the same music
             texts = [self.project_text(text_features[:, v]) for v in range(text_features.shape[1])]
-            outs = [contrastive_loss(m, t, self.scale(), None if text_ids is None else text_ids[:, v])
-                    for v, t in enumerate(texts)]
+            outs = [
+                contrastive_loss(m, t, self.scale(), None if text_ids is None else text_ids[:, v])
+                for v, t in enumerate(texts)
+            ]
             return ClampOutput(torch.stack([loss for loss, _ in outs]).mean(), outs[0][1], m, texts[0])
         if text_features is not None:
             t = self.project_text(text_features)
@@ -120,7 +132,9 @@ class ClampModel(nn.Module):
 
         path = Path(path)
         if not (path / CONFIG_NAME).is_file() or not (path / WEIGHTS_NAME).is_file():
-            raise FileNotFoundError(f"model folder not found or incomplete: {path} (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
+            raise FileNotFoundError(
+                f"model folder not found or incomplete: {path} (needs {CONFIG_NAME} and {WEIGHTS_NAME})"
+            )
         config = ClampConfig.from_dict(json.loads((path / CONFIG_NAME).read_text()))
         text_cfg = AutoConfig.for_model(**json.loads((path / TEXT_CONFIG_NAME).read_text()))
         text_model = AutoModel.from_config(text_cfg)

@@ -44,7 +44,8 @@ class MusicEncoderConfig(BaseModel):
             raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of num_heads {self.num_heads}")
         if self.decoder_hidden_size % self.decoder_heads:
             raise ValueError(
-                f"decoder_hidden_size {self.decoder_hidden_size} is not a multiple of decoder_heads {self.decoder_heads}"
+                f"decoder_hidden_size {self.decoder_hidden_size} is not a multiple of "
+                f"decoder_heads {self.decoder_heads}"
             )
         return self
 
@@ -69,17 +70,35 @@ PresetName = Literal["tiny", "small", "clamp-s-512", "m3-12l"]
 # Validated when the module loads, so a bad preset fails at import, not in the middle of a run.
 PRESETS: dict[str, MusicEncoderConfig] = {
     # tests: a few thousand parameters
-    "tiny": MusicEncoderConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_positions=64,
-                               decoder_layers=1, decoder_hidden_size=32, decoder_heads=2),
+    "tiny": MusicEncoderConfig(
+        hidden_size=32,
+        num_layers=2,
+        num_heads=2,
+        intermediate_size=64,
+        max_positions=64,
+        decoder_layers=1,
+        decoder_hidden_size=32,
+        decoder_heads=2,
+    ),
     # trains in minutes on a laptop CPU
-    "small": MusicEncoderConfig(hidden_size=256, num_layers=4, num_heads=4, intermediate_size=1024, max_positions=128,
-                                decoder_layers=1, decoder_hidden_size=128, decoder_heads=4),
+    "small": MusicEncoderConfig(
+        hidden_size=256,
+        num_layers=4,
+        num_heads=4,
+        intermediate_size=1024,
+        max_positions=128,
+        decoder_layers=1,
+        decoder_hidden_size=128,
+        decoder_heads=4,
+    ),
     # the paper's CLaMP-S/512
-    "clamp-s-512": MusicEncoderConfig(hidden_size=768, num_layers=6, num_heads=12, intermediate_size=3072,
-                                      max_positions=512),
+    "clamp-s-512": MusicEncoderConfig(
+        hidden_size=768, num_layers=6, num_heads=12, intermediate_size=3072, max_positions=512
+    ),
     # the CLaMP 2 M3 encoder
-    "m3-12l": MusicEncoderConfig(patch_mode="m3", hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072,
-                                 max_positions=512),
+    "m3-12l": MusicEncoderConfig(
+        patch_mode="m3", hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072, max_positions=512
+    ),
 }
 assert set(PRESETS) == set(get_args(PresetName)), "PresetName must list the presets"
 

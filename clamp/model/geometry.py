@@ -11,8 +11,16 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["COLLAPSE_COSINE", "alignment", "hit_rate", "l2_normalize", "mean_pairwise_cosine", "mrr",
-           "ranks_of_targets", "uniformity"]
+__all__ = [
+    "COLLAPSE_COSINE",
+    "alignment",
+    "hit_rate",
+    "l2_normalize",
+    "mean_pairwise_cosine",
+    "mrr",
+    "ranks_of_targets",
+    "uniformity",
+]
 
 # Above this mean pairwise cosine the space has collapsed: every item looks alike to the model
 # (training summary and evaluation warn; docs/evaluation.md, "Collapse check").

@@ -62,13 +62,40 @@ class CheckpointFormat:
 
 
 FORMATS: dict[str, CheckpointFormat] = {
-    "clamp1": CheckpointFormat("clamp1", "CLaMP 1", "clamp-v1", "music_enc.patch_embedding.", "music_enc.enc.",
-                               "music_proj.", "text_enc.", "distilroberta-base", vocab_size=98),
-    "clamp2": CheckpointFormat("clamp2", "CLaMP 2", "m3", "music_model.patch_embedding.", "music_model.base.",
-                               "music_proj.", "text_model.", "FacebookAI/xlm-roberta-base", vocab_size=128),
-    "clamp3": CheckpointFormat("clamp3", "CLaMP 3", "m3", "symbolic_model.patch_embedding.", "symbolic_model.base.",
-                               "symbolic_proj.", "text_model.", "FacebookAI/xlm-roberta-base",
-                               skipped=("audio_model.", "audio_proj."), vocab_size=128),
+    "clamp1": CheckpointFormat(
+        "clamp1",
+        "CLaMP 1",
+        "clamp-v1",
+        "music_enc.patch_embedding.",
+        "music_enc.enc.",
+        "music_proj.",
+        "text_enc.",
+        "distilroberta-base",
+        vocab_size=98,
+    ),
+    "clamp2": CheckpointFormat(
+        "clamp2",
+        "CLaMP 2",
+        "m3",
+        "music_model.patch_embedding.",
+        "music_model.base.",
+        "music_proj.",
+        "text_model.",
+        "FacebookAI/xlm-roberta-base",
+        vocab_size=128,
+    ),
+    "clamp3": CheckpointFormat(
+        "clamp3",
+        "CLaMP 3",
+        "m3",
+        "symbolic_model.patch_embedding.",
+        "symbolic_model.base.",
+        "symbolic_proj.",
+        "text_model.",
+        "FacebookAI/xlm-roberta-base",
+        skipped=("audio_model.", "audio_proj."),
+        vocab_size=128,
+    ),
 }
 
 # Tensors a checkpoint may hold that carry nothing we use: BERT's word embeddings (the music
@@ -98,12 +125,16 @@ def read_state_dict(file: Path) -> dict[str, torch.Tensor]:
             obj = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, foreign pickle, code objects refused by weights_only, ...
         detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise UserError(f"cannot read {file} as a weights file (truncated or not a PyTorch/safetensors file): {detail}") from None
+        raise UserError(
+            f"cannot read {file} as a weights file (truncated or not a PyTorch/safetensors file): {detail}"
+        ) from None
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         obj = obj["model"]  # CLaMP 2/3: {"model": state dict, "epoch": ..., "min_eval_loss": ...}
     if not isinstance(obj, dict) or not obj or not any(isinstance(v, torch.Tensor) for v in obj.values()):
         keys = ", ".join(map(str, list(obj)[:_SHOWN_KEYS])) if isinstance(obj, dict) else type(obj).__name__
-        raise UserError(f"{file} holds no state dict (expected tensors, or a dict with a 'model' entry; found: {keys or 'nothing'})")
+        raise UserError(
+            f"{file} holds no state dict (expected tensors, or a dict with a 'model' entry; found: {keys or 'nothing'})"
+        )
     state = {str(k): v for k, v in obj.items()}
     if all(k.startswith("module.") for k in state):  # saved from a DistributedDataParallel wrapper
         state = {k.removeprefix("module."): v for k, v in state.items()}
@@ -132,8 +163,9 @@ def _layer_count(state: dict[str, torch.Tensor], bert: str) -> int:
     return max(indices) + 1 if indices else 0
 
 
-def _music_config(fmt: CheckpointFormat, state: dict[str, torch.Tensor], bert_config: dict | None,
-                  num_heads: int | None) -> MusicEncoderConfig:
+def _music_config(
+    fmt: CheckpointFormat, state: dict[str, torch.Tensor], bert_config: dict | None, num_heads: int | None
+) -> MusicEncoderConfig:
     """The music encoder's architecture: from CLaMP 1's config.json, else from the tensors' shapes
     (CLaMP 2/3 ship no config; M3 uses one head per 64 channels)."""
     emb = state[fmt.patch_embedding + "weight"]
@@ -158,23 +190,35 @@ def _music_config(fmt: CheckpointFormat, state: dict[str, torch.Tensor], bert_co
         positions = int(bert_config.get("max_position_embeddings", positions))
         window = int(bert_config.get("max_length", positions))
     if in_features % fmt.vocab_size or in_features // fmt.vocab_size != 64:
-        raise UserError(f"{fmt.patch_embedding}weight has {in_features} inputs; {fmt.title} patches are 64 x "
-                        f"{fmt.vocab_size} one-hot ({64 * fmt.vocab_size})")
+        raise UserError(
+            f"{fmt.patch_embedding}weight has {in_features} inputs; {fmt.title} patches are 64 x "
+            f"{fmt.vocab_size} one-hot ({64 * fmt.vocab_size})"
+        )
     if num_heads is None:
         if hidden % 64:
-            raise UserError(f"hidden size {hidden} is not a multiple of 64: give the number of attention heads (--num-heads)")
+            raise UserError(
+                f"hidden size {hidden} is not a multiple of 64: give the number of attention heads (--num-heads)"
+            )
         num_heads = hidden // 64
     try:
-        return MusicEncoderConfig(patch_mode=fmt.patch_mode, hidden_size=hidden, num_layers=max(layers, 1),
-                                  num_heads=num_heads, intermediate_size=intermediate,
-                                  max_positions=min(window, positions), dropout=dropout, layer_norm_eps=eps)
+        return MusicEncoderConfig(
+            patch_mode=fmt.patch_mode,
+            hidden_size=hidden,
+            num_layers=max(layers, 1),
+            num_heads=num_heads,
+            intermediate_size=intermediate,
+            max_positions=min(window, positions),
+            dropout=dropout,
+            layer_norm_eps=eps,
+        )
     except ValueError as exc:
         raise UserError(f"unsupported {fmt.title} architecture: {str(exc).splitlines()[0]}") from None
 
 
 # ------------------------------------------------------------------------------------- mapping
-def _music_state(fmt: CheckpointFormat, state: dict[str, torch.Tensor], music: MusicEncoderConfig,
-                 used: set[str], missing: set[str]) -> dict[str, torch.Tensor]:
+def _music_state(
+    fmt: CheckpointFormat, state: dict[str, torch.Tensor], music: MusicEncoderConfig, used: set[str], missing: set[str]
+) -> dict[str, torch.Tensor]:
     """Our `music_encoder.*` and `music_proj.*` tensors from the checkpoint's."""
 
     def get(key: str) -> torch.Tensor:
@@ -213,14 +257,15 @@ def _music_state(fmt: CheckpointFormat, state: dict[str, torch.Tensor], music: M
     return out
 
 
-def _text_state(fmt: CheckpointFormat, state: dict[str, torch.Tensor], model: ClampModel,
-                used: set[str], missing: set[str]) -> dict[str, torch.Tensor]:
+def _text_state(
+    fmt: CheckpointFormat, state: dict[str, torch.Tensor], model: ClampModel, used: set[str], missing: set[str]
+) -> dict[str, torch.Tensor]:
     """Our `text_encoder.*` tensors: the checkpoint's text tower, key for key."""
     ours = set(model.text_encoder.state_dict())
     out = {}
     for key, tensor in state.items():
         if key.startswith(fmt.text):
-            rest = key[len(fmt.text):]
+            rest = key[len(fmt.text) :]
             if rest in ours:
                 out["text_encoder." + rest] = tensor
                 used.add(key)
@@ -244,11 +289,15 @@ def _text_tower(fmt: CheckpointFormat, path: Path, text_model: str | None):
         except (OSError, ValueError) as exc:
             if given:
                 detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-                raise UserError(f"--text-model {text_model}: no text model config and tokenizer there ({detail})") from None
+                raise UserError(
+                    f"--text-model {text_model}: no text model config and tokenizer there ({detail})"
+                ) from None
             continue
         return AutoModel.from_config(config), tokenizer, str(name)
-    raise UserError(f"the {fmt.title} text tower needs its config and tokenizer: pass --text-model DIR, a local copy "
-                    f"of {fmt.text_model} (docs/checkpoints.md)")
+    raise UserError(
+        f"the {fmt.title} text tower needs its config and tokenizer: pass --text-model DIR, a local copy "
+        f"of {fmt.text_model} (docs/checkpoints.md)"
+    )
 
 
 # ------------------------------------------------------------------------------------- import
@@ -283,8 +332,9 @@ def _weights_file(fmt: CheckpointFormat, path: Path) -> tuple[Path, dict | None]
     raise UserError(f"no pytorch_model.bin or model.safetensors in {path}")
 
 
-def load_checkpoint(fmt_name: str, path: str | Path, text_model: str | None = None,
-                    num_heads: int | None = None) -> ImportResult:
+def load_checkpoint(
+    fmt_name: str, path: str | Path, text_model: str | None = None, num_heads: int | None = None
+) -> ImportResult:
     """Our model holding a published checkpoint's weights (see the module docstring)."""
     if fmt_name not in FORMATS:
         raise UserError(f"unknown checkpoint format {fmt_name!r}; choose one of {', '.join(FORMATS)}")
@@ -294,15 +344,23 @@ def load_checkpoint(fmt_name: str, path: str | Path, text_model: str | None = No
     file, bert_config = _weights_file(fmt, path)
     state = {k: v for k, v in read_state_dict(file).items() if isinstance(v, torch.Tensor)}
 
-    core = {fmt.patch_embedding + "weight", fmt.bert + "embeddings.position_embeddings.weight",
-            fmt.music_proj + "weight", "text_proj.weight"}
+    core = {
+        fmt.patch_embedding + "weight",
+        fmt.bert + "embeddings.position_embeddings.weight",
+        fmt.music_proj + "weight",
+        "text_proj.weight",
+    }
     if core - set(state):  # not this format at all: say what is missing and what is there instead
         known = (fmt.patch_embedding, fmt.bert, fmt.music_proj, fmt.text, "text_proj.", *fmt.skipped)
         raise _key_error(file, fmt, core - set(state), {k for k in state if not k.startswith(known)})
     music = _music_config(fmt, state, bert_config, num_heads)
     text_encoder, tokenizer, text_source = _text_tower(fmt, path, text_model)
-    config = ClampConfig(music=music, text_model=text_source, projection_dim=int(state[fmt.music_proj + "weight"].shape[0]),
-                         origin=fmt.name)
+    config = ClampConfig(
+        music=music,
+        text_model=text_source,
+        projection_dim=int(state[fmt.music_proj + "weight"].shape[0]),
+        origin=fmt.name,
+    )
     model = ClampModel(config, text_encoder, tokenizer)
 
     used: set[str] = set()
@@ -317,9 +375,15 @@ def load_checkpoint(fmt_name: str, path: str | Path, text_model: str | None = No
     target = model.state_dict()
     for key, tensor in mapped.items():
         if tuple(tensor.shape) != tuple(target[key].shape):
-            hint = f" (does --text-model {text_source} match the checkpoint's text tower?)" if key.startswith("text_") else ""
-            raise UserError(f"{file}: {key} has shape {tuple(tensor.shape)} in the checkpoint, the model expects "
-                            f"{tuple(target[key].shape)}{hint}")
+            hint = (
+                f" (does --text-model {text_source} match the checkpoint's text tower?)"
+                if key.startswith("text_")
+                else ""
+            )
+            raise UserError(
+                f"{file}: {key} has shape {tuple(tensor.shape)} in the checkpoint, the model expects "
+                f"{tuple(target[key].shape)}{hint}"
+            )
     mapped["logit_scale"] = target["logit_scale"]  # not in the published checkpoints: ours starts at init_temperature
     model.load_state_dict({k: v.to(target[k].dtype) for k, v in mapped.items()}, strict=True)
     lineage = {
@@ -335,8 +399,14 @@ def load_checkpoint(fmt_name: str, path: str | Path, text_model: str | None = No
     return ImportResult(model, lineage, skipped)
 
 
-def import_checkpoint(fmt_name: str, path: str | Path, out: str | Path, text_model: str | None = None,
-                      num_heads: int | None = None, overwrite: bool = False) -> ImportResult:
+def import_checkpoint(
+    fmt_name: str,
+    path: str | Path,
+    out: str | Path,
+    text_model: str | None = None,
+    num_heads: int | None = None,
+    overwrite: bool = False,
+) -> ImportResult:
     """Load a published checkpoint and save it as our model folder at `out`, with its provenance
     in `lineage.json` (evaluation tags its MLflow runs with it)."""
     out = Path(out).expanduser()

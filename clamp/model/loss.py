@@ -59,8 +59,9 @@ def shared_text_targets(text_ids: torch.Tensor) -> torch.Tensor:
     return same / same.sum(1, keepdim=True)
 
 
-def contrastive_loss(music: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor,
-                     text_ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def contrastive_loss(
+    music: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor, text_ids: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean of music->text and text->music cross-entropy over the global batch.
 
     `music`, `text`: (local batch, dim), L2-normalized. `text_ids`: (local batch,) integers

@@ -30,7 +30,10 @@ class MaskedBatch:
 
 
 def mask_patches(
-    patches: torch.Tensor, mask_id: int, pad_id: int = 0, generator: torch.Generator | None = None,
+    patches: torch.Tensor,
+    mask_id: int,
+    pad_id: int = 0,
+    generator: torch.Generator | None = None,
     fraction: float = MASK_FRACTION,
 ) -> MaskedBatch:
     """Corrupt a batch of patches for MMM (on the patches' device, no Python loop over patches)."""
@@ -64,8 +67,12 @@ class CharDecoder(nn.Module):
     def __init__(self, cfg: MusicEncoderConfig) -> None:
         super().__init__()
         dec_cfg = MusicEncoderConfig(
-            patch_mode=cfg.patch_mode, hidden_size=cfg.decoder_hidden_size, num_heads=cfg.decoder_heads,
-            intermediate_size=4 * cfg.decoder_hidden_size, num_layers=cfg.decoder_layers, dropout=cfg.dropout,
+            patch_mode=cfg.patch_mode,
+            hidden_size=cfg.decoder_hidden_size,
+            num_heads=cfg.decoder_heads,
+            intermediate_size=4 * cfg.decoder_hidden_size,
+            num_layers=cfg.decoder_layers,
+            dropout=cfg.dropout,
         )
         self.project = nn.Linear(cfg.hidden_size, cfg.decoder_hidden_size)
         self.chars = nn.Embedding(cfg.vocab_size, cfg.decoder_hidden_size)

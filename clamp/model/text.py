@@ -45,4 +45,3 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
 
 def text_hidden_size(model) -> int:
     return int(model.config.hidden_size)
-

@@ -46,8 +46,9 @@ def create_app(settings: ServeSettings, state: ServeState | None = None) -> Fast
             torch.set_num_threads(s.torch_threads)
 
     gate = Gate(s.max_concurrency, s.max_queue, s.queue_timeout_s, model_thread, "clamp-model")
-    conversion_gate = Gate(s.max_conversions, s.max_queue, s.queue_timeout_s + s.conversion_timeout_s,
-                           name="clamp-convert")
+    conversion_gate = Gate(
+        s.max_conversions, s.max_queue, s.queue_timeout_s + s.conversion_timeout_s, name="clamp-convert"
+    )
     # searches are short (ms) but CPU-bound: as many at once as cores, on threads of their own
     search_gate = Gate(s.max_concurrency, s.max_queue * 4, s.queue_timeout_s, name="clamp-search")
     ctx = Context(s, state, metrics, gate, conversion_gate, search_gate, QueryBatcher(state, gate))
@@ -64,11 +65,19 @@ def create_app(settings: ServeSettings, state: ServeState | None = None) -> Fast
             g.close()
 
     app = FastAPI(
-        title="CLaMP serve", version="1", lifespan=lifespan,
+        title="CLaMP serve",
+        version="1",
+        lifespan=lifespan,
         description="Search, compare and classify symbolic music with a CLaMP model (docs/serve.md). "
-                    "Every error is `{\"error\": code, \"detail\": message}`.",
-        responses={400: {"model": ErrorBody}, 404: {"model": ErrorBody}, 413: {"model": ErrorBody},
-                   415: {"model": ErrorBody}, 422: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+        'Every error is `{"error": code, "detail": message}`.',
+        responses={
+            400: {"model": ErrorBody},
+            404: {"model": ErrorBody},
+            413: {"model": ErrorBody},
+            415: {"model": ErrorBody},
+            422: {"model": ErrorBody},
+            503: {"model": ErrorBody},
+        },
     )
     app.state.serve = state
     app.state.metrics = metrics
@@ -76,8 +85,9 @@ def create_app(settings: ServeSettings, state: ServeState | None = None) -> Fast
     if s.cors_origins:  # off unless origins are given
         from fastapi.middleware.cors import CORSMiddleware
 
-        app.add_middleware(CORSMiddleware, allow_origins=list(s.cors_origins), allow_methods=["GET", "POST"],
-                           allow_headers=["*"])
+        app.add_middleware(
+            CORSMiddleware, allow_origins=list(s.cors_origins), allow_methods=["GET", "POST"], allow_headers=["*"]
+        )
     app.add_middleware(ServeMiddleware, metrics=metrics, max_body=s.max_upload_bytes + FORM_OVERHEAD)
     for routes in (ops, search, classify, tunes, page):  # the order of the OpenAPI document
         routes.register(app, ctx)
@@ -88,8 +98,17 @@ def run(settings: ServeSettings, host: str = "127.0.0.1", port: int = 8000, log_
     """Serve until interrupted (uvicorn, one process: the model and index are loaded once)."""
     import uvicorn
 
-    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     with contextlib.suppress(KeyboardInterrupt):
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, server_header=False,
-                    proxy_headers=False, timeout_graceful_shutdown=10)
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=port,
+            log_level=log_level,
+            server_header=False,
+            proxy_headers=False,
+            timeout_graceful_shutdown=10,
+        )

@@ -63,8 +63,9 @@ class Catalog:
             self._metadata = parsed
         return self._metadata
 
-    def mask(self, source: str | None = None, split: str | None = None,
-             meta: tuple[tuple[str, str], ...] = ()) -> np.ndarray | None:
+    def mask(
+        self, source: str | None = None, split: str | None = None, meta: tuple[tuple[str, str], ...] = ()
+    ) -> np.ndarray | None:
         """The rows a search may return: those of `source`, of `split`, and whose metadata has each
         (dotted key, value) of `meta` (strings compared without case); None means every row."""
         key = (source, split, meta)
@@ -79,8 +80,11 @@ class Catalog:
                 mask = m if mask is None else mask & m
         if meta:
             wanted = [(k.split("."), v.casefold()) for k, v in meta]
-            m = np.fromiter((all(_matches(_lookup(d, path), v) for path, v in wanted) for d in self._parsed_metadata()),
-                            dtype=bool, count=len(self))
+            m = np.fromiter(
+                (all(_matches(_lookup(d, path), v) for path, v in wanted) for d in self._parsed_metadata()),
+                dtype=bool,
+                count=len(self),
+            )
             mask = m if mask is None else mask & m
         with self._lock:
             self._masks[key] = mask

@@ -48,9 +48,16 @@ class Context:
     def hits(snap: Snapshot, rows: np.ndarray, scores: np.ndarray, with_abc: bool = True) -> list[Hit]:
         cols = ["id", "source", "split", "texts", *(["abc"] if with_abc else [])]
         records = snap.catalog.rows(rows, cols)
-        return [Hit(rank=r + 1, score=round(float(sc), 4), title=snap.index.titles[int(row)], abc=rec.get("abc"),
-                    **{k: rec[k] for k in ("id", "source", "split", "texts")})
-                for r, (row, sc, rec) in enumerate(zip(rows, scores, records, strict=True))]
+        return [
+            Hit(
+                rank=r + 1,
+                score=round(float(sc), 4),
+                title=snap.index.titles[int(row)],
+                abc=rec.get("abc"),
+                **{k: rec[k] for k in ("id", "source", "split", "texts")},
+            )
+            for r, (row, sc, rec) in enumerate(zip(rows, scores, records, strict=True))
+        ]
 
     @staticmethod
     def filters(snap: Snapshot, source: str | None, split: str | None, meta: list[str]) -> np.ndarray | None:
@@ -58,8 +65,11 @@ class Context:
         for item in meta:
             key, sep, value = item.partition("=")
             if not sep or not key.strip():
-                raise ApiError(422, "invalid_request", f"meta filter {item[:100]!r}: write it as key=value, "
-                                                       "e.g. labels.tune_type=reel")
+                raise ApiError(
+                    422,
+                    "invalid_request",
+                    f"meta filter {item[:100]!r}: write it as key=value, e.g. labels.tune_type=reel",
+                )
             pairs.append((key.strip(), value.strip()))
         return snap.catalog.mask(source or None, split or None, tuple(sorted(pairs)))
 
@@ -78,8 +88,9 @@ class Context:
         if not data.strip():
             raise ApiError(422, "unusable_score", f"{name} is empty")
         try:
-            tunes = await self.conversion_gate.run(convert_upload, data, name, s.max_upload_bytes,
-                                                   s.conversion_timeout_s)
+            tunes = await self.conversion_gate.run(
+                convert_upload, data, name, s.max_upload_bytes, s.conversion_timeout_s
+            )
         except UserError as exc:
             self.metrics.conversions.labels("rejected").inc()
             raise ApiError(422, "unusable_score", str(exc)) from None

@@ -26,13 +26,21 @@ def error_response(status: int, code: str, detail: str, headers: dict[str, str] 
     return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
 
-STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 406: "not_acceptable",
-                 413: "too_large", 415: "unsupported_media_type", 422: "invalid_request", 503: "unavailable"}
-
+STATUS_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    503: "unavailable",
+}
 
 
 def install_error_handlers(app: FastAPI) -> None:
     """One JSON shape, one line, no traceback: for our errors, invalid requests, HTTP errors and bugs."""
+
     @app.exception_handler(ApiError)
     async def _apierror_response(request: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.detail, exc.headers)
@@ -42,13 +50,16 @@ def install_error_handlers(app: FastAPI) -> None:
         err = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(x) for x in err.get("loc", ()) if x not in ("query", "body", "path"))
         more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-        return error_response(422, "invalid_request", f"{where + ': ' if where else ''}{err.get('msg', 'invalid')}{more}")
+        return error_response(
+            422, "invalid_request", f"{where + ': ' if where else ''}{err.get('msg', 'invalid')}{more}"
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else "error"
-        return error_response(exc.status_code, STATUS_CODES.get(exc.status_code, "error"), detail,
-                              getattr(exc, "headers", None))
+        return error_response(
+            exc.status_code, STATUS_CODES.get(exc.status_code, "error"), detail, getattr(exc, "headers", None)
+        )
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:

@@ -27,14 +27,20 @@ FORM_OVERHEAD = 64 * 1024  # multipart boundaries and the small form fields arou
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()  # per app: several apps (tests) never clash
-        self.requests = Counter("clamp_serve_requests_total", "HTTP requests", ["method", "route", "status"],
-                                registry=self.registry)
-        self.latency = Histogram("clamp_serve_request_duration_seconds", "request latency", ["route"],
-                                 buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30),
-                                 registry=self.registry)
+        self.requests = Counter(
+            "clamp_serve_requests_total", "HTTP requests", ["method", "route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "clamp_serve_request_duration_seconds",
+            "request latency",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
         self.in_flight = Gauge("clamp_serve_requests_in_flight", "requests being served", registry=self.registry)
-        self.conversions = Counter("clamp_serve_conversions_total", "uploads converted", ["outcome"],
-                                   registry=self.registry)
+        self.conversions = Counter(
+            "clamp_serve_conversions_total", "uploads converted", ["outcome"], registry=self.registry
+        )
         self.rows = Gauge("clamp_serve_index_rows", "tunes in the search index", registry=self.registry)
 
 
@@ -77,14 +83,19 @@ class ServeMiddleware:
     def _refusal(self, scope: dict, headers: dict[str, str]) -> JSONResponse | None:
         length = headers.get("content-length", "")
         if length.isdigit() and int(length) > self.max_body:
-            return error_response(413, "too_large", f"request body of {int(length)} bytes; uploads are limited to "
-                                            f"{self.max_body - FORM_OVERHEAD} bytes")
+            return error_response(
+                413,
+                "too_large",
+                f"request body of {int(length)} bytes; uploads are limited to {self.max_body - FORM_OVERHEAD} bytes",
+            )
         if scope["method"] == "POST" and scope["path"] in UPLOAD_ROUTES:
             ctype = headers.get("content-type", "").split(";")[0].strip().lower()
             if ctype not in FORM_TYPES:
-                return error_response(415, "unsupported_media_type",
-                              f"content type {ctype or '(none)'}: send multipart/form-data (a file upload) "
-                              "or a form")
+                return error_response(
+                    415,
+                    "unsupported_media_type",
+                    f"content type {ctype or '(none)'}: send multipart/form-data (a file upload) or a form",
+                )
         return None
 
     def _limited(self, receive: Callable) -> Callable:

@@ -1,5 +1,4 @@
-"""The response models of the API (its OpenAPI schema).
-"""
+"""The response models of the API (its OpenAPI schema)."""
 
 from typing import Any
 

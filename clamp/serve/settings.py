@@ -18,14 +18,20 @@ class ServeSettings(BaseModel):
 
     model_dir: Path = Field(description="a trained model folder")
     dataset_dir: Path = Field(description="a built dataset folder: the search index")
-    max_upload_bytes: int = Field(MAX_RECORD_BYTES, ge=1, description="largest uploaded score (the build's record limit)")
+    max_upload_bytes: int = Field(
+        MAX_RECORD_BYTES, ge=1, description="largest uploaded score (the build's record limit)"
+    )
     max_query_chars: int = Field(500, ge=1, description="longest text query")
     max_k: int = Field(100, ge=1, description="most results one request may ask for")
     max_labels: int = Field(32, ge=2, description="most labels of one classification")
     max_label_chars: int = Field(100, ge=1, description="longest label")
     conversion_timeout_s: float = Field(20.0, gt=0, description="an upload's conversion is killed after this")
-    max_concurrency: int = Field(max(1, os.cpu_count() or 1), ge=1, description="model calls running at once",
-                                 json_schema_extra={"default_text": "the CPU count"})
+    max_concurrency: int = Field(
+        max(1, os.cpu_count() or 1),
+        ge=1,
+        description="model calls running at once",
+        json_schema_extra={"default_text": "the CPU count"},
+    )
     max_queue: int = Field(64, ge=0, description="requests waiting for a model slot before 503s")
     queue_timeout_s: float = Field(30.0, gt=0, description="longest wait for a model slot before a 503")
     max_conversions: int = Field(2, ge=1, description="upload conversions (converter workers) at once")

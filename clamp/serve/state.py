@@ -98,12 +98,14 @@ class ServeState:
         from clamp.inference.index import open_index
 
         s = self.settings
+
         def progress(done: int, total: int) -> None:  # `done` counts windows: a long tune has several
             if done // 1024 != (done - 64) // 1024:
                 log.info("embedding the %d tunes of the dataset (cached afterwards): %d windows so far", total, done)
 
-        index = open_index(model, s.dataset_dir, ann_threshold=s.ann_threshold,
-                           expansion_search=s.expansion_search, progress=progress)
+        index = open_index(
+            model, s.dataset_dir, ann_threshold=s.ann_threshold, expansion_search=s.expansion_search, progress=progress
+        )
         catalog = Catalog(s.dataset_dir)
         if catalog.ids != index.ids:  # the dataset was rebuilt between the two reads: next check retries
             raise RuntimeError("the dataset changed while it was loaded")
@@ -161,8 +163,14 @@ class ServeState:
         import torch
 
         m = self.model
-        enc = m.tokenizer(list(texts), padding=True, truncation=True, max_length=m.config.text_max_length,
-                          pad_to_multiple_of=16, return_tensors="pt")
+        enc = m.tokenizer(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=m.config.text_max_length,
+            pad_to_multiple_of=16,
+            return_tensors="pt",
+        )
         with torch.inference_mode():
             return m.encode_text(enc["input_ids"], enc["attention_mask"]).float().cpu().numpy()
 
@@ -212,7 +220,7 @@ class QueryBatcher:
     async def _work(self) -> None:
         try:
             while self.pending:
-                batch, self.pending = self.pending[:self.max_batch], self.pending[self.max_batch:]
+                batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch :]
                 texts = list(dict.fromkeys(t for t, _ in batch))
                 try:
                     vectors = await self.gate.run(self.state.embed_queries, texts)
@@ -238,8 +246,14 @@ class Gate:
     every new calling thread a team of spinning threads, so a model call on whichever thread of
     a large shared pool is free multiplies the threads that spin (and burn CPU) under load."""
 
-    def __init__(self, slots: int, queue: int, timeout_s: float,
-                 initializer: Callable[[], None] | None = None, name: str = "clamp-gate") -> None:
+    def __init__(
+        self,
+        slots: int,
+        queue: int,
+        timeout_s: float,
+        initializer: Callable[[], None] | None = None,
+        name: str = "clamp-gate",
+    ) -> None:
         self.slots, self.queue, self.timeout_s = slots, queue, timeout_s
         self.waiting = 0
         self._sem: asyncio.Semaphore | None = None

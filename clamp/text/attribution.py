@@ -44,7 +44,7 @@ def corpus_folder(row_id: str) -> str | None:
     """The music21 corpus folder of a row id (`music21:bach/bwv1.6.mxl` -> `bach`)."""
     if not row_id.startswith("music21:"):
         return None
-    rest = row_id[len("music21:"):]
+    rest = row_id[len("music21:") :]
     return rest.split("/", 1)[0] if "/" in rest else None
 
 
@@ -71,7 +71,7 @@ def collection_label(row_id: str, texts: Iterable[str] = ()) -> str | None:
         return COLLECTIONS[folder]
     for text in texts:
         if text.startswith("Book:"):
-            name = book_name(text[len("Book:"):])
+            name = book_name(text[len("Book:") :])
             if name:
                 return name
     return None
@@ -109,24 +109,46 @@ COMPOSER_FOLDERS: dict[str, str] = {
 
 # Spellings met in C: fields and music21 metadata (folded) -> one name.
 COMPOSER_ALIASES: dict[str, str] = {
-    "j.s. bach": "Johann Sebastian Bach", "js bach": "Johann Sebastian Bach", "bach": "Johann Sebastian Bach",
-    "j. s. bach": "Johann Sebastian Bach", "johann sebastian bach": "Johann Sebastian Bach",
-    "l. van beethoven": "Ludwig van Beethoven", "l van beethoven": "Ludwig van Beethoven",
-    "beethoven": "Ludwig van Beethoven", "ludwig van beethoven": "Ludwig van Beethoven",
-    "w.a. mozart": "Wolfgang Amadeus Mozart", "w. a. mozart": "Wolfgang Amadeus Mozart",
-    "w.amozart": "Wolfgang Amadeus Mozart", "mozart": "Wolfgang Amadeus Mozart",
+    "j.s. bach": "Johann Sebastian Bach",
+    "js bach": "Johann Sebastian Bach",
+    "bach": "Johann Sebastian Bach",
+    "j. s. bach": "Johann Sebastian Bach",
+    "johann sebastian bach": "Johann Sebastian Bach",
+    "l. van beethoven": "Ludwig van Beethoven",
+    "l van beethoven": "Ludwig van Beethoven",
+    "beethoven": "Ludwig van Beethoven",
+    "ludwig van beethoven": "Ludwig van Beethoven",
+    "w.a. mozart": "Wolfgang Amadeus Mozart",
+    "w. a. mozart": "Wolfgang Amadeus Mozart",
+    "w.amozart": "Wolfgang Amadeus Mozart",
+    "mozart": "Wolfgang Amadeus Mozart",
     "wolfgang amadeus mozart": "Wolfgang Amadeus Mozart",
-    "frederic chopin": "Frédéric Chopin", "chopin": "Frédéric Chopin",
+    "frederic chopin": "Frédéric Chopin",
+    "chopin": "Frédéric Chopin",
     "giovanni perluigi da palestrina": "Giovanni Pierluigi da Palestrina",
-    "giovanni pierluigi da palestrina": "Giovanni Pierluigi da Palestrina", "palestrina": "Giovanni Pierluigi da Palestrina",
-    "josquin": "Josquin des Prez", "josquin des prez": "Josquin des Prez", "josquin de pre": "Josquin des Prez",
+    "giovanni pierluigi da palestrina": "Giovanni Pierluigi da Palestrina",
+    "palestrina": "Giovanni Pierluigi da Palestrina",
+    "josquin": "Josquin des Prez",
+    "josquin des prez": "Josquin des Prez",
+    "josquin de pre": "Josquin des Prez",
     "josquin des pres": "Josquin des Prez",
-    "o'carolan": "Turlough O'Carolan", "carolan": "Turlough O'Carolan", "turlough o'carolan": "Turlough O'Carolan",
-    "neil gow": "Niel Gow", "niel gow": "Niel Gow", "n.gow": "Niel Gow", "n. gow": "Niel Gow",
-    "dibdin": "Charles Dibdin", "h.r.h.liliuokalani": "Liliʻuokalani", "liliuokalani": "Liliʻuokalani",
-    "mrs. h.h.a. beach (amy beach)": "Amy Beach", "amy beach": "Amy Beach",
-    "monteverdi": "Claudio Monteverdi", "claudio monteverdi": "Claudio Monteverdi",
-    "handel": "George Frideric Handel", "haydn": "Joseph Haydn", "schubert": "Franz Schubert",
+    "o'carolan": "Turlough O'Carolan",
+    "carolan": "Turlough O'Carolan",
+    "turlough o'carolan": "Turlough O'Carolan",
+    "neil gow": "Niel Gow",
+    "niel gow": "Niel Gow",
+    "n.gow": "Niel Gow",
+    "n. gow": "Niel Gow",
+    "dibdin": "Charles Dibdin",
+    "h.r.h.liliuokalani": "Liliʻuokalani",
+    "liliuokalani": "Liliʻuokalani",
+    "mrs. h.h.a. beach (amy beach)": "Amy Beach",
+    "amy beach": "Amy Beach",
+    "monteverdi": "Claudio Monteverdi",
+    "claudio monteverdi": "Claudio Monteverdi",
+    "handel": "George Frideric Handel",
+    "haydn": "Joseph Haydn",
+    "schubert": "Franz Schubert",
 }
 
 # C: values that are not a composer: origins and descriptions (Aird's writes "Irish.",
@@ -198,23 +220,49 @@ def composer_label(abc: str, metadata: Mapping[str, object] | None = None, row_i
 # Composer -> style period, for the composers of the corpus (its score folders, the
 # Trecento set, the lead sheets) and a few others met in C: fields.
 COMPOSER_PERIODS: dict[str, str] = {
-    "Johann Sebastian Bach": "Baroque", "George Frideric Handel": "Baroque", "Arcangelo Corelli": "Baroque",
+    "Johann Sebastian Bach": "Baroque",
+    "George Frideric Handel": "Baroque",
+    "Arcangelo Corelli": "Baroque",
     "Claudio Monteverdi": "Renaissance",  # the corpus holds his madrigal books 3-5 (1592-1605)
-    "Carl Philipp Emanuel Bach": "Classical", "Joseph Haydn": "Classical", "Wolfgang Amadeus Mozart": "Classical",
+    "Carl Philipp Emanuel Bach": "Classical",
+    "Joseph Haydn": "Classical",
+    "Wolfgang Amadeus Mozart": "Classical",
     "Ludwig van Beethoven": "Classical",
-    "Franz Schubert": "Romantic", "Frédéric Chopin": "Romantic", "Robert Schumann": "Romantic",
-    "Clara Schumann": "Romantic", "Carl Maria von Weber": "Romantic", "Giuseppe Verdi": "Romantic",
-    "Amy Beach": "Romantic", "Liliʻuokalani": "Romantic", "Stephen Foster": "Romantic",
-    "Scott Joplin": "Modern", "J. Rosamond Johnson": "Modern", "Arnold Schoenberg": "Modern",
-    "Anton Webern": "Modern", "Irving Berlin": "Modern",
-    "Josquin des Prez": "Renaissance", "Giovanni Pierluigi da Palestrina": "Renaissance",
+    "Franz Schubert": "Romantic",
+    "Frédéric Chopin": "Romantic",
+    "Robert Schumann": "Romantic",
+    "Clara Schumann": "Romantic",
+    "Carl Maria von Weber": "Romantic",
+    "Giuseppe Verdi": "Romantic",
+    "Amy Beach": "Romantic",
+    "Liliʻuokalani": "Romantic",
+    "Stephen Foster": "Romantic",
+    "Scott Joplin": "Modern",
+    "J. Rosamond Johnson": "Modern",
+    "Arnold Schoenberg": "Modern",
+    "Anton Webern": "Modern",
+    "Irving Berlin": "Modern",
+    "Josquin des Prez": "Renaissance",
+    "Giovanni Pierluigi da Palestrina": "Renaissance",
     "Vicente Lusitano": "Renaissance",
-    "Johannes Ciconia": "Medieval", "Jacopo da Bologna": "Medieval", "Francesco Landini": "Medieval",
-    "Philippe de Vitry": "Medieval", "Guillaume de Machaut": "Medieval", "Bartolino da Padova": "Medieval",
-    "Lorenzo da Firenze": "Medieval", "Gherardello da Firenze": "Medieval", "Donato da Cascia": "Medieval",
-    "Giovanni da Cascia": "Medieval", "Paolo da Firenze": "Medieval", "Niccolò da Perugia": "Medieval",
-    "Vincenzo da Rimini": "Medieval", "Andrea da Firenze": "Medieval", "Antonio Zacara da Teramo": "Medieval",
-    "Turlough O'Carolan": "Baroque", "Niel Gow": "Classical", "Charles Dibdin": "Classical",
+    "Johannes Ciconia": "Medieval",
+    "Jacopo da Bologna": "Medieval",
+    "Francesco Landini": "Medieval",
+    "Philippe de Vitry": "Medieval",
+    "Guillaume de Machaut": "Medieval",
+    "Bartolino da Padova": "Medieval",
+    "Lorenzo da Firenze": "Medieval",
+    "Gherardello da Firenze": "Medieval",
+    "Donato da Cascia": "Medieval",
+    "Giovanni da Cascia": "Medieval",
+    "Paolo da Firenze": "Medieval",
+    "Niccolò da Perugia": "Medieval",
+    "Vincenzo da Rimini": "Medieval",
+    "Andrea da Firenze": "Medieval",
+    "Antonio Zacara da Teramo": "Medieval",
+    "Turlough O'Carolan": "Baroque",
+    "Niel Gow": "Classical",
+    "Charles Dibdin": "Classical",
 }
 _PERIOD_BY_FOLD = {fold(k): v for k, v in COMPOSER_PERIODS.items()}
 

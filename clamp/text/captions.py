@@ -44,34 +44,105 @@ class Description:
 
 # O: field components (folded, as the Essen collection writes them) -> adjective.
 COUNTRY_ADJECTIVES: dict[str, str] = {
-    "deutschland": "German", "deutschland (brd)": "German", "deutschland (ddr)": "German",
-    "luxemburg": "Luxembourgish", "china": "Chinese", "irland": "Irish", "ireland": "Irish",
-    "oesterreich": "Austrian", "schweiz": "Swiss", "franzoesische schweiz": "Swiss", "niederlande": "Dutch",
-    "udssr": "Russian", "russland": "Russian", "ungarn": "Hungarian", "tschechoslowakei": "Czech",
-    "rumaenien": "Romanian", "polen": "Polish", "jugoslawien": "Yugoslav", "frankreich": "French",
-    "schweden": "Swedish", "daenemark": "Danish", "italien": "Italian", "amerika": "American",
-    "nord amerika": "American", "england": "English", "norwegen": "Norwegian", "island": "Icelandic",
-    "mexiko": "Mexican", "taiwan": "Taiwanese", "scotland": "Scottish", "schottland": "Scottish",
-    "scotch": "Scottish", "wales": "Welsh", "japan": "Japanese", "griechenland": "Greek", "belgien": "Belgian",
-    "finnland": "Finnish", "brasilien": "Brazilian", "indien": "Indian",
+    "deutschland": "German",
+    "deutschland (brd)": "German",
+    "deutschland (ddr)": "German",
+    "luxemburg": "Luxembourgish",
+    "china": "Chinese",
+    "irland": "Irish",
+    "ireland": "Irish",
+    "oesterreich": "Austrian",
+    "schweiz": "Swiss",
+    "franzoesische schweiz": "Swiss",
+    "niederlande": "Dutch",
+    "udssr": "Russian",
+    "russland": "Russian",
+    "ungarn": "Hungarian",
+    "tschechoslowakei": "Czech",
+    "rumaenien": "Romanian",
+    "polen": "Polish",
+    "jugoslawien": "Yugoslav",
+    "frankreich": "French",
+    "schweden": "Swedish",
+    "daenemark": "Danish",
+    "italien": "Italian",
+    "amerika": "American",
+    "nord amerika": "American",
+    "england": "English",
+    "norwegen": "Norwegian",
+    "island": "Icelandic",
+    "mexiko": "Mexican",
+    "taiwan": "Taiwanese",
+    "scotland": "Scottish",
+    "schottland": "Scottish",
+    "scotch": "Scottish",
+    "wales": "Welsh",
+    "japan": "Japanese",
+    "griechenland": "Greek",
+    "belgien": "Belgian",
+    "finnland": "Finnish",
+    "brasilien": "Brazilian",
+    "indien": "Indian",
 }
 # Regions with an English name (others keep the name the source gives).
 REGION_NAMES: dict[str, str] = {
-    "lothringen": "Lorraine", "elsass": "Alsace", "westfalen": "Westphalia", "schlesien": "Silesia",
-    "rheinland": "the Rhineland", "rhein": "the Rhine", "niederrhein": "the Lower Rhine", "schwaben": "Swabia",
-    "franken": "Franconia", "thueringen": "Thuringia", "bayern": "Bavaria", "sachsen": "Saxony",
-    "hessen": "Hesse", "boehmen": "Bohemia", "pommern": "Pomerania", "tirol": "Tyrol", "steiermark": "Styria",
-    "siebenbuergen": "Transylvania", "preussen": "Prussia", "ostpreussen": "East Prussia",
-    "wuerttemberg": "Württemberg", "galizien": "Galicia", "koeln": "Cologne", "muenster": "Münster",
-    "nord deutschland": "northern Germany", "norddeutschland": "northern Germany",
-    "sueddeutschland": "southern Germany", "gottschee": "Gottschee", "flaemisch": "Flanders",
+    "lothringen": "Lorraine",
+    "elsass": "Alsace",
+    "westfalen": "Westphalia",
+    "schlesien": "Silesia",
+    "rheinland": "the Rhineland",
+    "rhein": "the Rhine",
+    "niederrhein": "the Lower Rhine",
+    "schwaben": "Swabia",
+    "franken": "Franconia",
+    "thueringen": "Thuringia",
+    "bayern": "Bavaria",
+    "sachsen": "Saxony",
+    "hessen": "Hesse",
+    "boehmen": "Bohemia",
+    "pommern": "Pomerania",
+    "tirol": "Tyrol",
+    "steiermark": "Styria",
+    "siebenbuergen": "Transylvania",
+    "preussen": "Prussia",
+    "ostpreussen": "East Prussia",
+    "wuerttemberg": "Württemberg",
+    "galizien": "Galicia",
+    "koeln": "Cologne",
+    "muenster": "Münster",
+    "nord deutschland": "northern Germany",
+    "norddeutschland": "northern Germany",
+    "sueddeutschland": "southern Germany",
+    "gottschee": "Gottschee",
+    "flaemisch": "Flanders",
 }
-_CONTINENTS = {"europa", "mitteleuropa", "osteuropa", "suedosteuropa", "westeuropa", "nordeuropa", "suedeuropa",
-               "asien", "ostasien", "mittelamerika", "vorderer orient"}
+_CONTINENTS = {
+    "europa",
+    "mitteleuropa",
+    "osteuropa",
+    "suedosteuropa",
+    "westeuropa",
+    "nordeuropa",
+    "suedeuropa",
+    "asien",
+    "ostasien",
+    "mittelamerika",
+    "vorderer orient",
+}
 # Nationalities as Aird's and Ryan's write them in C: or S: ("Irish.", "SCOTCH.", "A Welch Tune").
-_NATIONALITY_WORDS = {"irish": "Irish", "scotch": "Scottish", "scottish": "Scottish", "scots": "Scottish",
-                      "welch": "Welsh", "welsh": "Welsh", "english": "English", "french": "French",
-                      "gaelic": "Gaelic", "highland": "Scottish Highland", "west india": "West Indian"}
+_NATIONALITY_WORDS = {
+    "irish": "Irish",
+    "scotch": "Scottish",
+    "scottish": "Scottish",
+    "scots": "Scottish",
+    "welch": "Welsh",
+    "welsh": "Welsh",
+    "english": "English",
+    "french": "French",
+    "gaelic": "Gaelic",
+    "highland": "Scottish Highland",
+    "west india": "West Indian",
+}
 _COLLECTION_ORIGINS = {"oneills1850": "Irish"}
 
 
@@ -111,19 +182,61 @@ def _region_case(name: str) -> str:
 
 _TITLE_TYPE_SUFFIX = re.compile(r"\s*(?:--|\u2014|\u2013)\s*[^-]+$")
 _FORMS = (
-    ("chorale", "chorale"), ("choral", "chorale"), ("motet", "motet"), ("madrigal", "madrigal"),
-    ("mass", "mass movement"), ("kyrie", "mass movement"), ("gloria", "mass movement"), ("credo", "mass movement"),
-    ("sanctus", "mass movement"), ("benedictus", "mass movement"), ("agnus", "mass movement"),
-    ("sonata", "sonata"), ("quartet", "string quartet"), ("mazurka", "mazurka"), ("polonaise", "polonaise"),
-    ("rag", "ragtime piece"), ("ballata", "ballata"), ("virelai", "virelai"), ("caccia", "caccia"),
-    ("minuet", "minuet"), ("menuetto", "minuet"), ("scherzo", "scherzo"), ("prelude", "prelude"),
-    ("fugue", "fugue"), ("lied", "song"), ("song", "song"),
+    ("chorale", "chorale"),
+    ("choral", "chorale"),
+    ("motet", "motet"),
+    ("madrigal", "madrigal"),
+    ("mass", "mass movement"),
+    ("kyrie", "mass movement"),
+    ("gloria", "mass movement"),
+    ("credo", "mass movement"),
+    ("sanctus", "mass movement"),
+    ("benedictus", "mass movement"),
+    ("agnus", "mass movement"),
+    ("sonata", "sonata"),
+    ("quartet", "string quartet"),
+    ("mazurka", "mazurka"),
+    ("polonaise", "polonaise"),
+    ("rag", "ragtime piece"),
+    ("ballata", "ballata"),
+    ("virelai", "virelai"),
+    ("caccia", "caccia"),
+    ("minuet", "minuet"),
+    ("menuetto", "minuet"),
+    ("scherzo", "scherzo"),
+    ("prelude", "prelude"),
+    ("fugue", "fugue"),
+    ("lied", "song"),
+    ("song", "song"),
 )
 _FOLDER_FORMS = {"bach": "chorale", "monteverdi": "madrigal", "palestrina": "mass movement"}
 _NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve")
-_VOCAL = {"soprano", "alto", "tenor", "bass", "basso", "baritone", "canto", "cantus", "quinto", "quintus", "sesto",
-          "sextus", "altus", "bassus", "superius", "tenore", "contratenor", "contra", "motetus", "triplum",
-          "voice", "voce", "discantus", "mezzo"}
+_VOCAL = {
+    "soprano",
+    "alto",
+    "tenor",
+    "bass",
+    "basso",
+    "baritone",
+    "canto",
+    "cantus",
+    "quinto",
+    "quintus",
+    "sesto",
+    "sextus",
+    "altus",
+    "bassus",
+    "superius",
+    "tenore",
+    "contratenor",
+    "contra",
+    "motetus",
+    "triplum",
+    "voice",
+    "voce",
+    "discantus",
+    "mezzo",
+}
 _INSTRUMENT_OF_COLLECTION = {"Ryan's Mammoth Collection": "fiddle", "Cole's 1000 Fiddle Tunes": "fiddle"}
 
 
@@ -194,8 +307,11 @@ def _parts(names: list[str]) -> tuple[str | None, int]:
     named = [v for v in names if not re.fullmatch(r"[\w-]{0,3}\d*", v)]
     if named and all(p == "piano" or p in ("", "pno") for p in plain) and "piano" in plain:
         return "piano", n
-    if n == 4 and sorted(plain).count("violin") == 2 and {"viola"} <= set(plain) and (
-        "cello" in plain or "violoncello" in plain
+    if (
+        n == 4
+        and sorted(plain).count("violin") == 2
+        and {"viola"} <= set(plain)
+        and ("cello" in plain or "violoncello" in plain)
     ):
         return "string quartet", n
     if named and all(p.split()[0] in _VOCAL for p in plain if p):
@@ -244,18 +360,34 @@ def facts_of(abc: str, labels: dict[str, str], metadata: Mapping[str, object], r
     bars = bars if bars >= 2 else 0  # music written without bar lines (Josquin's parts) reads as one bar
     span = pitch_range(abc)
     return Facts(
-        labels=labels, kind=kind, title=_title_of(abc, metadata), bars=bars,
-        low=span[0] if span else None, high=span[1] if span else None, parts=parts, n_parts=n_parts,
-        adjective=adjective, region=region,
+        labels=labels,
+        kind=kind,
+        title=_title_of(abc, metadata),
+        bars=bars,
+        low=span[0] if span else None,
+        high=span[1] if span else None,
+        parts=parts,
+        n_parts=n_parts,
+        adjective=adjective,
+        region=region,
         instrument=_INSTRUMENT_OF_COLLECTION.get(labels.get("collection", "")),
     )
 
 
 # --------------------------------------------------------------------------- phrasings
 
-_TEMPO_ADJECTIVES = {"slow": "slow", "very slow": "very slow", "moderate": "moderately paced", "lively": "lively",
-                     "spirited": "spirited", "animated": "animated", "brisk": "brisk", "quick": "quick",
-                     "fast": "fast", "free": "freely paced"}
+_TEMPO_ADJECTIVES = {
+    "slow": "slow",
+    "very slow": "very slow",
+    "moderate": "moderately paced",
+    "lively": "lively",
+    "spirited": "spirited",
+    "animated": "animated",
+    "brisk": "brisk",
+    "quick": "quick",
+    "fast": "fast",
+    "free": "freely paced",
+}
 
 
 def _tempo_adjective(f: Facts) -> str | None:
@@ -277,7 +409,7 @@ def _kind_with_origin(f: Facts) -> str:
 
 
 def _for_parts(f: Facts) -> str:
-    """", for four voices (...)" when the parts say more than the kind of piece already does."""
+    """ ", for four voices (...)" when the parts say more than the kind of piece already does."""
     return f", for {f.parts}" if f.parts and f.parts not in f.kind else ""
 
 
@@ -295,7 +427,7 @@ def _span(f: Facts) -> str | None:
 
 
 def p_tempo_kind_key(f: Facts) -> str | None:
-    """"A lively jig in D major, in 6/8." """
+    """ "A lively jig in D major, in 6/8." """
     key_meter = _key_meter(f)
     if not key_meter:
         return None
@@ -307,7 +439,7 @@ def p_tempo_kind_key(f: Facts) -> str | None:
 
 
 def p_collection_bars_range(f: Facts) -> str | None:
-    """"Irish jig from O'Neill's Music of Ireland, 32 bars, ranging from D4 to B5." """
+    """ "Irish jig from O'Neill's Music of Ireland, 32 bars, ranging from D4 to B5." """
     collection = f.labels.get("collection")
     if not collection:
         return None
@@ -320,7 +452,7 @@ def p_collection_bars_range(f: Facts) -> str | None:
 
 
 def p_composer(f: Facts) -> str | None:
-    """"A chorale by Johann Sebastian Bach, a Baroque composer, for four voices (...)." """
+    """ "A chorale by Johann Sebastian Bach, a Baroque composer, for four voices (...)." """
     composer = f.labels.get("composer")
     if not composer:
         return None
@@ -332,7 +464,7 @@ def p_composer(f: Facts) -> str | None:
 
 
 def p_origin_key_time(f: Facts) -> str | None:
-    """"A German folk song in G major, 3/4 time." """
+    """ "A German folk song in G major, 3/4 time." """
     if not f.adjective and not f.region:
         return None
     key, meter = f.labels.get("key"), f.labels.get("meter")
@@ -347,7 +479,7 @@ def p_origin_key_time(f: Facts) -> str | None:
 
 
 def p_title(f: Facts) -> str | None:
-    """"The Little Heathy Hill: an Irish air in G minor." """
+    """ "The Little Heathy Hill: an Irish air in G minor." """
     if not f.title:
         return None
     key = f.labels.get("key")
@@ -358,7 +490,7 @@ def p_title(f: Facts) -> str | None:
 
 
 def p_length_range(f: Facts) -> str | None:
-    """"A 16-bar tune in 3/4 whose melody spans D4 to B5." """
+    """ "A 16-bar tune in 3/4 whose melody spans D4 to B5." """
     if not f.bars:
         return None
     meter = f.labels.get("meter")
@@ -371,7 +503,7 @@ def p_length_range(f: Facts) -> str | None:
 
 
 def p_mode(f: Facts) -> str | None:
-    """"Written in the dorian mode on A, for fiddle." """
+    """ "Written in the dorian mode on A, for fiddle." """
     key = f.labels.get("key")
     mode = f.labels.get("mode")
     if not key or not mode:
@@ -389,7 +521,7 @@ def p_mode(f: Facts) -> str | None:
 
 
 def p_period_style(f: Facts) -> str | None:
-    """"Baroque music for four voices, in G minor." """
+    """ "Baroque music for four voices, in G minor." """
     period = f.labels.get("period")
     if not period:
         return None
@@ -405,7 +537,7 @@ def p_period_style(f: Facts) -> str | None:
 
 
 def p_meter_tempo(f: Facts) -> str | None:
-    """"Lively, in 6/8 time: a jig." """
+    """ "Lively, in 6/8 time: a jig." """
     meter = f.labels.get("meter")
     adjective = _tempo_adjective(f)
     if not meter or not (adjective or f.labels.get("tune_type")):
@@ -415,7 +547,7 @@ def p_meter_tempo(f: Facts) -> str | None:
 
 
 def p_instrument(f: Facts) -> str | None:
-    """"A fiddle tune: a hornpipe in G major from Ryan's Mammoth Collection." """
+    """ "A fiddle tune: a hornpipe in G major from Ryan's Mammoth Collection." """
     if not f.instrument:
         return None
     collection = f.labels.get("collection")
@@ -428,14 +560,14 @@ def p_instrument(f: Facts) -> str | None:
 
 
 def p_key(f: Facts) -> str | None:
-    """"In D major." A short sentence in which the key is most of the meaning (MiniLM: cosine 0.70
+    """ "In D major." A short sentence in which the key is most of the meaning (MiniLM: cosine 0.70
     between "In D major." and "In G major.", 0.87 between two longer captions differing only there)."""
     key = f.labels.get("key")
     return f"In {key}." if key else None
 
 
 def p_meter(f: Facts) -> str | None:
-    """"In 6/8 time." The same for the meter."""
+    """ "In 6/8 time." The same for the meter."""
     meter = f.labels.get("meter")
     return f"In {meter} time." if meter else None
 

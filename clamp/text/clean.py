@@ -13,9 +13,30 @@ from clamp.text.fields import fix_at_artefacts, fold
 from clamp.text.labels import is_junk, tune_type
 
 # ABC 2.1 text escapes for accented letters (\'e, \`a, \^o, \"u, \~n, \cc, \oo, \ss ...).
-_ABC_ACCENTS = {"'": "\u0301", "`": "\u0300", "^": "\u0302", '"': "\u0308", "~": "\u0303", "c": "\u0327", "o": "\u030a", "=": "\u0304", "u": "\u0306", "v": "\u030c"}
+_ABC_ACCENTS = {
+    "'": "\u0301",
+    "`": "\u0300",
+    "^": "\u0302",
+    '"': "\u0308",
+    "~": "\u0303",
+    "c": "\u0327",
+    "o": "\u030a",
+    "=": "\u0304",
+    "u": "\u0306",
+    "v": "\u030c",
+}
 _ABC_ESCAPE = re.compile(r"\\([`'^\"~cou=v])([A-Za-z])")
-_ABC_SPECIAL = {r"\ss": "ß", r"\AE": "Æ", r"\ae": "æ", r"\OE": "Œ", r"\oe": "œ", r"\/o": "ø", r"\/O": "Ø", r"\aa": "å", r"\AA": "Å"}
+_ABC_SPECIAL = {
+    r"\ss": "ß",
+    r"\AE": "Æ",
+    r"\ae": "æ",
+    r"\OE": "Œ",
+    r"\oe": "œ",
+    r"\/o": "ø",
+    r"\/O": "Ø",
+    r"\aa": "å",
+    r"\AA": "Å",
+}
 _TAG = re.compile(r"<[^<>]{0,200}>")
 _MARKUP = re.compile(r"\[\[([^\]|]*\|)?([^\]]*)\]\]|'{2,}|\*\*|__")
 _SPACE = re.compile(r"\s+")
@@ -88,13 +109,48 @@ _EDITOR_TAG = re.compile(r"\[jc\]\s*$|\+{3}")
 CATALOGUE_CODE = re.compile(r"\b[A-Z]\d{4}[A-Z]?\b")
 _DB_OPTIONS = re.compile(r"^db\s*:|^(?:-\w\s*\d*\s*)+$")
 # Nationality codes that the Essen collection's Chinese tunes (han2.abc) carry as N: fields.
-CHINESE_NATIONALITIES = frozenset({
-    "han", "hui", "zang", "tu", "tuzu", "tujia", "menggu", "meng", "sala", "salazu", "yugu", "miao", "zhuang",
-    "uygur", "weiwuer", "chaoxian", "hani", "naxi", "lisu", "jingpo", "buyi", "hasake", "kazak",
-})
+CHINESE_NATIONALITIES = frozenset(
+    {
+        "han",
+        "hui",
+        "zang",
+        "tu",
+        "tuzu",
+        "tujia",
+        "menggu",
+        "meng",
+        "sala",
+        "salazu",
+        "yugu",
+        "miao",
+        "zhuang",
+        "uygur",
+        "weiwuer",
+        "chaoxian",
+        "hani",
+        "naxi",
+        "lisu",
+        "jingpo",
+        "buyi",
+        "hasake",
+        "kazak",
+    }
+)
 _FILENAME = re.compile(r"\.(?:abc|mxl|xml|musicxml|krn|mid|midi|pdf)$", re.IGNORECASE)
-_PLACEHOLDER_TITLES = {"title", "untitled", "score", "subtitle", "composer", "lyricist", "arranger", "copyright",
-                       "part", "voice", "track", "new score"}
+_PLACEHOLDER_TITLES = {
+    "title",
+    "untitled",
+    "score",
+    "subtitle",
+    "composer",
+    "lyricist",
+    "arranger",
+    "copyright",
+    "part",
+    "voice",
+    "track",
+    "new score",
+}
 _ROMAN = re.compile(r"[IVXLCDM]+", re.IGNORECASE)
 _FIELD_PREFIX = re.compile(r"^([A-Z][a-z]+):\s*(.*)$", re.DOTALL)
 _KNOWN_FIELDS = {name.capitalize() for name in INFO_FIELD_NAMES.values()}
@@ -188,8 +244,12 @@ def merge_continued_notes(fields: list[tuple[str, str]]) -> list[tuple[str, str]
     the previous note does not end a sentence."""
     out: list[tuple[str, str]] = []
     for key, value in fields:
-        if key == "N" and out and out[-1][0] == "N" and value[:1].islower() and not out[-1][1].rstrip().endswith(
-            (".", "!", "?", '"', ":")
+        if (
+            key == "N"
+            and out
+            and out[-1][0] == "N"
+            and value[:1].islower()
+            and not out[-1][1].rstrip().endswith((".", "!", "?", '"', ":"))
         ):
             out[-1] = ("N", f"{out[-1][1].rstrip()} {value}")
         else:

@@ -90,7 +90,7 @@ def n_bars(abc: str) -> int:
     for i, count in enumerate(counts):
         if not count:
             continue
-        after = next((c for c in counts[i + 1:] if c), 0)
+        after = next((c for c in counts[i + 1 :] if c), 0)
         if (seps[i] == "^" or _SECTION_END.search(seps[i])) and count * 2 < after:
             continue  # a pick-up
         bars += 1

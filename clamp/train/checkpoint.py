@@ -53,7 +53,11 @@ def _unflatten(obj, tensors: dict[str, torch.Tensor]):
 def rng_state() -> dict:
     state = {
         "python": random.getstate(),
-        "numpy": [np.random.get_state()[0], torch.from_numpy(np.random.get_state()[1].astype(np.int64)), *np.random.get_state()[2:]],
+        "numpy": [
+            np.random.get_state()[0],
+            torch.from_numpy(np.random.get_state()[1].astype(np.int64)),
+            *np.random.get_state()[2:],
+        ],
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():

@@ -31,8 +31,16 @@ def text_id(text: str) -> int:
     return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little") >> 1
 
 
-def music_batch(items: list[dict], max_patches: int, input_kind: str = "patch", pad_id: int = 0, *,
-                patch_mode: str = "clamp-v1", header_dropout: float = 0.0, seed: int = 0) -> torch.Tensor:
+def music_batch(
+    items: list[dict],
+    max_patches: int,
+    input_kind: str = "patch",
+    pad_id: int = 0,
+    *,
+    patch_mode: str = "clamp-v1",
+    header_dropout: float = 0.0,
+    seed: int = 0,
+) -> torch.Tensor:
     """The music side of a batch: each tune's patches, without its `K:`/`M:`/`L:` header
     patches (and voice names) with probability `header_dropout` (docs/model-and-losses.md,
     "Header dropout"), padded to a batch of patches or, for the character ablation, of characters.
@@ -56,9 +64,20 @@ def music_batch(items: list[dict], max_patches: int, input_kind: str = "patch", 
 class ContrastiveCollator:
     """Builds (music, input_ids, attention_mask) from dataset items with text dropout."""
 
-    def __init__(self, tokenizer, max_patches: int, text_max_length: int = 128, text_dropout: bool = True,
-                 input_kind: str = "patch", pad_id: int = 0, seed: int = 0, shared_text_positives: bool = False, *,
-                 patch_mode: str = "clamp-v1", header_dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        tokenizer,
+        max_patches: int,
+        text_max_length: int = 128,
+        text_dropout: bool = True,
+        input_kind: str = "patch",
+        pad_id: int = 0,
+        seed: int = 0,
+        shared_text_positives: bool = False,
+        *,
+        patch_mode: str = "clamp-v1",
+        header_dropout: float = 0.0,
+    ) -> None:
         self.tokenizer = tokenizer
         self.patch_mode, self.header_dropout = patch_mode, header_dropout
         self.shared_text_positives = shared_text_positives
@@ -73,12 +92,24 @@ class ContrastiveCollator:
     def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
         # seeded per (seed, draw, item): the same batch gets the same texts after a resume
         texts = [
-            text_dropout(it["texts"], random.Random(f"{self.seed}:{it.get('draw', 0)}:{it.get('index', 0)}"), self.sep, self.text_dropout)
+            text_dropout(
+                it["texts"],
+                random.Random(f"{self.seed}:{it.get('draw', 0)}:{it.get('index', 0)}"),
+                self.sep,
+                self.text_dropout,
+            )
             for it in items
         ]
         enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.text_max_length, return_tensors="pt")
-        music = music_batch(items, self.max_patches, self.input_kind, self.pad_id, patch_mode=self.patch_mode,
-                            header_dropout=self.header_dropout, seed=self.seed)
+        music = music_batch(
+            items,
+            self.max_patches,
+            self.input_kind,
+            self.pad_id,
+            patch_mode=self.patch_mode,
+            header_dropout=self.header_dropout,
+            seed=self.seed,
+        )
         batch = {"music": music, "input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
         if self.shared_text_positives:
             batch["text_ids"] = torch.tensor([text_id(t) for t in texts], dtype=torch.int64)

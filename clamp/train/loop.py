@@ -49,9 +49,25 @@ class ResumableBatchSampler(Sampler[list[int]]):
     to the longest (most tunes are far shorter than `max_patches`) wastes little compute.
     """
 
-    def __init__(self, n: int, batch_size: int, seed: int, start_batch: int = 0, rank: int = 0, world: int = 1,
-                 lengths: np.ndarray | None = None, group_batches: int = 64) -> None:
-        self.n, self.batch_size, self.seed, self.start, self.rank, self.world = n, batch_size, seed, start_batch, rank, world
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        seed: int,
+        start_batch: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        lengths: np.ndarray | None = None,
+        group_batches: int = 64,
+    ) -> None:
+        self.n, self.batch_size, self.seed, self.start, self.rank, self.world = (
+            n,
+            batch_size,
+            seed,
+            start_batch,
+            rank,
+            world,
+        )
         self.global_batch = batch_size * world
         if n < self.global_batch:
             raise ValueError(f"dataset of {n} items is smaller than one global batch of {self.global_batch}")
@@ -215,14 +231,21 @@ def run_loop(
     scheduler = cosine_schedule(optimizer, cfg)
     start_step = 0
     history: dict[int, float] = {}
-    identity = {**{k: getattr(cfg, k) for k in RUN_IDENTITY}, "dataset_fingerprint": dataset_fingerprint,
-                "world_size": dinfo.world}
+    identity = {
+        **{k: getattr(cfg, k) for k in RUN_IDENTITY},
+        "dataset_fingerprint": dataset_fingerprint,
+        "world_size": dinfo.world,
+    }
     resume_from = checkpoint_to_resume(ckpt_dir)
     state = load_checkpoint(resume_from) if resume_from is not None else None
     if state is not None and state.get("identity") != identity:
         saved = state.get("identity") or {}
         changed = sorted(k for k in set(identity) | set(saved) if saved.get(k) != identity.get(k))
-        what = f"different {', '.join(changed)}" if state.get("identity") else "written by an older version, settings unknown"
+        what = (
+            f"different {', '.join(changed)}"
+            if state.get("identity")
+            else "written by an older version, settings unknown"
+        )
         raise ValueError(
             f"{out_dir} holds a checkpoint of another run ({what}): use a new output folder or delete it to start over"
         )
@@ -234,10 +257,17 @@ def run_loop(
         history = {int(k): float(v) for k, v in state.get("history", {}).items()}
         if dinfo.is_main:
             log.info("resumed from %s at step %d", ckpt_dir, start_step)
-    sampler = ResumableBatchSampler(len(dataset), cfg.batch_size, cfg.seed, start_step * cfg.grad_accum, dinfo.rank, dinfo.world,
-                                    lengths=lengths)
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers,
-                        persistent_workers=cfg.num_workers > 0, pin_memory=device.type == "cuda")
+    sampler = ResumableBatchSampler(
+        len(dataset), cfg.batch_size, cfg.seed, start_step * cfg.grad_accum, dinfo.rank, dinfo.world, lengths=lengths
+    )
+    loader = DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate,
+        num_workers=cfg.num_workers,
+        persistent_workers=cfg.num_workers > 0,
+        pin_memory=device.type == "cuda",
+    )
     batches = iter(loader)  # draws a base seed from the torch RNG: before the RNG is restored
     if state is not None:
         set_rng_state(state["rng"][dinfo.rank] if isinstance(state["rng"], list) else state["rng"])
@@ -270,8 +300,9 @@ def run_loop(
             if on_log:
                 on_log(records[-1]["step"], records[-1])
 
-    progress = TrainingProgress(cfg.steps, start_step, f"{cfg.objective} {cfg.preset}",
-                                cfg.progress if dinfo.is_main else "off")
+    progress = TrainingProgress(
+        cfg.steps, start_step, f"{cfg.objective} {cfg.preset}", cfg.progress if dinfo.is_main else "off"
+    )
     validations: list[dict] = []
     best: dict = {"mrr": -1.0, "step": None, "state": None}
     evaluations_since_best = 0
@@ -341,7 +372,9 @@ def run_loop(
         optimizer.step()
         scheduler.step()
         done = step + 1
-        pending.append({"step": done, "loss": loss_sum, "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm.detach(), **extra})
+        pending.append(
+            {"step": done, "loss": loss_sum, "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm.detach(), **extra}
+        )
         log_now = done % cfg.log_every == 0 or done == cfg.steps
         checkpoint_now = bool(cfg.checkpoint_every) and done % cfg.checkpoint_every == 0 and done < cfg.steps
         stopping = cfg.stop_after is not None and done >= cfg.stop_after
@@ -368,9 +401,16 @@ def run_loop(
 
         for stale in (ckpt_dir, ckpt_dir.with_name(f"{ckpt_dir.name}.old")):
             shutil.rmtree(stale, ignore_errors=True)
-    return {"history": history, "completed": completed, "validations": validations, "best_step": best["step"],
-            "best_mrr": best["mrr"] if best["step"] is not None else None, "best_state": best["state"],
-            "early_stopped": early_stop, "out_of_time": out_of_time}
+    return {
+        "history": history,
+        "completed": completed,
+        "validations": validations,
+        "best_step": best["step"],
+        "best_mrr": best["mrr"] if best["step"] is not None else None,
+        "best_state": best["state"],
+        "early_stopped": early_stop,
+        "out_of_time": out_of_time,
+    }
 
 
 def _to_host(records: list[dict]) -> list[dict]:
@@ -380,18 +420,26 @@ def _to_host(records: list[dict]) -> list[dict]:
     return [{k: next(values) if torch.is_tensor(v) else v for k, v in r.items()} for r in records]
 
 
-def _save(ckpt_dir: Path, model, optimizer, scheduler, step: int, history: dict, dinfo: DistInfo, identity: dict) -> None:
+def _save(
+    ckpt_dir: Path, model, optimizer, scheduler, step: int, history: dict, dinfo: DistInfo, identity: dict
+) -> None:
     rngs = [rng_state()]
     if dinfo.world > 1:
         gathered: list = [None] * dinfo.world
         dist.all_gather_object(gathered, rngs[0])
         rngs = gathered
     if dinfo.is_main:
-        save_checkpoint(ckpt_dir, {
-            "step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "rng": rngs if dinfo.world > 1 else rngs[0],
-            "history": {str(k): v for k, v in history.items()}, "identity": identity,
-        })
+        save_checkpoint(
+            ckpt_dir,
+            {
+                "step": step,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": rngs if dinfo.world > 1 else rngs[0],
+                "history": {str(k): v for k, v in history.items()},
+                "identity": identity,
+            },
+        )
     if dinfo.world > 1:
         dist.barrier()
-

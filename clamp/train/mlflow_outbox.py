@@ -39,8 +39,11 @@ PENDING_FILE = "mlflow-pending.jsonl"
 # 120 s for each answer. Training keeps its records in the outbox instead, so a request may fail
 # fast: with these values a refused connection costs about 3 s, and a hung server 90 s at most.
 # Values the user already set are kept.
-QUICK_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-              "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+QUICK_HTTP = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
+}
 
 _BATCH_METRICS = 1000  # MLflow's limit per log_batch call
 _BATCH_PARAMS = 100  # ... and for params or tags
@@ -155,13 +158,28 @@ class _State:
 class MlflowOutbox:
     """Queues the records of one run (`run_id` in the store at `tracking_uri`); see the module docstring."""
 
-    def __init__(self, run_id: str, tracking_uri: str, out_dir: Path, *, experiment: str = "", run_name: str = "",
-                 flush_seconds: float = 30.0, max_queue: int = 20_000) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        tracking_uri: str,
+        out_dir: Path,
+        *,
+        experiment: str = "",
+        run_name: str = "",
+        flush_seconds: float = 30.0,
+        max_queue: int = 20_000,
+    ) -> None:
         from mlflow import MlflowClient
 
         self.run_id = run_id
-        self.header = {"op": "run", "run_id": run_id, "tracking_uri": tracking_uri, "experiment": experiment,
-                       "run_name": run_name, "start_time": _now_ms()}
+        self.header = {
+            "op": "run",
+            "run_id": run_id,
+            "tracking_uri": tracking_uri,
+            "experiment": experiment,
+            "run_name": run_name,
+            "start_time": _now_ms(),
+        }
         self.pending_path = Path(out_dir) / PENDING_FILE
         self.flush_seconds = flush_seconds
         self.max_queue = max_queue
@@ -192,8 +210,14 @@ class MlflowOutbox:
         exp = ""  # the experiment's name, so that a replay into an empty store can create it
         with contextlib.suppress(Exception):
             exp = mlflow.get_experiment(run.info.experiment_id).name
-        outbox = cls(run.info.run_id, mlflow.get_tracking_uri(), out_dir, experiment=exp,
-                     run_name=run.info.run_name or "", flush_seconds=flush_seconds)
+        outbox = cls(
+            run.info.run_id,
+            mlflow.get_tracking_uri(),
+            out_dir,
+            experiment=exp,
+            run_name=run.info.run_name or "",
+            flush_seconds=flush_seconds,
+        )
         try:
             yield outbox
         except BaseException as exc:
@@ -211,13 +235,20 @@ class MlflowOutbox:
         self._put({"op": "tags", "tags": {k: str(v) for k, v in tags.items()}})
 
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
-        self._put({"op": "metrics", "step": int(step), "timestamp": _now_ms(),
-                   "metrics": {k: float(v) for k, v in metrics.items()}})
+        self._put(
+            {
+                "op": "metrics",
+                "step": int(step),
+                "timestamp": _now_ms(),
+                "metrics": {k: float(v) for k, v in metrics.items()},
+            }
+        )
 
     def log_dataset(self, name: str, digest: str, source: str | Path, context: str = "training") -> None:
         """The run's dataset as an MLflow dataset input (`clamp.tracking.dataset_input`)."""
-        self._put({"op": "dataset", "name": name, "digest": digest, "source": str(Path(source).resolve()),
-                   "context": context})
+        self._put(
+            {"op": "dataset", "name": name, "digest": digest, "source": str(Path(source).resolve()), "context": context}
+        )
 
     def log_artifacts(self, local_dir: str | Path, artifact_path: str) -> None:
         self._put({"op": "artifacts", "local_dir": str(Path(local_dir).resolve()), "artifact_path": artifact_path})
@@ -232,7 +263,9 @@ class MlflowOutbox:
                 self._cond.notify_all()
                 return
             if not self._spilling:
-                log.warning("MLflow outbox full (%d records): further records wait in %s", len(self._queue), self._spill)
+                log.warning(
+                    "MLflow outbox full (%d records): further records wait in %s", len(self._queue), self._spill
+                )
                 # the header first: the spill file of a process that dies is a valid pending segment
                 head = (json.dumps(self.header) + "\n").encode()
                 self._spill.parent.mkdir(parents=True, exist_ok=True)
@@ -287,8 +320,11 @@ class MlflowOutbox:
                     wait = min(wait * 2, _RETRY_SECONDS[1])
                     continue
                 self._came_back()  # it answered, so it is up
-                log.warning("MLflow refused a %s record (%s): it is kept for the pending file",
-                            batch[0]["op"], str(exc).splitlines()[0][:200])
+                log.warning(
+                    "MLflow refused a %s record (%s): it is kept for the pending file",
+                    batch[0]["op"],
+                    str(exc).splitlines()[0][:200],
+                )
                 with self._cond:
                     self._state.rejected.extend({**r, "error": str(exc)[:300]} for r in batch)
             else:
@@ -306,8 +342,10 @@ class MlflowOutbox:
         if s.down_since is None:
             s.down_since, s.outages = time.monotonic(), s.outages + 1
             s.last_error = str(exc).splitlines()[0][:300]
-            log.warning("MLflow server %s unreachable: training goes on, its records are kept and sent when the server"
-                        " is back", self.header["tracking_uri"])
+            log.warning(
+                "MLflow server %s unreachable: training goes on, its records are kept and sent when the server is back",
+                self.header["tracking_uri"],
+            )
             log.debug("MLflow request failed: %s", s.last_error)
 
     def _came_back(self) -> None:
@@ -316,8 +354,11 @@ class MlflowOutbox:
             down = time.monotonic() - s.down_since
             s.outage_seconds += down
             s.down_since = None
-            log.warning("MLflow server reachable again after %.0f s: sending the %d records kept meanwhile",
-                        down, len(self._queue))
+            log.warning(
+                "MLflow server reachable again after %.0f s: sending the %d records kept meanwhile",
+                down,
+                len(self._queue),
+            )
 
     # the end ------------------------------------------------------------------------------------
     def close(self, status: str = "FINISHED", wait: bool = True) -> CloseReport:
@@ -352,10 +393,19 @@ class MlflowOutbox:
             fh.writelines(json.dumps(r) + "\n" for r in records)
         report.pending, report.pending_file = len(left), self.pending_path
         steps = len({r["step"] for r in left if r["op"] == "metrics"})
-        log.warning("MLflow server unreachable at the end of the run: %d records (metrics of %d steps%s) written to %s;"
-                    " send them with `clamp mlflow-replay %s`", len(left), steps,
-                    "".join(f", {op}" for op in ("params", "tags", "dataset", "artifacts", "register") if any(r["op"] == op for r in left)),
-                    self.pending_path, self.pending_path)
+        log.warning(
+            "MLflow server unreachable at the end of the run: %d records (metrics of %d steps%s) written to %s;"
+            " send them with `clamp mlflow-replay %s`",
+            len(left),
+            steps,
+            "".join(
+                f", {op}"
+                for op in ("params", "tags", "dataset", "artifacts", "register")
+                if any(r["op"] == op for r in left)
+            ),
+            self.pending_path,
+            self.pending_path,
+        )
         return report
 
 
@@ -398,11 +448,19 @@ def _resolve_run(client: Any, header: dict, report: ReplayReport) -> str:
 
     name = header.get("experiment") or "clamp"
     exp = client.get_experiment_by_name(name)
-    exp_id = exp.experiment_id if exp is not None else client.create_experiment(
-        name, artifact_location=local_artifact_location(client.tracking_uri), tags=EXPERIMENT_KIND)
-    run = client.create_run(exp_id, start_time=header.get("start_time"), run_name=header.get("run_name") or None,
-                            tags={"clamp.replayed_from_run": header["run_id"],
-                                  "clamp.replayed_from_store": header.get("tracking_uri", "")})
+    exp_id = (
+        exp.experiment_id
+        if exp is not None
+        else client.create_experiment(
+            name, artifact_location=local_artifact_location(client.tracking_uri), tags=EXPERIMENT_KIND
+        )
+    )
+    run = client.create_run(
+        exp_id,
+        start_time=header.get("start_time"),
+        run_name=header.get("run_name") or None,
+        tags={"clamp.replayed_from_run": header["run_id"], "clamp.replayed_from_store": header.get("tracking_uri", "")},
+    )
     report.created.append(run.info.run_id)
     return run.info.run_id
 

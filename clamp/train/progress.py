@@ -26,8 +26,14 @@ class TrainingProgress:
         if mode == "bar":
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=False)
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"),
+                transient=False,
+            )
             self._progress.start()
             self._bar = self._progress.add_task(label, total=total, completed=start, info="")
 
@@ -55,10 +61,11 @@ class TrainingProgress:
             elapsed = time.perf_counter() - self.t0
             rate = (done - self.start) / elapsed if elapsed > 0 else 0.0
             eta = (self.total - done) / rate if rate > 0 else 0.0
-            print(f"{self.label}: step {done}/{self.total}  {info}  eta {_fmt_seconds(eta)}", file=sys.stderr, flush=True)
+            print(
+                f"{self.label}: step {done}/{self.total}  {info}  eta {_fmt_seconds(eta)}", file=sys.stderr, flush=True
+            )
 
     def close(self) -> None:
         if self._bar is not None:
             self._progress.stop()
             self._bar = None
-

@@ -46,7 +46,9 @@ def save_mmm(model: MMMModel, path: Path) -> None:
 
     path.mkdir(parents=True, exist_ok=True)
     (path / MMM_CONFIG).write_text(json.dumps(model.cfg.to_dict(), indent=2) + "\n")
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(path / "model.safetensors"))
+    save_file(
+        {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(path / "model.safetensors")
+    )
 
 
 def load_mmm(path: str | Path) -> MMMModel:
@@ -61,8 +63,12 @@ def load_mmm(path: str | Path) -> MMMModel:
 
 
 def music_config(cfg: TrainConfig, manifest: dict) -> MusicEncoderConfig:
-    music = music_preset(cfg.preset, patch_mode=manifest["patch_mode"], input_kind=cfg.input_kind,
-                         notation=manifest.get("notation", "as-written"))
+    music = music_preset(
+        cfg.preset,
+        patch_mode=manifest["patch_mode"],
+        input_kind=cfg.input_kind,
+        notation=manifest.get("notation", "as-written"),
+    )
     if cfg.max_patches:
         music.max_positions = cfg.max_patches
     return music
@@ -76,11 +82,15 @@ def patch_budget_note(manifest: dict, music: MusicEncoderConfig) -> str | None:
         return None
     reads = music.max_positions
     if built > reads:
-        return (f"note: the dataset keeps up to {built} patches per tune and this run reads the first {reads}; "
-                f"longer tunes are cut (train with --max-patches {built}, or build with max_patches {reads})")
-    return (f"note: the dataset's tunes were cut to {built} patches and this run's encoder has {reads} positions; "
-            f"positions past {built} are never trained (train with --max-patches {built}, or rebuild with "
-            f"max_patches {reads})")
+        return (
+            f"note: the dataset keeps up to {built} patches per tune and this run reads the first {reads}; "
+            f"longer tunes are cut (train with --max-patches {built}, or build with max_patches {reads})"
+        )
+    return (
+        f"note: the dataset's tunes were cut to {built} patches and this run's encoder has {reads} positions; "
+        f"positions past {built} are never trained (train with --max-patches {built}, or rebuild with "
+        f"max_patches {reads})"
+    )
 
 
 def init_music_config(loaded: MusicEncoderConfig, run: MusicEncoderConfig, source: str) -> MusicEncoderConfig:
@@ -90,8 +100,10 @@ def init_music_config(loaded: MusicEncoderConfig, run: MusicEncoderConfig, sourc
     on, and so reads, tunes written that way (an imported checkpoint reads them as written)."""
     for key in ("patch_mode", "input_kind"):
         if getattr(loaded, key) != getattr(run, key):
-            raise UserError(f"{source} uses {key} {getattr(loaded, key)!r}, this run {getattr(run, key)!r} "
-                            "(the dataset's patch mode, the input kind): they must agree to continue training it")
+            raise UserError(
+                f"{source} uses {key} {getattr(loaded, key)!r}, this run {getattr(run, key)!r} "
+                "(the dataset's patch mode, the input kind): they must agree to continue training it"
+            )
     loaded.notation = run.notation
     return loaded
 
@@ -114,7 +126,10 @@ def decay_groups(module: torch.nn.Module, lr: float, weight_decay: float, skip: 
         if not p.requires_grad or (skip and id(p) in skip):
             continue
         (no_decay if p.ndim < 2 or "logit_scale" in name else decay).append(p)
-    return [{"params": decay, "lr": lr, "weight_decay": weight_decay}, {"params": no_decay, "lr": lr, "weight_decay": 0.0}]
+    return [
+        {"params": decay, "lr": lr, "weight_decay": weight_decay},
+        {"params": no_decay, "lr": lr, "weight_decay": 0.0},
+    ]
 
 
 def mmm_step(model, batch, micro_step: int, seed: int, rank: int) -> StepResult:
@@ -147,8 +162,11 @@ def build_text_bank(model, texts: list[str], cfg: TrainConfig, dinfo) -> TextFea
     with progress_bar("text features (locked tower; cached afterwards)", len(set(lines)), bar) as advance:
         bank = TextFeatureBank.build(model, lines, cfg.cache_dir, progress=advance)
     if dinfo.is_main and not bar and cfg.progress in ("auto", "lines"):
-        print(f"text features (locked tower): {len(bank)} candidates, {bank.computed} computed, the rest cached",
-              file=sys.stderr, flush=True)
+        print(
+            f"text features (locked tower): {len(bank)} candidates, {bank.computed} computed, the rest cached",
+            file=sys.stderr,
+            flush=True,
+        )
     if dinfo.world > 1 and dinfo.is_main:
         import torch.distributed as dist
 
@@ -192,8 +210,12 @@ def train(cfg: TrainConfig) -> dict:
         def step_fn(m, b, s):
             return mmm_step(m, b, s, cfg.seed, dinfo.rank)
     else:
-        clamp_cfg = ClampConfig(music=music, text_model=cfg.text_model, projection_dim=cfg.projection_dim,
-                                learnable_temperature=cfg.learnable_temperature)
+        clamp_cfg = ClampConfig(
+            music=music,
+            text_model=cfg.text_model,
+            projection_dim=cfg.projection_dim,
+            learnable_temperature=cfg.learnable_temperature,
+        )
         if cfg.init_from:
             model = ClampModel.from_pretrained(cfg.init_from)
             music = init_music_config(model.config.music, music, cfg.init_from)
@@ -202,7 +224,15 @@ def train(cfg: TrainConfig) -> dict:
             model = ClampModel.from_config(clamp_cfg)
         if cfg.init_music_from:
             pre = load_mmm(cfg.init_music_from)
-            keys = ("patch_mode", "input_kind", "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_positions")
+            keys = (
+                "patch_mode",
+                "input_kind",
+                "hidden_size",
+                "num_layers",
+                "num_heads",
+                "intermediate_size",
+                "max_positions",
+            )
             if any(getattr(pre.cfg, k) != getattr(music, k) for k in keys):
                 raise ValueError(
                     f"{cfg.init_music_from} was pre-trained with another encoder configuration "
@@ -215,28 +245,55 @@ def train(cfg: TrainConfig) -> dict:
             model.text_encoder.requires_grad_(False)
             valid_texts = [t for it in valid_items for t in candidates(it["texts"])] if dinfo.is_main else []
             bank = build_text_bank(model, [*base.column_texts(), *valid_texts], cfg, dinfo)
-            collate = LockedTextCollator(bank, music.max_positions, cfg.text_dropout, music.input_kind, music.pad_id, cfg.seed,
-                                         cfg.shared_text_positives, cfg.text_views, patch_mode=music.patch_mode,
-                                         header_dropout=cfg.header_dropout)
+            collate = LockedTextCollator(
+                bank,
+                music.max_positions,
+                cfg.text_dropout,
+                music.input_kind,
+                music.pad_id,
+                cfg.seed,
+                cfg.shared_text_positives,
+                cfg.text_views,
+                patch_mode=music.patch_mode,
+                header_dropout=cfg.header_dropout,
+            )
         else:
             bank = None
-            collate = ContrastiveCollator(model.tokenizer, music.max_positions, clamp_cfg.text_max_length, cfg.text_dropout,
-                                          music.input_kind, music.pad_id, cfg.seed, cfg.shared_text_positives,
-                                          patch_mode=music.patch_mode, header_dropout=cfg.header_dropout)
+            collate = ContrastiveCollator(
+                model.tokenizer,
+                music.max_positions,
+                clamp_cfg.text_max_length,
+                cfg.text_dropout,
+                music.input_kind,
+                music.pad_id,
+                cfg.seed,
+                cfg.shared_text_positives,
+                patch_mode=music.patch_mode,
+                header_dropout=cfg.header_dropout,
+            )
             param_groups += decay_groups(model.text_encoder, cfg.text_lr, cfg.weight_decay)
         step_fn = clamp_step
 
         def text_embed(items: list[dict]) -> torch.Tensor:
             """Valid texts as training sees them without dropout: all candidates."""
             if bank is not None:
-                return model.project_text(torch.stack([bank.feature_of(candidates(it["texts"])) for it in items]).to(device))
-            enc = model.tokenizer([" ".join(candidates(it["texts"])) for it in items], padding=True, truncation=True,
-                                  max_length=model.config.text_max_length, return_tensors="pt").to(device)
+                return model.project_text(
+                    torch.stack([bank.feature_of(candidates(it["texts"])) for it in items]).to(device)
+                )
+            enc = model.tokenizer(
+                [" ".join(candidates(it["texts"])) for it in items],
+                padding=True,
+                truncation=True,
+                max_length=model.config.text_max_length,
+                return_tensors="pt",
+            ).to(device)
             return model.encode_text(enc["input_ids"], enc["attention_mask"])
 
         if cfg.eval_every and valid_items:
+
             def validate_fn() -> dict[str, float]:
                 return validate(model, valid_items, text_embed, device)
+
     note = patch_budget_note(manifest, music)  # the final encoder's (a continued model's own)
     if note and dinfo.is_main:
         print(note, file=sys.stderr, flush=True)
@@ -244,17 +301,35 @@ def train(cfg: TrainConfig) -> dict:
     n_params = sum(p.numel() for p in model.parameters())
     run_name = cfg.run_name or f"{cfg.objective}-{cfg.preset}"
     # every record goes through the outbox: an MLflow outage neither stalls the loop nor loses a record
-    with (quick_mlflow_requests(),
-          mlflow_run(cfg.experiment, run_name, Path(cfg.tracking_dir) if cfg.tracking_dir else None,
-                     enabled=cfg.mlflow and dinfo.is_main) as run,
-          MlflowOutbox.for_run(run, Path(cfg.output_dir), cfg.mlflow_flush_seconds) as outbox):
+    with (
+        quick_mlflow_requests(),
+        mlflow_run(
+            cfg.experiment,
+            run_name,
+            Path(cfg.tracking_dir) if cfg.tracking_dir else None,
+            enabled=cfg.mlflow and dinfo.is_main,
+        ) as run,
+        MlflowOutbox.for_run(run, Path(cfg.output_dir), cfg.mlflow_flush_seconds) as outbox,
+    ):
         if outbox is not None:
             outbox.log_params(flatten({"train": cfg.to_dict(), "music": music.to_dict()}))
-            outbox.set_tags({"dataset_fingerprint": manifest.get("fingerprint", ""), "dataset_dir": str(cfg.dataset_dir),
-                             "git_commit": git_commit(), "objective": cfg.objective, "n_params": str(n_params),
-                             "world_size": str(dinfo.world), "device": str(device)})
-            outbox.log_dataset(manifest.get("name") or Path(cfg.dataset_dir).name, manifest.get("fingerprint", ""),
-                               cfg.dataset_dir, "training")
+            outbox.set_tags(
+                {
+                    "dataset_fingerprint": manifest.get("fingerprint", ""),
+                    "dataset_dir": str(cfg.dataset_dir),
+                    "git_commit": git_commit(),
+                    "objective": cfg.objective,
+                    "n_params": str(n_params),
+                    "world_size": str(dinfo.world),
+                    "device": str(device),
+                }
+            )
+            outbox.log_dataset(
+                manifest.get("name") or Path(cfg.dataset_dir).name,
+                manifest.get("fingerprint", ""),
+                cfg.dataset_dir,
+                "training",
+            )
 
         def on_log(step: int, record: dict) -> None:
             log.info("step %d loss %.4f", step, record["loss"])
@@ -264,19 +339,38 @@ def train(cfg: TrainConfig) -> dict:
         group = cfg.group_by_length if cfg.group_by_length is not None else cfg.objective == "mmm"
         lengths = None
         if group:  # lengths as the model sees them: cut at its positions
-            lengths = base.lengths("n_chars" if music.input_kind == "char" else "n_patches").clip(max=music.max_positions)
+            lengths = base.lengths("n_chars" if music.input_kind == "char" else "n_patches").clip(
+                max=music.max_positions
+            )
+
         def on_validation(step: int, metrics: dict[str, float]) -> None:
-            log.info("step %d valid MRR %.4f (mean cosine %.3f)", step, metrics.get("valid/text_to_music/mrr", float("nan")),
-                     metrics.get("valid/mean_cosine", float("nan")))
+            log.info(
+                "step %d valid MRR %.4f (mean cosine %.3f)",
+                step,
+                metrics.get("valid/text_to_music/mrr", float("nan")),
+                metrics.get("valid/mean_cosine", float("nan")),
+            )
             if outbox is not None:
                 outbox.log_metrics(metrics, step=step)
             if dinfo.is_main:  # an MLflow-free record for `clamp report` (a resumed step overrides: last wins)
                 with (Path(cfg.output_dir) / "validation.jsonl").open("a") as fh:
                     fh.write(json.dumps({"step": step, **{k: float(v) for k, v in metrics.items()}}) + "\n")
 
-        result = run_loop(cfg, model, dataset, collate, step_fn, param_groups, on_log, dinfo, device,
-                          dataset_fingerprint=manifest.get("fingerprint", ""), lengths=lengths,
-                          validate_fn=validate_fn, on_validation=on_validation)
+        result = run_loop(
+            cfg,
+            model,
+            dataset,
+            collate,
+            step_fn,
+            param_groups,
+            on_log,
+            dinfo,
+            device,
+            dataset_fingerprint=manifest.get("fingerprint", ""),
+            lengths=lengths,
+            validate_fn=validate_fn,
+            on_validation=on_validation,
+        )
         if result["best_state"] is not None:  # keep_best: the model with the best valid MRR
             model.load_state_dict(result["best_state"])
         model_dir = Path(cfg.output_dir) / "model"
@@ -285,14 +379,20 @@ def train(cfg: TrainConfig) -> dict:
                 save_mmm(model, model_dir)
             else:
                 model.save_pretrained(model_dir)
-            (model_dir / "lineage.json").write_text(json.dumps({
-                "training_run_id": run.info.run_id if run is not None else "",
-                "dataset_fingerprint": manifest.get("fingerprint", ""),
-                "dataset_dir": str(cfg.dataset_dir),
-                "git_commit": git_commit(),
-                "objective": cfg.objective,
-                **(init_lineage(cfg.init_from) if cfg.objective == "clamp" else {}),
-            }, indent=2) + "\n")
+            (model_dir / "lineage.json").write_text(
+                json.dumps(
+                    {
+                        "training_run_id": run.info.run_id if run is not None else "",
+                        "dataset_fingerprint": manifest.get("fingerprint", ""),
+                        "dataset_dir": str(cfg.dataset_dir),
+                        "git_commit": git_commit(),
+                        "objective": cfg.objective,
+                        **(init_lineage(cfg.init_from) if cfg.objective == "clamp" else {}),
+                    },
+                    indent=2,
+                )
+                + "\n"
+            )
             if outbox is not None:
                 outbox.log_artifacts(model_dir, "model")
                 if cfg.register_as:
@@ -312,15 +412,20 @@ def train(cfg: TrainConfig) -> dict:
         }
         if result["validations"]:
             last = result["validations"][-1]
-            summary.update({
-                "validation_steps": [v["step"] for v in result["validations"]],
-                "validation_mrr": [v.get("valid/text_to_music/mrr") for v in result["validations"]],
-                "best_step": result["best_step"], "best_valid_mrr": result["best_mrr"],
-                "early_stopped": result["early_stopped"],
-                "last_valid": {k.removeprefix("valid/"): v for k, v in last.items() if k != "step"},
-            })
+            summary.update(
+                {
+                    "validation_steps": [v["step"] for v in result["validations"]],
+                    "validation_mrr": [v.get("valid/text_to_music/mrr") for v in result["validations"]],
+                    "best_step": result["best_step"],
+                    "best_valid_mrr": result["best_mrr"],
+                    "early_stopped": result["early_stopped"],
+                    "last_valid": {k.removeprefix("valid/"): v for k, v in last.items() if k != "step"},
+                }
+            )
             if last.get("valid/mean_cosine", 0.0) > COLLAPSE_COSINE:
-                summary["warning"] = (f"embeddings have collapsed: mean pairwise cosine {last['valid/mean_cosine']:.3f} "
-                                      f"on the valid split (above {COLLAPSE_COSINE})")
+                summary["warning"] = (
+                    f"embeddings have collapsed: mean pairwise cosine {last['valid/mean_cosine']:.3f} "
+                    f"on the valid split (above {COLLAPSE_COSINE})"
+                )
                 log.warning(summary["warning"])
     return summary

@@ -39,7 +39,7 @@ def text_tower_fingerprint(model) -> str:
     h.update(str(sorted(model.tokenizer.get_vocab().items())[:2000]).encode())
     for name, tensor in sorted(model.text_encoder.state_dict().items()):
         h.update(name.encode())
-        h.update(tensor.detach().float().cpu().numpy().tobytes()[:1 << 16])  # a prefix of each tensor
+        h.update(tensor.detach().float().cpu().numpy().tobytes()[: 1 << 16])  # a prefix of each tensor
         h.update(str(float(tensor.detach().float().sum())).encode())
     return h.hexdigest()[:16]
 
@@ -66,8 +66,14 @@ class TextFeatureBank:
 
     @classmethod
     @torch.no_grad()
-    def build(cls, model, texts: Iterable[str], cache_dir: str | Path | None = None, batch_size: int = 256,
-              progress: Callable[[int], None] | None = None) -> TextFeatureBank:
+    def build(
+        cls,
+        model,
+        texts: Iterable[str],
+        cache_dir: str | Path | None = None,
+        batch_size: int = 256,
+        progress: Callable[[int], None] | None = None,
+    ) -> TextFeatureBank:
         """Features of every distinct text, from the disk cache where present; the rest are
         computed with the frozen tower (eval mode, no gradient) and added to the cache."""
         wanted = sorted(set(texts))
@@ -89,8 +95,9 @@ class TextFeatureBank:
             order = sorted(range(len(missing)), key=lambda i: len(missing[i]))
             for start in range(0, len(order), batch_size):
                 chunk = [missing[i] for i in order[start : start + batch_size]]
-                enc = model.tokenizer(chunk, padding=True, truncation=True, max_length=model.config.text_max_length,
-                                      return_tensors="pt").to(device)
+                enc = model.tokenizer(
+                    chunk, padding=True, truncation=True, max_length=model.config.text_max_length, return_tensors="pt"
+                ).to(device)
                 hidden = tower(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
                 pooled = mean_pool(hidden, enc["attention_mask"]).float().cpu().numpy()
                 cached.update(zip(chunk, pooled, strict=True))
@@ -110,9 +117,20 @@ class TextFeatureBank:
 class LockedTextCollator:
     """(music, text_features) batches: text dropout picks one cached candidate per draw."""
 
-    def __init__(self, bank: TextFeatureBank, max_patches: int, text_dropout: bool = True, input_kind: str = "patch",
-                 pad_id: int = 0, seed: int = 0, shared_text_positives: bool = False, text_views: int = 1, *,
-                 patch_mode: str = "clamp-v1", header_dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        bank: TextFeatureBank,
+        max_patches: int,
+        text_dropout: bool = True,
+        input_kind: str = "patch",
+        pad_id: int = 0,
+        seed: int = 0,
+        shared_text_positives: bool = False,
+        text_views: int = 1,
+        *,
+        patch_mode: str = "clamp-v1",
+        header_dropout: float = 0.0,
+    ) -> None:
         self.bank, self.max_patches, self.text_dropout = bank, max_patches, text_dropout
         self.patch_mode, self.header_dropout = patch_mode, header_dropout
         self.input_kind, self.pad_id, self.seed = input_kind, pad_id, seed
@@ -128,12 +146,22 @@ class LockedTextCollator:
         # seeded per (seed, draw, item), like string text dropout: resume-exact
         rngs = [random.Random(f"{self.seed}:{it.get('draw', 0)}:{it.get('index', 0)}") for it in items]
         # views drawn in turn from each item's generator: view 0 is what a one-view run draws
-        chosen = [[self.chosen_lines(it["texts"], rng) for _ in range(self.text_views)] for it, rng in zip(items, rngs, strict=True)]
+        chosen = [
+            [self.chosen_lines(it["texts"], rng) for _ in range(self.text_views)]
+            for it, rng in zip(items, rngs, strict=True)
+        ]
         feats = torch.stack([torch.stack([self.bank.feature_of(lines) for lines in views]) for views in chosen])
         if self.text_views == 1:
             feats = feats[:, 0]
-        music = music_batch(items, self.max_patches, self.input_kind, self.pad_id, patch_mode=self.patch_mode,
-                            header_dropout=self.header_dropout, seed=self.seed)
+        music = music_batch(
+            items,
+            self.max_patches,
+            self.input_kind,
+            self.pad_id,
+            patch_mode=self.patch_mode,
+            header_dropout=self.header_dropout,
+            seed=self.seed,
+        )
         batch = {"music": music, "text_features": feats}
         if self.shared_text_positives:
             ids = torch.tensor([[text_id("\n".join(lines)) for lines in views] for views in chosen], dtype=torch.int64)

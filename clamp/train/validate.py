@@ -41,8 +41,13 @@ def retrieval(text: torch.Tensor, music: torch.Tensor) -> dict[str, float]:
 
 
 @torch.no_grad()
-def validate(model, items: list[dict], text_embed: Callable[[list[dict]], torch.Tensor], device: torch.device,
-             batch_size: int = 64) -> dict[str, float]:
+def validate(
+    model,
+    items: list[dict],
+    text_embed: Callable[[list[dict]], torch.Tensor],
+    device: torch.device,
+    batch_size: int = 64,
+) -> dict[str, float]:
     """Metrics named `valid/...` for the valid items; `text_embed(items)` gives their normalized
     text embeddings the way training sees their text without dropout."""
     was_training = model.training

@@ -33,7 +33,9 @@ class AblationCell:
 
     @property
     def name(self) -> str:
-        base = f"{'patch' if self.input_kind == 'patch' else 'char'}-{'td' if self.text_dropout else 'notd'}-{'mmm' if self.mmm_init else 'scratch'}"
+        kind = "patch" if self.input_kind == "patch" else "char"
+        dropout = "td" if self.text_dropout else "notd"
+        base = f"{kind}-{dropout}-{'mmm' if self.mmm_init else 'scratch'}"
         return f"{base}-hd" if self.header_dropout else base
 
 
@@ -50,15 +52,28 @@ def grid(text_dropout=(True, False), input_kind=("patch", "char"), mmm_init=(Tru
 # The CPU recipe (recipes/cpu-clamp.yaml: locked MiniLM, 8 text views, batch 64, 64-patch window)
 # cut to a budget where it learns in about 4 minutes a cell on 2 cores, with its schedule fitted
 # to that budget; recipes/cpu-ablations.yaml is the same, as a file to copy and edit.
-GRID_TRAIN: dict[str, Any] = {"preset": "small", "max_patches": 64, "text_tower": "locked", "text_views": 8,
-                              "batch_size": 64, "lr": 3e-4, "steps": 400, "eval_every": 200, "keep_best": True,
-                              "checkpoint_every": 100}
+GRID_TRAIN: dict[str, Any] = {
+    "preset": "small",
+    "max_patches": 64,
+    "text_tower": "locked",
+    "text_views": 8,
+    "batch_size": 64,
+    "lr": 3e-4,
+    "steps": 400,
+    "eval_every": 200,
+    "keep_best": True,
+    "checkpoint_every": 100,
+}
 # what the MMM warm start changes from `train` (recipes/cpu-mmm.yaml): its own batch and learning
 # rate (None: the objective's default), and no valid MRR, which only a contrastive model has
 # How a cell is evaluated: on the valid split's held-out tasks (the grid chooses recipes, so it
 # never reads the test split), without the input controls and the header baseline (the report's).
-DECISION_EVAL: dict[str, Any] = {"heldout_split": "valid", "controls": ["notes-only"], "header_baseline": False,
-                                 "unseen_fields": []}
+DECISION_EVAL: dict[str, Any] = {
+    "heldout_split": "valid",
+    "controls": ["notes-only"],
+    "header_baseline": False,
+    "unseen_fields": [],
+}
 GRID_MMM: dict[str, Any] = {"batch_size": 32, "lr": None, "eval_every": 0, "text_views": 1}
 
 
@@ -69,24 +84,37 @@ class AblationConfig(BaseModel):
 
     dataset_dir: str = Field(str(DEFAULT_DATASET_DIR), description="a built dataset folder")
     out_dir: str = Field("outputs/ablations", description="folder of the grid's runs and tables")
-    benchmarks: list[str] = Field(default_factory=lambda: ["wikimt"],
-                                  description="comma-separated benchmarks every cell is evaluated on")
+    benchmarks: list[str] = Field(
+        default_factory=lambda: ["wikimt"], description="comma-separated benchmarks every cell is evaluated on"
+    )
     # TrainConfig fields shared by every cell (objective, cell settings and folders are set here)
     train: dict[str, Any] = Field(default_factory=lambda: dict(GRID_TRAIN))
     # TrainConfig fields the MMM warm start changes from `train`
     mmm: dict[str, Any] = Field(default_factory=lambda: dict(GRID_MMM))
     mmm_steps: int = Field(300, ge=1)
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1,
-                             description="comma-separated seeds, each a full pass over the cells")
+    seeds: list[int] = Field(
+        default_factory=lambda: [0, 1, 2],
+        min_length=1,
+        description="comma-separated seeds, each a full pass over the cells",
+    )
     # the cells to run (names as in `grid()`, e.g. patch-td-mmm); None: all six. The paper's
     # claims (CLAIMS) compare four of them.
-    cells: list[str] | None = Field(None, description="comma-separated cells, e.g. patch-td-mmm,char-td-scratch",
-                                    json_schema_extra={"default_text": "all six"})
+    cells: list[str] | None = Field(
+        None,
+        description="comma-separated cells, e.g. patch-td-mmm,char-td-scratch",
+        json_schema_extra={"default_text": "all six"},
+    )
     # the metrics the claims are judged on (higher is better)
     # (the valid split's held-out tasks: a recipe is chosen without reading the test split)
-    claim_metrics: list[str] = Field(default_factory=lambda: [
-        "valid-tune_type/user_prompts/macro_f1", "valid-tune_type.notes-only/user_prompts/macro_f1",
-        "valid-probe/key/p_at_10", "valid-probe/meter/p_at_10", "wikimt/text_to_music/mrr"])
+    claim_metrics: list[str] = Field(
+        default_factory=lambda: [
+            "valid-tune_type/user_prompts/macro_f1",
+            "valid-tune_type.notes-only/user_prompts/macro_f1",
+            "valid-probe/key/p_at_10",
+            "valid-probe/meter/p_at_10",
+            "wikimt/text_to_music/mrr",
+        ]
+    )
     max_items: int | None = Field(None, ge=1, description="an evenly spaced subset of each benchmark (quick runs)")
     experiment: str = "clamp-ablations"
     tracking_dir: str | None = None
@@ -103,8 +131,11 @@ class AblationConfig(BaseModel):
             known = [c.name for c in grid()]
             unknown = [v for v in value if v not in known]
             if unknown or not value:
-                raise ValueError(f"unknown cell {unknown[0]!r}; choose from {', '.join(known)}" if unknown
-                                 else "cells must name at least one cell")
+                raise ValueError(
+                    f"unknown cell {unknown[0]!r}; choose from {', '.join(known)}"
+                    if unknown
+                    else "cells must name at least one cell"
+                )
         return value
 
     @model_validator(mode="after")
@@ -113,8 +144,10 @@ class AblationConfig(BaseModel):
         error before the grid starts, not a failure in its first cell."""
         from clamp.errors import error_line
 
-        for what, settings in (("train", {**self.train, "objective": "clamp"}),
-                               ("mmm", {**self.train, **self.mmm, "objective": "mmm", "steps": self.mmm_steps})):
+        for what, settings in (
+            ("train", {**self.train, "objective": "clamp"}),
+            ("mmm", {**self.train, **self.mmm, "objective": "mmm", "steps": self.mmm_steps}),
+        ):
             try:
                 TrainConfig(**settings)
             except ValidationError as exc:
@@ -144,20 +177,37 @@ def run_ablations(cfg: AblationConfig, cells: list[AblationCell] | None = None) 
     out = Path(cfg.out_dir)
     rows: list[dict] = []
     with mlflow_run(experiment, "ablations", Path(tracking_dir) if tracking_dir else None) as parent:
-        mlflow.log_params(flatten({"base": base, "mmm_steps": cfg.mmm_steps, "benchmarks": ",".join(cfg.benchmarks),
-                                   "cells": ",".join(c.name for c in cells)}))
+        mlflow.log_params(
+            flatten(
+                {
+                    "base": base,
+                    "mmm_steps": cfg.mmm_steps,
+                    "benchmarks": ",".join(cfg.benchmarks),
+                    "cells": ",".join(c.name for c in cells),
+                }
+            )
+        )
         for seed in cfg.seeds:
             run = out / f"seed{seed}"
             mmm_out = run / "mmm"
             mmm_trained = False
             for cell in cells:
-                train_cfg = TrainConfig(**{
-                    **base, "seed": seed, "objective": "clamp", "dataset_dir": dataset_dir, "output_dir": str(run / cell.name),
-                    "text_dropout": cell.text_dropout, "input_kind": cell.input_kind,
-                    "header_dropout": HEADER_DROPOUT if cell.header_dropout else 0.0,
-                    "init_music_from": str(mmm_out / "model") if cell.mmm_init else None,
-                    "run_name": f"train/{cell.name}/seed{seed}", "experiment": experiment, "tracking_dir": tracking_dir,
-                })
+                train_cfg = TrainConfig(
+                    **{
+                        **base,
+                        "seed": seed,
+                        "objective": "clamp",
+                        "dataset_dir": dataset_dir,
+                        "output_dir": str(run / cell.name),
+                        "text_dropout": cell.text_dropout,
+                        "input_kind": cell.input_kind,
+                        "header_dropout": HEADER_DROPOUT if cell.header_dropout else 0.0,
+                        "init_music_from": str(mmm_out / "model") if cell.mmm_init else None,
+                        "run_name": f"train/{cell.name}/seed{seed}",
+                        "experiment": experiment,
+                        "tracking_dir": tracking_dir,
+                    }
+                )
                 done = run / cell.name / "row.json"  # the cell's completion marker: a rerun skips it
                 key = _cell_key(train_cfg, cfg)
                 finished = json.loads(done.read_text()) if done.is_file() else {}
@@ -165,29 +215,65 @@ def run_ablations(cfg: AblationConfig, cells: list[AblationCell] | None = None) 
                     rows.append(finished["row"])
                     continue
                 if cell.mmm_init and not mmm_trained:  # one MMM warm start per seed, shared by its mmm cells
-                    train(TrainConfig(**{**base, **cfg.mmm, "seed": seed, "objective": "mmm", "steps": cfg.mmm_steps,
-                                         "dataset_dir": dataset_dir, "output_dir": str(mmm_out),
-                                         "run_name": f"mmm-init/seed{seed}", "experiment": experiment,
-                                         "tracking_dir": tracking_dir}))
+                    train(
+                        TrainConfig(
+                            **{
+                                **base,
+                                **cfg.mmm,
+                                "seed": seed,
+                                "objective": "mmm",
+                                "steps": cfg.mmm_steps,
+                                "dataset_dir": dataset_dir,
+                                "output_dir": str(mmm_out),
+                                "run_name": f"mmm-init/seed{seed}",
+                                "experiment": experiment,
+                                "tracking_dir": tracking_dir,
+                            }
+                        )
+                    )
                     mmm_trained = True
                 result = train(train_cfg)
-                evals = evaluate(EvalConfig(model_dir=result["model_dir"], benchmarks=cfg.benchmarks, dataset_dir=dataset_dir,
-                                            out_dir=str(run / cell.name / "eval"), include_untrained=False,
-                                            experiment=experiment, tracking_dir=tracking_dir, max_items=cfg.max_items,
-                                            **DECISION_EVAL))
-                row = {"cell": cell.name, "seed": seed, "text_dropout": cell.text_dropout, "input": cell.input_kind,
-                       "mmm_init": cell.mmm_init, "final_train_loss": result["last_loss"],
-                       "best_valid_mrr": result.get("best_valid_mrr")}
+                evals = evaluate(
+                    EvalConfig(
+                        model_dir=result["model_dir"],
+                        benchmarks=cfg.benchmarks,
+                        dataset_dir=dataset_dir,
+                        out_dir=str(run / cell.name / "eval"),
+                        include_untrained=False,
+                        experiment=experiment,
+                        tracking_dir=tracking_dir,
+                        max_items=cfg.max_items,
+                        **DECISION_EVAL,
+                    )
+                )
+                row = {
+                    "cell": cell.name,
+                    "seed": seed,
+                    "text_dropout": cell.text_dropout,
+                    "input": cell.input_kind,
+                    "mmm_init": cell.mmm_init,
+                    "final_train_loss": result["last_loss"],
+                    "best_valid_mrr": result.get("best_valid_mrr"),
+                }
                 for e in evals:
                     row.update(e.metrics)
                 rows.append(row)
                 done.write_text(json.dumps({"key": key, "row": row}, default=str))
         claims = paper_claims([r for r in rows if r["cell"] != CHAMPION], cfg.claim_metrics)
         if cfg.champion_dir:
-            evals = evaluate(EvalConfig(model_dir=cfg.champion_dir, benchmarks=cfg.benchmarks, dataset_dir=dataset_dir,
-                                        out_dir=str(out / CHAMPION / "eval"), include_untrained=False,
-                                        experiment=experiment, tracking_dir=tracking_dir, max_items=cfg.max_items,
-                                        **DECISION_EVAL))
+            evals = evaluate(
+                EvalConfig(
+                    model_dir=cfg.champion_dir,
+                    benchmarks=cfg.benchmarks,
+                    dataset_dir=dataset_dir,
+                    out_dir=str(out / CHAMPION / "eval"),
+                    include_untrained=False,
+                    experiment=experiment,
+                    tracking_dir=tracking_dir,
+                    max_items=cfg.max_items,
+                    **DECISION_EVAL,
+                )
+            )
             row = {"cell": CHAMPION, "seed": ""}
             for e in evals:
                 row.update(e.metrics)
@@ -206,9 +292,12 @@ def run_ablations(cfg: AblationConfig, cells: list[AblationCell] | None = None) 
 
 def _cell_key(train_cfg: TrainConfig, cfg: AblationConfig) -> str:
     """What decides a cell's result: its training settings and what it is evaluated on."""
-    settings = {"train": train_cfg.model_dump(exclude={"run_name", "experiment", "tracking_dir", "progress", "mlflow"}),
-                "mmm": {**cfg.mmm, "steps": cfg.mmm_steps} if train_cfg.init_music_from else None,
-                "benchmarks": cfg.benchmarks, "max_items": cfg.max_items}
+    settings = {
+        "train": train_cfg.model_dump(exclude={"run_name", "experiment", "tracking_dir", "progress", "mlflow"}),
+        "mmm": {**cfg.mmm, "steps": cfg.mmm_steps} if train_cfg.init_music_from else None,
+        "benchmarks": cfg.benchmarks,
+        "max_items": cfg.max_items,
+    }
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -221,6 +310,8 @@ CLAIMS = [
     ("mmm_init", "MMM pre-training helps", "patch-td-mmm", "patch-td-scratch"),
     ("header_dropout", "header dropout helps", "patch-td-scratch-hd", "patch-td-scratch"),
 ]
+
+
 def paper_claims(rows: list[dict], metrics: list[str]) -> list[dict]:
     """Each claim on each metric: the per-seed difference (winner - loser), its mean and 95%
     t-interval over seeds, and the verdict: `holds` (interval above 0), `reversed` (below 0) or
@@ -230,15 +321,33 @@ def paper_claims(rows: list[dict], metrics: list[str]) -> list[dict]:
     out = []
     for claim_id, text, win, lose in CLAIMS:
         for metric in metrics:
-            diffs = [by[(win, s)][metric] - by[(lose, s)][metric] for s in seeds
-                     if (win, s) in by and (lose, s) in by and metric in by[(win, s)] and metric in by[(lose, s)]]
-            row = {"claim_id": claim_id, "claim": text, "metric": metric, "seeds": len(diffs), "mean": None,
-                   "ci_low": None, "ci_high": None, "verdict": "not run"}
+            diffs = [
+                by[(win, s)][metric] - by[(lose, s)][metric]
+                for s in seeds
+                if (win, s) in by and (lose, s) in by and metric in by[(win, s)] and metric in by[(lose, s)]
+            ]
+            row = {
+                "claim_id": claim_id,
+                "claim": text,
+                "metric": metric,
+                "seeds": len(diffs),
+                "mean": None,
+                "ci_low": None,
+                "ci_high": None,
+                "verdict": "not run",
+            }
             if diffs:
                 row["mean"], row["ci_low"], row["ci_high"] = t_interval(diffs)
                 low, high = row["ci_low"], row["ci_high"]
-                row["verdict"] = ("not separable" if low is None else "holds" if low > 0 else "reversed" if high < 0
-                                  else "not separable")
+                row["verdict"] = (
+                    "not separable"
+                    if low is None
+                    else "holds"
+                    if low > 0
+                    else "reversed"
+                    if high < 0
+                    else "not separable"
+                )
             out.append(row)
     return out
 
@@ -246,8 +355,13 @@ def paper_claims(rows: list[dict], metrics: list[str]) -> list[dict]:
 def write_claims(claims: list[dict], out: Path) -> Path:
     lines = ["| claim | metric | seeds | difference [95% CI] | verdict |", "|---|---|---|---|---|"]
     for c in claims:
-        diff = "-" if c["mean"] is None else (
-            f"{c['mean']:+.3f}" + (f" [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]" if c["ci_low"] is not None else ""))
+        diff = (
+            "-"
+            if c["mean"] is None
+            else (
+                f"{c['mean']:+.3f}" + (f" [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]" if c["ci_low"] is not None else "")
+            )
+        )
         lines.append(f"| {c['claim']} | {c['metric']} | {c['seeds']} | {diff} | {c['verdict']} |")
     path = out / "claims.md"
     out.mkdir(parents=True, exist_ok=True)
@@ -255,8 +369,9 @@ def write_claims(claims: list[dict], out: Path) -> Path:
     return path
 
 
-def write_comparison(rows: list[dict], out: Path, primary_metric: str | None,
-                     claim_metrics: list[str] | None = None) -> list[Path]:
+def write_comparison(
+    rows: list[dict], out: Path, primary_metric: str | None, claim_metrics: list[str] | None = None
+) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     columns = list(dict.fromkeys(k for r in rows for k in r))
     csv_path = out / "ablations.csv"
@@ -266,14 +381,19 @@ def write_comparison(rows: list[dict], out: Path, primary_metric: str | None,
         w.writerows(rows)
     # the claims' metrics first, then every zero-shot accuracy and MRR (not the _ci_ bounds)
     summary_cols = [c for c in ["best_valid_mrr", *(claim_metrics or [])] if c in columns]
-    metric_cols = summary_cols + [c for c in columns if c.endswith(("/zero_shot/accuracy", "/text_to_music/mrr"))
-                                  and c not in summary_cols]
+    metric_cols = summary_cols + [
+        c for c in columns if c.endswith(("/zero_shot/accuracy", "/text_to_music/mrr")) and c not in summary_cols
+    ]
 
     def cell(value: object) -> str:
         return f"{value:.3f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
 
-    md = ["Per cell, over its seeds: mean [95% t-interval].", "",
-          "| cell | seeds | " + " | ".join(summary_cols) + " |", "|---|---|" + "---|" * len(summary_cols)]
+    md = [
+        "Per cell, over its seeds: mean [95% t-interval].",
+        "",
+        "| cell | seeds | " + " | ".join(summary_cols) + " |",
+        "|---|---|" + "---|" * len(summary_cols),
+    ]
     for name in dict.fromkeys(r["cell"] for r in rows):
         mine = [r for r in rows if r["cell"] == name]
         parts = []
@@ -285,9 +405,17 @@ def write_comparison(rows: list[dict], out: Path, primary_metric: str | None,
             mean, low, high = t_interval(values)
             parts.append(f"{mean:.3f}" + (f" [{low:.3f}, {high:.3f}]" if low is not None else ""))
         md.append(f"| {name} | {len(mine)} | " + " | ".join(parts) + " |")
-    md += ["", "Every run:", "", "| cell | seed | " + " | ".join(metric_cols) + " |", "|---|---|" + "---|" * len(metric_cols)]
-    md += ["| " + r["cell"] + f" | {r.get('seed', '')} | " + " | ".join(cell(r.get(c)) for c in metric_cols) + " |"
-           for r in rows]
+    md += [
+        "",
+        "Every run:",
+        "",
+        "| cell | seed | " + " | ".join(metric_cols) + " |",
+        "|---|---|" + "---|" * len(metric_cols),
+    ]
+    md += [
+        "| " + r["cell"] + f" | {r.get('seed', '')} | " + " | ".join(cell(r.get(c)) for c in metric_cols) + " |"
+        for r in rows
+    ]
     md_path = out / "ablations.md"
     md_path.write_text("\n".join(md) + "\n")
     # one panel per judged metric (or the primary one): each cell's mean over seeds with its

@@ -13,8 +13,13 @@ from clamp.workflows.retrain import ALIAS, champion
 LINEAGE_NAME = "lineage.json"
 
 
-def register_imported(model_dir: str | Path, name: str, experiment: str = "clamp-imports",
-                      make_champion: bool = False, tracking_dir: str | Path | None = None) -> dict[str, str]:
+def register_imported(
+    model_dir: str | Path,
+    name: str,
+    experiment: str = "clamp-imports",
+    make_champion: bool = False,
+    tracking_dir: str | Path | None = None,
+) -> dict[str, str]:
     """Log `model_dir` as the `model` artifact of an MLflow run tagged with its origin, register
     it as a new version of `name` and, with `make_champion` (or when `name` has no champion
     yet), point the `champion` alias at it. Returns the run id, version and whether it is champion."""
@@ -27,7 +32,9 @@ def register_imported(model_dir: str | Path, name: str, experiment: str = "clamp
     record = model_dir / LINEAGE_NAME
     lineage = {k: str(v) for k, v in json.loads(record.read_text()).items()} if record.is_file() else {}
     if not lineage.get("origin"):
-        raise UserError(f"{model_dir} has no import record ({LINEAGE_NAME} with an origin): make it with `clamp import`")
+        raise UserError(
+            f"{model_dir} has no import record ({LINEAGE_NAME} with an origin): make it with `clamp import`"
+        )
     with mlflow_run(experiment, f"import-{lineage['origin']}", Path(tracking_dir) if tracking_dir else None) as run:
         import mlflow
 

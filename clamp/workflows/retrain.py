@@ -51,7 +51,9 @@ def should_promote(champion_value: float | None, challenger_value: float) -> boo
     return champion_value is None or challenger_value > champion_value
 
 
-def apply_decision(client, name: str, challenger_version: str, champion_value: float | None, challenger_value: float) -> bool:
+def apply_decision(
+    client, name: str, challenger_version: str, champion_value: float | None, challenger_value: float
+) -> bool:
     """Move the `champion` alias to the challenger when it is strictly better; returns whether it moved."""
     promote = should_promote(champion_value, challenger_value)
     if promote:
@@ -88,8 +90,9 @@ class RetrainConfig(BaseModel):
     @classmethod
     def _not_test_split(cls, v: str) -> str:
         if v.startswith(("corpus-", "unseen-")):
-            raise ValueError(f"{v!r} is a test-split metric; decide on the valid split instead "
-                             f"({'valid-' + v.split('-', 1)[1]!r})")
+            raise ValueError(
+                f"{v!r} is a test-split metric; decide on the valid split instead ({'valid-' + v.split('-', 1)[1]!r})"
+            )
         return v
 
 
@@ -114,18 +117,39 @@ def retrain(cfg: RetrainConfig) -> RetrainDecision:
 
     out = Path(cfg.out_dir) / fingerprint[:12]
     init_from = str(download_version(client, current, out / "champion")) if current is not None else None
-    result = train(TrainConfig(**{
-        **cfg.train, "objective": "clamp", "dataset_dir": dataset_dir, "output_dir": str(out / "challenger"),
-        "init_from": init_from, "experiment": experiment, "run_name": f"retrain-{fingerprint[:8]}", "mlflow": True,
-    }))
+    result = train(
+        TrainConfig(
+            **{
+                **cfg.train,
+                "objective": "clamp",
+                "dataset_dir": dataset_dir,
+                "output_dir": str(out / "challenger"),
+                "init_from": init_from,
+                "experiment": experiment,
+                "run_name": f"retrain-{fingerprint[:8]}",
+                "mlflow": True,
+            }
+        )
+    )
     run = client.get_run(result["run_id"])
     version = register_model_folder(model_name, result["run_id"], f"{run.info.artifact_uri}/model")
     client.set_model_version_tag(model_name, version, "dataset_fingerprint", fingerprint)
+
     def evaluation(model_dir: str, name: str) -> dict[str, float]:
         # held-out tasks of the valid split only: the decision never reads the test split
-        results = evaluate(EvalConfig(model_dir=model_dir, benchmarks=cfg.benchmarks, dataset_dir=dataset_dir,
-                                      out_dir=str(out / name), include_untrained=False, mlflow=False, max_items=cfg.max_items,
-                                      probes=False, **DECISION_EVAL))
+        results = evaluate(
+            EvalConfig(
+                model_dir=model_dir,
+                benchmarks=cfg.benchmarks,
+                dataset_dir=dataset_dir,
+                out_dir=str(out / name),
+                include_untrained=False,
+                mlflow=False,
+                max_items=cfg.max_items,
+                probes=False,
+                **DECISION_EVAL,
+            )
+        )
         return {k: v for r in results for k, v in r.metrics.items()}
 
     challenger_metrics = evaluation(result["model_dir"], "eval-challenger")
@@ -134,17 +158,37 @@ def retrain(cfg: RetrainConfig) -> RetrainDecision:
         raise UserError(f"metric {metric!r} not among the evaluation metrics: {sorted(challenger_metrics)[:8]} ...")
     promote = apply_decision(client, model_name, version, champion_metrics.get(metric), challenger_metrics[metric])
     action = "bootstrap" if current is None else ("promoted" if promote else "kept-champion")
-    decision = RetrainDecision(action, fingerprint, str(current.version) if current else None, str(version), metric,
-                               champion_metrics, challenger_metrics)
+    decision = RetrainDecision(
+        action,
+        fingerprint,
+        str(current.version) if current else None,
+        str(version),
+        metric,
+        champion_metrics,
+        challenger_metrics,
+    )
     with contextlib.ExitStack() as stack:
         if mlflow.active_run() is None:
             mlflow.set_experiment(experiment)
             stack.enter_context(mlflow.start_run(run_name=f"decision-{fingerprint[:8]}"))
-        mlflow.set_tags({"kind": "retrain-decision", "action": action, "metric": metric,
-                         "champion_version": str(decision.champion_version), "challenger_version": version,
-                         "dataset_fingerprint": fingerprint})
+        mlflow.set_tags(
+            {
+                "kind": "retrain-decision",
+                "action": action,
+                "metric": metric,
+                "champion_version": str(decision.champion_version),
+                "challenger_version": version,
+                "dataset_fingerprint": fingerprint,
+            }
+        )
         mlflow.log_metrics({f"challenger/{k}": v for k, v in challenger_metrics.items()})
         mlflow.log_metrics({f"champion/{k}": v for k, v in champion_metrics.items()})
-    log.info("retrain: %s (challenger v%s %s=%.4f, champion %s)", action, version, metric, challenger_metrics[metric],
-             champion_metrics.get(metric))
+    log.info(
+        "retrain: %s (challenger v%s %s=%.4f, champion %s)",
+        action,
+        version,
+        metric,
+        challenger_metrics[metric],
+        champion_metrics.get(metric),
+    )
     return decision

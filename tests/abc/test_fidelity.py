@@ -1,4 +1,5 @@
-"""Conversion fidelity (clamp.diagnostics, rendering in clamp.abc.render): hand-computed cases through abc2midi and music21."""
+"""Conversion fidelity (clamp.diagnostics, rendering in clamp.abc.render): hand-computed cases
+through abc2midi and music21."""
 
 from __future__ import annotations
 
@@ -171,9 +172,7 @@ def test_repeats_in_notated_order_and_expanded():
 
 
 def test_playable_abc_strips_what_abc2midi_would_play_differently():
-    abc = _abc(
-        '|: "Am" !trill!C .D TE !fermata!F :|[1 G4 :|[2 "^text" A4 |]', "L:1/4\nM:4/4\n%%MIDI program 1\nK:C"
-    )
+    abc = _abc('|: "Am" !trill!C .D TE !fermata!F :|[1 G4 :|[2 "^text" A4 |]', "L:1/4\nM:4/4\n%%MIDI program 1\nK:C")
     out = R.playable_abc(abc)
     body = out.split("K:C\n", 1)[1]
     assert "%%MIDI program 1" in out and "%%MIDI chordattack 0" in out

@@ -1,4 +1,5 @@
-"""clamp-v1 ABC normalization (docs/abc-normalisation-and-patching.md), info-field extraction and ASCII transliteration."""
+"""clamp-v1 ABC normalization (docs/abc-normalisation-and-patching.md), info-field extraction and
+ASCII transliteration."""
 
 from __future__ import annotations
 
@@ -21,13 +22,9 @@ def test_each_text_info_field_is_dropped(key):
 
 def test_music_fields_and_group_are_kept():
     tune = (
-        "X:1\nT:Title\nC:Composer\nL:1/8\nM:6/8\nQ:1/4=120\nP:AB\nI:linebreak $\nG:guitar\n"
-        "V:1 treble\nK:D\nabc def|\n"
+        "X:1\nT:Title\nC:Composer\nL:1/8\nM:6/8\nQ:1/4=120\nP:AB\nI:linebreak $\nG:guitar\nV:1 treble\nK:D\nabc def|\n"
     )
-    assert (
-        normalize_abc(tune)
-        == "L:1/8\nM:6/8\nQ:1/4=120\nP:AB\nI:linebreak $\nG:guitar\nV:1 treble\nK:D\nabc def|\n"
-    )
+    assert normalize_abc(tune) == "L:1/8\nM:6/8\nQ:1/4=120\nP:AB\nI:linebreak $\nG:guitar\nV:1 treble\nK:D\nabc def|\n"
 
 
 def test_lyrics_lines_are_dropped():
@@ -77,9 +74,7 @@ def test_indented_info_line_is_not_dropped():
 
 
 def test_extract_info_fields_order_and_words():
-    tune = (
-        "X:1\nT: My Tune \nC:Someone\nR:reel\nw: la la\nK:C\nabc|\nw: di da\nO:Ireland\nN:\nG:guitar\nM:4/4\n"
-    )
+    tune = "X:1\nT: My Tune \nC:Someone\nR:reel\nw: la la\nK:C\nabc|\nw: di da\nO:Ireland\nN:\nG:guitar\nM:4/4\n"
     assert extract_info_fields(tune) == [
         ("T", "My Tune"),
         ("C", "Someone"),

@@ -173,9 +173,7 @@ def test_notes_only_removes_key_meter_and_unit_length_and_voice_names():
         'X:1\nT:Title\nM:6/8\nL:1/8\nQ:3/8=120\nV:1 name="Soprano" clef=treble\nV:2 clef=bass\nK:Ador\n'
         'V:1\nABc [K:G] d2 [V:2 clef=bass] e |\nM:9/8\nK:Em\nL:1/16\nV: 2 nm="B"\nG,6 |\n'
     )
-    assert V.notes_only(abc) == (
-        "X:1\nT:Title\nQ:3/8=120\nV:1\nV:2\nV:1\nABc [K:G] d2 [V:2] e |\nV:2\nG,6 |\n"
-    )
+    assert V.notes_only(abc) == ("X:1\nT:Title\nQ:3/8=120\nV:1\nV:2\nV:1\nABc [K:G] d2 [V:2] e |\nV:2\nG,6 |\n")
 
 
 # ----------------------------------------------------------------------------------------- add_chord_symbols
@@ -262,9 +260,7 @@ def test_odd_input_never_raises(abc: str):
 
 
 def test_windows_line_ends_are_rewritten():
-    assert (
-        N.rewrite_unit_length("X:1\r\nL:1/8\r\nK:C\r\nA2 B2|\r\n", "1/4") == "X:1\r\nL:1/4\r\nK:C\r\nA B|\r\n"
-    )
+    assert N.rewrite_unit_length("X:1\r\nL:1/8\r\nK:C\r\nA2 B2|\r\n", "1/4") == "X:1\r\nL:1/4\r\nK:C\r\nA B|\r\n"
 
 
 # ----------------------------------------------------------------------------------------- rendering oracle

@@ -308,6 +308,8 @@ def test_m3_keeps_text_fields_out_of_the_music():
 
     tune = "X:1\nT:Test Jig\nR:jig\nM:6/8\nK:D\n|:dAF DFA|\n"
     assert m3_text(tune) == "X:1\nM:6/8\nK:D\n|:dAF DFA|\n"
-    rows_ = np.frombuffer(get_patch_mode("m3").patch_bytes(get_patch_mode("m3").prepare(tune), 512), dtype=np.uint8).reshape(-1, 64)
+    rows_ = np.frombuffer(
+        get_patch_mode("m3").patch_bytes(get_patch_mode("m3").prepare(tune), 512), dtype=np.uint8
+    ).reshape(-1, 64)
     text = b"".join(bytes(r) for r in rows_)
     assert b"Test Jig" not in text and b"R:jig" not in text and b"K:D" in text

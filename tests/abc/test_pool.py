@@ -117,14 +117,17 @@ def test_the_same_abc_as_one_process_per_score():
         shutdown_default_pool()
 
 
-@pytest.mark.parametrize("fmt,content", [
-    ("musicxml", b"<?xml version='1.0'?><score-partwise><part id='P1'><measure"),
-    ("musicxml", b"<?xml version='1.0' encoding='UTF-8'?><score-partwise>\xff\xfe\x80</score-partwise>"),
-    ("musicxml", b"<score-partwise version='3.1'><part-list/></score-partwise>"),
-    ("humdrum", b"**kern\n*M4/4\n=1\n4q\n*-\n"),
-    ("mxl", b"PK\x03\x04 not really a zip"),
-    ("midi", b"MThd garbage"),
-])
+@pytest.mark.parametrize(
+    "fmt,content",
+    [
+        ("musicxml", b"<?xml version='1.0'?><score-partwise><part id='P1'><measure"),
+        ("musicxml", b"<?xml version='1.0' encoding='UTF-8'?><score-partwise>\xff\xfe\x80</score-partwise>"),
+        ("musicxml", b"<score-partwise version='3.1'><part-list/></score-partwise>"),
+        ("humdrum", b"**kern\n*M4/4\n=1\n4q\n*-\n"),
+        ("mxl", b"PK\x03\x04 not really a zip"),
+        ("midi", b"MThd garbage"),
+    ],
+)
 def test_the_same_failure_reasons_as_one_process_per_score(fmt, content):
     pooled = _outcome(fmt, content, "pool")
     assert pooled[0] == "error"
@@ -159,11 +162,14 @@ def test_a_hang_times_out_the_worker_is_replaced_and_the_next_item_converts(pool
     assert pool.convert("mxl", _corpus("bwv66.6")).startswith("X:")
 
 
-@pytest.mark.parametrize("command,reason", [
-    ("exit:3", "converter crashed (exit status 3)"),
-    (f"signal:{signal.SIGKILL}", f"converter crashed (signal {signal.SIGKILL})"),
-    (f"signal:{signal.SIGSEGV}", f"converter crashed (signal {signal.SIGSEGV})"),
-])
+@pytest.mark.parametrize(
+    "command,reason",
+    [
+        ("exit:3", "converter crashed (exit status 3)"),
+        (f"signal:{signal.SIGKILL}", f"converter crashed (signal {signal.SIGKILL})"),
+        (f"signal:{signal.SIGSEGV}", f"converter crashed (signal {signal.SIGSEGV})"),
+    ],
+)
 def test_a_crash_fails_that_item_only(pool, command, reason):
     first = worker_pid(pool)
     with pytest.raises(WorkerCrashed) as info:
@@ -191,8 +197,10 @@ def test_a_worker_whose_main_thread_is_dead_is_not_alive_before_it_can_be_reaped
 
     from clamp.abc.pool import _Worker
 
-    code = ("import ctypes, threading, time; threading.Thread(target=time.sleep, args=(30,)).start(); "
-            "ctypes.CDLL(None).pthread_exit(None)")
+    code = (
+        "import ctypes, threading, time; threading.Thread(target=time.sleep, args=(30,)).start(); "
+        "ctypes.CDLL(None).pthread_exit(None)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)  # as the pool starts workers
     ours, _theirs = socket.socketpair()
     worker = _Worker(proc, Connection(ours.detach()))

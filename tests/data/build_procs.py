@@ -16,24 +16,42 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def write_config(path: Path, tmp_path: Path, name: str, src: Path, **fields: object) -> Path:
-    data = {"name": name, "output_dir": str(tmp_path / "datasets"), "cache_dir": str(tmp_path / "cache"),
-            "decontaminate": False, "data_docs": False, "shard_size": 4,
-            "sources": [{"kind": "local", "path": str(src)}], **fields}
+    data = {
+        "name": name,
+        "output_dir": str(tmp_path / "datasets"),
+        "cache_dir": str(tmp_path / "cache"),
+        "decontaminate": False,
+        "data_docs": False,
+        "shard_size": 4,
+        "sources": [{"kind": "local", "path": str(src)}],
+        **fields,
+    }
     path.write_text(yaml.safe_dump(data))
     return path
 
 
 def env(tmp_path: Path) -> dict[str, str]:
-    e = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONDONTWRITEBYTECODE": "1", "PREFECT_HOME": str(tmp_path / "prefect")}
+    e = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+    }
     e.pop("PREFECT_API_URL", None)
     return e
 
 
 def clamp_build(tmp_path: Path, *args: str, preexec_fn: Callable[[], None] | None = None) -> subprocess.Popen:
     """`clamp build ...` (in-process executor) as a real process; stdout/stderr piped as text."""
-    return subprocess.Popen([sys.executable, "-m", "clamp.cli", "build", "--workers", "1", *args], cwd=tmp_path,
-                            env=env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=preexec_fn)
+    return subprocess.Popen(
+        [sys.executable, "-m", "clamp.cli", "build", "--workers", "1", *args],
+        cwd=tmp_path,
+        env=env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=preexec_fn,
+    )
 
 
 # A build that, once it holds the lock (it is in `ingest`, after `claim_dataset`), writes `ready`
@@ -60,8 +78,14 @@ print(build_dataset(cfg, records=records()).rows_written, flush=True)
 def start_holder(tmp_path: Path, config: Path, tag: str = "holder") -> tuple[subprocess.Popen, Path]:
     """Start a holder build and wait until it holds the lock; returns (process, its `go` file)."""
     ready, go = tmp_path / f"{tag}.ready", tmp_path / f"{tag}.go"
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(config), str(ready), str(go)], cwd=tmp_path,
-                            env=env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(config), str(ready), str(go)],
+        cwd=tmp_path,
+        env=env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not ready.exists():
         if proc.poll() is not None or time.monotonic() > deadline:

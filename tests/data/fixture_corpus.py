@@ -6,8 +6,22 @@ import json
 from pathlib import Path
 
 BARS = [
-    "GABc dedB", "dBAG FGAB", "c2ec B2dB", "ABAG EFGA", "G2BG dGBG", "A2cA eAcA", "B2dB gBdB", "c2ec agfe",
-    "d2fd afdf", "e2ge bgeg", "fgaf gfed", "cBAG FEDC", "DEFG ABcd", "edcB AGFE", "G4 A4", "B4 c4",
+    "GABc dedB",
+    "dBAG FGAB",
+    "c2ec B2dB",
+    "ABAG EFGA",
+    "G2BG dGBG",
+    "A2cA eAcA",
+    "B2dB gBdB",
+    "c2ec agfe",
+    "d2fd afdf",
+    "e2ge bgeg",
+    "fgaf gfed",
+    "cBAG FEDC",
+    "DEFG ABcd",
+    "edcB AGFE",
+    "G4 A4",
+    "B4 c4",
 ]
 
 
@@ -41,7 +55,9 @@ def make_fixture(root: Path, wikimt_music: str) -> dict[str, int]:
     (root / "accents.abc").write_text(
         "X:1\nT:Caf\\'e Waltz\nC:Jos\u00e9\nR:waltz\nM:3/4\nK:C\n|:C2 E2 G2|c6|B2 G2 E2|C6:|\n", encoding="cp1252"
     )
-    (root / "texts.csv").write_text("file,text,region\naccents.abc,A slow waltz for a caf\u00e9,south\n", encoding="utf-8")
+    (root / "texts.csv").write_text(
+        "file,text,region\naccents.abc,A slow waltz for a caf\u00e9,south\n", encoding="utf-8"
+    )
     # the bad records, one of each kind
     (root / "empty.abc").write_text("   \n", encoding="utf-8")
     (root / "binary.abc").write_bytes(b"X:1\nT:bin\x00\x01\x02\nK:C\nCDEF|\n")

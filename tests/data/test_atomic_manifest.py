@@ -25,9 +25,15 @@ from tests.data.build_procs import env, write_config
 
 
 def _cfg(tmp_path: Path, src: str, **kw) -> BuildConfig:
-    return BuildConfig(name="mine", output_dir=tmp_path / "datasets", cache_dir=tmp_path / "cache", decontaminate=False,
-                       data_docs=False, sources=[SourceSpec(kind="local", path=str(tmp_path / src))],
-                       **{"shard_size": 4, **kw})
+    return BuildConfig(
+        name="mine",
+        output_dir=tmp_path / "datasets",
+        cache_dir=tmp_path / "cache",
+        decontaminate=False,
+        data_docs=False,
+        sources=[SourceSpec(kind="local", path=str(tmp_path / src))],
+        **{"shard_size": 4, **kw},
+    )
 
 
 def _ids(dataset: Path) -> frozenset[str]:
@@ -61,7 +67,9 @@ def test_an_unfinished_rebuild_leaves_the_old_dataset_whole(tmp_path, rebuild):
     build_dataset(_cfg(tmp_path, "a"))
     dataset = tmp_path / "datasets" / "mine"
     old_manifest, old_ids = (dataset / "manifest.json").read_bytes(), _ids(dataset)
-    new_cfg, overwrite = (_cfg(tmp_path, "a", shard_size=3), False) if rebuild == "reshard" else (_cfg(tmp_path, "b"), True)
+    new_cfg, overwrite = (
+        (_cfg(tmp_path, "a", shard_size=3), False) if rebuild == "reshard" else (_cfg(tmp_path, "b"), True)
+    )
 
     with pytest.raises(KeyboardInterrupt):
         build_dataset(new_cfg, executor=_StopsBeforeFinalize(), overwrite=overwrite)
@@ -73,7 +81,9 @@ def test_an_unfinished_rebuild_leaves_the_old_dataset_whole(tmp_path, rebuild):
     summary = build_dataset(new_cfg, overwrite=overwrite)  # the rerun finishes: switch, then clean up
     listed = {Path(s["path"]).name for s in load_manifest(dataset)["shards"]}
     assert {p.name for p in (dataset / "shards").glob("shard-*.arrow")} == listed
-    assert {p.name for p in (dataset / "shards").glob("*.stats.json")} == {n.replace(".arrow", ".stats.json") for n in listed}
+    assert {p.name for p in (dataset / "shards").glob("*.stats.json")} == {
+        n.replace(".arrow", ".stats.json") for n in listed
+    }
     assert len(_ids(dataset)) == summary.rows_written and _listed_intact(dataset)
     assert not list(dataset.rglob(".*.tmp-*"))
 
@@ -98,8 +108,13 @@ def test_a_reader_that_raced_a_rebuild_reads_the_new_set_whole(tmp_path, monkeyp
     monkeypatch.setattr(shards, "read_table", slow_reader)
     manifest, tables = open_shards(dataset, ["id", "content_hash"])
     monkeypatch.undo()
-    rows = tuple(sorted((i, h) for t in tables for i, h in zip(t.column("id").to_pylist(),
-                                                                t.column("content_hash").to_pylist(), strict=True)))
+    rows = tuple(
+        sorted(
+            (i, h)
+            for t in tables
+            for i, h in zip(t.column("id").to_pylist(), t.column("content_hash").to_pylist(), strict=True)
+        )
+    )
     assert len(rows) == 9 and rows == _rows(dataset)  # the new dataset, whole
     assert manifest == load_manifest(dataset)
     assert calls["n"] > len(manifest["shards"])  # it started again
@@ -137,8 +152,10 @@ def test_readers_never_see_a_mix_while_a_real_process_rebuilds(tmp_path, rebuild
     write_tunes(tmp_path / "a", 24)
     write_tunes(tmp_path / "b", 10, seed=7)
     first = ("b", 3) if rebuild == "overwrite" else ("a", 3)
-    configs = [write_config(tmp_path / "1.yaml", tmp_path, "mine", tmp_path / first[0], shard_size=first[1]),
-               write_config(tmp_path / "2.yaml", tmp_path, "mine", tmp_path / "a", shard_size=5)]
+    configs = [
+        write_config(tmp_path / "1.yaml", tmp_path, "mine", tmp_path / first[0], shard_size=first[1]),
+        write_config(tmp_path / "2.yaml", tmp_path, "mine", tmp_path / "a", shard_size=5),
+    ]
     reference = write_config(tmp_path / "ref.yaml", tmp_path, "reference-b", tmp_path / "b")
     version_b = _rows(Path(build_dataset(BuildConfig.load(reference)).dataset_dir))
     build_dataset(BuildConfig.load(configs[1]))
@@ -146,8 +163,14 @@ def test_readers_never_see_a_mix_while_a_real_process_rebuilds(tmp_path, rebuild
     version_a = _rows(dataset)
     assert len(version_a) == 24 and len(version_b) == 10
     rebuilds = 6
-    writer = subprocess.Popen([sys.executable, "-c", REBUILDER, str(rebuilds), *map(str, configs)], cwd=tmp_path,
-                              env=env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", REBUILDER, str(rebuilds), *map(str, configs)],
+        cwd=tmp_path,
+        env=env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     seen: dict[str, int] = {"a": 0, "b": 0}
     mixed = errors = 0
     try:
@@ -168,7 +191,9 @@ def test_readers_never_see_a_mix_while_a_real_process_rebuilds(tmp_path, rebuild
         out, err = writer.communicate(timeout=600)
     assert writer.returncode == 0 and "done" in out, err[-3000:]
     reads = sum(seen.values()) + mixed + errors
-    print(f"\nmanifest: {reads} reads during {rebuilds} {rebuild} rebuilds by another process:"
-          f" {seen['a']} saw dataset a, {seen['b']} saw dataset b, {mixed} mixed, {errors} errors")
+    print(
+        f"\nmanifest: {reads} reads during {rebuilds} {rebuild} rebuilds by another process:"
+        f" {seen['a']} saw dataset a, {seen['b']} saw dataset b, {mixed} mixed, {errors} errors"
+    )
     assert mixed == 0 and errors == 0
     assert seen["a"] and (seen["b"] or rebuild == "reshard")

@@ -131,8 +131,16 @@ def test_pianist8_discovery_matches_the_published_layout(benchmarks_dir):
     on_disk = list((benchmarks_dir / spec.path).rglob("*.mid"))
     assert len(items) == len(on_disk) == 411 == len({it.id for it in items})  # nothing missed at other depths
     counts = {label: sum(it.label == label for it in items) for label in {it.label for it in items}}
-    assert counts == {"Bethel": 48, "Clayderman": 49, "Einaudi": 55, "Hancock": 50, "Hillsong": 52, "Hisaishi": 49,
-                      "Ryuichi": 50, "Yiruma": 58}
+    assert counts == {
+        "Bethel": 48,
+        "Clayderman": 49,
+        "Einaudi": 55,
+        "Hancock": 50,
+        "Hillsong": 52,
+        "Hisaishi": 49,
+        "Ryuichi": 50,
+        "Yiruma": 58,
+    }
     assert all(it.id == f"pianist8:{it.label}/{it.midi.name}" for it in items)
 
 
@@ -149,7 +157,12 @@ def test_second_load_converts_nothing(small_benchmarks, tmp_path):
     for name, bench in first.items():
         again = load_benchmark(name, small_benchmarks, tmp_path)
         assert again.converted == 0, name
-        assert (again.ids, again.abc, again.labels, again.failures) == (bench.ids, bench.abc, bench.labels, bench.failures)
+        assert (again.ids, again.abc, again.labels, again.failures) == (
+            bench.ids,
+            bench.abc,
+            bench.labels,
+            bench.failures,
+        )
 
 
 def test_decontamination_and_evaluation_share_conversions(small_benchmarks, tmp_path):
@@ -168,7 +181,11 @@ def test_conversion_cache_is_the_builds(tmp_path, monkeypatch):
     monkeypatch.delenv("CLAMP_CACHE_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
     default = BuildConfig(decontaminate=False, data_docs=False)
-    assert conversion_cache().root == Path(PrepareConfig.from_build(default).conversion_cache_dir) == tmp_path / ".clamp/cache/conversions"
+    assert (
+        conversion_cache().root
+        == Path(PrepareConfig.from_build(default).conversion_cache_dir)
+        == tmp_path / ".clamp/cache/conversions"
+    )
 
 
 def test_missing_benchmark_is_skipped_with_a_reason(small_benchmarks, tmp_path):
@@ -203,9 +220,11 @@ def test_bad_labels_are_a_clear_error(small_benchmarks, tmp_path):
 
 
 def test_data_layer_never_imports_eval_or_train():
-    code = ("import sys, clamp.data.benchmarks, clamp.data.decontam; "
-            "bad = sorted(m for m in sys.modules if m.startswith(('clamp.eval', 'clamp.train'))); "
-            "assert not bad, bad")
+    code = (
+        "import sys, clamp.data.benchmarks, clamp.data.decontam; "
+        "bad = sorted(m for m in sys.modules if m.startswith(('clamp.eval', 'clamp.train'))); "
+        "assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
 
 

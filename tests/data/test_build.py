@@ -74,14 +74,25 @@ def test_counts_reconcile_with_every_kind_of_bad_record(built):
     assert summary.decontaminated == expected["decontaminated"]
     assert summary.decontaminated_by_benchmark == {"wikimt": 1}
     assert summary.rows_written == expected["written"]
-    assert summary.records_in == summary.rows_written + summary.quarantined + summary.duplicates + summary.decontaminated
+    assert (
+        summary.records_in == summary.rows_written + summary.quarantined + summary.duplicates + summary.decontaminated
+    )
     assert summary.shards == 3  # 5 rows, shards of 2
     assert summary.splits == {"train": 5}
     # no two kept rows share a title key or a melody: no groups, nothing moved
     assert summary.grouping == {
-        "split_by": "tune-group", "groups": 0, "grouped_rows": 0, "largest_group": 1, "title_keys": 0,
-        "title_keys_capped": 0, "melody_pairs": 0, "crossed_before": 0, "crossed_after": 0, "rows_moved": 0,
-        "heldout_rows": 0, "heldout_by_group": 0,
+        "split_by": "tune-group",
+        "groups": 0,
+        "grouped_rows": 0,
+        "largest_group": 1,
+        "title_keys": 0,
+        "title_keys_capped": 0,
+        "melody_pairs": 0,
+        "crossed_before": 0,
+        "crossed_after": 0,
+        "rows_moved": 0,
+        "heldout_rows": 0,
+        "heldout_by_group": 0,
     }
     assert summary.caption_coverage == 1.0 and summary.caption_failures == 0 and summary.distinct_captions > 10
 
@@ -107,14 +118,23 @@ def test_shard_rows_have_texts_patches_and_metadata(built):
     table = read_dataset(cfg.dataset_dir)
     rows = {r["id"]: r for r in table.to_pylist()}
     assert set(rows) == {
-        "local:accents.abc", "local:bach.mxl", "local:long.abc", "local:two_tunes.abc#1", "local:two_tunes.abc#2",
+        "local:accents.abc",
+        "local:bach.mxl",
+        "local:long.abc",
+        "local:two_tunes.abc#1",
+        "local:two_tunes.abc#2",
     }
     jig = rows["local:two_tunes.abc#1"]
     # the cleaned fields and source texts, then captions (docs/shard-schema.md, "Captions and labels")
     assert jig["texts"][:4] == ["Title: The First Jig", "Rhythm: jig", "Origin: Ireland", "Two tunes from a session"]
     assert jig["texts"][4] == "A jig in D major, in 6/8."
     assert json.loads(jig["metadata"])["license"] == "CC0"
-    assert json.loads(jig["metadata"])["labels"] == {"tune_type": "jig", "key": "D major", "mode": "major", "meter": "6/8"}
+    assert json.loads(jig["metadata"])["labels"] == {
+        "tune_type": "jig",
+        "key": "D major",
+        "mode": "major",
+        "meter": "6/8",
+    }
     assert json.loads(jig["metadata"])["n_captions"] == len(jig["texts"]) - 4
     # header fields of the file header are inserted after X:, so L:1/8 is part of the music
     assert "L:1/8" in jig["abc"]
@@ -172,8 +192,13 @@ def test_relative_output_dir_builds_with_data_docs(tmp_path, monkeypatch):
     src.mkdir()
     (src / "a.abc").write_text("X:1\nT:A\nM:4/4\nK:C\n|CDEF GABc|cBAG FEDC|\n", encoding="utf-8")
     monkeypatch.chdir(tmp_path)
-    cfg = BuildConfig(name="rel", output_dir="out", cache_dir=".cache", sources=[SourceSpec(kind="local", path="src")],
-                      decontaminate=False)
+    cfg = BuildConfig(
+        name="rel",
+        output_dir="out",
+        cache_dir=".cache",
+        sources=[SourceSpec(kind="local", path="src")],
+        decontaminate=False,
+    )
     assert cfg.output_dir == tmp_path / "out"
     summary = build_dataset(cfg)
     assert summary.rows_written == 1

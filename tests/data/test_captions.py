@@ -71,7 +71,9 @@ def test_phrasings_of_a_ryans_reel():
 def test_phrasings_of_an_essen_song():
     assert _all_phrasings(ESSEN_SONG, {}, ESSEN_ID) == {
         "p_tempo_kind_key": "A German folk song in G major, in 3/4.",
-        "p_collection_bars_range": "German folk song from the Essen Folksong Collection, 4 bars, ranging from D4 to B4.",
+        "p_collection_bars_range": (
+            "German folk song from the Essen Folksong Collection, 4 bars, ranging from D4 to B4."
+        ),
         "p_origin_key_time": "A German folk song from Hesse in G major, 3/4 time.",
         "p_title": "Das Bauerntoechterlein: a German folk song in G major.",
         "p_length_range": "A 4-bar German folk song in 3/4 whose melody spans D4 to B4.",
@@ -112,8 +114,12 @@ def test_origin():
 
 @pytest.mark.parametrize(
     ("abc", "row_id", "metadata"),
-    [(RYAN_REEL, RYAN_ID, {}), (ESSEN_SONG, ESSEN_ID, {}), (ONEILL_AIR, ONEILL_ID, {}),
-     (BACH_CHORALE, BACH_ID, {"composer": "J.S. Bach"})],
+    [
+        (RYAN_REEL, RYAN_ID, {}),
+        (ESSEN_SONG, ESSEN_ID, {}),
+        (ONEILL_AIR, ONEILL_ID, {}),
+        (BACH_CHORALE, BACH_ID, {"composer": "J.S. Bach"}),
+    ],
 )
 def test_captions_are_3_to_6_distinct_sentences_with_the_plain_one_first(abc, row_id, metadata):
     out = captions(abc, [], metadata, row_id, 20)
@@ -125,7 +131,9 @@ def test_captions_are_3_to_6_distinct_sentences_with_the_plain_one_first(abc, ro
 
 
 def test_captions_always_name_the_collection_and_the_composer():
-    assert "Reel from Ryan's Mammoth Collection, 16 bars, ranging from D4 to B5." in captions(RYAN_REEL, [], {}, RYAN_ID)
+    assert "Reel from Ryan's Mammoth Collection, 16 bars, ranging from D4 to B5." in captions(
+        RYAN_REEL, [], {}, RYAN_ID
+    )
     bach = captions(BACH_CHORALE, [], {}, BACH_ID)
     assert any("by Johann Sebastian Bach, a Baroque composer" in c for c in bach)
 
@@ -173,11 +181,18 @@ def _fail_analysis_of(monkeypatch, marker: str) -> None:
 
 def test_prepare_adds_captions_and_labels_and_counts_failures(monkeypatch):
     _fail_analysis_of(monkeypatch, "Bauerntoechterlein")
-    raw = records_to_table([
-        RawRecord(id=RYAN_ID, source="music21", format="abc", content=RYAN_REEL.encode(),
-                  metadata={"collection": "ryansMammoth"}),
-        RawRecord(id=ESSEN_ID, source="music21", format="abc", content=ESSEN_SONG.encode()),
-    ])
+    raw = records_to_table(
+        [
+            RawRecord(
+                id=RYAN_ID,
+                source="music21",
+                format="abc",
+                content=RYAN_REEL.encode(),
+                metadata={"collection": "ryansMammoth"},
+            ),
+            RawRecord(id=ESSEN_ID, source="music21", format="abc", content=ESSEN_SONG.encode()),
+        ]
+    )
     prepared, quarantined = prepare_table(raw, PrepareConfig())
     assert quarantined.num_rows == 0
     reel, song = prepared.to_pylist()
@@ -186,12 +201,20 @@ def test_prepare_adds_captions_and_labels_and_counts_failures(monkeypatch):
     assert reel["texts"][3:] == captions(RYAN_REEL, [], {"collection": "ryansMammoth"}, RYAN_ID)
     meta = json.loads(reel["metadata"])
     assert meta["collection"] == "ryansMammoth"  # the source's keys are kept
-    assert meta["labels"] == {"tune_type": "reel", "key": "D major", "mode": "major", "meter": "2/2",
-                              "collection": "Ryan's Mammoth Collection"}
+    assert meta["labels"] == {
+        "tune_type": "reel",
+        "key": "D major",
+        "mode": "major",
+        "meter": "2/2",
+        "collection": "Ryan's Mammoth Collection",
+    }
     assert meta["n_captions"] == len(reel["texts"]) - 3
     # the failing tune keeps its raw fields only, and is counted
-    assert song["texts"] == ["Title: Das Bauerntoechterlein", "Origin: Mitteleuropa, Deutschland (BRD) , Hessen, Odenwald",
-                             "Rhythm: song"]
+    assert song["texts"] == [
+        "Title: Das Bauerntoechterlein",
+        "Origin: Mitteleuropa, Deutschland (BRD) , Hessen, Odenwald",
+        "Rhythm: song",
+    ]
     assert json.loads(song["metadata"])["n_captions"] == 0
     assert prepared.schema.metadata[CAPTIONED_KEY] == b"1"
     assert prepared.schema.metadata[CAPTION_FAILURES_KEY] == b"1"
@@ -204,9 +227,18 @@ def test_build_writes_captions_labels_and_coverage(tmp_path, monkeypatch):
 
     _fail_analysis_of(monkeypatch, "T:Tune number 4\n")
     write_tunes(tmp_path / "src", 9)
-    cfg = BuildConfig(name="captions", output_dir=tmp_path / "out", cache_dir=tmp_path / "cache",
-                      sources=[SourceSpec(kind="local", path=str(tmp_path / "src"))], shard_size=4, chunk_size=5,
-                      decontaminate=False, data_docs=False, valid_fraction=0.0, test_fraction=0.0)
+    cfg = BuildConfig(
+        name="captions",
+        output_dir=tmp_path / "out",
+        cache_dir=tmp_path / "cache",
+        sources=[SourceSpec(kind="local", path=str(tmp_path / "src"))],
+        shard_size=4,
+        chunk_size=5,
+        decontaminate=False,
+        data_docs=False,
+        valid_fraction=0.0,
+        test_fraction=0.0,
+    )
     summary = build.build_dataset(cfg)
     assert summary.rows_written == 9
     rows = {r["id"]: r for r in read_dataset(cfg.dataset_dir).to_pylist()}
@@ -221,10 +253,15 @@ def test_build_writes_captions_labels_and_coverage(tmp_path, monkeypatch):
     on_disk = json.loads((cfg.dataset_dir / "summary.json").read_text())
     assert on_disk["caption_coverage"] == summary.caption_coverage == round(8 / 9, 4)
     assert on_disk["caption_failures"] == summary.caption_failures == 1
-    captions_written = {t for r in rows.values() for t in r["texts"][len(r["texts"]) - json.loads(r["metadata"])["n_captions"]:]}
+    captions_written = {
+        t for r in rows.values() for t in r["texts"][len(r["texts"]) - json.loads(r["metadata"])["n_captions"] :]
+    }
     assert on_disk["distinct_captions"] == len(captions_written) > 9
     assert not any(t.startswith(("Title:", "Rhythm:")) for t in captions_written)
-    assert sum(caption_counts(p)["captioned"] for p in (cfg.dataset_dir / "_work" / "prepared").glob("chunk-?????.arrow")) == 8
+    assert (
+        sum(caption_counts(p)["captioned"] for p in (cfg.dataset_dir / "_work" / "prepared").glob("chunk-?????.arrow"))
+        == 8
+    )
 
     # a rerun skips preparation; a new CAPTIONS_VERSION redoes it
     again = build.build_dataset(cfg)

@@ -240,7 +240,7 @@ def test_addresses_are_scrubbed_from_every_text():
     [
         "Z:Jack Campin * www.campin.me.uk * 2009",
         "Z:Transcribed by Trish O'Neil",
-        "Z:\"Transcribed by Bob Safranek, rjs@gsp.org\"",
+        'Z:"Transcribed by Bob Safranek, rjs@gsp.org"',
         "Z: Contributed 20080902 by John Chambers jc:jc.tzo.net",
         "Z: 1997 by John Chambers <jc@trillian.mit.edu>",
         "Z:Bob Puckette <bpuckette:msn.com> 2003-3-10",
@@ -274,7 +274,7 @@ def test_boilerplate_codes_and_placeholders_are_dropped(field):
 
 def test_what_is_kept_of_transcription_and_notes():
     abc = (
-        "X:1\nT:Kept\nZ:All ornaments (~) are trills.\nN:\"Moderate\"\nN:\"Slow\" \"collected by J. O'Neill\"\n"
+        'X:1\nT:Kept\nZ:All ornaments (~) are trills.\nN:"Moderate"\nN:"Slow" "collected by J. O\'Neill"\n'
         "N: in der Quelle mit einer 2. Stimme versehen\nS: PINCK, Louis: Verklingende Weisen Bd 4, Kassel 1939]\n"
         "K:G\nGABc|\n"
     )
@@ -282,7 +282,7 @@ def test_what_is_kept_of_transcription_and_notes():
         "Title: Kept",
         "Transcription: All ornaments (~) are trills.",
         "Notes: Moderate",  # one quoted string is unquoted
-        "Notes: \"Slow\" \"collected by J. O'Neill\"",
+        'Notes: "Slow" "collected by J. O\'Neill"',
         "Notes: in der Quelle mit einer 2. Stimme versehen",
         "Source: PINCK, Louis: Verklingende Weisen Bd 4, Kassel 1939",  # Essen's stray "]" removed
     ]
@@ -291,9 +291,14 @@ def test_what_is_kept_of_transcription_and_notes():
 @pytest.mark.parametrize(
     ("r", "expected"),
     [
-        ("reel", "Rhythm: reel"), ("REEL", "Rhythm: reel"), ("slipjig", "Rhythm: slip jig"),
-        ("Slip Jig", "Rhythm: slip jig"), ("double jig", "Rhythm: jig"), (" Liebes - Lied", "Rhythm: song"),
-        (" Xiaodiao]", "Rhythm: song"), (" Kunstmusik", "Rhythm: Kunstmusik"),  # unknown: the cleaned value
+        ("reel", "Rhythm: reel"),
+        ("REEL", "Rhythm: reel"),
+        ("slipjig", "Rhythm: slip jig"),
+        ("Slip Jig", "Rhythm: slip jig"),
+        ("double jig", "Rhythm: jig"),
+        (" Liebes - Lied", "Rhythm: song"),
+        (" Xiaodiao]", "Rhythm: song"),
+        (" Kunstmusik", "Rhythm: Kunstmusik"),  # unknown: the cleaned value
     ],
 )
 def test_rhythm_values_are_normalised(r, expected):
@@ -301,8 +306,10 @@ def test_rhythm_values_are_normalised(r, expected):
 
 
 def test_source_texts_in_field_form_get_the_field_rules():
-    texts = text_candidates("X:1\nK:G\nGABc|\n", ["Title: bwv66.6.mxl", "Title: BWV 66.6", "Composer: J.S. Bach",
-                                                  "Rhythm: Slip Jig", "Notes: T0003A"])
+    texts = text_candidates(
+        "X:1\nK:G\nGABc|\n",
+        ["Title: bwv66.6.mxl", "Title: BWV 66.6", "Composer: J.S. Bach", "Rhythm: Slip Jig", "Notes: T0003A"],
+    )
     assert texts == ["Title: BWV 66.6", "Composer: J.S. Bach", "Rhythm: slip jig"]
 
 
@@ -313,7 +320,9 @@ def test_wrapped_essen_notes_are_joined_before_cleaning():
     # a note after one that ends a sentence, or one starting in upper case, stays a note of its own
     separate = "X:1\nN: Zweite Zeile = Refrain.\nN: eine neue Zeile\nN: Vorschlaege\nK:G\nGABc|\n"
     assert text_candidates(separate, []) == [
-        "Notes: Zweite Zeile = Refrain.", "Notes: eine neue Zeile", "Notes: Vorschlaege",
+        "Notes: Zweite Zeile = Refrain.",
+        "Notes: eine neue Zeile",
+        "Notes: Vorschlaege",
     ]
     # the whole of a wrapped note is dropped when it refers to a catalogue number
     coded = "X:1\nN: Melodievergleich zu Q0051H, anderes Lied. Verzierung in\nN: der letzten Zeile\nK:G\nGABc|\n"

@@ -12,9 +12,19 @@ from data_contracts import validate_shard
 def _row(i: int, **over) -> dict:
     patch = bytes([5] * 10 + [97] + [0] * 53)
     row = {
-        "id": f"t:{i}", "source": "t", "source_format": "abc", "abc": "K:C\nCDEF|\n", "texts": ["Title: x"],
-        "metadata": "{}", "provenance": "", "license": "", "patch_bytes": patch * 2, "n_patches": 2,
-        "n_chars": 10, "content_hash": f"h{i}", "split": "train",
+        "id": f"t:{i}",
+        "source": "t",
+        "source_format": "abc",
+        "abc": "K:C\nCDEF|\n",
+        "texts": ["Title: x"],
+        "metadata": "{}",
+        "provenance": "",
+        "license": "",
+        "patch_bytes": patch * 2,
+        "n_patches": 2,
+        "n_chars": 10,
+        "content_hash": f"h{i}",
+        "split": "train",
     }
     row.update(over)
     return row
@@ -79,11 +89,16 @@ def test_write_shard_raises_a_message_naming_the_expectation(tmp_path):
     from data_contracts import ShardContractError
 
     tune = b"X:1\nT:A\nK:C\nCDEF|GABc|\n"
-    raw = records_to_table([RawRecord("same", "t", "abc", tune), RawRecord("same", "t", "abc", tune.replace(b"GABc", b"cBAG"))])
+    raw = records_to_table(
+        [RawRecord("same", "t", "abc", tune), RawRecord("same", "t", "abc", tune.replace(b"GABc", b"cBAG"))]
+    )
     prepared, _ = prepare_table(raw, PrepareConfig())
     chunk = tmp_path / "prepared.arrow"
     write_atomic(prepared, chunk)
     cfg = BuildConfig(output_dir=tmp_path, name="x", shard_size=4, data_docs=False)
-    with pytest.raises(ShardContractError, match=r"shard-00000-fp.arrow failed the shard contract: expect_column_values_to_be_unique\(id\)"):
+    with pytest.raises(
+        ShardContractError,
+        match=r"shard-00000-fp.arrow failed the shard contract: expect_column_values_to_be_unique\(id\)",
+    ):
         write_shard(ShardPlan(0, [(0, 0), (0, 1)], "fp"), [chunk], DatasetLayout(cfg.dataset_dir), cfg)
     assert not list((cfg.dataset_dir / "shards").glob("shard-00000*.arrow"))

@@ -21,8 +21,15 @@ from tests.conftest import write_tunes
 
 
 def _cfg(tmp_path: Path, name: str, src: str, **kw) -> BuildConfig:
-    return BuildConfig(name=name, output_dir=tmp_path / "datasets", cache_dir=tmp_path / "cache", decontaminate=False,
-                       data_docs=False, sources=[SourceSpec(kind="local", path=str(tmp_path / src))], **{"shard_size": 8, **kw})
+    return BuildConfig(
+        name=name,
+        output_dir=tmp_path / "datasets",
+        cache_dir=tmp_path / "cache",
+        decontaminate=False,
+        data_docs=False,
+        sources=[SourceSpec(kind="local", path=str(tmp_path / src))],
+        **{"shard_size": 8, **kw},
+    )
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -40,7 +47,9 @@ def test_a_build_records_its_sources_and_refuses_other_sources(tmp_path):
     assert record["config"]["sources"][0]["path"] == str(tmp_path / "a")
     before = _files(layout.root)
 
-    with pytest.raises(UserError, match=r"built from other sources \(local .*/a\) than this build \(local .*/b\).*--overwrite"):
+    with pytest.raises(
+        UserError, match=r"built from other sources \(local .*/a\) than this build \(local .*/b\).*--overwrite"
+    ):
         build_dataset(_cfg(tmp_path, "mine", "b"))
     assert _files(layout.root) == before  # refused before anything was written
 
@@ -100,7 +109,8 @@ def test_clamp_build_uses_the_config_files_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "my.yaml").write_text(
         f"name: my-tunes\nshard_size: 4\ndecontaminate: false\ndata_docs: false\ncache_dir: {tmp_path / 'cache'}\n"
-        f"sources:\n  - kind: local\n    path: {tmp_path / 'a'}\n")
+        f"sources:\n  - kind: local\n    path: {tmp_path / 'a'}\n"
+    )
     result = CliRunner().invoke(app, ["build", "--config", "my.yaml", "--workers", "1", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["name"] == "my-tunes"
@@ -108,7 +118,9 @@ def test_clamp_build_uses_the_config_files_name(tmp_path, monkeypatch):
     assert not (tmp_path / "data" / "datasets" / "music21-corpus").exists()
     # the same file into a dataset of other sources: one line, exit 2, nothing lost
     write_tunes(tmp_path / "b", 3, seed=9)
-    (tmp_path / "other.yaml").write_text((tmp_path / "my.yaml").read_text().replace(str(tmp_path / "a"), str(tmp_path / "b")))
+    (tmp_path / "other.yaml").write_text(
+        (tmp_path / "my.yaml").read_text().replace(str(tmp_path / "a"), str(tmp_path / "b"))
+    )
     refused = CliRunner().invoke(app, ["build", "--config", "other.yaml", "--workers", "1"])
     assert refused.exit_code == 2
     assert refused.output.strip().startswith("error: ") and "--overwrite" in refused.output

@@ -48,9 +48,16 @@ def test_a_second_build_is_refused_at_once_and_names_the_holder(tmp_path):
         # the folder), and the Prefect flow's entry script (refused before Prefect starts)
         contenders = [clamp_build(tmp_path, "--config", str(config)) for _ in range(3)]
         contenders.append(clamp_build(tmp_path, "--config", str(other), "--overwrite"))
-        contenders.append(subprocess.Popen([sys.executable, "-m", "flows.build_dataset", "--config", str(config)],
-                                           cwd=tmp_path, env=env(tmp_path), stdout=subprocess.PIPE,
-                                           stderr=subprocess.PIPE, text=True))
+        contenders.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "flows.build_dataset", "--config", str(config)],
+                cwd=tmp_path,
+                env=env(tmp_path),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
         outcomes = [(p.wait(timeout=300), p.communicate()[1]) for p in contenders]
 
         # in this process too: how long a refusal takes
@@ -68,9 +75,11 @@ def test_a_second_build_is_refused_at_once_and_names_the_holder(tmp_path):
             assert f"pid {holder.pid} on host {record.host}, since {record.since}" in lines[0]
             refused += 1
         assert _snapshot(dataset) == before  # nothing written, nothing deleted
-        print(f"\nlock: {len(contenders)} concurrent builds of a held dataset (3 clamp build, 1 --overwrite"
-              f" with other sources, 1 flow entry script): {refused} refused naming the holder;"
-              f" in-process refusal in {refusal_s * 1000:.1f} ms")
+        print(
+            f"\nlock: {len(contenders)} concurrent builds of a held dataset (3 clamp build, 1 --overwrite"
+            f" with other sources, 1 flow entry script): {refused} refused naming the holder;"
+            f" in-process refusal in {refusal_s * 1000:.1f} ms"
+        )
     finally:
         go.write_text("go")
         out, err = holder.communicate(timeout=300)
@@ -125,8 +134,13 @@ def test_a_forked_worker_does_not_inherit_the_lock(tmp_path, caplog):
     dataset = tmp_path / "datasets" / "mine"
     pid_file = tmp_path / "child.pid"
     with (tmp_path / "stderr.txt").open("w") as err:  # not a pipe: the sleeping child would keep it open
-        proc = subprocess.run([sys.executable, "-c", FORK_AND_DIE, str(dataset), str(pid_file)], env=env(tmp_path),
-                              stdout=subprocess.DEVNULL, stderr=err, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-c", FORK_AND_DIE, str(dataset), str(pid_file)],
+            env=env(tmp_path),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            timeout=120,
+        )
     assert proc.returncode == -signal.SIGKILL, (tmp_path / "stderr.txt").read_text()
     child = int(pid_file.read_text())
     try:
@@ -194,8 +208,14 @@ def test_the_prefect_flow_run_holds_the_lock_for_its_stages(tmp_path):
     write_tunes(tmp_path / "a", 6)
     config = write_config(tmp_path / "mine.yaml", tmp_path, "mine", tmp_path / "a", n_workers=1)
     ready, go = tmp_path / "flow.ready", tmp_path / "flow.go"
-    flow = subprocess.Popen([sys.executable, "-c", FLOW_HOLDER, str(config), str(ready), str(go)], cwd=tmp_path,
-                            env=env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    flow = subprocess.Popen(
+        [sys.executable, "-c", FLOW_HOLDER, str(config), str(ready), str(go)],
+        cwd=tmp_path,
+        env=env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 300
         while not ready.exists():

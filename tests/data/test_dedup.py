@@ -17,8 +17,7 @@ def make_tune(seed: int, n_bars: int = 64, key: str = "D") -> str:
     """A long, deterministic pseudo-random reel (about 900 characters of music)."""
     rng = random.Random(seed)
     bars = [
-        "".join(rng.choice("CDEFGABcdefgab") + rng.choice(["", "2", "/2"]) for _ in range(6))
-        for _ in range(n_bars)
+        "".join(rng.choice("CDEFGABcdefgab") + rng.choice(["", "2", "/2"]) for _ in range(6)) for _ in range(n_bars)
     ]
     lines = ["|".join(bars[i : i + 4]) + "|" for i in range(0, n_bars, 4)]
     return f"X:{seed}\nT:Tune {seed}\nM:4/4\nL:1/8\nK:{key}\n" + "\n".join(lines) + "\n"
@@ -66,8 +65,7 @@ def test_minhash_matches_multiply_shift_definition():
     # body "abcdef" has two 5-grams, read little-endian; hash = ((g * a + b) mod 2**64) >> 32
     grams = [int.from_bytes(b"abcde", "little"), int.from_bytes(b"bcdef", "little")]
     expected = [
-        min(((g * int(a) + int(b)) % 2**64) >> 32 for g in grams)
-        for a, b in zip(dedup._A, dedup._B, strict=True)
+        min(((g * int(a) + int(b)) % 2**64) >> 32 for g in grams) for a, b in zip(dedup._A, dedup._B, strict=True)
     ]
     assert minhash("K:C\nabcdef\n").tolist() == expected
 

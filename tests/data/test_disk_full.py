@@ -51,7 +51,9 @@ def _partial_files(root: Path) -> list[Path]:
 def test_a_full_disk_fails_in_one_line_and_leaves_no_partial_file(tmp_path):
     write_tunes(tmp_path / "src", 20)
     fields = {"chunk_size": 2, "shard_size": 8}
-    reference = build_dataset(BuildConfig.load(write_config(tmp_path / "ref.yaml", tmp_path / "ref", "mine", tmp_path / "src", **fields)))
+    reference = build_dataset(
+        BuildConfig.load(write_config(tmp_path / "ref.yaml", tmp_path / "ref", "mine", tmp_path / "src", **fields))
+    )
     ref = Path(reference.dataset_dir)
     small = max([*_sizes(ref, "build_config.json"), 400])  # written first, with the lock's record
     inputs, prepared = _sizes(ref, "_work/input/*.arrow"), _sizes(ref, "_work/prepared/chunk-?????.arrow")
@@ -86,8 +88,9 @@ def test_a_full_disk_fails_in_one_line_and_leaves_no_partial_file(tmp_path):
 
         resumed = build_dataset(BuildConfig.load(config))  # the space is back: the rerun finishes
         assert resumed.rows_written == reference.rows_written
-        assert {p.name: p.read_bytes() for p in (dataset / "shards").glob("*.arrow")} == \
-               {p.name: p.read_bytes() for p in (ref / "shards").glob("*.arrow")}
+        assert {p.name: p.read_bytes() for p in (dataset / "shards").glob("*.arrow")} == {
+            p.name: p.read_bytes() for p in (ref / "shards").glob("*.arrow")
+        }
 
     # finalize: a rerun of the finished build rewrites only small files, then the manifest
     dataset = out_dir / "write-shards" / "datasets" / "mine"
@@ -98,7 +101,9 @@ def test_a_full_disk_fails_in_one_line_and_leaves_no_partial_file(tmp_path):
     _, err = proc.communicate(timeout=600)
     lines = nonblank_lines(err)
     failures += proc.returncode == 2
-    assert proc.returncode == 2 and len(lines) == 1 and "no room to write " in lines[0] and "manifest.json" in lines[0], err
+    assert (
+        proc.returncode == 2 and len(lines) == 1 and "no room to write " in lines[0] and "manifest.json" in lines[0]
+    ), err
     one_line += 1
     left = _partial_files(dataset)
     partial += len(left)
@@ -106,8 +111,10 @@ def test_a_full_disk_fails_in_one_line_and_leaves_no_partial_file(tmp_path):
     assert (dataset / "manifest.json").read_bytes() == manifest_bytes  # the old manifest, whole
     _, tables = open_shards(dataset)
     assert sum(t.num_rows for t in tables) == load_manifest(dataset)["rows"] == reference.rows_written
-    print(f"\ndisk full: {failures} builds hit the limit (ingest, prepare, write shards, manifest):"
-          f" {one_line} one-line errors, {partial} partial files left; every rerun finished")
+    print(
+        f"\ndisk full: {failures} builds hit the limit (ingest, prepare, write shards, manifest):"
+        f" {one_line} one-line errors, {partial} partial files left; every rerun finished"
+    )
 
 
 def test_a_manifest_write_that_fails_keeps_the_old_manifest(tmp_path, monkeypatch):

@@ -14,9 +14,16 @@ def test_in_process_and_pool_builds_are_identical(tmp_path):
     write_tunes(tmp_path / "src", 30)
 
     def cfg(name: str) -> BuildConfig:
-        return BuildConfig(name=name, output_dir=tmp_path / "out", cache_dir=tmp_path / "cache", decontaminate=False,
-                           data_docs=False, shard_size=7, chunk_size=8,
-                           sources=[SourceSpec(kind="local", path=str(tmp_path / "src"))])
+        return BuildConfig(
+            name=name,
+            output_dir=tmp_path / "out",
+            cache_dir=tmp_path / "cache",
+            decontaminate=False,
+            data_docs=False,
+            shard_size=7,
+            chunk_size=8,
+            sources=[SourceSpec(kind="local", path=str(tmp_path / "src"))],
+        )
 
     inline = build_dataset(cfg("inline"), executor=InProcessExecutor())
     pooled = build_dataset(cfg("pooled"), executor=PoolExecutor(2))
@@ -24,7 +31,9 @@ def test_in_process_and_pool_builds_are_identical(tmp_path):
     shards = sorted(p.name for p in (tmp_path / "out" / "inline" / "shards").glob("*.arrow"))
     assert len(shards) == 5
     for name in shards:
-        assert (tmp_path / "out" / "inline" / "shards" / name).read_bytes() == (tmp_path / "out" / "pooled" / "shards" / name).read_bytes()
+        assert (tmp_path / "out" / "inline" / "shards" / name).read_bytes() == (
+            tmp_path / "out" / "pooled" / "shards" / name
+        ).read_bytes()
 
 
 def test_executor_map_keeps_order_and_passes_keywords():

@@ -42,8 +42,17 @@ from clamp.data.groups import (
         ("Schloss in Östreich (2-26) S. 80", "schloss in oestreich"),  # as Essen writes it: Oestreich
         ("Café Waltz", "cafe"),
         # names no tune: no title group
-        ("Untitled", None), ("Reel", None), ("The Reel", None), ("Reel No. 2", None), ("Tune number 5", None),
-        ("Air", None), ("Lied", None), ("Chorale", None), ("12", None), ("", None), (None, None),
+        ("Untitled", None),
+        ("Reel", None),
+        ("The Reel", None),
+        ("Reel No. 2", None),
+        ("Tune number 5", None),
+        ("Air", None),
+        ("Lied", None),
+        ("Chorale", None),
+        ("12", None),
+        ("", None),
+        (None, None),
     ],
 )
 def test_title_key(title, key):
@@ -66,7 +75,7 @@ JIG_G = "X:1\nT:y\nM:6/8\nL:1/8\nK:G\n|:gdB GBd|gdB cBA|gdB GBd|cBA G3:|\n"  # t
 def test_melody_positions_read_notes_only():
     # C=0 ... B=6, lower case +7, ' +7, , -7; chord symbols, decorations, grace notes and
     # inline fields are not notes
-    assert melody_positions('X:1\nT:t\nK:C\n"Am"A,2 !trill!B, {c}d\' [K:D] ^c\'|z2 x|\n') == [-2, -1, 15, 14]
+    assert melody_positions("X:1\nT:t\nK:C\n\"Am\"A,2 !trill!B, {c}d' [K:D] ^c'|z2 x|\n") == [-2, -1, 15, 14]
     # only the first voice; field lines (lyrics) skipped
     assert melody_positions("X:1\nK:C\nV:1\nCDE|\nw: la la la\nV:2\nGAB|\nV:1\nFGA|\n") == [0, 1, 2, 3, 4, 5]
     assert melody_positions("X:1\nK:C\n[V:1] C D [V:2] E F [V:1] G|\n") == [0, 1, 4]
@@ -115,8 +124,15 @@ H = {
     "reel1": "01" + "0" * 30,  # test; generic title: no group
     "reel2": "ff" + "0" * 30,  # train; generic title: no group
 }
-TITLES = {"kesh1": "The Kesh", "kesh2": "Kesh Jig, The", "solo": "Banish Misfortune", "maggie_oneill": "Drowsy Maggie",
-          "maggie_other": "Drowsy Maggie (reel)", "reel1": "Reel", "reel2": "Reel No. 2"}
+TITLES = {
+    "kesh1": "The Kesh",
+    "kesh2": "Kesh Jig, The",
+    "solo": "Banish Misfortune",
+    "maggie_oneill": "Drowsy Maggie",
+    "maggie_other": "Drowsy Maggie (reel)",
+    "reel1": "Reel",
+    "reel2": "Reel No. 2",
+}
 
 
 def _group(names: list[str]) -> tuple[TuneGroups, list[str], np.ndarray]:
@@ -138,15 +154,28 @@ def test_settings_of_one_tune_share_a_split_and_the_counts_are_right():
     assert (got["solo"], got["reel1"], got["reel2"]) == ("test", "test", "train")  # alone: own split
     stats = grouping_stats(groups, hashes, splits, heldout, 0.0, 0.1)
     assert stats == {
-        "groups": 2, "grouped_rows": 4, "largest_group": 2, "title_keys": 2, "title_keys_capped": 0, "melody_pairs": 0,
+        "groups": 2,
+        "grouped_rows": 4,
+        "largest_group": 2,
+        "title_keys": 2,
+        "title_keys_capped": 0,
+        "melody_pairs": 0,
         "crossed_before": 1,  # the Kesh settings: test and train by their own hashes
         "crossed_after": 0,
         "rows_moved": 3,  # one Kesh setting, and both Drowsy Maggies (to heldout)
-        "heldout_rows": 2, "heldout_by_group": 1,
+        "heldout_rows": 2,
+        "heldout_by_group": 1,
     }
     # the old rule is still there, and held-out rows stay held out under it
     assert assign_splits(groups.labels, hashes, heldout, 0.0, 0.1, split_by="row") == [
-        "test", "train", "test", "heldout", "train", "test", "train"]
+        "test",
+        "train",
+        "test",
+        "heldout",
+        "train",
+        "test",
+        "train",
+    ]
 
 
 def test_groups_do_not_depend_on_row_order():
@@ -173,7 +202,9 @@ def test_large_groups_land_in_test_no_more_often_than_small_ones():
     n_groups, size = 200, 40
     hashes = [f"{rng.getrandbits(128):032x}" for _ in range(n_groups * size)]
     keys = [f"tune {g}" for g in range(n_groups) for _ in range(size)]
-    groups = group_rows(hashes, keys, np.zeros((len(hashes), 64), np.uint32), np.zeros(len(hashes), bool), 0.6, title_cap=size)
+    groups = group_rows(
+        hashes, keys, np.zeros((len(hashes), 64), np.uint32), np.zeros(len(hashes), bool), 0.6, title_cap=size
+    )
     splits = assign_splits(groups.labels, hashes, np.zeros(len(hashes), bool), 0.02, 0.05)
     per_group = [splits[g * size] for g in range(n_groups)]
     assert per_group.count("test") / n_groups < 0.12  # about 0.05
@@ -182,13 +213,18 @@ def test_large_groups_land_in_test_no_more_often_than_small_ones():
 # --- the plan: prepared rows to shard splits ----------------------------------------------
 KESH = "X:1\nT:The Kesh\nR:jig\nM:6/8\nL:1/8\nK:G\n|:G3 GAB|A3 ABd|edd gdd|edB dBA|G3 GAB|A3 ABd|edd gdB|AGF G3:|\n"
 KESH_SETTINGS = [  # the same tune, other ornaments: another content hash
-    KESH.replace("T:The Kesh", "T:Kesh Jig, The").replace("G3 GAB|A3", f"G2{n} GAB|A3") for n in ("G", "B", "A", "F", "E", "D")
+    KESH.replace("T:The Kesh", "T:Kesh Jig, The").replace("G3 GAB|A3", f"G2{n} GAB|A3")
+    for n in ("G", "B", "A", "F", "E", "D")
 ]
-MAGGIE = ("X:1\nT:Drowsy Maggie\nB:O'Neill's 1001\nR:reel\nM:4/4\nL:1/8\nK:Edor\n"
-          "|:E2BE dEBE|E2BE AFDF|E2BE dEBE|BABc dAFD:|\n|:d2fd c2ec|defg afge|d2fd c2ec|BABc dAFD:|\n")
+MAGGIE = (
+    "X:1\nT:Drowsy Maggie\nB:O'Neill's 1001\nR:reel\nM:4/4\nL:1/8\nK:Edor\n"
+    "|:E2BE dEBE|E2BE AFDF|E2BE dEBE|BABc dAFD:|\n|:d2fd c2ec|defg afge|d2fd c2ec|BABc dAFD:|\n"
+)
 # the same reel a fourth up, under another title and in no collection: linked by its melody
-MAGGIE_A = ("X:1\nT:Maggie's Dream\nR:reel\nM:4/4\nL:1/8\nK:Ador\n"
-            "|:A2eA gAeA|A2eA dBGB|A2eA gAeA|edef gdBG:|\n|:g2bg f2af|gabc' d'bc'a|g2bg f2af|edef gdBG:|\n")
+MAGGIE_A = (
+    "X:1\nT:Maggie's Dream\nR:reel\nM:4/4\nL:1/8\nK:Ador\n"
+    "|:A2eA gAeA|A2eA dBGB|A2eA gAeA|edef gdBG:|\n|:g2bg f2af|gabc' d'bc'a|g2bg f2af|edef gdBG:|\n"
+)
 WALTZ = "X:1\nT:Cafe Waltz\nR:waltz\nM:3/4\nL:1/8\nK:C\n|:C2 E2 G2|c6|B2 G2 E2|C6|D2 F2 A2|d6|c2 A2 F2|D6:|\n"
 
 
@@ -197,23 +233,38 @@ def _prepare(tmp: Path, tunes: dict[str, str]) -> tuple[list[Path], dict[str, st
     from clamp.data.records import RawRecord, records_to_table
     from clamp.data.shards import write_atomic
 
-    raw = records_to_table([RawRecord(f"local:{name}.abc", "local", "abc", abc.encode()) for name, abc in tunes.items()])
+    raw = records_to_table(
+        [RawRecord(f"local:{name}.abc", "local", "abc", abc.encode()) for name, abc in tunes.items()]
+    )
     prepared, bad = prepare_table(raw, PrepareConfig())
     assert bad.num_rows == 0
     half = prepared.num_rows // 2  # two chunks, so rows are found across chunks
     paths = [tmp / "chunk-00000.arrow", tmp / "chunk-00001.arrow"]
     write_atomic(prepared.slice(0, half), paths[0])
     write_atomic(prepared.slice(half), paths[1])
-    hashes = dict(zip([i.split(":")[1][:-4] for i in prepared.column("id").to_pylist()],
-                      prepared.column("content_hash").to_pylist(), strict=True))
+    hashes = dict(
+        zip(
+            [i.split(":")[1][:-4] for i in prepared.column("id").to_pylist()],
+            prepared.column("content_hash").to_pylist(),
+            strict=True,
+        )
+    )
     return paths, hashes
 
 
 def _plan(tmp: Path, chunks: list[Path], **fields):
     from clamp.data.build import DatasetLayout, plan_shards
 
-    cfg = BuildConfig(name="groups", output_dir=tmp, decontaminate=False, data_docs=False, shard_size=3,
-                      valid_fraction=0.0, test_fraction=0.5, **fields)
+    cfg = BuildConfig(
+        name="groups",
+        output_dir=tmp,
+        decontaminate=False,
+        data_docs=False,
+        shard_size=3,
+        valid_fraction=0.0,
+        test_fraction=0.5,
+        **fields,
+    )
     return cfg, plan_shards(chunks, DatasetLayout(cfg.dataset_dir), cfg, None)
 
 
@@ -223,16 +274,22 @@ def _row_splits(plan, chunks: list[Path], cfg) -> dict[str, str]:
     out: dict[str, str] = {}
     for shard in plan.shards:
         t = assemble_shard(shard, chunks, cfg)
-        out.update(zip([i.split(":")[1][:-4] for i in t.column("id").to_pylist()], t.column("split").to_pylist(), strict=True))
+        out.update(
+            zip([i.split(":")[1][:-4] for i in t.column("id").to_pylist()], t.column("split").to_pylist(), strict=True)
+        )
     return out
 
 
 def test_plan_keeps_settings_together_and_holds_out_a_collection(tmp_path):
     # test_fraction 0.5: a hash starting with 0-7 is test, 8-f train. Pick a second Kesh
     # setting that the per-row rule puts in the other split than the first.
-    probe, probe_hashes = _prepare(tmp_path / "probe", {"kesh": KESH, **{f"s{i}": t for i, t in enumerate(KESH_SETTINGS)}})
+    probe, probe_hashes = _prepare(
+        tmp_path / "probe", {"kesh": KESH, **{f"s{i}": t for i, t in enumerate(KESH_SETTINGS)}}
+    )
     first = split_of(probe_hashes["kesh"], 0.0, 0.5)
-    other = next(KESH_SETTINGS[i] for i in range(len(KESH_SETTINGS)) if split_of(probe_hashes[f"s{i}"], 0.0, 0.5) != first)
+    other = next(
+        KESH_SETTINGS[i] for i in range(len(KESH_SETTINGS)) if split_of(probe_hashes[f"s{i}"], 0.0, 0.5) != first
+    )
     tunes = {"kesh": KESH, "kesh2": other, "maggie": MAGGIE, "maggie_a": MAGGIE_A, "waltz": WALTZ}
     chunks, hashes = _prepare(tmp_path / "prepared", tunes)
     old = {n: split_of(h, 0.0, 0.5) for n, h in hashes.items()}
@@ -246,11 +303,18 @@ def test_plan_keeps_settings_together_and_holds_out_a_collection(tmp_path):
     assert "heldout" not in {s for n, s in splits.items() if not n.startswith("maggie")}
     moved_kesh = 1  # one of the two settings changed split
     assert plan.grouping == {
-        "split_by": "tune-group", "groups": 2, "grouped_rows": 4, "largest_group": 2, "title_keys": 1,
+        "split_by": "tune-group",
+        "groups": 2,
+        "grouped_rows": 4,
+        "largest_group": 2,
+        "title_keys": 1,
         "title_keys_capped": 0,
         "melody_pairs": 2,  # the Maggies (transposed), and the Kesh settings (one note apart) by melody too
-        "crossed_before": 1 + (old["maggie"] != old["maggie_a"]), "crossed_after": 0,
-        "rows_moved": moved_kesh + 2, "heldout_rows": 2, "heldout_by_group": 1,
+        "crossed_before": 1 + (old["maggie"] != old["maggie_a"]),
+        "crossed_after": 0,
+        "rows_moved": moved_kesh + 2,
+        "heldout_rows": 2,
+        "heldout_by_group": 1,
     }
 
     # the old rule, without a held-out collection, gives every row its own split back
@@ -260,7 +324,9 @@ def test_plan_keeps_settings_together_and_holds_out_a_collection(tmp_path):
     # the grouping settings are part of every shard's fingerprint
     _, plan_strict = _plan(tmp_path, chunks, melody_group_threshold=0.95)
     fps = [[s.fingerprint for s in p.shards] for p in (plan, plan_row, plan_strict)]
-    assert all(a != b for a, b in zip(fps[0], fps[2], strict=True)) and all(a != b for a, b in zip(fps[0], fps[1], strict=True))
+    assert all(a != b for a, b in zip(fps[0], fps[2], strict=True)) and all(
+        a != b for a, b in zip(fps[0], fps[1], strict=True)
+    )
 
 
 def test_held_out_rows_pass_the_contract_and_training_never_reads_them(tmp_path):
@@ -273,8 +339,16 @@ def test_held_out_rows_pass_the_contract_and_training_never_reads_them(tmp_path)
     src.mkdir()
     for name, abc in {"maggie": MAGGIE, "maggie_a": MAGGIE_A, "waltz": WALTZ, "kesh": KESH}.items():
         (src / f"{name}.abc").write_text(abc, encoding="utf-8")
-    cfg = BuildConfig(name="held", output_dir=tmp_path / "out", cache_dir=tmp_path / "cache", decontaminate=False,
-                      data_docs=False, sources=[SourceSpec(kind="local", path=str(src))], valid_fraction=0.0, test_fraction=0.0)
+    cfg = BuildConfig(
+        name="held",
+        output_dir=tmp_path / "out",
+        cache_dir=tmp_path / "cache",
+        decontaminate=False,
+        data_docs=False,
+        sources=[SourceSpec(kind="local", path=str(src))],
+        valid_fraction=0.0,
+        test_fraction=0.0,
+    )
     summary = build_dataset(cfg)
     assert summary.splits == {"heldout": 2, "train": 2}
     assert summary.quarantined == 0

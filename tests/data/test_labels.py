@@ -88,14 +88,36 @@ BACH_ID = "music21:bach/bwv10.7.mxl"
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        ("reel", "reel"), ("Reel", "reel"), ("REEL", "reel"), (" reel", "reel"),
-        ("jig", "jig"), ("JIG", "jig"), ("double jig", "jig"), ("single jig", "jig"),
-        ("slipjig", "slip jig"), ("slip jig", "slip jig"), ("Slip Jig", "slip jig"),
-        ("hornpipe", "hornpipe"), ("Hornpipe", "hornpipe"), ("strathspey", "strathspey"),
-        ("waltz", "waltz"), ("march", "march"), ("Slide", "slide"), ("polka", "polka"), ("mazurka", "mazurka"),
-        ("schottische", "schottische"), ("air", "air"), ("set dance", "set dance"), ("barn dance", "barn dance"),
-        ("highland fling", "fling"), ("fling", "fling"), ("minuet", "minuet"), ("quickstep", "quickstep"),
-        ("clog", "clog"), ("walkaround", "walkaround"), ("Gavotte", "gavotte"),
+        ("reel", "reel"),
+        ("Reel", "reel"),
+        ("REEL", "reel"),
+        (" reel", "reel"),
+        ("jig", "jig"),
+        ("JIG", "jig"),
+        ("double jig", "jig"),
+        ("single jig", "jig"),
+        ("slipjig", "slip jig"),
+        ("slip jig", "slip jig"),
+        ("Slip Jig", "slip jig"),
+        ("hornpipe", "hornpipe"),
+        ("Hornpipe", "hornpipe"),
+        ("strathspey", "strathspey"),
+        ("waltz", "waltz"),
+        ("march", "march"),
+        ("Slide", "slide"),
+        ("polka", "polka"),
+        ("mazurka", "mazurka"),
+        ("schottische", "schottische"),
+        ("air", "air"),
+        ("set dance", "set dance"),
+        ("barn dance", "barn dance"),
+        ("highland fling", "fling"),
+        ("fling", "fling"),
+        ("minuet", "minuet"),
+        ("quickstep", "quickstep"),
+        ("clog", "clog"),
+        ("walkaround", "walkaround"),
+        ("Gavotte", "gavotte"),
         ("??, Walzer]", "waltz"),
     ],
 )
@@ -106,10 +128,20 @@ def test_tune_type_variants(raw, expected):
 @pytest.mark.parametrize(
     "raw",
     [
-        "Liebes - Lied", "Romanze, Ballade, Lied", "Romanze, Ballade, Lied, religioeses Lied",
-        "geistliches, religiöses Lied]", "Liebeslieder]", "Xiaodiao]", "Shange]", "Shange. Nannü qing]",
-        "Haozi, Chuanjiang chuanfu haozi]", "Staende -, Soldaten -, Kriegs - Lied", "Liebe, Tod]", "???, Liebe]",
-        "geistlich", "Vaterland und Wehr",
+        "Liebes - Lied",
+        "Romanze, Ballade, Lied",
+        "Romanze, Ballade, Lied, religioeses Lied",
+        "geistliches, religiöses Lied]",
+        "Liebeslieder]",
+        "Xiaodiao]",
+        "Shange]",
+        "Shange. Nannü qing]",
+        "Haozi, Chuanjiang chuanfu haozi]",
+        "Staende -, Soldaten -, Kriegs - Lied",
+        "Liebe, Tod]",
+        "???, Liebe]",
+        "geistlich",
+        "Vaterland und Wehr",
     ],
 )
 def test_song_genres_are_songs(raw):
@@ -127,13 +159,33 @@ def test_junk_and_unknown_tune_types(raw):
 @pytest.mark.parametrize(
     ("k", "expected"),
     [
-        ("D", "D major"), (" G", "G major"), ("Bb", "B flat major"), ("Eb", "E flat major"), ("F#", "F sharp major"),
-        ("Am", "A minor"), ("Amin", "A minor"), ("A Minor", "A minor"), ("E Minor", "E minor"), ("A min -8va", "A minor"),
-        ("F#m", "F sharp minor"), ("Gmin", "G minor"), ("EM", "E minor"),  # ABC modes are case-insensitive
-        ("Dmix", "D mixolydian"), ("A Mixolydian", "A mixolydian"), ("Ador", "A dorian"), ("G dor", "G dorian"),
-        ("E phr -8va", "E phrygian"), ("Glyd", "G lydian"), ("D Major", "D major"), ("F -8va", "F major"),
+        ("D", "D major"),
+        (" G", "G major"),
+        ("Bb", "B flat major"),
+        ("Eb", "E flat major"),
+        ("F#", "F sharp major"),
+        ("Am", "A minor"),
+        ("Amin", "A minor"),
+        ("A Minor", "A minor"),
+        ("E Minor", "E minor"),
+        ("A min -8va", "A minor"),
+        ("F#m", "F sharp minor"),
+        ("Gmin", "G minor"),
+        ("EM", "E minor"),  # ABC modes are case-insensitive
+        ("Dmix", "D mixolydian"),
+        ("A Mixolydian", "A mixolydian"),
+        ("Ador", "A dorian"),
+        ("G dor", "G dorian"),
+        ("E phr -8va", "E phrygian"),
+        ("Glyd", "G lydian"),
+        ("D Major", "D major"),
+        ("F -8va", "F major"),
         ("G % Aird has two sharps, this must be a typo", "G major"),
-        ("none", None), ("Hp", None), ("HP", None), ("Bn", None), ("", None),
+        ("none", None),
+        ("Hp", None),
+        ("HP", None),
+        ("Bn", None),
+        ("", None),
     ],
 )
 def test_key_label(k, expected):
@@ -150,14 +202,23 @@ def test_key_label_reads_the_last_header_key_not_inline_changes():
 
 def test_key_named_in_a_title_wins_over_the_key_signature():
     # humdrum -> xml2abc keeps the signature only: four sharps read as E major
-    abc = "X:1\nT:Mazurka in C-sharp Minor, Op. 6, No. 2\nM:3/4\nK:E\nV:1 treble nm=\"Piano\"\nV:1\nc2 d2 e2|\n"
+    abc = 'X:1\nT:Mazurka in C-sharp Minor, Op. 6, No. 2\nM:3/4\nK:E\nV:1 treble nm="Piano"\nV:1\nc2 d2 e2|\n'
     assert key_label(abc) == "C sharp minor"
 
 
 @pytest.mark.parametrize(
     ("m", "expected"),
-    [("6/8", "6/8"), (" 3/4", "3/4"), ("C", "4/4"), ("C|", "2/2"), (" none", None), ("FREI4/4", None),
-     ("9/8 % Aird bars it in 6/8", "9/8"), ("2/2]", "2/2"), ("", None)],
+    [
+        ("6/8", "6/8"),
+        (" 3/4", "3/4"),
+        ("C", "4/4"),
+        ("C|", "2/2"),
+        (" none", None),
+        ("FREI4/4", None),
+        ("9/8 % Aird bars it in 6/8", "9/8"),
+        ("2/2]", "2/2"),
+        ("", None),
+    ],
 )
 def test_meter_label(m, expected):
     assert meter_label(f"X:1\nM:{m}\nL:1/8\nK:C\nabc|\n") == expected
@@ -233,7 +294,7 @@ def test_collection_from_corpus_folder(row_id, expected):
 def test_collection_from_book_field():
     assert collection_label("local:a.abc", ["Title: x", "Book: Cole's 1000 Fiddle Tunes"]) == "Cole's 1000 Fiddle Tunes"
     assert collection_label("local:a.abc", ["Book: Coles 43.8"]) == "Cole's 1000 Fiddle Tunes"
-    assert collection_label("local:a.abc", ['Book: "O\'Neill\'s 981"']) == "O'Neill's Music of Ireland"
+    assert collection_label("local:a.abc", ["Book: \"O'Neill's 981\""]) == "O'Neill's Music of Ireland"
     assert collection_label("local:a.abc", ["Book: Ryans Mammoth Collection"]) == "Ryan's Mammoth Collection"
     assert collection_label("local:a.abc", ["Book: db: -c 8 -b 21"]) is None
     assert collection_label("local:a.abc", ["Book: The Session Tunebook"]) == "The Session Tunebook"
@@ -243,20 +304,39 @@ def test_composer_from_folder_metadata_and_c_field():
     assert composer_label(BACH_CHORALE, {"composer": "J.S. Bach"}, BACH_ID) == "Johann Sebastian Bach"
     assert composer_label(BACH_CHORALE, {}, "local:bwv10.7.mxl") == "Johann Sebastian Bach"  # from C:J.S. Bach
     # the folder wins over a wrong metadata composer (music21 names the poet of some madrigals)
-    assert composer_label("X:1\nK:F\nF|\n", {"composer": "Battista Guarini"}, "music21:monteverdi/madrigal.3.1.mxl") \
+    assert (
+        composer_label("X:1\nK:F\nF|\n", {"composer": "Battista Guarini"}, "music21:monteverdi/madrigal.3.1.mxl")
         == "Claudio Monteverdi"
-    assert composer_label("X:1\nK:C\nc|\n", {"composer": "Palestrina, Giovanni Perluigi da"}, "local:x.krn") \
+    )
+    assert (
+        composer_label("X:1\nK:C\nc|\n", {"composer": "Palestrina, Giovanni Perluigi da"}, "local:x.krn")
         == "Giovanni Pierluigi da Palestrina"
+    )
     assert composer_label("X:1\nK:C\nc|\n", {"composer": "Chopin, Frederic"}, "local:x") == "Frédéric Chopin"
-    assert composer_label("X:1\nC: Josquin des Prez, 1545\nK:G\nG|\n", {}, "music21:josquin/missa.abc#1") \
+    assert (
+        composer_label("X:1\nC: Josquin des Prez, 1545\nK:G\nG|\n", {}, "music21:josquin/missa.abc#1")
         == "Josquin des Prez"
+    )
     assert composer_label("X:1\nC: FRANK LIVINGSTON.\nK:G\nG|\n", {}, RYAN_ID) == "Frank Livingston"
     assert composer_label("X:1\nC:G.L.TRACY.\nK:G\nG|\n", {}, RYAN_ID) == "G. L. Tracy"
     assert composer_label("X:1\nC:By Dibdin.\nK:G\nG|\n", {}, "music21:airdsAirs/book1.abc#1") == "Charles Dibdin"
 
 
-@pytest.mark.parametrize("c", ["Irish.", "SCOTCH.", "A Welch Tune", "West India.", "\"collected by F.O'Neill\"",
-                               "(Collected from F. O'Neill)", "Trad", "N.G.", "Composed by a Young Lady.", ""])
+@pytest.mark.parametrize(
+    "c",
+    [
+        "Irish.",
+        "SCOTCH.",
+        "A Welch Tune",
+        "West India.",
+        '"collected by F.O\'Neill"',
+        "(Collected from F. O'Neill)",
+        "Trad",
+        "N.G.",
+        "Composed by a Young Lady.",
+        "",
+    ],
+)
 def test_c_fields_that_name_no_composer(c):
     assert composer_label(f"X:1\nC:{c}\nK:G\nG|\n", {}, "music21:airdsAirs/book1.abc#2") is None
 
@@ -284,17 +364,32 @@ def test_composer_period():
 
 def test_labels_of_real_tunes():
     assert labels_of(RYAN_REEL, [], {"collection": "ryansMammoth"}, RYAN_ID) == {
-        "tune_type": "reel", "key": "D major", "mode": "major", "meter": "2/2",
+        "tune_type": "reel",
+        "key": "D major",
+        "mode": "major",
+        "meter": "2/2",
         "collection": "Ryan's Mammoth Collection",
     }
     assert labels_of(ESSEN_SONG, [], {}, ESSEN_ID) == {
-        "tune_type": "song", "key": "G major", "mode": "major", "meter": "3/4", "collection": "Essen Folksong Collection",
+        "tune_type": "song",
+        "key": "G major",
+        "mode": "major",
+        "meter": "3/4",
+        "collection": "Essen Folksong Collection",
     }
     assert labels_of(AIRD_AIR, [], {}, "music21:airdsAirs/book3.abc#25") == {
-        "key": "D major", "mode": "major", "meter": "2/2", "tempo": "slow", "collection": "Aird's Airs",
+        "key": "D major",
+        "mode": "major",
+        "meter": "2/2",
+        "tempo": "slow",
+        "collection": "Aird's Airs",
     }
     assert labels_of(BACH_CHORALE, ["Title: BWV 10.7", "Composer: J.S. Bach"], {"composer": "J.S. Bach"}, BACH_ID) == {
-        "key": "G minor", "mode": "minor", "meter": "4/4", "composer": "Johann Sebastian Bach", "period": "Baroque",
+        "key": "G minor",
+        "mode": "minor",
+        "meter": "4/4",
+        "composer": "Johann Sebastian Bach",
+        "period": "Baroque",
     }
 
 

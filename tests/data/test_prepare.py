@@ -160,11 +160,7 @@ def test_conversion_cache_records_failures(tmp_path):
     # only the converted record is cached; ABC records are not
     assert len(list(tmp_path.rglob("*.json"))) == 1
     second = prepare_table(raw, cfg)
-    assert (
-        second[1].column("reason").to_pylist()
-        == first[1].column("reason").to_pylist()
-        == ["unparseable_midi"]
-    )
+    assert second[1].column("reason").to_pylist() == first[1].column("reason").to_pylist() == ["unparseable_midi"]
 
 
 def test_empty_table():

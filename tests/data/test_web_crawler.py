@@ -70,7 +70,10 @@ INDEX = """<!doctype html><html><head><title>Tunes</title></head><body>
 <li><a href="/img/logo.png"><img src="/img/logo.png"></a></li>
 </ul></body></html>
 """
-LEVEL1 = '<html><body><a href="/level2.html">Deeper</a> <a href="/tunes/f.abc">Tune F</a> <a href="/tunes/a.abc">A</a></body></html>'
+LEVEL1 = (
+    '<html><body><a href="/level2.html">Deeper</a> <a href="/tunes/f.abc">Tune F</a> '
+    '<a href="/tunes/a.abc">A</a></body></html>'
+)
 LEVEL2 = '<html><body><a href="/level3.html">Deepest</a> <a href="/tunes/g.abc">Tune G</a></body></html>'
 LEVEL3 = '<html><body><a href="/tunes/g.abc">Tune G</a></body></html>'
 SMALL = '<html><body><a href="/tunes/a.abc">A</a><a href="/tunes/b.abc">B</a><a href="/tunes/f.abc">F</a></body></html>'
@@ -351,8 +354,7 @@ def test_record_fields(site: FixtureSite, tmp_path: Path) -> None:
     assert by_url[site.url("/busy.abc")].content == BUSY
     # no wall-clock anywhere: records are reproducible
     assert all(
-        set(r.metadata) <= {"url", "referrer", "content_type", "sha256", "redirected_from"}
-        for r in by_url.values()
+        set(r.metadata) <= {"url", "referrer", "content_type", "sha256", "redirected_from"} for r in by_url.values()
     )
 
 
@@ -420,9 +422,7 @@ def test_always_slow_endpoint_is_an_error_after_retries(site: FixtureSite, tmp_p
 
 
 def test_rate_limit_per_host(site: FixtureSite, tmp_path: Path) -> None:
-    crawler = Crawler(
-        config(site, tmp_path / "state", seeds=[site.url("/small/index.html")], per_host_delay_s=0.05)
-    )
+    crawler = Crawler(config(site, tmp_path / "state", seeds=[site.url("/small/index.html")], per_host_delay_s=0.05))
     got = {r.metadata["url"] for r in crawler.crawl()}
     assert got == urls(site, {"/tunes/a.abc", "/tunes/b.abc", "/tunes/f.abc"})
     times = [h.t for h in site.log]
@@ -505,9 +505,7 @@ def test_helpers() -> None:
     assert detect_format("http://h/get?id=1", "audio/midi") == "midi"
     assert detect_format("http://h/page", "text/html") is None
 
-    links = extract_links(
-        '<base href="/sub/"><a href="x.abc">Tune <i>X</i>\n</a><a name="n">n</a>', "http://h/p"
-    )
+    links = extract_links('<base href="/sub/"><a href="x.abc">Tune <i>X</i>\n</a><a name="n">n</a>', "http://h/p")
     assert links == [("http://h/sub/x.abc", "Tune X")]
 
     assert retry_after_seconds(None) is None

@@ -9,8 +9,15 @@ from clamp.workflows.ablations import AblationCell, AblationConfig, grid, run_ab
 
 def test_grid_has_the_paper_ablations_and_header_dropout():
     names = [c.name for c in grid()]
-    assert names == ["patch-td-mmm", "patch-td-scratch", "char-td-scratch",
-                     "patch-notd-mmm", "patch-notd-scratch", "char-notd-scratch", "patch-td-scratch-hd"]
+    assert names == [
+        "patch-td-mmm",
+        "patch-td-scratch",
+        "char-td-scratch",
+        "patch-notd-mmm",
+        "patch-notd-scratch",
+        "char-notd-scratch",
+        "patch-td-scratch-hd",
+    ]
     assert [c.header_dropout for c in grid()] == [False] * 6 + [True]
 
 
@@ -21,18 +28,34 @@ def test_ablation_children_compare_in_mlflow(tiny_dataset, tmp_path, benchmarks_
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     cells = [AblationCell(True, "patch", True), AblationCell(False, "patch", False), AblationCell(True, "char", False)]
     tracking = tmp_path / "mlflow"
-    cfg = AblationConfig(dataset_dir=str(tiny_dataset), out_dir=str(tmp_path / "abl"), benchmarks=["wikimt"],
-                         train={"preset": "tiny", "steps": 3, "batch_size": 8, "projection_dim": 16, "checkpoint_every": 0},
-                         mmm_steps=3, tracking_dir=str(tracking), max_items=60, seeds=[0])
+    cfg = AblationConfig(
+        dataset_dir=str(tiny_dataset),
+        out_dir=str(tmp_path / "abl"),
+        benchmarks=["wikimt"],
+        train={"preset": "tiny", "steps": 3, "batch_size": 8, "projection_dim": 16, "checkpoint_every": 0},
+        mmm_steps=3,
+        tracking_dir=str(tracking),
+        max_items=60,
+        seeds=[0],
+    )
     result = run_ablations(cfg, cells)
     client = MlflowClient(tracking_uri=f"sqlite:///{tracking / 'mlflow.db'}")
     parent = client.get_run(result["parent_run_id"])
-    children = client.search_runs([parent.info.experiment_id],
-                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
     names = sorted(r.info.run_name for r in children)
-    assert names == sorted(["mmm-init/seed0", "train/patch-td-mmm/seed0", "train/patch-notd-scratch/seed0",
-                            "train/char-td-scratch/seed0",
-                            "patch-td-mmm/wikimt", "patch-notd-scratch/wikimt", "char-td-scratch/wikimt"])
+    assert names == sorted(
+        [
+            "mmm-init/seed0",
+            "train/patch-td-mmm/seed0",
+            "train/patch-notd-scratch/seed0",
+            "train/char-td-scratch/seed0",
+            "patch-td-mmm/wikimt",
+            "patch-notd-scratch/wikimt",
+            "char-td-scratch/wikimt",
+        ]
+    )
     evals = [r for r in children if r.data.tags.get("kind") == "evaluation"]
     # the same metric names in every evaluation child: the MLflow compare view lines them up
     keys = {frozenset(r.data.metrics) for r in evals}
@@ -44,13 +67,19 @@ def test_ablation_children_compare_in_mlflow(tiny_dataset, tmp_path, benchmarks_
     # a rerun skips the finished cells (row.json is each one's completion marker): the new parent
     # has no training child and the same rows; a changed setting retrains only what it changes
     again = run_ablations(cfg, cells)
-    rerun = client.search_runs([parent.info.experiment_id],
-                               filter_string=f"tags.mlflow.parentRunId = '{again['parent_run_id']}'")
+    rerun = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{again['parent_run_id']}'"
+    )
     assert rerun == [] and again["rows"] == result["rows"]
     changed = run_ablations(cfg.model_copy(update={"mmm_steps": 2}), cells)
-    rerun = client.search_runs([parent.info.experiment_id],
-                               filter_string=f"tags.mlflow.parentRunId = '{changed['parent_run_id']}'")
-    assert sorted(r.info.run_name for r in rerun) == ["mmm-init/seed0", "patch-td-mmm/wikimt", "train/patch-td-mmm/seed0"]
+    rerun = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{changed['parent_run_id']}'"
+    )
+    assert sorted(r.info.run_name for r in rerun) == [
+        "mmm-init/seed0",
+        "patch-td-mmm/wikimt",
+        "train/patch-td-mmm/seed0",
+    ]
 
 
 def test_the_grid_defaults_are_the_cpu_recipe_file():
@@ -62,10 +91,19 @@ def test_the_grid_defaults_are_the_cpu_recipe_file():
 
     recipe = AblationConfig.load(Path(__file__).parents[2] / "recipes" / "cpu-ablations.yaml")
     default = AblationConfig()
-    assert (recipe.train, recipe.mmm, recipe.mmm_steps, recipe.seeds) == (default.train, default.mmm, default.mmm_steps,
-                                                                          default.seeds)
-    assert [c.name for c in recipe.selected_cells()] == ["patch-td-mmm", "patch-td-scratch", "char-td-scratch",
-                                                         "patch-notd-mmm", "patch-td-scratch-hd"]
+    assert (recipe.train, recipe.mmm, recipe.mmm_steps, recipe.seeds) == (
+        default.train,
+        default.mmm,
+        default.mmm_steps,
+        default.seeds,
+    )
+    assert [c.name for c in recipe.selected_cells()] == [
+        "patch-td-mmm",
+        "patch-td-scratch",
+        "char-td-scratch",
+        "patch-notd-mmm",
+        "patch-td-scratch-hd",
+    ]
     assert {cell for _, _, win, lose in CLAIMS for cell in (win, lose)} == set(recipe.cells)
     assert default.selected_cells() == grid()
     # ... and the grid is the CPU recipe at a shorter budget: every setting of recipes/cpu-clamp.yaml

@@ -54,11 +54,13 @@ def test_macro_f1_matches_scikit_learn():
 
 
 def test_ranks_mrr_and_hit_rate():
-    sim = np.array([
-        [0.9, 0.1, 0.5],   # target 0 is best -> rank 1
-        [0.8, 0.2, 0.3],   # target 1 is last -> rank 3
-        [0.4, 0.4, 0.4],   # ties count against the target -> rank 3
-    ])
+    sim = np.array(
+        [
+            [0.9, 0.1, 0.5],  # target 0 is best -> rank 1
+            [0.8, 0.2, 0.3],  # target 1 is last -> rank 3
+            [0.4, 0.4, 0.4],  # ties count against the target -> rank 3
+        ]
+    )
     ranks = ranks_of_targets(sim, np.array([0, 1, 2]))
     assert ranks.tolist() == [1, 3, 3]
     assert mrr(ranks) == pytest.approx((1 + 1 / 3 + 1 / 3) / 3)

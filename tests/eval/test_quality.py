@@ -97,7 +97,10 @@ def test_precision_with_fewer_candidates_and_ties():
     rel[0, :4] = True
     assert precision_at_k(np.zeros((1, 40)), rel)[0] == pytest.approx(0.1)
     # 8 clear winners (4 relevant), then a tie of 4 candidates (1 relevant) for the last 2 slots
-    sim = np.array([[9, 9, 9, 9, 9, 9, 9, 9, 1, 1, 1, 1, 0, 0]], dtype=float) + np.r_[np.arange(8, 0, -1) * 0.1, np.zeros(6)]
+    sim = (
+        np.array([[9, 9, 9, 9, 9, 9, 9, 9, 1, 1, 1, 1, 0, 0]], dtype=float)
+        + np.r_[np.arange(8, 0, -1) * 0.1, np.zeros(6)]
+    )
     rel = np.array([[1, 1, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 1, 1]], dtype=bool)
     assert precision_at_k(sim, rel)[0] == pytest.approx((4 + 2 * 0.25) / 10)
 
@@ -118,11 +121,15 @@ def test_pool_resamples_centre_on_the_point_and_aggregate_over_queries():
 def test_probe_results_name_their_metrics():
     from clamp.eval.probes import Probe, probe_results
 
-    labels = [{"key": "G major", "tune_type": "jig", "meter": "6/8"}] * 5 + [{"key": "D major", "tune_type": "reel"}] * 15
+    labels = [{"key": "G major", "tune_type": "jig", "meter": "6/8"}] * 5 + [
+        {"key": "D major", "tune_type": "reel"}
+    ] * 15
     music = np.eye(20)
-    probes = [Probe("a jig in 6/8", {"tune_type": ("jig",), "meter": ("6/8",)}),
-              Probe("a polka", {"tune_type": ("polka",)}),  # no item matches: left out
-              Probe("a tune in D major", {"key": ("D major",)}, group="key")]
+    probes = [
+        Probe("a jig in 6/8", {"tune_type": ("jig",), "meter": ("6/8",)}),
+        Probe("a polka", {"tune_type": ("polka",)}),  # no item matches: left out
+        Probe("a tune in D major", {"key": ("D major",)}, group="key"),
+    ]
     queries = np.zeros((3, 20))
     queries[0, :5] = 1.0  # finds the five jigs first
     queries[2, 5:15] = 1.0  # ten D major tunes first
@@ -172,8 +179,13 @@ def test_prompts_of_the_new_tasks():
 
     assert prompts_for(["air", "reel"], "tune_type") == [
         ["This is an air.", "A traditional air tune.", "Tune type: air"],
-        ["This is a reel.", "A traditional reel tune.", "Tune type: reel"]]
+        ["This is a reel.", "A traditional reel tune.", "Tune type: reel"],
+    ]
     assert prompts_for(["B flat major"], "key")[0][1] == "Music in the key of B flat major."
     assert prompts_for(["6/8"], "meter")[0][0] == "A tune in 6/8 time."
     assert prompts_for(["Johann Sebastian Bach"], "composer")[0][2] == "Music by Johann Sebastian Bach."
-    assert prompts_for(["jig"], "rhythm")[0] == ["This is a jig.", "Rhythm: jig", "A traditional jig tune."]  # unchanged
+    assert prompts_for(["jig"], "rhythm")[0] == [
+        "This is a jig.",
+        "Rhythm: jig",
+        "A traditional jig tune.",
+    ]  # unchanged

@@ -27,8 +27,10 @@ def test_intervals_are_read_from_the_tables_cells(tmp_path):
     assert _interval("0.80 [0.50, 1.00]") == (0.8, 0.5, 1.0)
     assert _interval("-0.032 [-0.1, 0.05]") == (-0.032, -0.1, 0.05)
     assert _interval("0.33") is None and _interval("-") is None
-    rows = [{"probe": "a jig", "random": "0.10", "m P@10": "0.80 [0.50, 1.00]"},
-            {"probe": "a reel", "random": "-", "m P@10": "-"}]
+    rows = [
+        {"probe": "a jig", "random": "0.10", "m P@10": "0.80 [0.50, 1.00]"},
+        {"probe": "a reel", "random": "-", "m P@10": "-"},
+    ]
     assert plot_probes(rows, tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot_probes([{"probe": "x", "random": "0.1"}], tmp_path / "none.png") is None
 
@@ -49,9 +51,19 @@ def evaluation_folder(tiny_model, tiny_dataset, benchmarks_dir, tmp_path_factory
     from clamp.eval.run import evaluate
 
     out = tmp_path_factory.mktemp("evaluation")
-    evaluate(EvalConfig(model_dir=str(tiny_model), dataset_dir=str(tiny_dataset), benchmarks=["wikimt"],
-                        max_items=30, out_dir=str(out), mlflow=False, bootstrap_resamples=50,
-                        include_untrained=False, controls=["notes-only"]))
+    evaluate(
+        EvalConfig(
+            model_dir=str(tiny_model),
+            dataset_dir=str(tiny_dataset),
+            benchmarks=["wikimt"],
+            max_items=30,
+            out_dir=str(out),
+            mlflow=False,
+            bootstrap_resamples=50,
+            include_untrained=False,
+            controls=["notes-only"],
+        )
+    )
     return out
 
 
@@ -95,8 +107,9 @@ def test_the_html_report_opens_in_a_browser(evaluation_folder, tmp_path):
             widths = page.locator("img").evaluate_all("els => els.map(e => e.complete ? e.naturalWidth : 0)")
             assert widths and all(w > 100 for w in widths), widths
             tables = json.loads((source / "evaluation.json").read_text())["tables"]
-            assert page.locator("table").count() == sum(1 for k in ("targets", "quality", "controls", "probes")
-                                                         if tables.get(k))
+            assert page.locator("table").count() == sum(
+                1 for k in ("targets", "quality", "controls", "probes") if tables.get(k)
+            )
             shot = tmp_path / "report.png"
             page.screenshot(path=str(shot))
             assert shot.stat().st_size > 10_000

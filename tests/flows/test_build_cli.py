@@ -19,8 +19,14 @@ REPO = Path(__file__).resolve().parents[2]
 def _run(args: list[str], cwd: Path, home: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PREFECT_HOME": str(home), "PYTHONPATH": str(REPO)}
     env.pop("PREFECT_API_URL", None)
-    return subprocess.run([sys.executable, "-m", "flows.build_dataset", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "flows.build_dataset", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.mark.slow
@@ -32,10 +38,11 @@ def test_the_flow_builds_into_the_config_files_dataset(tmp_path):
     (corpus / "shards" / "shard-00000.arrow").write_bytes(b"corpus shard")
     (tmp_path / "my.yaml").write_text(
         "name: my-tunes\nn_workers: 1\nshard_size: 5\ndecontaminate: false\ndata_docs: false\n"
-        f"cache_dir: {tmp_path / 'cache'}\nsources:\n  - kind: local\n    path: {tmp_path / 'tunes'}\n")
+        f"cache_dir: {tmp_path / 'cache'}\nsources:\n  - kind: local\n    path: {tmp_path / 'tunes'}\n"
+    )
     result = _run(["--config", "my.yaml", "--json"], tmp_path, tmp_path / "prefect")
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    summary = json.loads(result.stdout[result.stdout.index("{"):])
+    summary = json.loads(result.stdout[result.stdout.index("{") :])
     assert summary["name"] == "my-tunes" and summary["rows_written"] == 12 and summary["shards"] == 3
     assert Path(summary["dataset_dir"]) == tmp_path / "data" / "datasets" / "my-tunes"
     assert (corpus / "shards" / "shard-00000.arrow").read_bytes() == b"corpus shard"

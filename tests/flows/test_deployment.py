@@ -82,7 +82,9 @@ def test_build_dataset_deployment_runs_on_a_worker(tmp_path, database, request):
     worker_log_file = files.enter_context(open(logs / "worker.log", "wb"))  # noqa: SIM115
     server = subprocess.Popen(
         [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=server_log, stderr=subprocess.STDOUT,
+        env=env,
+        stdout=server_log,
+        stderr=subprocess.STDOUT,
     )
     worker = None
     try:
@@ -96,7 +98,10 @@ def test_build_dataset_deployment_runs_on_a_worker(tmp_path, database, request):
         assert deployed.returncode == 0, deployed.stdout + deployed.stderr
         worker = subprocess.Popen(
             [PREFECT, "worker", "start", "--pool", "clamp-process"],
-            env=env, cwd=REPO, stdout=worker_log_file, stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO,
+            stdout=worker_log_file,
+            stderr=subprocess.STDOUT,
         )
         out = tmp_path / "datasets"
         overrides = {
@@ -108,8 +113,14 @@ def test_build_dataset_deployment_runs_on_a_worker(tmp_path, database, request):
         }
         params = json.dumps({"name": "deploy-test", "overrides": overrides, "n_workers": 2})
         result = run(
-            "deployment", "run", "build-dataset/music21-corpus", "--params", params,
-            "--watch", "--watch-timeout", "400",
+            "deployment",
+            "run",
+            "build-dataset/music21-corpus",
+            "--params",
+            params,
+            "--watch",
+            "--watch-timeout",
+            "400",
         )
         worker_log = (logs / "worker.log").read_text(errors="replace")[-3000:]
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:] + worker_log

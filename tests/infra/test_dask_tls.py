@@ -23,8 +23,9 @@ from tests.conftest import free_port
 def test_certs_command_makes_a_ca_and_a_private_key(tmp_path):
     from cryptography import x509
 
-    result = CliRunner().invoke(app, ["certs", "--state-dir", str(tmp_path), "--host", "10.1.2.3",
-                                      "--host", "dask.example"])
+    result = CliRunner().invoke(
+        app, ["certs", "--state-dir", str(tmp_path), "--host", "10.1.2.3", "--host", "dask.example"]
+    )
     assert result.exit_code == 0, result.output
     files = TlsFiles.under(tmp_path / "tls")
     assert files.exist()
@@ -50,8 +51,13 @@ def test_certs_command_makes_a_ca_and_a_private_key(tmp_path):
 def test_tls_stack_environment(tmp_path):
     stack = Stack(tmp_path, Ports(4331, 4332, 4333))
     assert "DASK_DISTRIBUTED__COMM__TLS__CA_FILE" not in stack.client_env()
-    stack._save_meta({"running": False, "dask": True,
-                      "config": stack.config.model_copy(update={"dask": True, "dask_tls": True}).model_dump(mode="json")})
+    stack._save_meta(
+        {
+            "running": False,
+            "dask": True,
+            "config": stack.config.model_copy(update={"dask": True, "dask_tls": True}).model_dump(mode="json"),
+        }
+    )
     env = stack.client_env()
     assert env["CLAMP_SCHEDULER_ADDRESS"] == "tls://127.0.0.1:4333"
     assert env["DASK_DISTRIBUTED__COMM__TLS__CA_FILE"] == str(tmp_path.resolve() / "tls" / "ca.pem")
@@ -65,8 +71,9 @@ def test_a_host_beyond_loopback_warns_in_one_line(tmp_path):
         s.bind(("127.0.0.1", 0))
         s.listen()
         busy = s.getsockname()[1]
-        result = CliRunner().invoke(app, ["up", "--state-dir", str(tmp_path), "--host", "0.0.0.0",
-                                          "--prefect-port", str(busy)])
+        result = CliRunner().invoke(
+            app, ["up", "--state-dir", str(tmp_path), "--host", "0.0.0.0", "--prefect-port", str(busy)]
+        )
     assert result.exit_code == 2
     warning, error = result.stderr.splitlines()
     assert warning.startswith("warning: the services listen on 0.0.0.0 and are reachable from the network")
@@ -95,8 +102,10 @@ def _tls_answer(address: str, ca: str, cert: str | None = None, key: str | None 
     if cert is not None:
         ctx.load_cert_chain(cert, key)
     try:
-        with socket.create_connection((host, int(port)), timeout=10) as raw, \
-                ctx.wrap_socket(raw, server_hostname=host) as tls:
+        with (
+            socket.create_connection((host, int(port)), timeout=10) as raw,
+            ctx.wrap_socket(raw, server_hostname=host) as tls,
+        ):
             # send nothing: bytes the server never reads would turn its alert into a reset. A
             # Dask server speaks first (its handshake), so a client it lets in reads a byte
             return "let in" if tls.recv(1) else "closed without an alert"
@@ -113,8 +122,11 @@ def test_tls_scheduler_refuses_clients_without_the_certificate(tmp_path):
 
     from infra.stack import StackConfig
 
-    stack = Stack(tmp_path / "stack", Ports(free_port(), free_port(), free_port()),
-                  config=StackConfig(dask=True, dask_tls=True, dask_workers=1))
+    stack = Stack(
+        tmp_path / "stack",
+        Ports(free_port(), free_port(), free_port()),
+        config=StackConfig(dask=True, dask_tls=True, dask_workers=1),
+    )
     stack.up()  # makes the certificates: none exist yet
     try:
         address, files = stack.scheduler_address, stack.tls
@@ -127,8 +139,12 @@ def test_tls_scheduler_refuses_clients_without_the_certificate(tmp_path):
         assert _tls_answer(address, str(files.ca)) in NO_CERTIFICATE
         other = make_certs(tmp_path / "other-ca")
         assert _tls_answer(address, str(files.ca), str(other.cert), str(other.key)) in UNTRUSTED_CERTIFICATE
-        stranger = Security(tls_ca_file=str(files.ca), tls_client_cert=str(other.cert),
-                            tls_client_key=str(other.key), require_encryption=True)
+        stranger = Security(
+            tls_ca_file=str(files.ca),
+            tls_client_cert=str(other.cert),
+            tls_client_key=str(other.key),
+            require_encryption=True,
+        )
         with pytest.raises(OSError):
             Client(address, security=stranger, timeout="5s")
         # the stack's own certificate is let in by the same probe, and a port with nothing on it
@@ -137,13 +153,28 @@ def test_tls_scheduler_refuses_clients_without_the_certificate(tmp_path):
         assert _tls_answer(f"tls://127.0.0.1:{free_port()}", str(files.ca)).startswith("ConnectionRefusedError")
 
         # let in: a shell that sourced env.sh connects and runs a task on the stack's worker
-        script = ("import os; from distributed import Client; "
-                  "c = Client(os.environ['CLAMP_SCHEDULER_ADDRESS'], timeout='60s'); "
-                  "print(c.submit(sum, [1, 2, 3]).result(timeout=60)); c.close()")
+        script = (
+            "import os; from distributed import Client; "
+            "c = Client(os.environ['CLAMP_SCHEDULER_ADDRESS'], timeout='60s'); "
+            "print(c.submit(sum, [1, 2, 3]).result(timeout=60)); c.close()"
+        )
         env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_DISTRIBUTED__COMM__")}
-        ran = subprocess.run(["bash", "-c", 'source "$1" && exec "$2" -c "$3"', "sh",
-                              str(stack.state / "env.sh"), sys.executable, script],
-                             env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+        ran = subprocess.run(
+            [
+                "bash",
+                "-c",
+                'source "$1" && exec "$2" -c "$3"',
+                "sh",
+                str(stack.state / "env.sh"),
+                sys.executable,
+                script,
+            ],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert ran.returncode == 0, ran.stderr[-3000:]
         assert ran.stdout.strip().splitlines()[-1] == "6"
     finally:

@@ -36,8 +36,14 @@ def test_a_transient_ingest_fault_is_retried_by_prefect(tmp_path, prefect_home, 
     from clamp.config import BuildConfig, SourceSpec
 
     write_tunes(tmp_path / "src", 6)
-    cfg = BuildConfig(name="r", output_dir=tmp_path / "out", cache_dir=tmp_path / "c", decontaminate=False, data_docs=False,
-                      sources=[SourceSpec(kind="local", path=str(tmp_path / "src"))])
+    cfg = BuildConfig(
+        name="r",
+        output_dir=tmp_path / "out",
+        cache_dir=tmp_path / "c",
+        decontaminate=False,
+        data_docs=False,
+        sources=[SourceSpec(kind="local", path=str(tmp_path / "src"))],
+    )
     real_iter, calls = fb.steps.iter_records, []
 
     def flaky(c):
@@ -64,11 +70,21 @@ def test_failed_contract_stops_retrain_before_training(tmp_path, prefect_home, m
     for d in ("a/tunes", "b/tunes"):
         write_tunes(tmp_path / d, 4, seed=len(d) + (d == "b/tunes"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    overrides = {"output_dir": str(tmp_path / "out"), "cache_dir": str(tmp_path / "c"), "decontaminate": False,
-                 "sources": [{"kind": "local", "path": str(tmp_path / "a/tunes")}, {"kind": "local", "path": str(tmp_path / "b/tunes")}]}
+    overrides = {
+        "output_dir": str(tmp_path / "out"),
+        "cache_dir": str(tmp_path / "c"),
+        "decontaminate": False,
+        "sources": [
+            {"kind": "local", "path": str(tmp_path / "a/tunes")},
+            {"kind": "local", "path": str(tmp_path / "b/tunes")},
+        ],
+    }
     with pytest.raises(Exception, match=r"failed the shard contract: expect_column_values_to_be_unique\(id\)"):
-        retrain_flow(name="bad", build_overrides=overrides,
-                     overrides={"model_name": "never", "out_dir": str(tmp_path / "retrain")})
+        retrain_flow(
+            name="bad",
+            build_overrides=overrides,
+            overrides={"model_name": "never", "out_dir": str(tmp_path / "retrain")},
+        )
     assert not (tmp_path / "retrain").exists()  # no challenger was trained
     assert not list((tmp_path / "out" / "bad" / "shards").glob("*.arrow"))
 
@@ -79,18 +95,37 @@ def test_killed_worker_build_completes_on_rerun_with_identical_shards(tmp_path):
     from clamp.data.build import build_dataset
     from infra.stack import Ports, Stack
 
-    build = {"output_dir": str(tmp_path / "ds"), "cache_dir": str(tmp_path / "cache"), "shard_size": 20,
-             "chunk_max_conversions": 4, "decontaminate": False,
-             "sources": [{"kind": "music21", "path_filter": "bach/", "formats": ["mxl"], "limit": 40}]}
+    build = {
+        "output_dir": str(tmp_path / "ds"),
+        "cache_dir": str(tmp_path / "cache"),
+        "shard_size": 20,
+        "chunk_max_conversions": 4,
+        "decontaminate": False,
+        "sources": [{"kind": "music21", "path_filter": "bach/", "formats": ["mxl"], "limit": 40}],
+    }
     stack = Stack(tmp_path / "stack", Ports(free_port(), free_port(), free_port()))
     stack.up()
     env = stack.env()
     try:
-        assert subprocess.run([PREFECT, "--no-prompt", "deploy", "--name", "music21-corpus"], env=env, cwd=REPO,
-                              capture_output=True, timeout=300).returncode == 0
+        assert (
+            subprocess.run(
+                [PREFECT, "--no-prompt", "deploy", "--name", "music21-corpus"],
+                env=env,
+                cwd=REPO,
+                capture_output=True,
+                timeout=300,
+            ).returncode
+            == 0
+        )
         params = json.dumps({"name": "k", "overrides": build})
-        first = subprocess.run([PREFECT, "deployment", "run", "build-dataset/music21-corpus", "--params", params],
-                               env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+        first = subprocess.run(
+            [PREFECT, "deployment", "run", "build-dataset/music21-corpus", "--params", params],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert first.returncode == 0
         prepared = tmp_path / "ds" / "k" / "_work" / "prepared"
         deadline = time.monotonic() + 300
@@ -108,8 +143,24 @@ def test_killed_worker_build_completes_on_rerun_with_identical_shards(tmp_path):
         time.sleep(1)
         assert not (tmp_path / "ds" / "k" / "manifest.json").exists()
         stack.restart_worker()
-        again = subprocess.run([PREFECT, "deployment", "run", "build-dataset/music21-corpus", "--params", params,
-                                "--watch", "--watch-timeout", "500"], env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+        again = subprocess.run(
+            [
+                PREFECT,
+                "deployment",
+                "run",
+                "build-dataset/music21-corpus",
+                "--params",
+                params,
+                "--watch",
+                "--watch-timeout",
+                "500",
+            ],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert again.returncode == 0 and "Completed" in again.stdout + again.stderr, again.stdout[-2000:]
     finally:
         stack.down()

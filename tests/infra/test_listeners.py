@@ -64,8 +64,12 @@ def report(title: str, found: Listeners) -> str:
 
 
 def exposed(found: Listeners) -> list[str]:
-    return [f"pid {pid} ({cmd[:80]}): {a}" for (pid, cmd), addrs in found.items() for a in sorted(addrs)
-            if a.rsplit(":", 1)[0] not in LOOPBACK]
+    return [
+        f"pid {pid} ({cmd[:80]}): {a}"
+        for (pid, cmd), addrs in found.items()
+        for a in sorted(addrs)
+        if a.rsplit(":", 1)[0] not in LOOPBACK
+    ]
 
 
 @pytest.mark.slow
@@ -99,12 +103,19 @@ def test_a_build_on_its_local_cluster_listens_on_loopback_only(tmp_path):
     write_tunes(tmp_path / "tunes", 8)
     (tmp_path / "b.yaml").write_text(
         "name: tiny\nn_workers: 2\nshard_size: 4\ndecontaminate: false\ndata_docs: false\n"
-        f"cache_dir: {tmp_path / 'cache'}\nsources:\n  - kind: local\n    path: {tmp_path / 'tunes'}\n")
+        f"cache_dir: {tmp_path / 'cache'}\nsources:\n  - kind: local\n    path: {tmp_path / 'tunes'}\n"
+    )
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PYTHONPATH": str(REPO)}
     for var in ("PREFECT_API_URL", "CLAMP_SCHEDULER_ADDRESS"):  # a LocalCluster and a temporary server
         env.pop(var, None)
-    proc = subprocess.Popen([sys.executable, "-m", "flows.build_dataset", "--config", "b.yaml", "--json"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flows.build_dataset", "--config", "b.yaml", "--json"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     found: Listeners = {}
     deadline = time.monotonic() + 600
     try:

@@ -37,8 +37,10 @@ def test_the_printed_runs_url_shows_the_runs_and_their_dataset(tmp_path, tiny_da
         for name in ("alpha-run", "beta-run"):
             with mlflow_run("ui-check", name) as run:
                 mlflow.log_metric("loss", 1.5)
-                mlflow.MlflowClient().log_inputs(run.info.run_id, datasets=[
-                    dataset_input(manifest["name"], manifest["fingerprint"], tiny_dataset, "training")])
+                mlflow.MlflowClient().log_inputs(
+                    run.info.run_id,
+                    datasets=[dataset_input(manifest["name"], manifest["fingerprint"], tiny_dataset, "training")],
+                )
         url = runs_url("ui-check", server.uri)
         experiment = mlflow.MlflowClient(server.uri).get_experiment_by_name("ui-check")
         assert url == f"{server.uri}/#/experiments/{experiment.experiment_id}/runs"

@@ -28,8 +28,12 @@ from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 PREFECT = str(Path(sys.executable).parent / "prefect")
-BUILD = {"shard_size": 20, "chunk_max_conversions": 4, "decontaminate": False,
-         "sources": [{"kind": "music21", "path_filter": "bach/", "formats": ["mxl"], "limit": 40}]}
+BUILD = {
+    "shard_size": 20,
+    "chunk_max_conversions": 4,
+    "decontaminate": False,
+    "sources": [{"kind": "music21", "path_filter": "bach/", "formats": ["mxl"], "limit": 40}],
+}
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
@@ -42,8 +46,13 @@ class PrefectServer:
     def start(self, timeout: float = 120) -> float:
         t0 = time.monotonic()
         with open(self.home / "server.log", "ab") as log:
-            self.proc = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
-                                         env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         while time.monotonic() - t0 < timeout:
             with contextlib.suppress(OSError), urllib.request.urlopen(f"{self.api}/health", timeout=2) as r:
                 if r.status == 200:
@@ -74,9 +83,14 @@ def test_build_survives_a_prefect_server_restart_and_a_rerun_skips_finished_work
 
     port = free_port()
     (tmp_path / "prefect").mkdir()
-    env = {**os.environ, **STACK_ENV, "PREFECT_HOME": str(tmp_path / "prefect"),
-           "PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PREFECT_WORKER_QUERY_SECONDS": "1",
-           "PREFECT_LOGGING_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        **STACK_ENV,
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "PREFECT_API_URL": f"http://127.0.0.1:{port}/api",
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
     server = PrefectServer(tmp_path / "prefect", env, port)
     server.start()
     worker = None
@@ -92,8 +106,14 @@ def test_build_survives_a_prefect_server_restart_and_a_rerun_skips_finished_work
         deployed = prefect("--no-prompt", "deploy", "--name", "music21-corpus")
         assert deployed.returncode == 0, deployed.stdout[-2000:] + deployed.stderr[-2000:]
         with open(tmp_path / "worker.log", "wb") as log:
-            worker = subprocess.Popen([PREFECT, "worker", "start", "--pool", "clamp-process"], env=env, cwd=REPO,
-                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            worker = subprocess.Popen(
+                [PREFECT, "worker", "start", "--pool", "clamp-process"],
+                env=env,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         first = prefect("deployment", "run", "build-dataset/music21-corpus", "--params", params)
         assert first.returncode == 0, first.stdout + first.stderr
         run_id = re.search(r"flow-run/([0-9a-f-]{36})", first.stdout).group(1)
@@ -119,8 +139,17 @@ def test_build_survives_a_prefect_server_restart_and_a_rerun_skips_finished_work
         assert first_state == "COMPLETED", worker_log
 
         # a rerun (the resume path after a crash) skips every finished chunk and shard
-        again = prefect("deployment", "run", "build-dataset/music21-corpus", "--params", params,
-                        "--watch", "--watch-timeout", "300", timeout=400)
+        again = prefect(
+            "deployment",
+            "run",
+            "build-dataset/music21-corpus",
+            "--params",
+            params,
+            "--watch",
+            "--watch-timeout",
+            "300",
+            timeout=400,
+        )
         assert again.returncode == 0 and "Completed" in again.stdout + again.stderr, again.stdout[-2000:]
     finally:
         if worker is not None and worker.poll() is None:
@@ -142,7 +171,9 @@ def test_build_survives_a_prefect_server_restart_and_a_rerun_skips_finished_work
     resumed = {p.name: p.read_bytes() for p in (tmp_path / "ds" / "p" / "shards").glob("*.arrow")}
     fresh = {p.name: p.read_bytes() for p in (tmp_path / "ref" / "p" / "shards").glob("*.arrow")}
     assert resumed == fresh
-    print(f"\nPrefect server killed with {done_at_kill}/{n_chunks} chunks prepared, down {outage:.1f} s "
-          f"(restart {restart_seconds:.1f} s), {done_while_down} chunks prepared by then; the run ended "
-          f"{first_state}; the rerun skipped {summary['chunks_skipped']} chunks and {summary['shards_skipped']} shards; "
-          f"{manifest['rows']} rows, as the uninterrupted build")
+    print(
+        f"\nPrefect server killed with {done_at_kill}/{n_chunks} chunks prepared, down {outage:.1f} s "
+        f"(restart {restart_seconds:.1f} s), {done_while_down} chunks prepared by then; the run ended "
+        f"{first_state}; the rerun skipped {summary['chunks_skipped']} chunks and {summary['shards_skipped']} shards; "
+        f"{manifest['rows']} rows, as the uninterrupted build"
+    )

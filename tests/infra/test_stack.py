@@ -16,8 +16,13 @@ def test_stack_up_status_down(tmp_path):
     stack = Stack(tmp_path / "stack", Ports(free_port(), free_port(), free_port()))
     stack.up(dask=True)
     try:
-        assert stack.status() == {"prefect-server": True, "mlflow-server": True, "prefect-worker": True,
-                                  "dask-scheduler": True, "dask-workers": True}
+        assert stack.status() == {
+            "prefect-server": True,
+            "mlflow-server": True,
+            "prefect-worker": True,
+            "dask-scheduler": True,
+            "dask-workers": True,
+        }
         env = (tmp_path / "stack" / "env.sh").read_text()
         assert f"PREFECT_API_URL=http://127.0.0.1:{stack.ports.prefect}/api" in env
         assert f"CLAMP_SCHEDULER_ADDRESS=tcp://127.0.0.1:{stack.ports.dask}" in env
@@ -58,8 +63,17 @@ def _busy_socket():
     return s
 
 
-@pytest.mark.parametrize(("field", "value"), [("prefect_port", 70000), ("mlflow_port", 0), ("dask_port", "x"),
-                                              ("dask_workers", 0), ("start_timeout", -1), ("bogus", 1)])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("prefect_port", 70000),
+        ("mlflow_port", 0),
+        ("dask_port", "x"),
+        ("dask_workers", 0),
+        ("start_timeout", -1),
+        ("bogus", 1),
+    ],
+)
 def test_bad_config_value_names_the_field(field, value):
     from pydantic import ValidationError
 
@@ -102,7 +116,8 @@ def test_service_environment(tmp_path, monkeypatch):
     stack = Stack(tmp_path / "a b", Ports(4301, 4302, 4303))
     env = stack.env()
     assert {k: env[k] for k in DEFAULTS if k != "DASK_LOGGING__DISTRIBUTED"} == {
-        k: v for k, v in DEFAULTS.items() if k != "DASK_LOGGING__DISTRIBUTED"}
+        k: v for k, v in DEFAULTS.items() if k != "DASK_LOGGING__DISTRIBUTED"
+    }
     assert env["DASK_LOGGING__DISTRIBUTED"] == "info"
     assert env["PREFECT_API_URL"] == "http://127.0.0.1:4301/api"
     assert env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:4302"
@@ -144,8 +159,9 @@ def test_module_help_runs():
 
     from infra.stack import REPO
 
-    result = subprocess.run([sys.executable, "-m", "infra.stack", "--help"], cwd=REPO, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "infra.stack", "--help"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     for command in ("up", "status", "down", "--debug"):
         assert command in result.stdout
@@ -195,8 +211,9 @@ def test_debug_shows_the_user_error(tmp_path):
     from infra.stack import app
 
     with _busy_socket() as s:
-        result = CliRunner().invoke(app, ["--debug", "up", "--state-dir", str(tmp_path),
-                                          "--mlflow-port", str(s.getsockname()[1])])
+        result = CliRunner().invoke(
+            app, ["--debug", "up", "--state-dir", str(tmp_path), "--mlflow-port", str(s.getsockname()[1])]
+        )
     assert isinstance(result.exception, StackError)
     assert result.exit_code != 2
 

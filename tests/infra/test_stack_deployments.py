@@ -33,39 +33,101 @@ def test_every_deployment_runs_on_the_local_stack(tmp_path, benchmarks_dir, data
         return subprocess.run([PREFECT, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
     def run(deployment: str, params: dict) -> None:
-        r = prefect("deployment", "run", deployment, "--params", json.dumps(params), "--watch", "--watch-timeout", "500")
+        r = prefect(
+            "deployment", "run", deployment, "--params", json.dumps(params), "--watch", "--watch-timeout", "500"
+        )
         log = (tmp_path / "stack" / "logs" / "prefect-worker.log").read_text(errors="replace")[-2500:]
-        assert r.returncode == 0 and "Completed" in r.stdout + r.stderr, f"{deployment}: {r.stdout[-1500:]}{r.stderr[-1500:]}{log}"
+        assert r.returncode == 0 and "Completed" in r.stdout + r.stderr, (
+            f"{deployment}: {r.stdout[-1500:]}{r.stderr[-1500:]}{log}"
+        )
 
     try:
         deployed = prefect("--no-prompt", "deploy", "--all")
         assert deployed.returncode == 0, deployed.stdout[-2000:] + deployed.stderr[-2000:]
         data, out = tmp_path / "datasets", tmp_path / "out"
-        build = {"output_dir": str(data), "cache_dir": str(tmp_path / "cache"), "shard_size": 50, "decontaminate": False,
-                 "sources": [{"kind": "music21", "path_filter": "airdsAirs", "limit": 100}]}
+        build = {
+            "output_dir": str(data),
+            "cache_dir": str(tmp_path / "cache"),
+            "shard_size": 50,
+            "decontaminate": False,
+            "sources": [{"kind": "music21", "path_filter": "airdsAirs", "limit": 100}],
+        }
         # on the stack's Dask cluster, by scheduler address, instead of a LocalCluster
-        run("build-dataset/music21-corpus", {"name": "stack", "overrides": build,
-                                             "scheduler_address": f"tcp://127.0.0.1:{stack.ports.dask}"})
+        run(
+            "build-dataset/music21-corpus",
+            {"name": "stack", "overrides": build, "scheduler_address": f"tcp://127.0.0.1:{stack.ports.dask}"},
+        )
         from distributed import Client
 
         with Client(f"tcp://127.0.0.1:{stack.ports.dask}", timeout=30) as dask_client:
             prefixes = dask_client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.task_prefixes))
         assert any("prepare" in p for p in prefixes) and any("write" in p for p in prefixes), prefixes
         dataset = str(data / "stack")
-        run("pretrain-mmm/small-cpu", {"overrides": {"dataset_dir": dataset, "output_dir": str(out / "mmm"), "preset": "tiny",
-                                                     "steps": 3, "batch_size": 8}})
-        run("train-clamp/small-cpu-clamp", {"overrides": {
-            "dataset_dir": dataset, "output_dir": str(out / "clamp"), "preset": "tiny", "steps": 3, "batch_size": 8,
-            "init_music_from": str(out / "mmm" / "model"), "projection_dim": 16}})
-        run("evaluate/benchmarks", {"overrides": {"model_dir": str(out / "clamp" / "model"), "dataset_dir": dataset,
-                                                  "benchmarks": ["wikimt"], "out_dir": str(out / "eval"),
-                                                  "include_untrained": False, "max_items": 20}})
-        run("ablations/paper-grid", {"overrides": {"dataset_dir": dataset, "out_dir": str(out / "abl"), "mmm_steps": 2,
-                                                   "train": {"preset": "tiny", "steps": 2, "batch_size": 8},
-                                                   "max_items": 10}})
-        run("retrain/nightly", {"name": "stack", "build_overrides": build, "overrides": {
-            "model_name": "clamp-stack", "train": {**TINY, "projection_dim": 16, "checkpoint_every": 0},
-            "metric": "wikimt/items", "max_items": 10, "out_dir": str(out / "retrain")}})
+        run(
+            "pretrain-mmm/small-cpu",
+            {
+                "overrides": {
+                    "dataset_dir": dataset,
+                    "output_dir": str(out / "mmm"),
+                    "preset": "tiny",
+                    "steps": 3,
+                    "batch_size": 8,
+                }
+            },
+        )
+        run(
+            "train-clamp/small-cpu-clamp",
+            {
+                "overrides": {
+                    "dataset_dir": dataset,
+                    "output_dir": str(out / "clamp"),
+                    "preset": "tiny",
+                    "steps": 3,
+                    "batch_size": 8,
+                    "init_music_from": str(out / "mmm" / "model"),
+                    "projection_dim": 16,
+                }
+            },
+        )
+        run(
+            "evaluate/benchmarks",
+            {
+                "overrides": {
+                    "model_dir": str(out / "clamp" / "model"),
+                    "dataset_dir": dataset,
+                    "benchmarks": ["wikimt"],
+                    "out_dir": str(out / "eval"),
+                    "include_untrained": False,
+                    "max_items": 20,
+                }
+            },
+        )
+        run(
+            "ablations/paper-grid",
+            {
+                "overrides": {
+                    "dataset_dir": dataset,
+                    "out_dir": str(out / "abl"),
+                    "mmm_steps": 2,
+                    "train": {"preset": "tiny", "steps": 2, "batch_size": 8},
+                    "max_items": 10,
+                }
+            },
+        )
+        run(
+            "retrain/nightly",
+            {
+                "name": "stack",
+                "build_overrides": build,
+                "overrides": {
+                    "model_name": "clamp-stack",
+                    "train": {**TINY, "projection_dim": 16, "checkpoint_every": 0},
+                    "metric": "wikimt/items",
+                    "max_items": 10,
+                    "out_dir": str(out / "retrain"),
+                },
+            },
+        )
         assert (out / "eval" / "clamp" / "wikimt-predictions.csv").is_file()
         assert (out / "abl" / "ablations.csv").is_file()
         # everything was tracked by the stack's MLflow server

@@ -15,8 +15,12 @@ def test_stack_with_postgres_up_status_down(tmp_path, postgres_ready):
     stack = Stack(tmp_path / "stack", Ports(free_port(), free_port(), free_port()))
     stack.up(postgres=True)
     try:
-        assert stack.status() == {"prefect-server": True, "mlflow-server": True, "prefect-worker": True,
-                                  "postgres": True}
+        assert stack.status() == {
+            "prefect-server": True,
+            "mlflow-server": True,
+            "prefect-worker": True,
+            "postgres": True,
+        }
         port = stack.config.postgres_port
         assert port is not None and Stack.open(tmp_path / "stack").config.postgres_port == port
         # Prefect's server keeps its data in PostgreSQL, not in a SQLite file under PREFECT_HOME
@@ -82,8 +86,11 @@ def test_postgres_bin_dir(tmp_path):
 
 
 def test_up_without_postgres_installed_is_a_clear_error_and_starts_nothing(tmp_path):
-    stack = Stack(tmp_path / "s", Ports(free_port(), free_port(), free_port()),
-                  config=StackConfig(postgres_bin=tmp_path / "nowhere"))
+    stack = Stack(
+        tmp_path / "s",
+        Ports(free_port(), free_port(), free_port()),
+        config=StackConfig(postgres_bin=tmp_path / "nowhere"),
+    )
     with pytest.raises(StackError, match="PostgreSQL is not installed"):
         stack.up(postgres=True)
     assert not list((tmp_path / "s").glob("*.pid"))
@@ -97,8 +104,9 @@ def test_up_refuses_a_busy_postgres_port(tmp_path):
         s.bind(("127.0.0.1", 0))
         s.listen()
         busy = s.getsockname()[1]
-        stack = Stack(tmp_path / "s", Ports(free_port(), free_port(), free_port()),
-                      config=StackConfig(postgres_port=busy))
+        stack = Stack(
+            tmp_path / "s", Ports(free_port(), free_port(), free_port()), config=StackConfig(postgres_port=busy)
+        )
         with pytest.raises(StackError, match=f"port\\(s\\) {busy} already in use"):
             stack.up(postgres=True)
 

@@ -27,25 +27,37 @@ def main(spec_file: str) -> None:
 
     m = spec["music"]
     torch.manual_seed(spec["seed"])
-    music_cfg = BertConfig(vocab_size=1, hidden_size=m["hidden"], num_hidden_layers=m["layers"],
-                           num_attention_heads=m["heads"], intermediate_size=m["intermediate"],
-                           max_position_embeddings=m["positions"])
+    music_cfg = BertConfig(
+        vocab_size=1,
+        hidden_size=m["hidden"],
+        num_hidden_layers=m["layers"],
+        num_attention_heads=m["heads"],
+        intermediate_size=m["intermediate"],
+        max_position_embeddings=m["positions"],
+    )
     if fmt == "clamp1":
         model = utils.CLaMP(music_cfg, text_model_name=spec["text_model"])
         music_tower, music_proj, text_tower = model.music_enc, model.music_proj, model.text_enc
     else:
         utils.M3_HIDDEN_SIZE = m["hidden"]  # the module sizes the patch embedding and projections from it
         if fmt == "clamp2":
-            model = utils.CLaMP2Model(music_cfg, text_model_name=spec["text_model"], hidden_size=spec["projection"],
-                                      load_m3=False)
+            model = utils.CLaMP2Model(
+                music_cfg, text_model_name=spec["text_model"], hidden_size=spec["projection"], load_m3=False
+            )
             music_tower, music_proj = model.music_model, model.music_proj
         else:
             a = spec["audio"]
-            audio_cfg = BertConfig(vocab_size=1, hidden_size=a["hidden"], num_hidden_layers=a["layers"],
-                                   num_attention_heads=a["heads"], intermediate_size=2 * a["hidden"],
-                                   max_position_embeddings=a["positions"])
-            model = utils.CLaMP3Model(audio_cfg, music_cfg, text_model_name=spec["text_model"],
-                                      hidden_size=spec["projection"], load_m3=False)
+            audio_cfg = BertConfig(
+                vocab_size=1,
+                hidden_size=a["hidden"],
+                num_hidden_layers=a["layers"],
+                num_attention_heads=a["heads"],
+                intermediate_size=2 * a["hidden"],
+                max_position_embeddings=a["positions"],
+            )
+            model = utils.CLaMP3Model(
+                audio_cfg, music_cfg, text_model_name=spec["text_model"], hidden_size=spec["projection"], load_m3=False
+            )
             music_tower, music_proj = model.symbolic_model, model.symbolic_proj
         text_tower = model.text_model
     # every weight moved off its initial value, so biases, LayerNorms and the token-type row all matter
@@ -59,7 +71,9 @@ def main(spec_file: str) -> None:
     if fmt == "clamp1":
         folder = out / "published"
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "config.json").write_text(json.dumps({**music_cfg.to_dict(), "max_length": m["max_length"]}, indent=2))
+        (folder / "config.json").write_text(
+            json.dumps({**music_cfg.to_dict(), "max_length": m["max_length"]}, indent=2)
+        )
         torch.save(state, folder / "pytorch_model.bin")
     else:
         torch.save({"model": state, "epoch": 3, "min_eval_loss": 0.5}, out / "published.pth")
@@ -94,14 +108,22 @@ def main(spec_file: str) -> None:
             x = torch.tensor(patches[spec["embed"][0]][:window]).unsqueeze(0)
             direct = model.get_music_features(x, torch.ones(1, x.shape[1]), get_normalized=True)[0].numpy()
             assert np.allclose(direct, music_projected[0], atol=1e-6)
-            assert np.allclose(model.get_text_features(ids, mask, get_normalized=True).numpy(), text_projected.numpy(), atol=1e-6)
+            assert np.allclose(
+                model.get_text_features(ids, mask, get_normalized=True).numpy(), text_projected.numpy(), atol=1e-6
+            )
         if fmt == "clamp3":
             x = torch.tensor(patches[spec["embed"][0]][:window]).unsqueeze(0)
             direct = model.get_symbolic_features(x, torch.ones(1, x.shape[1]), get_global=True)[0].numpy()
             assert np.allclose(direct, music_projected[0], atol=1e-6)
-    np.savez(out / "oracle.npz", patch_counts=counts, patches=flat.astype(np.uint8),
-             music_pooled=np.stack(music_pooled), music_projected=np.stack(music_projected),
-             text_pooled=text_pooled.numpy(), text_projected=text_projected.numpy())
+    np.savez(
+        out / "oracle.npz",
+        patch_counts=counts,
+        patches=flat.astype(np.uint8),
+        music_pooled=np.stack(music_pooled),
+        music_projected=np.stack(music_projected),
+        text_pooled=text_pooled.numpy(),
+        text_projected=text_projected.numpy(),
+    )
 
 
 if __name__ == "__main__":

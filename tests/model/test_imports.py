@@ -43,20 +43,31 @@ runner = CliRunner()
 SHAPES: dict[str, dict] = {
     # CLaMP 1 S/512: 98-symbol patches; its text projection is square, so the text tower is as
     # wide as the music encoder (DistilRoBERTa and BERT-base are both 768 wide)
-    "clamp1": {"music": dict(hidden=64, layers=2, heads=4, intermediate=128, positions=512, max_length=512),
-               "text": ("roberta", 64), "projection": 64},
+    "clamp1": {
+        "music": dict(hidden=64, layers=2, heads=4, intermediate=128, positions=512, max_length=512),
+        "text": ("roberta", 64),
+        "projection": 64,
+    },
     # CLaMP 2: the M3 encoder (one head per 64 channels, 128-symbol patches), an XLM-R-shaped text
     # tower of another width, and a projection of a third width
-    "clamp2": {"music": dict(hidden=128, layers=2, heads=2, intermediate=256, positions=512, max_length=512),
-               "text": ("xlm-roberta", 96), "projection": 80},
+    "clamp2": {
+        "music": dict(hidden=128, layers=2, heads=2, intermediate=256, positions=512, max_length=512),
+        "text": ("xlm-roberta", 96),
+        "projection": 80,
+    },
     # CLaMP 3: the same symbolic parts, and an audio tower that is not imported
-    "clamp3": {"music": dict(hidden=128, layers=2, heads=2, intermediate=256, positions=512, max_length=512),
-               "text": ("xlm-roberta", 96), "projection": 80,
-               "audio": dict(hidden=64, layers=1, heads=2, positions=128)},
+    "clamp3": {
+        "music": dict(hidden=128, layers=2, heads=2, intermediate=256, positions=512, max_length=512),
+        "text": ("xlm-roberta", 96),
+        "projection": 80,
+        "audio": dict(hidden=64, layers=1, heads=2, positions=128),
+    },
 }
 EMBEDDED = 12  # WikiMT tunes run through both models (all 1010 are patched)
 CORPUS = [
-    "a lively jig in D major", "a slow waltz in three four time", "a reel in G for the fiddle",
+    "a lively jig in D major",
+    "a slow waltz in three four time",
+    "a reel in G for the fiddle",
     "This song is a jazz standard written by a famous composer in the swing era",
     "The piece is a folk dance tune from Ireland, played at sessions",
     "A classical sonata movement with a lyrical melody and a bright accompaniment",
@@ -80,16 +91,37 @@ def make_text_model(folder: Path, kind: str, hidden: int, seed: int = 0) -> Path
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(CORPUS * 3, trainers.BpeTrainer(vocab_size=400, special_tokens=specials,
-                                                            initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.train_from_iterator(
+        CORPUS * 3,
+        trainers.BpeTrainer(
+            vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
     tok.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                        unk_token="<unk>", mask_token="<mask>", cls_token="<s>", sep_token="</s>",
-                                        model_max_length=512)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        mask_token="<mask>",
+        cls_token="<s>",
+        sep_token="</s>",
+        model_max_length=512,
+    )
     config_cls, model_cls = (RobertaConfig, RobertaModel) if kind == "roberta" else (XLMRobertaConfig, XLMRobertaModel)
-    config = config_cls(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=2 * hidden, max_position_embeddings=130, type_vocab_size=1,
-                        pad_token_id=1, bos_token_id=0, eos_token_id=2)
+    config = config_cls(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=130,
+        type_vocab_size=1,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+    )
     torch.manual_seed(seed)
     model_cls(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -112,18 +144,36 @@ def run_oracle(fmt: str, work: Path, tunes: list[str], embed: list[int], texts: 
     work.mkdir(parents=True, exist_ok=True)
     text_dir = make_text_model(work / "text-model", *shape["text"])
     enc = AutoTokenizer.from_pretrained(str(text_dir), local_files_only=True)(
-        texts, padding=True, truncation=True, max_length=128)
-    spec = {"format": fmt, "reference_dir": str(REFERENCE_DIR / fmt), "text_model": str(text_dir), "out": str(work),
-            "music": shape["music"], "projection": shape["projection"], "audio": shape.get("audio"), "seed": 0,
-            "noise": 0.05, "tunes": [reference_input(fmt, t) for t in tunes], "embed": embed,
-            "text_ids": enc["input_ids"], "text_mask": enc["attention_mask"]}
+        texts, padding=True, truncation=True, max_length=128
+    )
+    spec = {
+        "format": fmt,
+        "reference_dir": str(REFERENCE_DIR / fmt),
+        "text_model": str(text_dir),
+        "out": str(work),
+        "music": shape["music"],
+        "projection": shape["projection"],
+        "audio": shape.get("audio"),
+        "seed": 0,
+        "noise": 0.05,
+        "tunes": [reference_input(fmt, t) for t in tunes],
+        "embed": embed,
+        "text_ids": enc["input_ids"],
+        "text_mask": enc["attention_mask"],
+    }
     (work / "spec.json").write_text(json.dumps(spec))
-    proc = subprocess.run([sys.executable, str(ORACLE), str(work / "spec.json")], cwd=work, capture_output=True,
-                          text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, str(ORACLE), str(work / "spec.json")], cwd=work, capture_output=True, text=True, timeout=900
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     published = work / "published" if fmt == "clamp1" else work / "published.pth"
-    return {"published": published, "text_dir": text_dir, "oracle": dict(np.load(work / "oracle.npz")),
-            "input_ids": torch.tensor(enc["input_ids"]), "attention_mask": torch.tensor(enc["attention_mask"])}
+    return {
+        "published": published,
+        "text_dir": text_dir,
+        "oracle": dict(np.load(work / "oracle.npz")),
+        "input_ids": torch.tensor(enc["input_ids"]),
+        "attention_mask": torch.tensor(enc["attention_mask"]),
+    }
 
 
 def _synthetic_tunes(tmp: Path, n: int = 8) -> list[str]:
@@ -192,8 +242,9 @@ def test_imported_model_equals_the_reference(fmt, wikimt, tmp_path):
     assert not mismatched, f"{len(mismatched)} tunes patch differently, first: {mismatched[:5]}"
 
     # pooling and projections of both towers, to 1e-5
-    m_pooled, m_proj, t_pooled, t_proj = _our_features(model, [ours[i] for i in embed], run["input_ids"],
-                                                       run["attention_mask"])
+    m_pooled, m_proj, t_pooled, t_proj = _our_features(
+        model, [ours[i] for i in embed], run["input_ids"], run["attention_mask"]
+    )
     _close(m_pooled, oracle["music_pooled"], "music features, mean-pooled")
     _close(m_proj, oracle["music_projected"], "music features, projected")
     _close(t_pooled, oracle["text_pooled"], "text features, mean-pooled")
@@ -208,8 +259,11 @@ def test_imported_model_equals_the_reference(fmt, wikimt, tmp_path):
     padded_batch = torch.nn.utils.rnn.pad_sequence([ours[embed[j]] for j in short], batch_first=True)
     with torch.no_grad():
         _close(model.encode_music(padded_batch), _unit(oracle["music_projected"][short]), "encode_music, padded batch")
-    _close(model.encode_text(run["input_ids"], run["attention_mask"]).detach(), _unit(oracle["text_projected"]),
-           "encode_text")
+    _close(
+        model.encode_text(run["input_ids"], run["attention_mask"]).detach(),
+        _unit(oracle["text_projected"]),
+        "encode_text",
+    )
     # embed_text tokenizes as the oracle's input was (truncated at text_max_length = 128)
     _close(embed_text(model, texts, batch_size=5), _unit(oracle["text_projected"]), "embed_text")
 
@@ -239,7 +293,9 @@ def test_wrong_truncated_and_foreign_files_get_one_line_errors(published_clamp1,
     cut.mkdir()
     (cut / "config.json").write_text((folder / "config.json").read_text())
     (cut / "pytorch_model.bin").write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
-    assert "cannot read" in _error(runner.invoke(app, ["import", "clamp1", str(cut), "--out", str(tmp_path / "b"), *text]))
+    assert "cannot read" in _error(
+        runner.invoke(app, ["import", "clamp1", str(cut), "--out", str(tmp_path / "b"), *text])
+    )
 
     # a layer missing, a stray tensor
     state = torch.load(weights, weights_only=True)
@@ -256,19 +312,29 @@ def test_wrong_truncated_and_foreign_files_get_one_line_errors(published_clamp1,
     # pickled code is refused (weights_only), not run
     evil = tmp_path / "evil.pth"
     torch.save({"model": {"w": torch.zeros(1)}, "note": Path("x")}, evil)
-    assert "cannot read" in _error(runner.invoke(app, ["import", "clamp2", str(evil), "--out", str(tmp_path / "d"), *text]))
+    assert "cannot read" in _error(
+        runner.invoke(app, ["import", "clamp2", str(evil), "--out", str(tmp_path / "d"), *text])
+    )
 
     # a foreign file, a folder that is not CLaMP 1's, a text model of the wrong shape, no text model
     foreign = tmp_path / "foreign.pth"
     torch.save({"encoder.weight": torch.zeros(3, 3)}, foreign)
     line = _error(runner.invoke(app, ["import", "clamp3", str(foreign), "--out", str(tmp_path / "e"), *text]))
     assert "is not a CLaMP 3 checkpoint" in line and "unexpected keys: encoder.weight" in line
-    assert "no config.json" in _error(runner.invoke(app, ["import", "clamp1", str(tmp_path), "--out", str(tmp_path / "f")]))
+    assert "no config.json" in _error(
+        runner.invoke(app, ["import", "clamp1", str(tmp_path), "--out", str(tmp_path / "f")])
+    )
     wide = make_text_model(tmp_path / "wide-text", "roberta", 32)
-    line = _error(runner.invoke(app, ["import", "clamp1", str(folder), "--out", str(tmp_path / "g"), "--text-model", str(wide)]))
+    line = _error(
+        runner.invoke(app, ["import", "clamp1", str(folder), "--out", str(tmp_path / "g"), "--text-model", str(wide)])
+    )
     assert "has shape" in line and "--text-model" in line
-    line = _error(runner.invoke(app, ["import", "clamp1", str(folder), "--out", str(tmp_path / "h"),
-                                      "--text-model", str(tmp_path / "nowhere")]))
+    line = _error(
+        runner.invoke(
+            app,
+            ["import", "clamp1", str(folder), "--out", str(tmp_path / "h"), "--text-model", str(tmp_path / "nowhere")],
+        )
+    )
     assert "--text-model" in line
     assert not any((tmp_path / x).exists() for x in "abcdefgh")  # nothing half-written
 
@@ -277,8 +343,19 @@ def test_wrong_truncated_and_foreign_files_get_one_line_errors(published_clamp1,
 @pytest.fixture(scope="module")
 def imported_clamp1(published_clamp1, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("imported") / "clamp1"
-    result = runner.invoke(app, ["import", "clamp1", str(published_clamp1["published"]), "--out", str(out),
-                                 "--text-model", str(published_clamp1["text_dir"]), "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "import",
+            "clamp1",
+            str(published_clamp1["published"]),
+            "--out",
+            str(out),
+            "--text-model",
+            str(published_clamp1["text_dir"]),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     info = json.loads(result.output)
     assert info["origin"] == "clamp1" and info["patch_mode"] == "clamp-v1" and info["max_positions"] == 512
@@ -288,12 +365,26 @@ def imported_clamp1(published_clamp1, tmp_path_factory) -> Path:
 def test_imported_model_classifies_and_searches(imported_clamp1, tiny_dataset, tmp_path):
     tune = tmp_path / "t.abc"
     tune.write_text("X:1\nT:Test Jig\nR:jig\nM:6/8\nL:1/8\nK:D\n|:dAF DFA|dAF GFE|dAF DFA|GFE D3:|\n")
-    result = runner.invoke(app, ["classify", str(tune), "--labels", "jig,reel,waltz", "--model", str(imported_clamp1), "--json"])
+    result = runner.invoke(
+        app, ["classify", str(tune), "--labels", "jig,reel,waltz", "--model", str(imported_clamp1), "--json"]
+    )
     assert result.exit_code == 0, result.output
     labels = json.loads(result.output)[0]["labels"]
     assert sorted(x["label"] for x in labels) == ["jig", "reel", "waltz"]
-    result = runner.invoke(app, ["search", "a lively jig", "--index", str(tiny_dataset), "--model", str(imported_clamp1),
-                                 "--top", "3", "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "search",
+            "a lively jig",
+            "--index",
+            str(tiny_dataset),
+            "--model",
+            str(imported_clamp1),
+            "--top",
+            "3",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     hits = json.loads(result.output)
     assert [h["rank"] for h in hits] == [1, 2, 3] and all(-1 <= h["score"] <= 1 for h in hits)
@@ -304,8 +395,23 @@ def test_imported_model_is_evaluated_with_its_origin_tagged(imported_clamp1, ben
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.chdir(tmp_path)  # the default store: ./mlruns-store
-    result = runner.invoke(app, ["eval", "--model", str(imported_clamp1), "--benchmarks", "wikimt", "--max-items", "12",
-                                 "--no-untrained", "--resamples", "0", "--out", str(tmp_path / "eval")])
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "--model",
+            str(imported_clamp1),
+            "--benchmarks",
+            "wikimt",
+            "--max-items",
+            "12",
+            "--no-untrained",
+            "--resamples",
+            "0",
+            "--out",
+            str(tmp_path / "eval"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns-store' / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("clamp-eval").experiment_id])
@@ -325,9 +431,31 @@ def test_imported_model_fine_tunes_one_step(imported_clamp1, tiny_dataset, tmp_p
     before = ClampModel.from_pretrained(imported_clamp1)
     config = tmp_path / "train.yaml"
     config.write_text("warmup_steps: 0\n")  # the one step at the full learning rate
-    result = runner.invoke(app, ["train", "--config", str(config), "--init-from", str(imported_clamp1), "--dataset", str(tiny_dataset),
-                                 "--output", str(tmp_path / "run"), "--steps", "1", "--batch-size", "4",
-                                 "--checkpoint-every", "0", "--no-mlflow", "--progress", "off", "--text-tower", "train"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--config",
+            str(config),
+            "--init-from",
+            str(imported_clamp1),
+            "--dataset",
+            str(tiny_dataset),
+            "--output",
+            str(tmp_path / "run"),
+            "--steps",
+            "1",
+            "--batch-size",
+            "4",
+            "--checkpoint-every",
+            "0",
+            "--no-mlflow",
+            "--progress",
+            "off",
+            "--text-tower",
+            "train",
+        ],
+    )
     assert result.exit_code == 0, result.output
     model_dir = tmp_path / "run" / "model"
     after = ClampModel.from_pretrained(model_dir)
@@ -341,8 +469,23 @@ def test_imported_model_fine_tunes_one_step(imported_clamp1, tiny_dataset, tmp_p
     lineage = json.loads((model_dir / "lineage.json").read_text())
     assert lineage["init_from"] == str(imported_clamp1) and lineage["origin"] == "clamp1"
     # a dataset of another patch mode is refused in one line
-    line = _error(runner.invoke(app, ["train", "--init-from", str(imported_clamp1), "--dataset", str(tiny_dataset),
-                                      "--output", str(tmp_path / "run2"), "--input-kind", "char", "--no-mlflow"]))
+    line = _error(
+        runner.invoke(
+            app,
+            [
+                "train",
+                "--init-from",
+                str(imported_clamp1),
+                "--dataset",
+                str(tiny_dataset),
+                "--output",
+                str(tmp_path / "run2"),
+                "--input-kind",
+                "char",
+                "--no-mlflow",
+            ],
+        )
+    )
     assert "input_kind" in line
 
 
@@ -367,33 +510,66 @@ def test_retrain_takes_an_imported_champion(published_clamp1, tiny_dataset, benc
     from clamp.data.shards import load_manifest
     from clamp.workflows.retrain import RetrainConfig, champion, retrain
 
-    result = runner.invoke(app, ["import", "clamp1", str(published_clamp1["published"]), "--out", str(tmp_path / "imported"),
-                                 "--text-model", str(published_clamp1["text_dir"]), "--register-as", "clamp-test", "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "import",
+            "clamp1",
+            str(published_clamp1["published"]),
+            "--out",
+            str(tmp_path / "imported"),
+            "--text-model",
+            str(published_clamp1["text_dir"]),
+            "--register-as",
+            "clamp-test",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["registered"]["champion"] == "True"
     client = MlflowClient(registry)
     current = champion(client, "clamp-test")
     assert str(current.version) == "1" and current.tags["origin"] == "clamp1"
 
-    decision = retrain(RetrainConfig(dataset_dir=str(tiny_dataset), model_name="clamp-test", out_dir=str(tmp_path / "retrain"),
-                                     train={"preset": "tiny", "steps": 2, "batch_size": 8, "checkpoint_every": 0},
-                                     benchmarks=["wikimt"], metric="wikimt/items", max_items=12))
+    decision = retrain(
+        RetrainConfig(
+            dataset_dir=str(tiny_dataset),
+            model_name="clamp-test",
+            out_dir=str(tmp_path / "retrain"),
+            train={"preset": "tiny", "steps": 2, "batch_size": 8, "checkpoint_every": 0},
+            benchmarks=["wikimt"],
+            metric="wikimt/items",
+            max_items=12,
+        )
+    )
     # the imported champion was trained further (its own architecture) and evaluated beside the challenger
     assert decision.action == "kept-champion" and decision.champion_version == "1"  # a tying metric keeps it
     assert decision.champion_metrics["wikimt/items"] == decision.challenger_metrics["wikimt/items"] == 12
     fingerprint = load_manifest(tiny_dataset)["fingerprint"]
     challenger = ClampModel.from_pretrained(tmp_path / "retrain" / fingerprint[:12] / "challenger" / "model")
-    assert challenger.config.origin == "clamp1" and challenger.config.music.hidden_size == SHAPES["clamp1"]["music"]["hidden"]
+    assert (
+        challenger.config.origin == "clamp1"
+        and challenger.config.music.hidden_size == SHAPES["clamp1"]["music"]["hidden"]
+    )
 
 
 @pytest.mark.slow
-def test_ablations_compare_with_an_imported_champion(imported_clamp1, tiny_dataset, benchmarks_dir, tmp_path, monkeypatch):
+def test_ablations_compare_with_an_imported_champion(
+    imported_clamp1, tiny_dataset, benchmarks_dir, tmp_path, monkeypatch
+):
     from clamp.workflows.ablations import AblationCell, AblationConfig, run_ablations
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    cfg = AblationConfig(dataset_dir=str(tiny_dataset), out_dir=str(tmp_path / "abl"), benchmarks=["wikimt"],
-                         train={"preset": "tiny", "steps": 2, "batch_size": 8, "projection_dim": 16, "checkpoint_every": 0},
-                         tracking_dir=str(tmp_path / "mlflow"), max_items=12, seeds=[0], champion_dir=str(imported_clamp1))
+    cfg = AblationConfig(
+        dataset_dir=str(tiny_dataset),
+        out_dir=str(tmp_path / "abl"),
+        benchmarks=["wikimt"],
+        train={"preset": "tiny", "steps": 2, "batch_size": 8, "projection_dim": 16, "checkpoint_every": 0},
+        tracking_dir=str(tmp_path / "mlflow"),
+        max_items=12,
+        seeds=[0],
+        champion_dir=str(imported_clamp1),
+    )
     result = run_ablations(cfg, [AblationCell(True, "patch", False)])
     assert [r["cell"] for r in result["rows"]] == ["patch-td-scratch", "champion"]
     assert "wikimt/zero_shot/accuracy" in result["rows"][1]

@@ -94,7 +94,9 @@ def test_mmm_length_grouped_decoding_equals_full_length_decoding():
     hidden = model.encoder(batch.inputs, patch_mask(patches))
     targets = patches[batch.selected]
     logits = model.decoder(hidden[batch.selected], targets)  # all 64 positions
-    ref_loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=0)
+    ref_loss = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=0
+    )
     real = targets != 0
     ref_acc = (logits.argmax(-1)[real] == targets[real]).float().mean()
     ref_grads = torch.autograd.grad(ref_loss, list(model.parameters()))
@@ -133,8 +135,11 @@ def tiny_text():
 
     tok = AutoTokenizer.from_pretrained(resolve_text_model("all-MiniLM-L6-v2"), local_files_only=True)
     torch.manual_seed(0)
-    model = BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1,
-                                 num_attention_heads=2, intermediate_size=64))
+    model = BertModel(
+        BertConfig(
+            vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+        )
+    )
     return model, tok
 
 
@@ -144,13 +149,20 @@ def test_clamp_model_save_and_load_round_trip(tmp_path, tiny_text):
     text_model, tok = tiny_text
     model = ClampModel(ClampConfig(music=music_preset("tiny"), projection_dim=16), text_model, tok).eval()
     model.save_pretrained(tmp_path / "m")
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors", "text_config.json", "tokenizer"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "text_config.json",
+        "tokenizer",
+    ]
     loaded = ClampModel.from_pretrained(tmp_path / "m").eval()
     music = torch.randint(1, 96, (2, 5, 64))
     enc = tok(["a jig", "a slow air"], padding=True, return_tensors="pt")
     torch.testing.assert_close(loaded.encode_music(music), model.encode_music(music))
-    torch.testing.assert_close(loaded.encode_text(enc["input_ids"], enc["attention_mask"]),
-                               model.encode_text(enc["input_ids"], enc["attention_mask"]))
+    torch.testing.assert_close(
+        loaded.encode_text(enc["input_ids"], enc["attention_mask"]),
+        model.encode_text(enc["input_ids"], enc["attention_mask"]),
+    )
     with pytest.raises(FileNotFoundError, match="model folder not found"):
         ClampModel.from_pretrained(tmp_path / "missing")
 
@@ -163,7 +175,9 @@ def test_long_music_is_embedded_in_windows_averaged_by_length(tiny_text):
 
     text_model, tok = tiny_text
     torch.manual_seed(0)
-    model = ClampModel(ClampConfig(music=music_preset("tiny", max_positions=8), projection_dim=16), text_model, tok).eval()
+    model = ClampModel(
+        ClampConfig(music=music_preset("tiny", max_positions=8), projection_dim=16), text_model, tok
+    ).eval()
     abc = "X:1\nT:long\nM:4/4\nL:1/8\nK:D\n" + "".join(f"|{'dAFA' * (1 + i % 3)}" for i in range(19)) + "|\n"
     patches = music_inputs(model, abc)
     n = len(patches)
@@ -180,7 +194,9 @@ def test_fixed_temperature_is_not_trained(tiny_text):
     from clamp.model.clamp_model import ClampModel
 
     text_model, tok = tiny_text
-    model = ClampModel(ClampConfig(music=music_preset("tiny"), projection_dim=16, learnable_temperature=False), text_model, tok)
+    model = ClampModel(
+        ClampConfig(music=music_preset("tiny"), projection_dim=16, learnable_temperature=False), text_model, tok
+    )
     assert not model.logit_scale.requires_grad
     assert float(model.scale()) == pytest.approx(1 / 0.07, rel=1e-4)
 
@@ -210,7 +226,11 @@ def test_shared_text_targets_and_loss_hand_computed():
     e2, log = math.exp(2), math.log
     shared, _ = contrastive_loss(music, text, torch.tensor(2.0), torch.tensor([7, 9, 7]))
     music_to_text = [log(2 * e2 + 1) - 2, log(e2 + 2) - 2, log(e2 + 2)]  # m2's half-half targets on 0 and 2
-    text_to_music = [log(e2 + 2) - 1, log(2 * e2 + 1) - 2, log(e2 + 2) - 1]  # t0 = t2: half on m0 (logit 2), half on m2 (0)
+    text_to_music = [
+        log(e2 + 2) - 1,
+        log(2 * e2 + 1) - 2,
+        log(e2 + 2) - 1,
+    ]  # t0 = t2: half on m0 (logit 2), half on m2 (0)
     assert float(shared) == pytest.approx((sum(music_to_text) + sum(text_to_music)) / 6, rel=1e-6)
     one_hot, _ = contrastive_loss(music, text, torch.tensor(2.0))  # the paper: t2 belongs to m2 only
     music_to_text = [log(2 * e2 + 1) - 2, log(e2 + 2) - 2, log(e2 + 2)]

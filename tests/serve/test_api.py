@@ -74,8 +74,15 @@ def test_health_ready_info_and_openapi(client):
     info = client.get("/api/info").json()
     assert info["rows"] == 72 and info["sources"] == ["local"] and info["limits"]["max_k"] == 100
     paths = client.get("/openapi.json").json()["paths"]
-    assert {"/api/search", "/api/similar", "/api/classify", "/api/tunes/{tune_id}", "/healthz", "/readyz",
-            "/metrics"} <= set(paths)
+    assert {
+        "/api/search",
+        "/api/similar",
+        "/api/classify",
+        "/api/tunes/{tune_id}",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    } <= set(paths)
     assert set(paths["/api/similar"]) == {"get", "post"}
 
 
@@ -99,7 +106,9 @@ def test_search_ranks_and_returns_scores(client):
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
     assert all(h["title"].startswith("Tune number") and h["abc"].startswith("X:") and h["texts"] for h in hits)
     assert len({h["id"] for h in hits}) == 12
-    assert all(h["abc"] is None for h in client.get("/api/search", params={"q": "a jig", "abc": "false"}).json()["results"])
+    assert all(
+        h["abc"] is None for h in client.get("/api/search", params={"q": "a jig", "abc": "false"}).json()["results"]
+    )
 
 
 def test_search_filters(client):
@@ -108,8 +117,17 @@ def test_search_filters(client):
     for h in jigs:
         record = client.get(f"/api/tunes/{h['id']}").json()
         assert record["metadata"]["labels"]["meter"] == "6/8"
-    both = client.get("/api/search", params=[("q", "a tune"), ("k", 100), ("meta", "labels.meter=6/8"),
-                                            ("meta", "labels.tune_type=jig"), ("split", "train"), ("source", "local")])
+    both = client.get(
+        "/api/search",
+        params=[
+            ("q", "a tune"),
+            ("k", 100),
+            ("meta", "labels.meter=6/8"),
+            ("meta", "labels.tune_type=jig"),
+            ("split", "train"),
+            ("source", "local"),
+        ],
+    )
     assert {h["id"] for h in both.json()["results"]} == {h["id"] for h in jigs}
     assert client.get("/api/search", params={"q": "a tune", "source": "nowhere"}).json()["results"] == []
     assert client.get("/api/search", params={"q": "a tune", "split": "test"}).json()["results"] == []
@@ -118,11 +136,27 @@ def test_search_filters(client):
 def test_bad_search_inputs_are_clear_4xx(client):
     _error(client.get("/api/search", params={"q": "   "}), 422, "invalid_request", "empty query")
     _error(client.get("/api/search"), 422, "invalid_request", "q: Field required")
-    _error(client.get("/api/search", params={"q": "a jig", "k": 1000000}), 422, "invalid_request",
-           "k: Input should be less than or equal to 100")
-    _error(client.get("/api/search", params={"q": "a jig", "k": 0}), 422, "invalid_request", "k: Input should be greater")
-    _error(client.get("/api/search", params={"q": "a jig", "k": "ten"}), 422, "invalid_request", "k: Input should be a valid integer")
-    _error(client.get("/api/search", params={"q": "jig " * 200}), 422, "invalid_request", "query of 799 characters; at most 500")
+    _error(
+        client.get("/api/search", params={"q": "a jig", "k": 1000000}),
+        422,
+        "invalid_request",
+        "k: Input should be less than or equal to 100",
+    )
+    _error(
+        client.get("/api/search", params={"q": "a jig", "k": 0}), 422, "invalid_request", "k: Input should be greater"
+    )
+    _error(
+        client.get("/api/search", params={"q": "a jig", "k": "ten"}),
+        422,
+        "invalid_request",
+        "k: Input should be a valid integer",
+    )
+    _error(
+        client.get("/api/search", params={"q": "jig " * 200}),
+        422,
+        "invalid_request",
+        "query of 799 characters; at most 500",
+    )
     _error(client.get("/api/search", params={"q": "a jig", "meta": "meter"}), 422, "invalid_request", "key=value")
     _error(client.post("/api/search", params={"q": "a jig"}), 405, "method_not_allowed", "Method Not Allowed")
     _error(client.get("/api/nothing"), 404, "not_found", "Not Found")
@@ -161,13 +195,20 @@ def test_similar_by_upload(client):
 
 # --- classify ---------------------------------------------------------------------------------------
 def test_classify_every_tune_of_an_upload(client):
-    r = client.post("/api/classify", files={"file": ("set.abc", TUNES.encode())},
-                    data={"labels": "jig, reel,waltz,jig", "task": "rhythm"})
+    r = client.post(
+        "/api/classify",
+        files={"file": ("set.abc", TUNES.encode())},
+        data={"labels": "jig, reel,waltz,jig", "task": "rhythm"},
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["labels"] == ["jig", "reel", "waltz"] and body["task"] == "rhythm"
     tunes = body["tunes"]
-    assert [(t["index"], t["title"]) for t in tunes] == [(1, "Upload Jig"), (2, None), (3, "Upload Reel")]  # as `clamp classify`
+    assert [(t["index"], t["title"]) for t in tunes] == [
+        (1, "Upload Jig"),
+        (2, None),
+        (3, "Upload Reel"),
+    ]  # as `clamp classify`
     assert tunes[1]["labels"] is None and "header_only" in tunes[1]["error"]
     for t in (tunes[0], tunes[2]):
         assert sorted(x["label"] for x in t["labels"]) == ["jig", "reel", "waltz"]
@@ -183,12 +224,15 @@ def test_classify_a_tune_of_the_index(client):
     _error(client.post("/api/classify", data={"labels": "jig,reel", "id": "nope"}), 404, "not_found", "nope")
 
 
-@pytest.mark.parametrize("name, content", [
-    ("bwv66.6.mxl", "corpus:bwv66.6"),
-    ("bwv66.6.musicxml", "corpus-xml:bwv66.6"),
-    ("bwv277.krn", "corpus:bach/bwv277.krn"),
-    ("melody.mid", "midi"),
-])
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("bwv66.6.mxl", "corpus:bwv66.6"),
+        ("bwv66.6.musicxml", "corpus-xml:bwv66.6"),
+        ("bwv277.krn", "corpus:bach/bwv277.krn"),
+        ("melody.mid", "midi"),
+    ],
+)
 def test_every_format_goes_through_the_build_conversion(client, name, content):
     import io
     import zipfile
@@ -215,33 +259,90 @@ def test_bad_uploads_are_clear_4xx_and_the_server_keeps_serving(client):
     _error(post("/api/classify", files={"file": ("big.abc", big)}, data=labels), 413, "too_large", "over 1000000 bytes")
     huge = b"X:1\nK:C\n" + b"C" * 3_000_000
     _error(post("/api/classify", files={"file": ("huge.abc", huge)}, data=labels), 413, "too_large", "request body")
-    _error(post("/api/classify", files={"file": ("bin.abc", b"X:1\nT:bin\x00\x01\x02\nK:C\nCDEF|\n")}, data=labels),
-           422, "unusable_score", "binary: NUL bytes")
-    _error(post("/api/classify", files={"file": ("noise.abc", bytes(range(256)) * 40)}, data=labels),
-           422, "unusable_score", "bin")
-    _error(post("/api/classify", files={"file": ("broken.mid", b"MThd\x00\x00\x00\x06garbage")}, data=labels),
-           422, "unusable_score", "unparseable_midi")
-    _error(post("/api/classify", files={"file": ("broken.xml", b"<?xml version='1.0'?><score-partwise><part>")},
-                data=labels), 422, "unusable_score", "unparseable_musicxml")
-    _error(post("/api/classify", files={"file": ("words.abc", b"the quick brown fox\n" * 20)}, data=labels),
-           422, "unusable_score", "not_abc: no K: (key) field")
+    _error(
+        post("/api/classify", files={"file": ("bin.abc", b"X:1\nT:bin\x00\x01\x02\nK:C\nCDEF|\n")}, data=labels),
+        422,
+        "unusable_score",
+        "binary: NUL bytes",
+    )
+    _error(
+        post("/api/classify", files={"file": ("noise.abc", bytes(range(256)) * 40)}, data=labels),
+        422,
+        "unusable_score",
+        "bin",
+    )
+    _error(
+        post("/api/classify", files={"file": ("broken.mid", b"MThd\x00\x00\x00\x06garbage")}, data=labels),
+        422,
+        "unusable_score",
+        "unparseable_midi",
+    )
+    _error(
+        post(
+            "/api/classify", files={"file": ("broken.xml", b"<?xml version='1.0'?><score-partwise><part>")}, data=labels
+        ),
+        422,
+        "unusable_score",
+        "unparseable_musicxml",
+    )
+    _error(
+        post("/api/classify", files={"file": ("words.abc", b"the quick brown fox\n" * 20)}, data=labels),
+        422,
+        "unusable_score",
+        "not_abc: no K: (key) field",
+    )
     _error(post("/api/classify", files={"file": ("empty.abc", b"  \n")}, data=labels), 422, "unusable_score", "empty")
-    _error(post("/api/classify", files={"file": ("notes.txt", b"hello")}, data=labels), 415,
-           "unsupported_media_type", "unsupported format .txt")
-    _error(post("/api/classify", files={"file": ("../../etc/passwd", b"root")}, data=labels), 415,
-           "unsupported_media_type", "unsupported format (none)")
-    _error(post("/api/classify", json={"labels": "jig,reel", "id": "x"}), 415, "unsupported_media_type",
-           "content type application/json: send multipart/form-data")
-    _error(post("/api/similar", content=b"X:1\nK:C\nCDEF|", headers={"content-type": "text/plain"}), 415,
-           "unsupported_media_type", "text/plain")
-    _error(post("/api/classify", files={"file": ("t.abc", TUNES.encode())}, data={"labels": "jig"}), 422,
-           "invalid_request", "at least two labels")
-    _error(post("/api/classify", files={"file": ("t.abc", TUNES.encode())}, data={"labels": ",".join(map(str, range(40)))}),
-           422, "invalid_request", "at most 32 labels")
-    _error(post("/api/classify", files={"file": ("t.abc", TUNES.encode())}, data={"labels": "a,b", "task": "x"}),
-           422, "invalid_request", "unknown task 'x'")
+    _error(
+        post("/api/classify", files={"file": ("notes.txt", b"hello")}, data=labels),
+        415,
+        "unsupported_media_type",
+        "unsupported format .txt",
+    )
+    _error(
+        post("/api/classify", files={"file": ("../../etc/passwd", b"root")}, data=labels),
+        415,
+        "unsupported_media_type",
+        "unsupported format (none)",
+    )
+    _error(
+        post("/api/classify", json={"labels": "jig,reel", "id": "x"}),
+        415,
+        "unsupported_media_type",
+        "content type application/json: send multipart/form-data",
+    )
+    _error(
+        post("/api/similar", content=b"X:1\nK:C\nCDEF|", headers={"content-type": "text/plain"}),
+        415,
+        "unsupported_media_type",
+        "text/plain",
+    )
+    _error(
+        post("/api/classify", files={"file": ("t.abc", TUNES.encode())}, data={"labels": "jig"}),
+        422,
+        "invalid_request",
+        "at least two labels",
+    )
+    _error(
+        post(
+            "/api/classify", files={"file": ("t.abc", TUNES.encode())}, data={"labels": ",".join(map(str, range(40)))}
+        ),
+        422,
+        "invalid_request",
+        "at most 32 labels",
+    )
+    _error(
+        post("/api/classify", files={"file": ("t.abc", TUNES.encode())}, data={"labels": "a,b", "task": "x"}),
+        422,
+        "invalid_request",
+        "unknown task 'x'",
+    )
     _error(post("/api/classify", data=labels), 422, "invalid_request", "either a file or an id")
-    _error(post("/api/classify", files={"file": ("t.abc", TUNES.encode())}), 422, "invalid_request", "labels: Field required")
+    _error(
+        post("/api/classify", files={"file": ("t.abc", TUNES.encode())}),
+        422,
+        "invalid_request",
+        "labels: Field required",
+    )
     _error(post("/api/similar", data={"k": "3"}), 422, "invalid_request", "file: Field required")
     _still_serving(client)
     assert client.get("/healthz").status_code == 200
@@ -279,15 +380,21 @@ def test_page_and_static_files(client):
         assert "abcjs" in abcjs.text[:2000] and len(abcjs.content) > 100_000
     note = client.get("/soundfont/acoustic_grand_piano-mp3/Bb4.mp3")
     assert note.status_code == 200 and note.headers["content-type"] == "audio/wav" and note.content[:4] == b"RIFF"
-    for bad in ("/soundfont/acoustic_grand_piano-mp3/H9.mp3", "/soundfont/..-mp3/C4.mp3",
-                "/soundfont/piano/C4.mp3", "/soundfont/piano-mp3/C4.wav"):
+    for bad in (
+        "/soundfont/acoustic_grand_piano-mp3/H9.mp3",
+        "/soundfont/..-mp3/C4.mp3",
+        "/soundfont/piano/C4.mp3",
+        "/soundfont/piano-mp3/C4.wav",
+    ):
         assert client.get(bad).status_code == 404, bad
 
 
 def test_cors_is_off_by_default(client):
     r = client.get("/api/info", headers={"Origin": "http://elsewhere.example"})
     assert "access-control-allow-origin" not in r.headers
-    r = client.options("/api/search", headers={"Origin": "http://elsewhere.example", "Access-Control-Request-Method": "GET"})
+    r = client.options(
+        "/api/search", headers={"Origin": "http://elsewhere.example", "Access-Control-Request-Method": "GET"}
+    )
     assert r.status_code in (404, 405) and "access-control-allow-origin" not in r.headers
 
 
@@ -395,8 +502,9 @@ def test_queries_arriving_together_are_embedded_in_one_batch():
         time.sleep(0.3)
         return np.array([[float(len(t))] for t in texts])
 
-    state = SimpleNamespace(settings=SimpleNamespace(query_cache=100), query_cache=OrderedDict(),
-                            embed_queries=embed_queries)
+    state = SimpleNamespace(
+        settings=SimpleNamespace(query_cache=100), query_cache=OrderedDict(), embed_queries=embed_queries
+    )
 
     async def main() -> None:
         batcher = QueryBatcher(state, Gate(slots=1, queue=64, timeout_s=10))
@@ -421,8 +529,9 @@ def test_query_embeddings_match_embed_text(client):
 
 
 def test_cors_only_for_the_origins_given(tiny_model, tiny_dataset):
-    app = create_app(ServeSettings(model_dir=tiny_model, dataset_dir=tiny_dataset,
-                                   cors_origins=("http://allowed.example",)))
+    app = create_app(
+        ServeSettings(model_dir=tiny_model, dataset_dir=tiny_dataset, cors_origins=("http://allowed.example",))
+    )
     c = TestClient(app)  # no lifespan: the CORS middleware answers preflights by itself
     ok = c.options("/api/search", headers={"Origin": "http://allowed.example", "Access-Control-Request-Method": "GET"})
     assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "http://allowed.example"

@@ -28,15 +28,21 @@ TUNES = (
     "X:2\nT:Upload Reel\nR:reel\nM:4/4\nL:1/8\nK:G\n|:GABc dBGB|cBAG FGAB|GABc dBGB|AGFA G4:|\n"
 )
 # headless audio: no user gesture needed, and a fake audio device where the machine has none
-CHROMIUM_ARGS = ["--autoplay-policy=no-user-gesture-required", "--use-fake-device-for-media-stream",
-                 "--use-fake-ui-for-media-stream", "--disable-gpu"]
+CHROMIUM_ARGS = [
+    "--autoplay-policy=no-user-gesture-required",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--disable-gpu",
+]
 
 pytestmark = pytest.mark.slow
 
 
 def _skip_reason() -> str | None:
     if not CHROMIUM.is_file():
-        return f"no chromium at {CHROMIUM}: infra/bootstrap.sh installs Debian's chromium and chromium-driver with apt-get"
+        return (
+            f"no chromium at {CHROMIUM}: infra/bootstrap.sh installs Debian's chromium and chromium-driver with apt-get"
+        )
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
@@ -173,7 +179,11 @@ def test_search_see_play_and_classify_in_the_browser(server_url, tmp_path):
             # a link to a search opens with its query and filters filled in and its results shown
             page.goto(f"{server_url}/?q=a+fast+reel&k=10&split=train")
             page.wait_for_selector("body[data-rendered='10']", timeout=60_000)
-            assert (page.input_value("#q"), page.input_value("#k"), page.input_value("#split")) == ("a fast reel", "10", "train")
+            assert (page.input_value("#q"), page.input_value("#k"), page.input_value("#split")) == (
+                "a fast reel",
+                "10",
+                "train",
+            )
             assert page.locator("#results > li.result").count() == 10
             assert all(t.endswith("· train") for t in page.locator("#results .meta").all_inner_texts())
 

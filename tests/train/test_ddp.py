@@ -21,8 +21,17 @@ def _model():
     from clamp.model.config import ClampConfig, music_preset
 
     torch.manual_seed(0)
-    text = BertModel(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                intermediate_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+    text = BertModel(
+        BertConfig(
+            vocab_size=50,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+        )
+    )
     return ClampModel(ClampConfig(music=music_preset("tiny", dropout=0.0), projection_dim=16), text)
 
 
@@ -44,8 +53,10 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
         out = ddp(music[part], ids[part], mask[part])
         out.loss.backward()
         grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-        torch.save({"loss": out.loss.detach(), "logits": out.logits.detach(), "grads": grads},
-                   os.path.join(out_dir, f"rank{rank}.pt"))
+        torch.save(
+            {"loss": out.loss.detach(), "logits": out.logits.detach(), "grads": grads},
+            os.path.join(out_dir, f"rank{rank}.pt"),
+        )
     finally:
         dist.destroy_process_group()
 

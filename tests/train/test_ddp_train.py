@@ -23,16 +23,47 @@ pytestmark = pytest.mark.slow
 
 
 def _train(dataset: Path, out: Path, tmp: Path, **extra) -> subprocess.CompletedProcess:
-    cfg = {"objective": "clamp", "dataset_dir": str(dataset), "output_dir": str(out), "preset": "tiny", "steps": 6,
-           "batch_size": 8, "checkpoint_every": 3, "log_every": 1, "warmup_steps": 2, "lr": 1e-3, "projection_dim": 16,
-           "mlflow": False, "seed": 3, "progress": "off", **extra}
+    cfg = {
+        "objective": "clamp",
+        "dataset_dir": str(dataset),
+        "output_dir": str(out),
+        "preset": "tiny",
+        "steps": 6,
+        "batch_size": 8,
+        "checkpoint_every": 3,
+        "log_every": 1,
+        "warmup_steps": 2,
+        "lr": 1e-3,
+        "projection_dim": 16,
+        "mlflow": False,
+        "seed": 3,
+        "progress": "off",
+        **extra,
+    }
     config = tmp / f"{out.name}-{len(list(tmp.glob('*.yaml')))}.yaml"
     config.write_text(yaml.safe_dump(cfg))
     # one thread per process: two processes share two cores
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    ran = subprocess.run([str(TORCHRUN), "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-                          "--master_port", str(free_port()), "-m", "clamp.cli", "train", "--config", str(config)],
-                         env=env, capture_output=True, text=True, timeout=900)
+    ran = subprocess.run(
+        [
+            str(TORCHRUN),
+            "--nproc_per_node",
+            "2",
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            str(free_port()),
+            "-m",
+            "clamp.cli",
+            "train",
+            "--config",
+            str(config),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert ran.returncode == 0, ran.stderr[-4000:]
     return ran
 

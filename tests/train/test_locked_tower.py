@@ -24,8 +24,19 @@ def split_dataset(tmp_path_factory) -> Path:
 
 
 def _cfg(dataset: Path, out: Path, **kw) -> TrainConfig:
-    base = dict(objective="clamp", dataset_dir=str(dataset), output_dir=str(out), preset="tiny", steps=8, batch_size=8,
-                checkpoint_every=0, projection_dim=16, mlflow=False, cache_dir=str(out.parent / "cache"), progress="off")
+    base = dict(
+        objective="clamp",
+        dataset_dir=str(dataset),
+        output_dir=str(out),
+        preset="tiny",
+        steps=8,
+        batch_size=8,
+        checkpoint_every=0,
+        projection_dim=16,
+        mlflow=False,
+        cache_dir=str(out.parent / "cache"),
+        progress="off",
+    )
     return TrainConfig(**{**base, **kw})
 
 

@@ -45,11 +45,25 @@ class MlflowServer:
         t0 = time.monotonic()
         log = open(self.root / "server.log", "ab")  # noqa: SIM115 - the server process holds it
         self.proc = subprocess.Popen(
-            [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
-             "--default-artifact-root", str(self.root / "artifacts"), "--host", "127.0.0.1", "--port", str(self.port),
-             "--workers", "1"],
-            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)  # its own group: uvicorn's children die with it
+            [
+                str(BIN / "mlflow"),
+                "server",
+                "--backend-store-uri",
+                f"sqlite:///{self.root / 'mlflow.db'}",
+                "--default-artifact-root",
+                str(self.root / "artifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+            ],
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # its own group: uvicorn's children die with it
         log.close()
         while time.monotonic() - t0 < timeout:
             try:
@@ -81,15 +95,34 @@ def _steps_done(out: Path) -> int:
 
 
 def _start_training(dataset: Path, out: Path, uri: str, tmp: Path, **settings) -> subprocess.Popen:
-    cfg = {"objective": "clamp", "dataset_dir": str(dataset), "output_dir": str(out), "preset": "tiny", "steps": STEPS,
-           "batch_size": 8, "log_every": 1, "checkpoint_every": 0, "projection_dim": 16, "progress": "off",
-           "experiment": "outage", "register_as": "clamp-outage", "cache_dir": str(tmp / "cache"), **settings}
+    cfg = {
+        "objective": "clamp",
+        "dataset_dir": str(dataset),
+        "output_dir": str(out),
+        "preset": "tiny",
+        "steps": STEPS,
+        "batch_size": 8,
+        "log_every": 1,
+        "checkpoint_every": 0,
+        "projection_dim": 16,
+        "progress": "off",
+        "experiment": "outage",
+        "register_as": "clamp-outage",
+        "cache_dir": str(tmp / "cache"),
+        **settings,
+    }
     (tmp / "train.yaml").write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
     # stderr goes to a file, so the test can watch for the outbox's warnings while training runs
     with open(tmp / "train.stderr", "w") as err:
-        return subprocess.Popen([str(BIN / "clamp"), "train", "--config", str(tmp / "train.yaml")], env=env, cwd=tmp,
-                                stdout=subprocess.PIPE, stderr=err, text=True)
+        return subprocess.Popen(
+            [str(BIN / "clamp"), "train", "--config", str(tmp / "train.yaml")],
+            env=env,
+            cwd=tmp,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
 
 
 def _stderr(tmp: Path) -> str:
@@ -106,7 +139,7 @@ def _wait_for_step(proc: subprocess.Popen, out: Path, step: int, timeout: float 
 
 def _summary(stdout: str) -> dict:
     """`clamp train`'s result; MLflow prints its "View run" lines before it."""
-    return json.loads(stdout[stdout.index("{\n"):])
+    return json.loads(stdout[stdout.index("{\n") :])
 
 
 def _history(uri: str, run_id: str, key: str = "loss") -> list:
@@ -172,9 +205,11 @@ def test_training_survives_an_mlflow_restart_and_loses_no_metric(tiny_dataset, t
     assert run.data.params["train.steps"] == str(STEPS) and run.data.tags["objective"] == "clamp"
     assert {a.path for a in client.list_artifacts(run_id, "model")} >= {"model/config.json", "model/model.safetensors"}
     assert [v.run_id for v in client.search_model_versions("name='clamp-outage'")] == [run_id]
-    print(f"\nMLflow restart mid-run: killed at step {killed_at}, back at step {back_at} "
-          f"(restart {restart_seconds:.1f} s); steps in MLflow {len(losses)}/{STEPS}, lost 0; "
-          f"longest step during the outage {during:.2f} s (before it {outside:.2f} s)")
+    print(
+        f"\nMLflow restart mid-run: killed at step {killed_at}, back at step {back_at} "
+        f"(restart {restart_seconds:.1f} s); steps in MLflow {len(losses)}/{STEPS}, lost 0; "
+        f"longest step during the outage {during:.2f} s (before it {outside:.2f} s)"
+    )
 
 
 @pytest.mark.slow
@@ -219,8 +254,12 @@ def test_server_that_never_comes_back_leaves_a_pending_file_that_replays(tiny_da
     fresh = MlflowServer(tmp_path / "fresh")
     servers.append(fresh)
     fresh.start()
-    replay = subprocess.run([str(BIN / "clamp"), "mlflow-replay", str(out), "--tracking-uri", fresh.uri],
-                            capture_output=True, text=True, timeout=120)
+    replay = subprocess.run(
+        [str(BIN / "clamp"), "mlflow-replay", str(out), "--tracking-uri", fresh.uri],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert replay.returncode == 0, replay.stdout + replay.stderr
     assert not (out / PENDING_FILE).exists()
     client = MlflowClient(fresh.uri)
@@ -234,14 +273,17 @@ def test_server_that_never_comes_back_leaves_a_pending_file_that_replays(tiny_da
     server.kill()
     server.start()
     shutil.copy(kept, out / PENDING_FILE)
-    again = subprocess.run([str(BIN / "clamp"), "mlflow-replay", str(out / PENDING_FILE)], capture_output=True,
-                           text=True, timeout=120)
+    again = subprocess.run(
+        [str(BIN / "clamp"), "mlflow-replay", str(out / PENDING_FILE)], capture_output=True, text=True, timeout=120
+    )
     assert again.returncode == 0, again.stdout + again.stderr
     losses = _history(server.uri, run_id)
     assert [m.step for m in losses] == list(range(1, STEPS + 1))
     original = MlflowClient(server.uri)
     assert original.get_run(run_id).info.status == "FINISHED"
     assert [v.run_id for v in original.search_model_versions("name='clamp-outage'")] == [run_id]
-    print(f"\nMLflow gone for good: exit 0 {after_kill:.1f} s after the kill; {len(stored_steps)} steps stored before, "
-          f"{len(pending_steps)} in {PENDING_FILE} ({len(records)} records); replayed into a fresh server and into the "
-          f"restarted one: {len(losses)}/{STEPS} steps, lost 0")
+    print(
+        f"\nMLflow gone for good: exit 0 {after_kill:.1f} s after the kill; {len(stored_steps)} steps stored before, "
+        f"{len(pending_steps)} in {PENDING_FILE} ({len(records)} records); replayed into a fresh server and into the "
+        f"restarted one: {len(losses)}/{STEPS} steps, lost 0"
+    )

@@ -44,13 +44,24 @@ def test_pending_file_replays_into_a_store_that_lacks_the_run(tmp_path):
     pending = tmp_path / PENDING_FILE
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / "config.json").write_text("{}")
-    lines = [{"op": "run", "run_id": "gone", "tracking_uri": "http://nowhere", "experiment": "replayed",
-              "run_name": "clamp-tiny", "start_time": 1_700_000_000_000},
-             {"op": "params", "params": {"train.steps": "3"}},
-             *({"op": "metrics", "step": s, "timestamp": 1_700_000_000_000 + s, "metrics": {"loss": 1.0 / s}} for s in (1, 2, 3)),
-             {"op": "artifacts", "local_dir": str(tmp_path / "model"), "artifact_path": "model"},
-             {"op": "register", "name": "replayed-model", "artifact_path": "model"},
-             {"op": "end", "status": "FINISHED", "end_time": 1_700_000_001_000}]
+    lines = [
+        {
+            "op": "run",
+            "run_id": "gone",
+            "tracking_uri": "http://nowhere",
+            "experiment": "replayed",
+            "run_name": "clamp-tiny",
+            "start_time": 1_700_000_000_000,
+        },
+        {"op": "params", "params": {"train.steps": "3"}},
+        *(
+            {"op": "metrics", "step": s, "timestamp": 1_700_000_000_000 + s, "metrics": {"loss": 1.0 / s}}
+            for s in (1, 2, 3)
+        ),
+        {"op": "artifacts", "local_dir": str(tmp_path / "model"), "artifact_path": "model"},
+        {"op": "register", "name": "replayed-model", "artifact_path": "model"},
+        {"op": "end", "status": "FINISHED", "end_time": 1_700_000_001_000},
+    ]
     pending.write_text("".join(json.dumps(r) + "\n" for r in lines))
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     report = replay_pending(tmp_path, store)
@@ -60,7 +71,8 @@ def test_pending_file_replays_into_a_store_that_lacks_the_run(tmp_path):
     assert run.info.status == "FINISHED" and run.info.run_name == "clamp-tiny"
     assert run.data.tags["clamp.replayed_from_run"] == "gone" and run.data.params["train.steps"] == "3"
     assert [(m.step, m.timestamp) for m in client.get_metric_history(run.info.run_id, "loss")] == [
-        (s, 1_700_000_000_000 + s) for s in (1, 2, 3)]  # each metric keeps its time
+        (s, 1_700_000_000_000 + s) for s in (1, 2, 3)
+    ]  # each metric keeps its time
     assert [v.run_id for v in client.search_model_versions("name='replayed-model'")] == [run.info.run_id]
     # the new experiment keeps its artifacts beside the database, not in ./mlruns of the working folder
     experiment = client.get_experiment(run.info.experiment_id)
@@ -76,9 +88,29 @@ def test_server_down_when_training_starts_is_a_one_line_error_in_seconds(tiny_da
 
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"}
     t0 = time.monotonic()
-    result = subprocess.run([str(Path(sys.executable).parent / "clamp"), "train", "--dataset", str(tiny_dataset),
-                             "--output", str(tmp_path / "run"), "--preset", "tiny", "--steps", "2", "--batch-size", "8",
-                             "--progress", "off"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "clamp"),
+            "train",
+            "--dataset",
+            str(tiny_dataset),
+            "--output",
+            str(tmp_path / "run"),
+            "--preset",
+            "tiny",
+            "--steps",
+            "2",
+            "--batch-size",
+            "8",
+            "--progress",
+            "off",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: MLflow tracking server http://127.0.0.1:")
     assert time.monotonic() - t0 < 120  # not MLflow's 4 to 6 minutes of retries

@@ -20,9 +20,20 @@ def test_training_run_is_logged_with_lineage_and_registered(tiny_dataset, tmp_pa
     import mlflow
     from mlflow import MlflowClient
 
-    cfg = TrainConfig(objective="clamp", dataset_dir=str(tiny_dataset), output_dir=str(tmp_path / "run"), preset="tiny",
-                      steps=6, batch_size=4, log_every=2, checkpoint_every=0, projection_dim=16, tracking_dir=str(mlflow_env),
-                      experiment="test-clamp", register_as="clamp-tiny-test")
+    cfg = TrainConfig(
+        objective="clamp",
+        dataset_dir=str(tiny_dataset),
+        output_dir=str(tmp_path / "run"),
+        preset="tiny",
+        steps=6,
+        batch_size=4,
+        log_every=2,
+        checkpoint_every=0,
+        projection_dim=16,
+        tracking_dir=str(mlflow_env),
+        experiment="test-clamp",
+        register_as="clamp-tiny-test",
+    )
     result = train(cfg)
     assert result["model_dir"] and result["steps"] == 6
     mlflow.set_tracking_uri(f"sqlite:///{mlflow_env / 'mlflow.db'}")
@@ -52,8 +63,10 @@ def test_training_run_is_logged_with_lineage_and_registered(tiny_dataset, tmp_pa
     # what the main job prints: the runs view of the experiment, not the UI's front page
     from clamp.tracking import runs_url
 
-    assert runs_url("test-clamp", f"sqlite:///{mlflow_env / 'mlflow.db'}") == \
-        f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs"
+    assert (
+        runs_url("test-clamp", f"sqlite:///{mlflow_env / 'mlflow.db'}")
+        == f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs"
+    )
 
 
 def test_a_flow_records_itself_as_the_entry_point():
@@ -68,9 +81,19 @@ def test_a_flow_records_itself_as_the_entry_point():
 
 
 def test_char_ablation_and_no_text_dropout_train(tiny_dataset, tmp_path):
-    cfg = TrainConfig(objective="clamp", dataset_dir=str(tiny_dataset), output_dir=str(tmp_path / "char"), preset="tiny",
-                      input_kind="char", text_dropout=False, steps=3, batch_size=4, checkpoint_every=0,
-                      projection_dim=16, mlflow=False)
+    cfg = TrainConfig(
+        objective="clamp",
+        dataset_dir=str(tiny_dataset),
+        output_dir=str(tmp_path / "char"),
+        preset="tiny",
+        input_kind="char",
+        text_dropout=False,
+        steps=3,
+        batch_size=4,
+        checkpoint_every=0,
+        projection_dim=16,
+        mlflow=False,
+    )
     result = train(cfg)
     assert result["steps"] == 3
     from clamp.model.clamp_model import ClampModel

@@ -24,8 +24,20 @@ train(TrainConfig(**json.loads(sys.argv[1])))
 
 
 def _cfg(dataset: Path, out: Path, **kw) -> TrainConfig:
-    base = dict(objective="mmm", dataset_dir=str(dataset), output_dir=str(out), preset="tiny", steps=12,
-                batch_size=8, checkpoint_every=4, log_every=4, warmup_steps=3, lr=1e-3, mlflow=False, seed=3)
+    base = dict(
+        objective="mmm",
+        dataset_dir=str(dataset),
+        output_dir=str(out),
+        preset="tiny",
+        steps=12,
+        batch_size=8,
+        checkpoint_every=4,
+        log_every=4,
+        warmup_steps=3,
+        lr=1e-3,
+        mlflow=False,
+        seed=3,
+    )
     return TrainConfig(**{**base, **kw})
 
 

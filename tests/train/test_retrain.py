@@ -61,11 +61,27 @@ METRIC = "valid-tune_type/zero_shot/accuracy"
 def test_retrain_rounds_bootstrap_nothing_changed_promoted_and_kept(tmp_path, registry, benchmarks_dir):
     src = tmp_path / "src"
     write_tunes(src, 60)
-    cfg = BuildConfig(name="d", output_dir=tmp_path / "ds", cache_dir=tmp_path / "cache", sources=[SourceSpec(kind="local", path=str(src))],
-                      shard_size=16, decontaminate=False, data_docs=False, valid_fraction=0.3, test_fraction=0.0)
+    cfg = BuildConfig(
+        name="d",
+        output_dir=tmp_path / "ds",
+        cache_dir=tmp_path / "cache",
+        sources=[SourceSpec(kind="local", path=str(src))],
+        shard_size=16,
+        decontaminate=False,
+        data_docs=False,
+        valid_fraction=0.3,
+        test_fraction=0.0,
+    )
     build_dataset(cfg)
-    rcfg = RetrainConfig(dataset_dir=str(cfg.dataset_dir), model_name="clamp-test", out_dir=str(tmp_path / "retrain"),
-                         train=WEAK, benchmarks=["wikimt"], metric=METRIC, max_items=30)
+    rcfg = RetrainConfig(
+        dataset_dir=str(cfg.dataset_dir),
+        model_name="clamp-test",
+        out_dir=str(tmp_path / "retrain"),
+        train=WEAK,
+        benchmarks=["wikimt"],
+        metric=METRIC,
+        max_items=30,
+    )
 
     first = retrain(rcfg)
     assert first.action == "bootstrap" and first.challenger_version == "1"
@@ -91,8 +107,9 @@ def test_retrain_rounds_bootstrap_nothing_changed_promoted_and_kept(tmp_path, re
     assert worse.action == "kept-champion" and worse.champion_version == "2" and worse.challenger_version == "3"
     assert str(champion(registry, "clamp-test").version) == "2"
 
-    decisions = registry.search_runs([registry.get_experiment_by_name("clamp-retrain").experiment_id],
-                                     filter_string="tags.kind = 'retrain-decision'")
+    decisions = registry.search_runs(
+        [registry.get_experiment_by_name("clamp-retrain").experiment_id], filter_string="tags.kind = 'retrain-decision'"
+    )
     assert sorted(r.data.tags["action"] for r in decisions) == ["bootstrap", "kept-champion", "promoted"]
 
     from clamp.cli import app

@@ -45,7 +45,11 @@ def _score_metadata(cache_dir: Path | None = None) -> dict[str, dict[str, str]]:
         return out
     for entry in entries:
         try:
-            rel = str(Path(entry.sourcePath).relative_to(root)) if Path(entry.sourcePath).is_absolute() else str(entry.sourcePath)
+            rel = (
+                str(Path(entry.sourcePath).relative_to(root))
+                if Path(entry.sourcePath).is_absolute()
+                else str(entry.sourcePath)
+            )
             md = entry.metadata
             fields = {"composer": md.composer or "", "title": md.title or ""}
         except Exception:

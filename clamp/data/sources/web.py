@@ -101,8 +101,10 @@ class CrawlConfig(BaseModel):
     @classmethod
     def from_source(cls, spec: SourceSpec, state_dir: Path) -> CrawlConfig:
         """The crawl of a build's web source."""
-        return cls(state_dir=state_dir, **spec.model_dump(include={"seeds", "allowed_hosts", "max_depth",
-                                                                     "per_host_delay_s", "max_pages"}))
+        return cls(
+            state_dir=state_dir,
+            **spec.model_dump(include={"seeds", "allowed_hosts", "max_depth", "per_host_delay_s", "max_pages"}),
+        )
 
 
 @dataclass
@@ -208,9 +210,7 @@ class Crawler:
             while (item := state.next_item()) is not None:
                 if state.visited_count() >= cfg.max_pages:
                     dropped = state.frontier_size()
-                    log.warning(
-                        "max_pages=%d reached: pass ends, %d queued URL(s) dropped", cfg.max_pages, dropped
-                    )
+                    log.warning("max_pages=%d reached: pass ends, %d queued URL(s) dropped", cfg.max_pages, dropped)
                     state.clear_frontier()
                     break
                 record = self._process(state, item)
@@ -266,9 +266,7 @@ class Crawler:
             if links is None:
                 log.info("not modified: %s", final_url)
             else:
-                log.info(
-                    "not modified: page %s, %d link(s) newly queued from its stored links", final_url, queued
-                )
+                log.info("not modified: page %s, %d link(s) newly queued from its stored links", final_url, queued)
             return None
 
         response = fetch.response
@@ -314,9 +312,7 @@ class Crawler:
             queued = state.finish(
                 item, "page", final_url=final_url, validators=validators, page_links=links, enqueue=enqueue
             )
-            log.info(
-                "page %s (depth %d): %d link(s), %d newly queued", final_url, item.depth, len(links), queued
-            )
+            log.info("page %s (depth %d): %d link(s), %d newly queued", final_url, item.depth, len(links), queued)
             return None
         stats.ignored += 1
         log.info("ignored %s (content type %r)", final_url, content_type)

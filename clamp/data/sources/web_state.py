@@ -83,9 +83,7 @@ class CrawlState:
             self.db.execute("DELETE FROM frontier")
 
     def next_item(self) -> CrawlItem | None:
-        row = self.db.execute(
-            "SELECT url, depth, referrer, text FROM frontier ORDER BY seq LIMIT 1"
-        ).fetchone()
+        row = self.db.execute("SELECT url, depth, referrer, text FROM frontier ORDER BY seq LIMIT 1").fetchone()
         return None if row is None else CrawlItem(row[0], int(row[1]), row[2], row[3])
 
     def hash_seen(self, sha256: str) -> bool:
@@ -113,14 +111,10 @@ class CrawlState:
         """Everything learnt from one frontier URL, committed atomically; returns how many URLs were queued."""
         with self.db:
             self.db.execute("DELETE FROM frontier WHERE url = ?", (item.url,))
-            self.db.execute(
-                "INSERT OR REPLACE INTO visited (url, outcome) VALUES (?, ?)", (item.url, outcome)
-            )
+            self.db.execute("INSERT OR REPLACE INTO visited (url, outcome) VALUES (?, ?)", (item.url, outcome))
             if final_url is not None and final_url != item.url:
                 self.db.execute("DELETE FROM frontier WHERE url = ?", (final_url,))
-                self.db.execute(
-                    "INSERT OR REPLACE INTO visited (url, outcome) VALUES (?, ?)", (final_url, outcome)
-                )
+                self.db.execute("INSERT OR REPLACE INTO visited (url, outcome) VALUES (?, ?)", (final_url, outcome))
             key = final_url or item.url
             if sha256 is not None:
                 self.db.execute("INSERT OR IGNORE INTO hashes (sha256, url) VALUES (?, ?)", (sha256, key))

@@ -22,8 +22,12 @@ def register(app: FastAPI, ctx: Context) -> None:
     s, state, gate = ctx.settings, ctx.state, ctx.gate
     ready, row_of, read_upload = ctx.ready, ctx.row_of, ctx.read_upload
 
-    @app.post("/api/classify", tags=["api"], summary="zero-shot classification among given labels, per tune",
-              response_model=ClassifyResponse)
+    @app.post(
+        "/api/classify",
+        tags=["api"],
+        summary="zero-shot classification among given labels, per tune",
+        response_model=ClassifyResponse,
+    )
     async def classify(
         labels: Annotated[str, Form(description="comma-separated labels, e.g. jig,reel,waltz")],
         task: Annotated[str, Form(description=f"prompt templates: {', '.join(sorted(DEFAULT_TEMPLATES))}")] = "rhythm",
@@ -34,11 +38,15 @@ def register(app: FastAPI, ctx: Context) -> None:
         if len(names) < 2:
             raise ApiError(422, "invalid_request", "give at least two labels, all different, e.g. jig,reel")
         if len(names) > s.max_labels or any(len(n) > s.max_label_chars for n in names):
-            raise ApiError(422, "invalid_request",
-                           f"at most {s.max_labels} labels of at most {s.max_label_chars} characters each")
+            raise ApiError(
+                422, "invalid_request", f"at most {s.max_labels} labels of at most {s.max_label_chars} characters each"
+            )
         if task not in DEFAULT_TEMPLATES:
-            raise ApiError(422, "invalid_request", f"unknown task {task[:50]!r}; choose from "
-                                                   f"{', '.join(sorted(DEFAULT_TEMPLATES))}")
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"unknown task {task[:50]!r}; choose from {', '.join(sorted(DEFAULT_TEMPLATES))}",
+            )
         if (file is None) == (id is None):
             raise ApiError(422, "invalid_request", "give either a file or an id")
         snap = ready()
@@ -54,7 +62,8 @@ def register(app: FastAPI, ctx: Context) -> None:
             title = snap.index.titles[row]
 
             def scores_of() -> np.ndarray:
-                return np.asarray(snap.index.vectors[row:row + 1]) @ state.centroids(tuple(names), task).T
+                return np.asarray(snap.index.vectors[row : row + 1]) @ state.centroids(tuple(names), task).T
+
         matrix = await gate.run(scores_of)
         by_index = dict(zip((t.index for t in usable), matrix, strict=True))
         out = []
@@ -63,6 +72,11 @@ def register(app: FastAPI, ctx: Context) -> None:
                 out.append(TuneLabels(index=t.index, title=t.title, error=t.error))
                 continue
             ranked = sorted(zip(names, by_index[t.index].tolist(), strict=True), key=lambda x: -x[1])
-            out.append(TuneLabels(index=t.index, title=t.title if file is not None else title,
-                                  labels=[LabelScore(label=n, score=round(float(v), 4)) for n, v in ranked]))
+            out.append(
+                TuneLabels(
+                    index=t.index,
+                    title=t.title if file is not None else title,
+                    labels=[LabelScore(label=n, score=round(float(v), 4)) for n, v in ranked],
+                )
+            )
         return ClassifyResponse(labels=names, task=task, tunes=out)

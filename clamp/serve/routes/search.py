@@ -21,22 +21,40 @@ def register(app: FastAPI, ctx: Context) -> None:
     K = Annotated[int, Query(ge=1, le=s.max_k, description=f"how many results (1 to {s.max_k})")]
     Source = Annotated[str | None, Query(max_length=200, description="only tunes of this source")]
     Split = Annotated[str | None, Query(max_length=50, description="only tunes of this split: train, valid, test")]
-    Meta = Annotated[list[str], Query(max_length=20, description="metadata filters key=value (dotted keys reach "
-                                                                 "nested fields, e.g. labels.tune_type=reel)")]
+    Meta = Annotated[
+        list[str],
+        Query(
+            max_length=20,
+            description="metadata filters key=value (dotted keys reach nested fields, e.g. labels.tune_type=reel)",
+        ),
+    ]
 
     @app.get("/api/info", tags=["api"], summary="what is served, and the limits", response_model=Info)
     async def info() -> Info:
         snap = ready()
-        return Info(dataset=str(snap.catalog.manifest.get("name", "")), rows=len(snap.catalog),
-                    index=snap.index.kind, model="/".join(Path(s.model_dir).resolve().parts[-2:]), sources=snap.catalog.sources,
-                    splits=snap.catalog.splits, tasks=sorted(DEFAULT_TEMPLATES),
-                    limits={"max_upload_bytes": s.max_upload_bytes, "max_query_chars": s.max_query_chars,
-                            "max_k": s.max_k, "max_labels": s.max_labels})
+        return Info(
+            dataset=str(snap.catalog.manifest.get("name", "")),
+            rows=len(snap.catalog),
+            index=snap.index.kind,
+            model="/".join(Path(s.model_dir).resolve().parts[-2:]),
+            sources=snap.catalog.sources,
+            splits=snap.catalog.splits,
+            tasks=sorted(DEFAULT_TEMPLATES),
+            limits={
+                "max_upload_bytes": s.max_upload_bytes,
+                "max_query_chars": s.max_query_chars,
+                "max_k": s.max_k,
+                "max_labels": s.max_labels,
+            },
+        )
 
     @app.get("/api/search", tags=["api"], summary="text to music search", response_model=SearchResponse)
     async def search(
         q: Annotated[str, Query(description="a description, e.g. 'a lively jig in D major'")],
-        k: K = 10, source: Source = None, split: Split = None, meta: Meta = [],  # noqa: B006 - FastAPI's idiom
+        k: K = 10,
+        source: Source = None,
+        split: Split = None,
+        meta: Meta = [],  # noqa: B006 - FastAPI's idiom
         abc: Annotated[bool, Query(description="include each tune's ABC")] = True,
     ) -> SearchResponse:
         text = q.strip()
@@ -50,11 +68,18 @@ def register(app: FastAPI, ctx: Context) -> None:
         rows, scores = await search_gate.run(snap.index.search, query, k, allowed)
         return SearchResponse(query=text, k=k, index=snap.index.kind, results=hits(snap, rows, scores, abc))
 
-    @app.get("/api/similar", tags=["api"], summary="music to music: tunes like a tune of the index",
-             response_model=SimilarResponse)
+    @app.get(
+        "/api/similar",
+        tags=["api"],
+        summary="music to music: tunes like a tune of the index",
+        response_model=SimilarResponse,
+    )
     async def similar_by_id(
         id: Annotated[str, Query(min_length=1, max_length=1000, description="a tune id")],
-        k: K = 10, source: Source = None, split: Split = None, meta: Meta = [],  # noqa: B006
+        k: K = 10,
+        source: Source = None,
+        split: Split = None,
+        meta: Meta = [],  # noqa: B006
         abc: Annotated[bool, Query(description="include each tune's ABC")] = True,
     ) -> SimilarResponse:
         snap = ready()
@@ -62,11 +87,16 @@ def register(app: FastAPI, ctx: Context) -> None:
         allowed = filters(snap, source, split, meta)
         query = np.asarray(snap.index.vectors[row], dtype=np.float32)
         rows, scores = await search_gate.run(lambda: snap.index.search(query, k, allowed, exclude=row))
-        return SimilarResponse(query=TuneRef(id=id, title=snap.index.titles[row]), k=k,
-                               results=hits(snap, rows, scores, abc))
+        return SimilarResponse(
+            query=TuneRef(id=id, title=snap.index.titles[row]), k=k, results=hits(snap, rows, scores, abc)
+        )
 
-    @app.post("/api/similar", tags=["api"], summary="music to music: tunes like an uploaded score (its first "
-                                                    "usable tune)", response_model=SimilarResponse)
+    @app.post(
+        "/api/similar",
+        tags=["api"],
+        summary="music to music: tunes like an uploaded score (its first usable tune)",
+        response_model=SimilarResponse,
+    )
     async def similar_by_file(
         file: Annotated[UploadFile, File(description=".abc .xml .musicxml .mxl .mid .midi .krn, at most 1 MB")],
         k: Annotated[int, Form(ge=1, le=s.max_k)] = 10,
@@ -76,5 +106,6 @@ def register(app: FastAPI, ctx: Context) -> None:
         tunes = await read_upload(file)
         first = next(t for t in tunes if t.abc is not None)
         rows, scores = await gate.run(lambda: snap.index.search(state.embed_tunes([first.abc])[0], k))
-        return SimilarResponse(query=TuneRef(index=first.index, title=first.title), k=k,
-                               results=hits(snap, rows, scores, abc))
+        return SimilarResponse(
+            query=TuneRef(index=first.index, title=first.title), k=k, results=hits(snap, rows, scores, abc)
+        )

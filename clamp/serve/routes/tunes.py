@@ -14,8 +14,12 @@ from clamp.serve.schemas import (
 def register(app: FastAPI, ctx: Context) -> None:
     ready, row_of = ctx.ready, ctx.row_of
 
-    @app.get("/api/tunes/{tune_id:path}", tags=["api"], summary="a tune: ABC, texts, metadata, provenance, licence",
-             response_model=TuneRecord)
+    @app.get(
+        "/api/tunes/{tune_id:path}",
+        tags=["api"],
+        summary="a tune: ABC, texts, metadata, provenance, licence",
+        response_model=TuneRecord,
+    )
     async def tune(tune_id: str) -> TuneRecord:
         snap = ready()
         return TuneRecord(**snap.catalog.record(row_of(snap, tune_id)))
