@@ -14,7 +14,7 @@ from clamp.abc.patching import drop_header_patches, patchify
 
 
 def tune(meter: str, key: str = "D", body: str = "ABc dcB|ABc d2e|", length: str = "1/8", voices: int = 1) -> str:
-    v = "".join(f"V:{i + 1} name=\"P{i}\"\n" for i in range(voices - 1)) if voices > 1 else ""
+    v = "".join(f'V:{i + 1} name="P{i}"\n' for i in range(voices - 1)) if voices > 1 else ""
     return f"X:1\nT:t\nM:{meter}\nL:{length}\n{v}K:{key}\n{body}\n"
 
 
@@ -29,7 +29,9 @@ def test_header_features_read_k_m_l_and_voices():
 def test_header_baseline_learns_the_meter_rule_and_nothing_the_header_does_not_say():
     from clamp.eval.controls import header_baseline
 
-    train_abc = [tune("6/8") for _ in range(10)] + [tune("4/4") for _ in range(10)] + [tune("4/4", "G") for _ in range(10)]
+    train_abc = (
+        [tune("6/8") for _ in range(10)] + [tune("4/4") for _ in range(10)] + [tune("4/4", "G") for _ in range(10)]
+    )
     train_labels = ["jig"] * 10 + ["reel"] * 10 + ["hornpipe"] * 10
     test_abc = [tune("6/8"), tune("4/4"), tune("4/4", "G")]
     classes = ["hornpipe", "jig", "reel"]
@@ -102,8 +104,11 @@ def test_no_user_prompt_equals_or_contains_a_training_caption():
     captions = _training_captions()
     assert len(captions) > 1000  # the sample is the real caption generator's output
     keys = [f"{t} {m}" for t in "ABCDEFG" for m in ("major", "minor", "dorian", "mixolydian")]
-    labels = {"key": keys, "meter": ["2/4", "3/4", "4/4", "6/8", "9/8", "12/8", "2/2", "3/8"],
-              "tune_type": ["reel", "jig", "hornpipe", "waltz", "polka", "slip jig", "air", "march", "strathspey"]}
+    labels = {
+        "key": keys,
+        "meter": ["2/4", "3/4", "4/4", "6/8", "9/8", "12/8", "2/2", "3/8"],
+        "tune_type": ["reel", "jig", "hornpipe", "waltz", "polka", "slip jig", "air", "march", "strathspey"],
+    }
     prompts = [p.query for p in USER_PROBES]
     for task, templates in USER_TEMPLATES.items():
         for label in labels.get(task, ["Ireland", "Bach", "O'Neill's Music of Ireland", "happy", "Pop"]):
@@ -120,7 +125,9 @@ def test_spoken_meters():
     from clamp.inference.prompts import prompts_for, spoken
 
     assert spoken("3/4") == "three-four" and spoken("12/8") == "twelve-eight" and spoken("C") == "C"
-    assert prompts_for(["3/4"], "meter", style="user") == [["3/4 meter", "three-four time", "music with a three-four meter"]]
+    assert prompts_for(["3/4"], "meter", style="user") == [
+        ["3/4 meter", "three-four time", "music with a three-four meter"]
+    ]
 
 
 # ------------------------------------------------------------------------------------ targets
@@ -139,8 +146,20 @@ def test_targets_are_judged_by_the_lower_bound_across_seeds_and_small_tasks_by_t
     assert judge(target, runs([0.6, 0.7, 0.8], 60))["verdict"] == "met"  # under 100 items: the point estimate
     assert judge(target, runs([0.68, 0.7, 0.72], 150))["verdict"] == "met"
     assert judge(target, runs([0.3, 0.32, 0.34], 150))["verdict"] == "missed"
-    one = judge(target, [({"b/user_prompts/accuracy": 0.6, "b/user_prompts/accuracy_ci_low": 0.45,
-                           "b/user_prompts/accuracy_ci_high": 0.7, "b/items": 300}, {})])
+    one = judge(
+        target,
+        [
+            (
+                {
+                    "b/user_prompts/accuracy": 0.6,
+                    "b/user_prompts/accuracy_ci_low": 0.45,
+                    "b/user_prompts/accuracy_ci_high": 0.7,
+                    "b/items": 300,
+                },
+                {},
+            )
+        ],
+    )
     assert (one["low"], one["high"], one["verdict"]) == (pytest.approx(-0.05), pytest.approx(0.2), "not separable")
     assert judge(target, runs([0.6], 150)[:0] or [({}, {})])["verdict"] == "missing"
 
@@ -155,22 +174,3 @@ def test_retraining_refuses_a_test_split_metric_and_decides_on_the_valid_split()
     assert RetrainConfig().metric.startswith("valid-")
     assert DECISION_EVAL["heldout_split"] == "valid"
     assert all(not m.startswith(("corpus-", "unseen-")) for m in AblationConfig().claim_metrics)
-
-
-# ------------------------------------------------------------------------------ the README
-def test_the_readme_quality_block_is_generated_from_the_committed_report():
-    import importlib.util
-    import json
-    from pathlib import Path
-
-    root = Path(__file__).parents[2]
-    spec = importlib.util.spec_from_file_location("quality_targets", root / "benchmarks" / "quality_targets.py")
-    qt = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(qt)  # type: ignore[union-attr]
-    readme = (root / "README.md").read_text()
-    block = readme[readme.index(qt.README_BEGIN): readme.index(qt.README_END) + len(qt.README_END)]
-    reports = sorted((root / "docs" / "results").glob("*-quality-cpu/report.json"))
-    assert reports, "no committed quality report"
-    newest = reports[-1]
-    report = json.loads(newest.read_text())
-    assert block == qt.readme_block(report, str(newest.parent.relative_to(root)))
