@@ -12,9 +12,15 @@ from typing import Annotated
 import typer
 
 from clamp import cli_common
+from clamp.cli_common import field_help
+from clamp.cli_import import import_app
 from clamp.config import DEFAULT_DATASET_DIR, DEFAULT_MODEL_DIR
 from clamp.environment import apply_defaults
 from clamp.errors import UserError
+from clamp.eval.config import EvalConfig
+from clamp.serve.settings import ServeSettings
+from clamp.train.config import TrainConfig
+from clamp.workflows.ablations import AblationConfig
 
 apply_defaults()
 
@@ -23,9 +29,6 @@ app = cli_common.make_group_app(
 )
 dataset_app = typer.Typer(help="Inspect built datasets.", no_args_is_help=True)
 app.add_typer(dataset_app, name="dataset")
-import_app = typer.Typer(
-    help="Import published CLaMP checkpoints as model folders (docs/checkpoints.md).", no_args_is_help=True
-)
 app.add_typer(import_app, name="import")
 
 
@@ -58,74 +61,55 @@ def build(
         print_summary(summary)
 
 
-# Options take their defaults and help from the config fields (cli_common.field_help).
-def _train_help(name: str) -> str:
-    from clamp.train.config import TrainConfig
-
-    return cli_common.field_help(TrainConfig, name)
-
-
-def _serve_help(name: str) -> str:
-    from clamp.serve.settings import ServeSettings
-
-    return cli_common.field_help(ServeSettings, name)
-
-
-def _eval_help(name: str) -> str:
-    from clamp.eval.config import EvalConfig
-
-    return cli_common.field_help(EvalConfig, name)
-
-
-def _ablation_help(name: str) -> str:
-    from clamp.workflows.ablations import AblationConfig
-
-    return cli_common.field_help(AblationConfig, name)
-
-
 @app.command()
 def train(
     config: Annotated[Path | None, typer.Option(help="YAML/JSON TrainConfig file; options below override it")] = None,
-    objective: Annotated[str | None, typer.Option(help=_train_help("objective"))] = None,
-    dataset: Annotated[Path | None, typer.Option(help=_train_help("dataset_dir"))] = None,
-    output: Annotated[Path | None, typer.Option(help=_train_help("output_dir"))] = None,
-    preset: Annotated[str | None, typer.Option(help=_train_help("preset"))] = None,
-    steps: Annotated[int | None, typer.Option(help=_train_help("steps"))] = None,
-    batch_size: Annotated[int | None, typer.Option(help=_train_help("batch_size"))] = None,
-    grad_accum: Annotated[int | None, typer.Option(help=_train_help("grad_accum"))] = None,
-    lr: Annotated[float | None, typer.Option(help=_train_help("lr"))] = None,
-    max_patches: Annotated[int | None, typer.Option(help=_train_help("max_patches"))] = None,
-    input_kind: Annotated[str | None, typer.Option(help=_train_help("input_kind"))] = None,
-    text_model: Annotated[str | None, typer.Option(help=_train_help("text_model"))] = None,
+    objective: Annotated[str | None, typer.Option(help=field_help(TrainConfig, "objective"))] = None,
+    dataset: Annotated[Path | None, typer.Option(help=field_help(TrainConfig, "dataset_dir"))] = None,
+    output: Annotated[Path | None, typer.Option(help=field_help(TrainConfig, "output_dir"))] = None,
+    preset: Annotated[str | None, typer.Option(help=field_help(TrainConfig, "preset"))] = None,
+    steps: Annotated[int | None, typer.Option(help=field_help(TrainConfig, "steps"))] = None,
+    batch_size: Annotated[int | None, typer.Option(help=field_help(TrainConfig, "batch_size"))] = None,
+    grad_accum: Annotated[int | None, typer.Option(help=field_help(TrainConfig, "grad_accum"))] = None,
+    lr: Annotated[float | None, typer.Option(help=field_help(TrainConfig, "lr"))] = None,
+    max_patches: Annotated[int | None, typer.Option(help=field_help(TrainConfig, "max_patches"))] = None,
+    input_kind: Annotated[str | None, typer.Option(help=field_help(TrainConfig, "input_kind"))] = None,
+    text_model: Annotated[str | None, typer.Option(help=field_help(TrainConfig, "text_model"))] = None,
     text_dropout: Annotated[
-        bool | None, typer.Option("--text-dropout/--no-text-dropout", help=_train_help("text_dropout"))
+        bool | None, typer.Option("--text-dropout/--no-text-dropout", help=field_help(TrainConfig, "text_dropout"))
     ] = None,
-    text_tower: Annotated[str | None, typer.Option(help=_train_help("text_tower"))] = None,
-    text_views: Annotated[int | None, typer.Option(help=_train_help("text_views"))] = None,
-    header_dropout: Annotated[float | None, typer.Option(help=_train_help("header_dropout"))] = None,
-    eval_every: Annotated[int | None, typer.Option(help=_train_help("eval_every"))] = None,
-    keep_best: Annotated[bool | None, typer.Option("--keep-best/--keep-last", help=_train_help("keep_best"))] = None,
-    early_stopping_patience: Annotated[int | None, typer.Option(help=_train_help("early_stopping_patience"))] = None,
-    max_minutes: Annotated[float | None, typer.Option(help=_train_help("max_minutes"))] = None,
-    progress: Annotated[str | None, typer.Option(help=_train_help("progress"))] = None,
-    init_music_from: Annotated[Path | None, typer.Option(help=_train_help("init_music_from"))] = None,
-    init_from: Annotated[Path | None, typer.Option(help=_train_help("init_from"))] = None,
-    precision: Annotated[str | None, typer.Option(help=_train_help("precision"))] = None,
-    device: Annotated[str | None, typer.Option(help=_train_help("device"))] = None,
-    num_workers: Annotated[int | None, typer.Option(help=_train_help("num_workers"))] = None,
-    compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help=_train_help("compile"))] = None,
+    text_tower: Annotated[str | None, typer.Option(help=field_help(TrainConfig, "text_tower"))] = None,
+    text_views: Annotated[int | None, typer.Option(help=field_help(TrainConfig, "text_views"))] = None,
+    header_dropout: Annotated[float | None, typer.Option(help=field_help(TrainConfig, "header_dropout"))] = None,
+    eval_every: Annotated[int | None, typer.Option(help=field_help(TrainConfig, "eval_every"))] = None,
+    keep_best: Annotated[
+        bool | None, typer.Option("--keep-best/--keep-last", help=field_help(TrainConfig, "keep_best"))
+    ] = None,
+    early_stopping_patience: Annotated[
+        int | None, typer.Option(help=field_help(TrainConfig, "early_stopping_patience"))
+    ] = None,
+    max_minutes: Annotated[float | None, typer.Option(help=field_help(TrainConfig, "max_minutes"))] = None,
+    progress: Annotated[str | None, typer.Option(help=field_help(TrainConfig, "progress"))] = None,
+    init_music_from: Annotated[Path | None, typer.Option(help=field_help(TrainConfig, "init_music_from"))] = None,
+    init_from: Annotated[Path | None, typer.Option(help=field_help(TrainConfig, "init_from"))] = None,
+    precision: Annotated[str | None, typer.Option(help=field_help(TrainConfig, "precision"))] = None,
+    device: Annotated[str | None, typer.Option(help=field_help(TrainConfig, "device"))] = None,
+    num_workers: Annotated[int | None, typer.Option(help=field_help(TrainConfig, "num_workers"))] = None,
+    compile: Annotated[
+        bool | None, typer.Option("--compile/--no-compile", help=field_help(TrainConfig, "compile"))
+    ] = None,
     group_by_length: Annotated[
-        bool | None, typer.Option("--group-by-length/--no-group-by-length", help=_train_help("group_by_length"))
+        bool | None,
+        typer.Option("--group-by-length/--no-group-by-length", help=field_help(TrainConfig, "group_by_length")),
     ] = None,
-    checkpoint_every: Annotated[int | None, typer.Option(help=_train_help("checkpoint_every"))] = None,
-    mlflow: Annotated[bool | None, typer.Option("--mlflow/--no-mlflow", help=_train_help("mlflow"))] = None,
-    register_as: Annotated[str | None, typer.Option(help=_train_help("register_as"))] = None,
-    seed: Annotated[int | None, typer.Option(help=_train_help("seed"))] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(help=field_help(TrainConfig, "checkpoint_every"))] = None,
+    mlflow: Annotated[bool | None, typer.Option("--mlflow/--no-mlflow", help=field_help(TrainConfig, "mlflow"))] = None,
+    register_as: Annotated[str | None, typer.Option(help=field_help(TrainConfig, "register_as"))] = None,
+    seed: Annotated[int | None, typer.Option(help=field_help(TrainConfig, "seed"))] = None,
 ) -> None:
     """Train (or resume) a model; runs under `torchrun` for several processes.
 
     Settings: the TrainConfig defaults < the --config file < the options given here."""
-    from clamp.train.config import TrainConfig
     from clamp.train.run import train as run_train
 
     cfg = TrainConfig.load(
@@ -376,14 +360,13 @@ def serve(
     cors_origin: Annotated[
         list[str] | None, typer.Option(help="an origin allowed by CORS (repeat it); off by default")
     ] = None,
-    concurrency: Annotated[int | None, typer.Option(min=1, help=_serve_help("max_concurrency"))] = None,
-    ann_threshold: Annotated[int | None, typer.Option(min=0, help=_serve_help("ann_threshold"))] = None,
-    reload_every: Annotated[float | None, typer.Option(min=0, help=_serve_help("reload_every_s"))] = None,
+    concurrency: Annotated[int | None, typer.Option(min=1, help=field_help(ServeSettings, "max_concurrency"))] = None,
+    ann_threshold: Annotated[int | None, typer.Option(min=0, help=field_help(ServeSettings, "ann_threshold"))] = None,
+    reload_every: Annotated[float | None, typer.Option(min=0, help=field_help(ServeSettings, "reload_every_s"))] = None,
     log_level: Annotated[str, typer.Option(help="debug | info | warning | error")] = "info",
 ) -> None:
     """Serve search, 'more like this' and classification over a JSON API and a page (docs/serve.md)."""
     from clamp.serve.app import run
-    from clamp.serve.settings import ServeSettings
 
     if not (model / "config.json").is_file():
         raise UserError(f"model folder not found or incomplete: {model}")
@@ -408,10 +391,10 @@ def eval_command(
     dataset: Annotated[
         Path | None, typer.Option(help="a built dataset: adds its held-out tasks and the retrieval probes (test split)")
     ] = None,
-    out: Annotated[Path | None, typer.Option(help=_eval_help("out_dir"))] = None,
-    mlflow: Annotated[bool | None, typer.Option("--mlflow/--no-mlflow", help=_eval_help("mlflow"))] = None,
+    out: Annotated[Path | None, typer.Option(help=field_help(EvalConfig, "out_dir"))] = None,
+    mlflow: Annotated[bool | None, typer.Option("--mlflow/--no-mlflow", help=field_help(EvalConfig, "mlflow"))] = None,
     untrained: Annotated[
-        bool | None, typer.Option("--untrained/--no-untrained", help=_eval_help("include_untrained"))
+        bool | None, typer.Option("--untrained/--no-untrained", help=field_help(EvalConfig, "include_untrained"))
     ] = None,
     controls: Annotated[
         bool,
@@ -420,14 +403,13 @@ def eval_command(
             "route) and the header-only baseline"
         ),
     ] = True,
-    resamples: Annotated[int | None, typer.Option(help=_eval_help("bootstrap_resamples"))] = None,
-    max_items: Annotated[int | None, typer.Option(help=_eval_help("max_items"))] = None,
+    resamples: Annotated[int | None, typer.Option(help=field_help(EvalConfig, "bootstrap_resamples"))] = None,
+    max_items: Annotated[int | None, typer.Option(help=field_help(EvalConfig, "max_items"))] = None,
 ) -> None:
     """Evaluate a model on the benchmarks and print the quality report, the retrieval probes and any
     collapse warning."""
     from clamp.config import validated
     from clamp.data.benchmarks import BENCHMARKS
-    from clamp.eval.config import EvalConfig
     from clamp.eval.run import evaluate
     from clamp.eval.tables import print_results_table, results_table
 
@@ -455,19 +437,19 @@ def ablations(
     config: Annotated[
         Path | None, typer.Option(help="YAML/JSON AblationConfig file, e.g. recipes/cpu-ablations.yaml")
     ] = None,
-    dataset: Annotated[Path | None, typer.Option(help=_ablation_help("dataset_dir"))] = None,
-    out: Annotated[Path | None, typer.Option(help=_ablation_help("out_dir"))] = None,
-    seeds: Annotated[str | None, typer.Option(help=_ablation_help("seeds"))] = None,
-    cells: Annotated[str | None, typer.Option(help=_ablation_help("cells"))] = None,
-    benchmarks: Annotated[str | None, typer.Option(help=_ablation_help("benchmarks"))] = None,
-    max_items: Annotated[int | None, typer.Option(help=_ablation_help("max_items"))] = None,
+    dataset: Annotated[Path | None, typer.Option(help=field_help(AblationConfig, "dataset_dir"))] = None,
+    out: Annotated[Path | None, typer.Option(help=field_help(AblationConfig, "out_dir"))] = None,
+    seeds: Annotated[str | None, typer.Option(help=field_help(AblationConfig, "seeds"))] = None,
+    cells: Annotated[str | None, typer.Option(help=field_help(AblationConfig, "cells"))] = None,
+    benchmarks: Annotated[str | None, typer.Option(help=field_help(AblationConfig, "benchmarks"))] = None,
+    max_items: Annotated[int | None, typer.Option(help=field_help(AblationConfig, "max_items"))] = None,
 ) -> None:
     """Train and evaluate the paper's ablation grid (text dropout, bar patching vs characters, MMM
     init) with several seeds, and print each claim as a difference with its 95% interval.
 
     Every run is a child of one MLflow parent run (experiment clamp-ablations): compare them in
     `mlflow ui`. A finished cell is skipped when the grid is run again."""
-    from clamp.workflows.ablations import AblationConfig, run_ablations
+    from clamp.workflows.ablations import run_ablations
 
     def _list(value: str | None) -> list[str] | None:
         return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
@@ -598,117 +580,6 @@ def dataset_info(path: Annotated[Path, typer.Argument(help="a built dataset fold
     if not summary_file.is_file():
         raise UserError(f"no summary.json in {path}: not a built dataset")
     print_summary(BuildSummary(**json.loads(summary_file.read_text())))
-
-
-ImportOutOption = Annotated[Path, typer.Option("--out", help="the model folder to write")]
-TextModelOption = Annotated[
-    str | None,
-    typer.Option(
-        help="a local folder (or cached name) of the published text model, for its config and tokenizer; "
-        "default: a text_model/ folder beside the weights, else the published model if it is cached"
-    ),
-]
-NumHeadsOption = Annotated[
-    int | None, typer.Option(min=1, help="attention heads of the music encoder (default: hidden size / 64)")
-]
-ImportOverwriteOption = Annotated[bool, typer.Option(help="replace an existing model folder at --out")]
-RegisterOption = Annotated[
-    str | None,
-    typer.Option(help="also register the folder in the MLflow model registry under this name (retraining's champion)"),
-]
-ChampionOption = Annotated[
-    bool, typer.Option(help="with --register-as: move the champion alias to it (default: only when there is none)")
-]
-
-
-def _import(
-    fmt: str,
-    path: Path,
-    out: Path,
-    text_model: str | None,
-    num_heads: int | None,
-    overwrite: bool,
-    register_as: str | None,
-    champion: bool,
-    as_json: bool,
-) -> None:
-    from clamp.model.imports import import_checkpoint
-
-    result = import_checkpoint(fmt, path, out, text_model=text_model, num_heads=num_heads, overwrite=overwrite)
-    music = result.model.config.music
-    info: dict = {
-        "model_dir": str(out),
-        "origin": fmt,
-        "patch_mode": music.patch_mode,
-        "layers": music.num_layers,
-        "hidden_size": music.hidden_size,
-        "max_positions": music.max_positions,
-        "projection_dim": result.model.config.projection_dim,
-        "text_model": result.lineage["origin_text_model"],
-        "sha256": result.lineage["origin_sha256"],
-    }
-    if result.lineage.get("origin_skipped"):
-        info["skipped"] = result.lineage["origin_skipped"]
-    if register_as:
-        from clamp.workflows.imported import register_imported
-
-        info["registered"] = register_imported(out, register_as, make_champion=champion)
-    if as_json:
-        typer.echo(json.dumps(info, indent=2))
-        return
-    typer.echo(
-        f"imported {fmt} from {path} into {out}: {music.num_layers} layers x {music.hidden_size}, "
-        f"patch mode {music.patch_mode}, window {music.max_positions} patches, text tower {info['text_model']}"
-    )
-    if "skipped" in info:
-        typer.echo(f"not imported: {info['skipped']}")
-    if register_as:
-        r = info["registered"]
-        typer.echo(f"registered as {r['name']} v{r['version']}" + (" (champion)" if r["champion"] == "True" else ""))
-
-
-@import_app.command("clamp1")
-def import_clamp1(
-    path: Annotated[Path, typer.Argument(help="the CLaMP 1 folder: config.json + pytorch_model.bin")],
-    out: ImportOutOption,
-    text_model: TextModelOption = None,
-    overwrite: ImportOverwriteOption = False,
-    register_as: RegisterOption = None,
-    champion: ChampionOption = False,
-    as_json: cli_common.JsonOption = False,
-) -> None:
-    """Import a CLaMP 1 checkpoint (clamp-v1 patches; DistilRoBERTa text tower)."""
-    _import("clamp1", path, out, text_model, None, overwrite, register_as, champion, as_json)
-
-
-@import_app.command("clamp2")
-def import_clamp2(
-    path: Annotated[Path, typer.Argument(help="the CLaMP 2 .pth file (its `model` entry is the state dict)")],
-    out: ImportOutOption,
-    text_model: TextModelOption = None,
-    num_heads: NumHeadsOption = None,
-    overwrite: ImportOverwriteOption = False,
-    register_as: RegisterOption = None,
-    champion: ChampionOption = False,
-    as_json: cli_common.JsonOption = False,
-) -> None:
-    """Import a CLaMP 2 checkpoint (m3 patches; XLM-R text tower)."""
-    _import("clamp2", path, out, text_model, num_heads, overwrite, register_as, champion, as_json)
-
-
-@import_app.command("clamp3")
-def import_clamp3(
-    path: Annotated[Path, typer.Argument(help="the CLaMP 3 .pth file (its `model` entry is the state dict)")],
-    out: ImportOutOption,
-    text_model: TextModelOption = None,
-    num_heads: NumHeadsOption = None,
-    overwrite: ImportOverwriteOption = False,
-    register_as: RegisterOption = None,
-    champion: ChampionOption = False,
-    as_json: cli_common.JsonOption = False,
-) -> None:
-    """Import the symbolic parts of a CLaMP 3 checkpoint (m3 patches; XLM-R text tower; no audio)."""
-    _import("clamp3", path, out, text_model, num_heads, overwrite, register_as, champion, as_json)
 
 
 def main() -> None:  # pragma: no cover - console entry point

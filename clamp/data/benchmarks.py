@@ -173,7 +173,7 @@ def default_cache_dir() -> Path:
 
 
 def conversion_cache(cache_dir: str | Path | None = None) -> ConversionCache:
-    """The build's conversion cache, `<cache_dir>/conversions` (as `build.prepare_config`)."""
+    """The build's conversion cache, `<cache_dir>/conversions` (as `PrepareConfig.from_build`)."""
     return ConversionCache(Path(cache_dir or default_cache_dir()).expanduser().resolve() / "conversions")
 
 

@@ -8,11 +8,16 @@ by hand: a tune needs its `K:` (key) field, which every ABC tune has and random 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from clamp.data.records import FORMAT_BY_SUFFIX
 from clamp.errors import UserError
+
+if TYPE_CHECKING:
+    from clamp.config import BuildConfig
+    from clamp.data.prepare import PrepareConfig
 
 _KEY_FIELD = "K:"
 
@@ -51,10 +56,16 @@ class MusicTune:
         return None
 
 
+def _upload_prepare_config(build: BuildConfig) -> PrepareConfig:
+    """The build's conversion settings, without its cache: a user's file is converted, not stored."""
+    from clamp.data.prepare import PrepareConfig
+
+    return PrepareConfig.from_build(build).model_copy(update={"conversion_cache_dir": None})
+
+
 def _read_converted(path: Path, max_bytes: int | None) -> tuple[str, str]:
     """(format, the file converted to ABC text), after the file-level gates; a `UserError` otherwise."""
     from clamp.config import BuildConfig
-    from clamp.data.build import prepare_config
     from clamp.data.clean import RejectedRecord
     from clamp.data.prepare import convert_record
 
@@ -67,12 +78,12 @@ def _read_converted(path: Path, max_bytes: int | None) -> tuple[str, str]:
         raise UserError(
             f"unsupported format {path.suffix or '(none)'}: use one of {', '.join(sorted(FORMAT_BY_SUFFIX))}"
         )
-    pcfg = replace(prepare_config(BuildConfig()), conversion_cache_dir=None)  # the build's settings
+    pcfg = _upload_prepare_config(BuildConfig())
     limit = max_bytes or pcfg.max_record_bytes
     size = path.stat().st_size
     if size > limit:  # before reading: a huge file is refused without loading it
         raise UserError(f"unusable score {path}: too_large: {size} bytes > {limit}")
-    pcfg = replace(pcfg, max_record_bytes=limit)
+    pcfg = pcfg.model_copy(update={"max_record_bytes": limit})
     try:
         return fmt, convert_record(fmt, path.read_bytes(), pcfg, None)
     except RejectedRecord as exc:
@@ -95,16 +106,16 @@ def read_music_bytes(
     and the bytes go through the build's conversion (`convert_record`, hence `to_abc`) and the same
     gates. Nothing is read from disk."""
     from clamp.config import BuildConfig
-    from clamp.data.build import prepare_config
     from clamp.data.clean import RejectedRecord
     from clamp.data.prepare import convert_record
 
     fmt = format_of(name)
-    pcfg = replace(prepare_config(BuildConfig()), conversion_cache_dir=None)  # the build's settings
-    pcfg = replace(
-        pcfg,
-        max_record_bytes=max_bytes or pcfg.max_record_bytes,
-        conversion_timeout_s=timeout_s or pcfg.conversion_timeout_s,
+    pcfg = _upload_prepare_config(BuildConfig())
+    pcfg = pcfg.model_copy(
+        update={
+            "max_record_bytes": max_bytes or pcfg.max_record_bytes,
+            "conversion_timeout_s": timeout_s or pcfg.conversion_timeout_s,
+        }
     )
     try:
         text = convert_record(fmt, data, pcfg, None)

@@ -16,17 +16,16 @@ from clamp.data.prepare import (
     prepare_table,
 )
 from clamp.data.records import RawRecord, records_to_table
-from clamp.text import captions as captions_module
+from clamp.text import tune_facts as tune_facts_module
 from clamp.text.captions import (
     CAPTIONS_VERSION,
     PHRASINGS,
     captions,
     describe,
-    facts_of,
-    origin,
     seed_of,
 )
 from clamp.text.labels import labels_of
+from clamp.text.tune_facts import facts_of, origin
 from tests.conftest import write_tunes
 from tests.data.test_labels import BACH_CHORALE, BACH_ID, ESSEN_ID, ESSEN_SONG, RYAN_ID, RYAN_REEL
 
@@ -159,7 +158,7 @@ def test_a_tune_that_cannot_be_analysed_gets_no_captions(monkeypatch):
     def broken(abc: str) -> tuple[str, str] | None:
         raise ValueError("cannot read this tune")
 
-    monkeypatch.setattr(captions_module, "pitch_range", broken)
+    monkeypatch.setattr(tune_facts_module, "pitch_range", broken)
     found = describe(RYAN_REEL, [], {}, RYAN_ID, 20)
     assert found.captions == []
     assert found.error == "ValueError: cannot read this tune"
@@ -169,14 +168,14 @@ def test_a_tune_that_cannot_be_analysed_gets_no_captions(monkeypatch):
 
 def _fail_analysis_of(monkeypatch, marker: str) -> None:
     """Make the analysis of any tune containing `marker` raise (an injected fault)."""
-    real = captions_module.pitch_range
+    real = tune_facts_module.pitch_range
 
     def failing(abc: str) -> tuple[str, str] | None:
         if marker in abc:
             raise RuntimeError("boom")
         return real(abc)
 
-    monkeypatch.setattr(captions_module, "pitch_range", failing)
+    monkeypatch.setattr(tune_facts_module, "pitch_range", failing)
 
 
 def test_prepare_adds_captions_and_labels_and_counts_failures(monkeypatch):
