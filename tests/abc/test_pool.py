@@ -106,6 +106,7 @@ def _outcome(fmt: str, content: bytes, mode: str) -> tuple[str, str]:
         return "error", str(exc)
 
 
+@pytest.mark.slow
 def test_the_same_abc_as_one_process_per_score():
     """xml2abc imported once in a worker writes the ABC byte for byte as its command line did."""
     shutdown_default_pool()

@@ -60,6 +60,7 @@ def _listed_intact(dataset: Path) -> bool:
     return all(file_sha256(dataset / s["path"]) == s["sha256"] for s in manifest["shards"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rebuild", ["reshard", "overwrite"])
 def test_an_unfinished_rebuild_leaves_the_old_dataset_whole(tmp_path, rebuild):
     write_tunes(tmp_path / "a", 20)
@@ -88,6 +89,7 @@ def test_an_unfinished_rebuild_leaves_the_old_dataset_whole(tmp_path, rebuild):
     assert not list(dataset.rglob(".*.tmp-*"))
 
 
+@pytest.mark.slow
 def test_a_reader_that_raced_a_rebuild_reads_the_new_set_whole(tmp_path, monkeypatch):
     """The reader lists the old shards, opens the first, and a whole --overwrite rebuild runs
     before it opens the next one: it must come back with the new dataset, not a mix."""
@@ -144,6 +146,7 @@ print("done", flush=True)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rebuild", ["overwrite", "reshard"])
 def test_readers_never_see_a_mix_while_a_real_process_rebuilds(tmp_path, rebuild):
     """overwrite: sources b and a in turn, each replacing the other (before this change most

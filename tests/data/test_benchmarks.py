@@ -228,6 +228,7 @@ def test_data_layer_never_imports_eval_or_train():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
 
 
+@pytest.mark.slow
 def test_published_benchmarks_are_all_decontaminated(benchmarks_dir, tmp_path):
     """The real directory: every item evaluation scores is in the reference, under the same id (~2 s)."""
     index, stats = load_reference_index(benchmarks_dir, tmp_path)

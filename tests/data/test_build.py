@@ -14,6 +14,9 @@ from clamp.data.build import build_dataset
 from clamp.data.shards import load_manifest, read_dataset, read_table
 from tests.data.fixture_corpus import make_fixture
 
+# one build of a fixture with every kind of record, decontaminated against every benchmark
+pytestmark = pytest.mark.slow
+
 EXPECTED_REASONS = {
     "empty": 1,
     "binary": 1,

@@ -36,6 +36,7 @@ def _files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_a_build_records_its_sources_and_refuses_other_sources(tmp_path):
     write_tunes(tmp_path / "a", 20)
     write_tunes(tmp_path / "b", 12, seed=5)
@@ -70,6 +71,7 @@ def _ids(path: Path) -> list[str]:
     return read_table(path, ["id"]).column("id").to_pylist()
 
 
+@pytest.mark.slow
 def test_a_build_never_touches_another_dataset(tmp_path):
     write_tunes(tmp_path / "a", 20)
     write_tunes(tmp_path / "b", 12, seed=5)

@@ -31,6 +31,7 @@ def _snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_a_second_build_is_refused_at_once_and_names_the_holder(tmp_path):
     write_tunes(tmp_path / "a", 12)
     write_tunes(tmp_path / "b", 5, seed=3)
@@ -89,6 +90,7 @@ def test_a_second_build_is_refused_at_once_and_names_the_holder(tmp_path):
     assert build_dataset(BuildConfig.load(config)).rows_written == 12  # and the lock is free again
 
 
+@pytest.mark.slow
 def test_a_lock_left_by_a_killed_build_is_taken_over(tmp_path, caplog):
     write_tunes(tmp_path / "a", 8)
     config = write_config(tmp_path / "mine.yaml", tmp_path, "mine", tmp_path / "a")

@@ -48,6 +48,7 @@ def _partial_files(root: Path) -> list[Path]:
     return bad
 
 
+@pytest.mark.slow
 def test_a_full_disk_fails_in_one_line_and_leaves_no_partial_file(tmp_path):
     write_tunes(tmp_path / "src", 20)
     fields = {"chunk_size": 2, "shard_size": 8}
@@ -117,6 +118,7 @@ def test_a_full_disk_fails_in_one_line_and_leaves_no_partial_file(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_a_manifest_write_that_fails_keeps_the_old_manifest(tmp_path, monkeypatch):
     """The same without a subprocess: the disk fills exactly at the manifest's write."""
     import errno

@@ -4,12 +4,15 @@ in-process build in tests/infra/test_failures.py)."""
 
 from __future__ import annotations
 
+import pytest
+
 from clamp.config import BuildConfig, SourceSpec
 from clamp.data.build import build_dataset
 from clamp.data.executors import InProcessExecutor, PoolExecutor
 from tests.conftest import write_tunes
 
 
+@pytest.mark.slow
 def test_in_process_and_pool_builds_are_identical(tmp_path):
     write_tunes(tmp_path / "src", 30)
 

@@ -204,6 +204,7 @@ def test_labels_ignore_bad_values():
 # ------------------------------------------------------------------ the evaluation and its tables
 
 
+@pytest.mark.slow
 def test_evaluation_with_intervals_probes_and_report(tmp_path, tiny_model, capsys):
     from clamp.eval.config import EvalConfig
     from clamp.eval.run import evaluate
@@ -318,6 +319,7 @@ def test_collapse_is_reported_for_trained_models_only(capsys):
     assert "warning: embeddings have collapsed on b: mean pairwise cosine 0.97 (m)" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_classify_every_tune_of_a_file(tmp_path, tiny_model):
     from typer.testing import CliRunner
 
@@ -351,6 +353,7 @@ def test_classify_every_tune_of_a_file(tmp_path, tiny_model):
     assert [t.get("error", "")[:7] for t in tunes] == ["", "", "not_abc"] and "labels" not in tunes[2]
 
 
+@pytest.mark.slow
 def test_classify_several_files_and_a_folder(tmp_path, tiny_model):
     from typer.testing import CliRunner
 

@@ -215,6 +215,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["clamp1", "clamp2", "clamp3"])
 def test_imported_model_equals_the_reference(fmt, wikimt, tmp_path):
     from clamp.inference.embed import embed_music, embed_text, music_inputs
@@ -390,6 +391,7 @@ def test_imported_model_classifies_and_searches(imported_clamp1, tiny_dataset, t
     assert [h["rank"] for h in hits] == [1, 2, 3] and all(-1 <= h["score"] <= 1 for h in hits)
 
 
+@pytest.mark.slow
 def test_imported_model_is_evaluated_with_its_origin_tagged(imported_clamp1, benchmarks_dir, tmp_path, monkeypatch):
     from mlflow import MlflowClient
 

@@ -252,6 +252,7 @@ def test_every_format_goes_through_the_build_conversion(client, name, content):
     assert len(tune["labels"]) == 2
 
 
+@pytest.mark.slow
 def test_bad_uploads_are_clear_4xx_and_the_server_keeps_serving(client):
     post = client.post
     labels = {"labels": "jig,reel"}

@@ -80,6 +80,7 @@ def test_locked_tower_stays_frozen_and_its_features_are_cached(split_dataset, tm
     assert second and 0 < int(second[1]) <= int(first[1]) and second[2] == "0"  # no valid texts: fewer, all cached
 
 
+@pytest.mark.slow
 def test_train_tower_mode_trains_the_text_encoder(split_dataset, tmp_path):
     from clamp.model.clamp_model import ClampModel
     from clamp.model.text import load_text_encoder
@@ -92,6 +93,7 @@ def test_train_tower_mode_trains_the_text_encoder(split_dataset, tmp_path):
     assert not torch.equal(trained[key], pretrained[key])
 
 
+@pytest.mark.slow
 def test_best_model_is_kept_and_early_stopping_stops(split_dataset, tmp_path):
     from clamp.train.run import train
 
@@ -105,6 +107,7 @@ def test_best_model_is_kept_and_early_stopping_stops(split_dataset, tmp_path):
     assert all(m <= mrrs[best] for m in mrrs[best + 1 :])
 
 
+@pytest.mark.slow
 def test_time_budget_validates_then_stops_and_keeps_a_model(split_dataset, tmp_path):
     from clamp.train.run import train
 

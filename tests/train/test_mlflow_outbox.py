@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from clamp.train.mlflow_outbox import (
     PENDING_FILE,
     MlflowOutbox,
@@ -80,6 +82,7 @@ def test_pending_file_replays_into_a_store_that_lacks_the_run(tmp_path):
     assert list((tmp_path / "artifacts").rglob("model/config.json"))
 
 
+@pytest.mark.slow
 def test_server_down_when_training_starts_is_a_one_line_error_in_seconds(tiny_dataset, tmp_path):
     import os
     import subprocess

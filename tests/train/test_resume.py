@@ -56,6 +56,7 @@ def _checkpoint_step(out: Path) -> int:
     return json.loads(state.read_text())["__dict__"][0][1]
 
 
+@pytest.mark.slow
 def test_killed_mmm_run_resumes_with_identical_losses(tiny_dataset, tmp_path):
     steps = 150  # long enough that the kill lands mid-run
     reference = train(_cfg(tiny_dataset, tmp_path / "reference", steps=steps))
