@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
+import os
 import random
+import shutil
 import socket
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +15,15 @@ import pytest
 from clamp.environment import apply_defaults
 
 apply_defaults()
+
+# Flows that tests run in-process start a temporary Prefect server whose SQLite database lives in
+# PREFECT_HOME: each test session (each pytest-xdist worker with `-n`) gets its own, so two
+# sessions never share a database, and none touches the user's ~/.prefect or a running stack.
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(
+    prefix=f"clamp-tests-prefect-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-"
+)
+os.environ.pop("PREFECT_API_URL", None)
+atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)
 
 
 def free_port() -> int:

@@ -49,6 +49,23 @@ TOOL = {"musicxml": "xml2abc", "mxl": "xml2abc", "humdrum": "music21/xml2abc", "
 class ConversionError(Exception):
     """A score could not be converted; the message is the one-line reason."""
 
+    # False: the failure says something about the score (it does not parse), so it repeats and
+    # may be cached; True: it says something about this run (a timeout, a crash), see below
+    transient = False
+
+
+class TransientConversionError(ConversionError):
+    """A failure that may not repeat: the converter ran out of time or died. It says nothing
+    about the score, so it is never cached: the next run (perhaps on a less busy machine, or
+    with a longer `conversion_timeout_s`) converts the score again. Its reason code is
+    `conversion_timeout` or `converter_crashed`, not the format's `unparseable_*`."""
+
+    transient = True
+
+
+TIMEOUT_REASON = "conversion_timeout"
+CRASH_REASON = "converter_crashed"
+
 
 @lru_cache(maxsize=1)
 def xml2abc_script() -> Path:
@@ -219,7 +236,7 @@ def _xml2abc_in_subprocess(xml: bytes, timeout_s: float, failure: str) -> tuple[
             env=_child_env(),
         )
     except subprocess.TimeoutExpired:
-        raise ConversionError(f"{failure}: xml2abc timed out after {timeout_s:g}s") from None
+        raise TransientConversionError(f"{TIMEOUT_REASON}: xml2abc timed out after {timeout_s:g}s") from None
     return proc.stdout, proc.stderr
 
 
@@ -298,7 +315,7 @@ def midi_to_abc(data: bytes, timeout_s: float = DEFAULT_TIMEOUT_S) -> str:
         try:
             proc = subprocess.run([str(midi2abc_binary()), tmp.name], capture_output=True, timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            raise ConversionError(f"unparseable_midi: midi2abc timed out after {timeout_s:g}s") from None
+            raise TransientConversionError(f"{TIMEOUT_REASON}: midi2abc timed out after {timeout_s:g}s") from None
     abc = proc.stdout.decode("latin-1")
     if proc.returncode != 0 or "K:" not in abc:
         err = proc.stderr.decode("latin-1").strip()

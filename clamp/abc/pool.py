@@ -44,7 +44,17 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from clamp.abc.converters import DEFAULT_TIMEOUT_S, FAILURE, FORMATS, TOOL, ConversionError, convert_here
+from clamp.abc.converters import (
+    CRASH_REASON,
+    DEFAULT_TIMEOUT_S,
+    FAILURE,
+    FORMATS,
+    TIMEOUT_REASON,
+    TOOL,
+    ConversionError,
+    TransientConversionError,
+    convert_here,
+)
 
 # Test hooks, honoured only by workers whose environment has CLAMP_CONVERTER_TEST_HOOKS=1:
 # a score whose bytes are b"\0clamp-test:<action>:<arg>" makes the worker sleep <arg> s, exit
@@ -57,11 +67,11 @@ _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding `
 _STOP_GRACE_S = 2.0
 
 
-class WorkerTimeout(ConversionError):
+class WorkerTimeout(TransientConversionError):
     """An item took longer than its timeout: its worker was killed."""
 
 
-class WorkerCrashed(ConversionError):
+class WorkerCrashed(TransientConversionError):
     """A worker died during an item."""
 
 
@@ -342,15 +352,17 @@ class ConverterPool:
 
     def convert(self, fmt: str, content: bytes, timeout_s: float = DEFAULT_TIMEOUT_S) -> str:
         """One score converted to ABC in a worker; a `ConversionError` with the build's reason
-        code (`unparseable_musicxml: xml2abc timed out after 30s`, ...) otherwise."""
+        code otherwise: `unparseable_musicxml: ...` for a score that does not parse, and a
+        `TransientConversionError` (`conversion_timeout: xml2abc timed out after 30s`,
+        `converter_crashed: ...`) for a failure of this run rather than of the score."""
         if fmt not in FORMATS:
             raise ConversionError(f"unsupported_format: {fmt}")
         try:
             return self.call(convert_in_worker, fmt, content, timeout_s, timeout_s=timeout_s)
         except WorkerTimeout:
-            raise WorkerTimeout(f"{FAILURE[fmt]}: {TOOL[fmt]} timed out after {timeout_s:g}s") from None
+            raise WorkerTimeout(f"{TIMEOUT_REASON}: {TOOL[fmt]} timed out after {timeout_s:g}s") from None
         except WorkerCrashed as exc:
-            raise WorkerCrashed(f"{FAILURE[fmt]}: {exc}") from None
+            raise WorkerCrashed(f"{CRASH_REASON}: {TOOL[fmt]} {exc}") from None
 
     # --- shutting down --------------------------------------------------------------------
     def shutdown(self) -> None:

@@ -198,7 +198,8 @@ def convert_midi(
     """(ABC or None, failure reason or None, whether the converter ran) for one MIDI file.
 
     Same key as the build (`"midi"` + file bytes), so benchmark MIDI and training MIDI share
-    conversions, and a failure is cached (and reported) like a success.
+    conversions, and a failure that repeats is cached (and reported) like a success; a timeout
+    or a crash is reported but not cached.
     """
     try:
         content = path.read_bytes()
@@ -208,12 +209,13 @@ def convert_midi(
     if cached is not None:
         abc, error = cached
         return abc, error, False
+    failure: ConversionError | None = None
     try:
-        abc, error = to_abc("midi", content, timeout_s), None
+        abc = to_abc("midi", content, timeout_s)
     except ConversionError as exc:
-        abc, error = None, str(exc)
-    cache.put("midi", content, abc, error)
-    return abc, error, True
+        abc, failure = None, exc
+    cache.remember("midi", content, abc, failure)  # not a timeout or a crash: the next load retries it
+    return abc, str(failure) if failure is not None else None, True
 
 
 def load_benchmark(

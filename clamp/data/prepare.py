@@ -16,6 +16,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from clamp.abc.convert import ConversionError, to_abc
+from clamp.abc.converters import CRASH_REASON, TIMEOUT_REASON
 from clamp.abc.normalize import normalize_abc
 from clamp.abc.notation import canonical_abc
 from clamp.abc.patching import PATCH_SIZE, get_patch_mode
@@ -138,6 +139,11 @@ class PrepareConfig(BaseModel):
         return self.model_dump(exclude={"conversion_cache_dir"})
 
 
+# Failures of a run, not of a score (clamp.abc.converters.TransientConversionError), as older
+# versions cached them ("unparseable_musicxml: xml2abc timed out after 1s"): read as misses.
+TRANSIENT_MARKS = (" timed out after ", "converter crashed", f"{TIMEOUT_REASON}:", f"{CRASH_REASON}:")
+
+
 class ConversionCache:
     """Converted ABC (or the failure reason) by content hash, so reruns skip slow conversions."""
 
@@ -157,7 +163,17 @@ class ConversionCache:
         if not path.is_file():
             return None
         data = json.loads(path.read_text(encoding="utf-8"))
-        return data.get("abc"), data.get("error")
+        error = data.get("error")
+        if error and any(mark in error for mark in TRANSIENT_MARKS):
+            return None  # a timeout or crash cached by an older version: convert again
+        return data.get("abc"), error
+
+    def remember(self, fmt: str, content: bytes, abc: str | None, failure: ConversionError | None) -> None:
+        """Cache a converted score or a failure that repeats; a transient one (a timeout, a
+        crash) is not cached, so the next run tries the score again."""
+        if failure is not None and failure.transient:
+            return
+        self.put(fmt, content, abc, str(failure) if failure is not None else None)
 
     def put(self, fmt: str, content: bytes, abc: str | None, error: str | None) -> None:
         # compact JSON, keys in insertion order, no trailing newline: the format cached files have always had
@@ -171,12 +187,14 @@ def convert_record(fmt: str, content: bytes, cfg: PrepareConfig, cache: Conversi
         return decode_text(content)
     cached = cache.get(fmt, content) if cache else None
     if cached is None:
+        failure: ConversionError | None = None
         try:
-            abc, error = to_abc(fmt, content, cfg.conversion_timeout_s), None
+            abc = to_abc(fmt, content, cfg.conversion_timeout_s)
         except ConversionError as exc:
-            abc, error = None, str(exc)
+            abc, failure = None, exc
+        error = str(failure) if failure is not None else None
         if cache:
-            cache.put(fmt, content, abc, error)
+            cache.remember(fmt, content, abc, failure)
     else:
         abc, error = cached
     if error is not None or abc is None:

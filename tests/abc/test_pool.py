@@ -153,7 +153,8 @@ def test_a_hang_times_out_the_worker_is_replaced_and_the_next_item_converts(pool
     t0 = time.monotonic()
     with pytest.raises(WorkerTimeout) as info:
         pool.convert("musicxml", hook("sleep:60"), timeout_s=1)
-    assert str(info.value) == "unparseable_musicxml: xml2abc timed out after 1s"
+    assert str(info.value) == "conversion_timeout: xml2abc timed out after 1s"
+    assert info.value.transient
     assert isinstance(info.value, ConversionError)
     assert time.monotonic() - t0 < 10
     assert wait_gone(first)
@@ -175,7 +176,8 @@ def test_a_crash_fails_that_item_only(pool, command, reason):
     first = worker_pid(pool)
     with pytest.raises(WorkerCrashed) as info:
         pool.convert("midi", hook(command), timeout_s=30)
-    assert str(info.value) == f"unparseable_midi: {reason}"
+    assert str(info.value) == f"converter_crashed: midi2abc {reason}"
+    assert info.value.transient
     assert pool.stats["crashes"] == 1
     assert worker_pid(pool) != first
     assert pool.convert("mxl", _corpus("bwv66.6")).startswith("X:")

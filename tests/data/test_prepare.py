@@ -167,3 +167,64 @@ def test_empty_table():
     prepared, quarantined = prepare_table(records_to_table([]), PrepareConfig())
     assert prepared.num_rows == quarantined.num_rows == 0
     assert np.array_equal(prepared.schema.names, PREPARED_SCHEMA.names)
+
+
+def test_a_timeout_is_not_cached_and_the_next_run_converts_the_score(tmp_path):
+    """A busy machine must not quarantine a good score for good: the conversion that runs out of
+    time is labelled conversion_timeout, is not cached, and a run with time converts it."""
+    from pathlib import Path
+
+    import music21
+
+    from clamp.abc.converters import TransientConversionError
+
+    bach = Path(music21.corpus.getWork("bwv66.6")).read_bytes()
+    raw = records_to_table([RawRecord(id="bach", source="test", format="mxl", content=bach, provenance="mem://bach")])
+    hurried = PrepareConfig(conversion_cache_dir=str(tmp_path), conversion_timeout_s=0.001)
+    _, quarantined = prepare_table(raw, hurried)
+    assert quarantined.column("reason").to_pylist() == ["conversion_timeout"]
+    assert quarantined.column("detail").to_pylist() == ["xml2abc timed out after 0.001s"]
+    assert list(tmp_path.rglob("*.json")) == []  # nothing cached
+    prepared, quarantined = prepare_table(raw, hurried.model_copy(update={"conversion_timeout_s": 120.0}))
+    assert prepared.num_rows == 1 and quarantined.num_rows == 0
+    assert len(list(tmp_path.rglob("*.json"))) == 1  # the converted score is
+    cache = ConversionCache(tmp_path)
+    assert cache.get("mxl", bach)[0] == prepared.column("abc")[0].as_py()
+    # a timeout cached by an older version is a miss, not a verdict
+    cache.put("mxl", b"other", None, "unparseable_musicxml: xml2abc timed out after 1s")
+    assert cache.get("mxl", b"other") is None
+    cache.remember("mxl", b"other", None, TransientConversionError("converter_crashed: xml2abc converter crashed"))
+    assert cache.get("mxl", b"other") is None
+
+
+def test_a_partly_unreadable_metadata_bundle_is_counted_and_not_cached(tmp_path, monkeypatch, caplog):
+    """music21's bundle is outside our control: it is replaced by one whose second entry raises."""
+    from types import SimpleNamespace
+
+    import music21
+    from music21 import corpus
+
+    from clamp.data.sources import corpus as source
+
+    root = source.corpus_root()
+
+    class Broken:
+        sourcePath = str(root / "bach" / "bwv1.krn")
+
+        @property
+        def metadata(self):
+            raise ValueError("unreadable entry")
+
+    good = SimpleNamespace(
+        sourcePath=str(root / "bach" / "bwv2.krn"), metadata=SimpleNamespace(composer="J.S. Bach", title="Chorale")
+    )
+    bundle = [good, Broken()]
+    monkeypatch.setattr(corpus.corpora, "CoreCorpus", lambda: SimpleNamespace(metadataBundle=bundle))
+    with caplog.at_level("WARNING", logger="clamp.data.sources.corpus"):
+        found = source._score_metadata(tmp_path)
+    assert found == {"bach/bwv2.krn": {"composer": "J.S. Bach", "title": "Chorale"}}
+    assert "1 of 2 entries unreadable" in caplog.text
+    assert not (tmp_path / f"music21-{music21.__version__}-metadata.json").exists()
+    bundle.pop()  # every entry readable: cached
+    assert source._score_metadata(tmp_path) == found
+    assert (tmp_path / f"music21-{music21.__version__}-metadata.json").is_file()

@@ -7,12 +7,15 @@ MusicXML works become one record each with the composer/title of music21's metad
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 from clamp.abc.tunes import split_tunes
 from clamp.data.records import FORMAT_BY_SUFFIX, RawRecord
 from clamp.io import write_json_atomic
+
+log = logging.getLogger("clamp.data.sources.corpus")
 
 SOURCE = "music21"
 LICENSE = "music21 corpus (software BSD-3-Clause; some encodings non-commercial, see music21 corpus notes)"
@@ -28,7 +31,9 @@ def corpus_root() -> Path:
 def _score_metadata(cache_dir: Path | None = None) -> dict[str, dict[str, str]]:
     """Composer/title per corpus-relative path, from music21's shipped metadata bundle.
 
-    Reading the bundle takes ~15 s, so the result is cached per music21 version.
+    Reading the bundle takes ~15 s, so the result is cached per music21 version, but only when
+    every entry was read: entries that raise are counted in a warning, and a partial result is
+    not cached, so the next build reads the bundle again.
     """
     import music21
     from music21 import corpus
@@ -41,8 +46,10 @@ def _score_metadata(cache_dir: Path | None = None) -> dict[str, dict[str, str]]:
     try:
         bundle = corpus.corpora.CoreCorpus().metadataBundle
         entries = list(bundle)
-    except Exception:  # the bundle is an optimisation; paths still give a composer
+    except Exception as exc:  # the bundle is an optimisation; paths still give a composer
+        log.warning("music21 metadata bundle unreadable (%s): scores get no title or composer", type(exc).__name__)
         return out
+    dropped = 0
     for entry in entries:
         try:
             rel = (
@@ -53,8 +60,17 @@ def _score_metadata(cache_dir: Path | None = None) -> dict[str, dict[str, str]]:
             md = entry.metadata
             fields = {"composer": md.composer or "", "title": md.title or ""}
         except Exception:
+            dropped += 1
             continue
         out.setdefault(rel, {k: v for k, v in fields.items() if v})
+    if dropped:
+        log.warning(
+            "music21 metadata: %d of %d entries unreadable, their scores get no title or composer "
+            "(not cached: the next build reads the bundle again)",
+            dropped,
+            len(entries),
+        )
+        return out
     if cache is not None:
         write_json_atomic(out, cache, indent=None)  # compact, sorted keys, as before
     return out
