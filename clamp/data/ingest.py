@@ -57,9 +57,15 @@ def iter_web(spec: SourceSpec, cache_dir: Path) -> Iterator[RawRecord]:
     store.mkdir(parents=True, exist_ok=True)
     config = CrawlConfig.from_source(spec, state)
     seq = len(list(store.glob("*.arrow")))
-    for record in Crawler(config).crawl():
+    crawler = Crawler(config)
+    for record in crawler.crawl():
         write_atomic(records_to_table([record]), store / f"{seq:08d}.arrow")
         seq += 1
+    stats = crawler.stats
+    kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(stats.texts_by_kind.items())) or "none"
+    log.info(
+        "crawl: %d URLs fetched, %d music files new; their texts by kind: %s", stats.fetched, stats.downloaded, kinds
+    )
     count = 0
     for part in sorted(store.glob("*.arrow")):
         for record in table_to_records(read_table(part)):

@@ -328,33 +328,37 @@ def test_record_fields(site: FixtureSite, tmp_path: Path) -> None:
         source="web",
         format="abc",
         content=TUNE_A,
-        texts=["Tune A"],
+        texts=["Tune A", "Tunes"],  # the link's text, then the page's title
         metadata={
             "url": a_url,
             "referrer": site.url("/"),
             "content_type": ABC_TYPE,
             "sha256": hashlib.sha256(TUNE_A).hexdigest(),
+            "text_kinds": ["anchor", "title"],
         },
         provenance=a_url,
         license="",
     )
-    assert by_url[site.url("/tunes/b.abc")].texts == ["Tune B"]  # whitespace and markup collapsed
-    c = by_url[site.url("/tunes/c.mid")]
-    assert (c.format, c.content, c.texts) == ("midi", MIDI_C, ["Tune C (MIDI)"])
+    assert by_url[site.url("/tunes/b.abc")].texts == ["Tune B", "Tunes"]  # whitespace and markup collapsed
+    c = by_url[site.url("/tunes/c.mid")]  # two links: the one with words wins over the image
+    assert (c.format, c.content, c.texts) == ("midi", MIDI_C, ["Tune C (MIDI)", "Tunes"])
     d = by_url[site.url("/tunes/d.abc")]
-    assert d.content == TUNE_D and d.texts == ["Tune D (redirect)"]
+    assert d.content == TUNE_D and d.texts == ["Tune D (redirect)", "Tunes"]
     assert d.metadata["redirected_from"] == site.url("/go/tune-d")
     assert d.provenance == site.url("/tunes/d.abc")
     by_type = by_url[site.url("/download?id=7")]
-    assert (by_type.format, by_type.texts, by_type.metadata["content_type"]) == ("midi", [], "audio/midi")
+    assert (by_type.format, by_type.texts, by_type.metadata["content_type"]) == ("midi", ["Tunes"], "audio/midi")
+    assert by_type.metadata["text_kinds"] == ["title"]
     f = by_url[site.url("/tunes/f.abc")]
+    assert f.texts == ["Tune F"] and f.metadata["text_kinds"] == ["anchor"]  # a page without a title
     assert f.metadata["referrer"] == site.url("/level1.html")
     assert by_url[site.url("/slow.abc")].content == SLOW
     assert by_url[site.url("/flaky.abc")].content == FLAKY
     assert by_url[site.url("/busy.abc")].content == BUSY
     # no wall-clock anywhere: records are reproducible
     assert all(
-        set(r.metadata) <= {"url", "referrer", "content_type", "sha256", "redirected_from"} for r in by_url.values()
+        set(r.metadata) <= {"url", "referrer", "content_type", "sha256", "redirected_from", "text_kinds"}
+        for r in by_url.values()
     )
 
 

@@ -37,11 +37,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from clamp.config import SourceSpec
 from clamp.data.records import FORMAT_BY_SUFFIX, RawRecord
+from clamp.data.sources.web_page import LinkContext, extract_link_contexts
 from clamp.data.sources.web_state import CrawlItem, CrawlState
 from clamp.data.sources.web_urls import (
     charset_of,
     detect_format,
-    extract_links,
     host_of,
     mime_of,
     normalize_host,
@@ -122,6 +122,8 @@ class CrawlStats:
     retries: int = 0
     redirect_loops: int = 0
     errors: dict[str, int] = field(default_factory=dict)  # reason -> count, e.g. "http_404", "timeout"
+    # music records with a text of each kind (clamp.data.sources.web_page.TEXT_KINDS)
+    texts_by_kind: dict[str, int] = field(default_factory=dict)
 
     def error(self, reason: str) -> None:
         self.errors[reason] = self.errors.get(reason, 0) + 1
@@ -291,12 +293,17 @@ class Crawler:
             }
             if final_url != item.url:
                 metadata["redirected_from"] = item.url
+            described = LinkContext.decode(item.url, item.text).texts()
+            if described:
+                metadata["text_kinds"] = [kind for kind, _ in described]
+            for kind, _ in described:
+                stats.texts_by_kind[kind] = stats.texts_by_kind.get(kind, 0) + 1
             record = RawRecord(
                 id=record_id(final_url),
                 source=SOURCE,
                 format=fmt,
                 content=response.body,
-                texts=[item.text] if item.text else [],
+                texts=[text for _, text in described],
                 metadata=metadata,
                 provenance=final_url,
                 license="",
@@ -307,7 +314,7 @@ class Crawler:
             return record
         if mime_of(content_type) in HTML_CONTENT_TYPES:
             html = response.body.decode(charset_of(content_type), errors="replace")
-            links = extract_links(html, final_url)
+            links = [(ctx.url, ctx.encode()) for ctx in extract_link_contexts(html, final_url)]
             enqueue = self._links_to_enqueue(links, item.depth, final_url)
             queued = state.finish(
                 item, "page", final_url=final_url, validators=validators, page_links=links, enqueue=enqueue
@@ -324,12 +331,15 @@ class Crawler:
     ) -> list[tuple[str, int, str, str]]:
         if depth + 1 > self.config.max_depth:
             return []
-        texts: dict[str, str] = {}  # url -> link text, in document order; the first non-empty text wins
+        # url -> the context (LinkContext.encode) of its link that says the most, the first of equals
+        texts: dict[str, str] = {}
         for href, text in links:
             url = normalize_url(href)
             if url is None or host_of(url) not in self.allowed_hosts or url_suffix(url) in SKIP_SUFFIXES:
                 continue
-            if not texts.get(url):
+            if url not in texts or len(LinkContext.decode(url, text).texts()) > len(
+                LinkContext.decode(url, texts[url]).texts()
+            ):
                 texts[url] = text
         return [(url, depth + 1, referrer, text) for url, text in texts.items()]
 
