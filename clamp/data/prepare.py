@@ -32,7 +32,7 @@ from clamp.data.clean import (
 from clamp.data.dedup import NUM_PERM, minhash
 from clamp.io import write_json_atomic
 from clamp.text.captions import describe
-from clamp.text.clean import dedupe, text_candidates
+from clamp.text.clean import dedupe, scrub_music_fields, text_candidates
 
 PREPARED_SCHEMA = pa.schema(
     [
@@ -69,8 +69,9 @@ QUARANTINE_SCHEMA = pa.schema(
 # redo the chunks instead of skipping them. (Captions have their own CAPTIONS_VERSION, which
 # the prepare fingerprint also covers.) 4: cleaned text candidates, captions and labels.
 # 5: Humdrum through `light_notation`, dangling hairpin stops dropped before xml2abc.
-# 6: the music patched in the notation the model reads (`notation`).
-PREPARE_VERSION = 6
+# 6: the music patched in the notation the model reads (`notation`). 7: contacts scrubbed from the
+# free-text fields of the stored tune (the patches do not change).
+PREPARE_VERSION = 7
 
 # Per-chunk caption counts, kept in the prepared table's schema metadata (read by finalize).
 CAPTIONED_KEY = b"clamp.captioned"
@@ -243,7 +244,7 @@ def prepare_table(raw: pa.Table, cfg: PrepareConfig) -> tuple[pa.Table, pa.Table
             ("id", row["id"]),
             ("source", row["source"]),
             ("source_format", row["format"]),
-            ("abc", abc),
+            ("abc", scrub_music_fields(abc)),  # served with the score: no e-mail addresses or URLs
             ("texts", described.texts),
             ("metadata", described.metadata),
             ("provenance", row["provenance"]),

@@ -87,6 +87,33 @@ def scrub_contacts(text: str) -> str:
     return _SPACE.sub(" ", out).strip(" \t,;:*/|-")
 
 
+# Free-text fields of the music itself, which `clamp serve` renders with the score; `+:` continues one.
+MUSIC_TEXT_FIELDS = frozenset("NZHSW")
+
+
+def scrub_music_fields(abc: str) -> str:
+    """The tune with e-mail addresses and URLs taken out of its free-text fields (`N:`, `Z:`,
+    `H:`, `S:`, `W:` and their `+:` continuations); a field left empty is dropped. The music
+    and every other line are unchanged, byte for byte."""
+    out: list[str] = []
+    in_text_field = False
+    for line in abc.split("\n"):
+        field = line[0] if len(line) >= 2 and line[1] == ":" else None
+        if field == "+" and in_text_field or field in MUSIC_TEXT_FIELDS:
+            in_text_field = True
+            value = line[2:]
+            scrubbed = scrub_contacts(value) if has_contact(value) else value
+            if scrubbed != value and not scrubbed.strip():
+                continue  # nothing but a contact: the line goes
+            out.append(
+                line[:2] + (" " if value.startswith(" ") and scrubbed else "") + scrubbed if scrubbed != value else line
+            )
+            continue
+        in_text_field = False
+        out.append(line)
+    return "\n".join(out)
+
+
 # Credits for the transcription, copyright and software notes: never a description of the music.
 _CREDIT = re.compile(
     r"^[\W\d]*(?:abc\s+)?(?:transcri(?:bed|ption|pton|ber)|contributed|corrected|proof-?read|typed|entered|"

@@ -228,3 +228,28 @@ def test_a_partly_unreadable_metadata_bundle_is_counted_and_not_cached(tmp_path,
     bundle.pop()  # every entry readable: cached
     assert source._score_metadata(tmp_path) == found
     assert (tmp_path / f"music21-{music21.__version__}-metadata.json").is_file()
+
+
+def test_contacts_are_scrubbed_from_the_stored_tunes_free_text_fields():
+    """`clamp serve` shows a row's `abc` with its score: a transcriber's address must not be in it."""
+    from clamp.text.clean import scrub_music_fields
+
+    tune = (
+        "X:106\nT:Lord Doneraile\nN:collected by J. O'Neill\nZ:Transcribed by henrik.norbeck@mailbox.swipnet.se\n"
+        "H:see http://www.example.org/t\n+:or write to a.b@c.com\nZ:bob:at:example.com\nM:6/8\nL:1/8\nK:G\n"
+        "d2e|fed|\n"
+    )
+    expected = (
+        "X:106\nT:Lord Doneraile\nN:collected by J. O'Neill\nZ:Transcribed by\nH:see\n+:or write to\nM:6/8\nL:1/8\n"
+        "K:G\nd2e|fed|\n"
+    )
+    assert scrub_music_fields(tune) == expected
+    assert scrub_music_fields(GOOD_ABC) == GOOD_ABC  # nothing to scrub: the same string
+    raw = records_to_table([RawRecord(id="t", source="test", format="abc", content=tune.encode(), provenance="m")])
+    prepared, _ = prepare_table(raw, PrepareConfig())
+    assert prepared.column("abc").to_pylist() == [expected]
+    plain = records_to_table(
+        [RawRecord(id="t", source="test", format="abc", content=expected.encode(), provenance="m")]
+    )
+    # the model reads the same patches: text fields are not music
+    assert prepared.column("patch_bytes")[0] == prepare_table(plain, PrepareConfig())[0].column("patch_bytes")[0]
