@@ -387,6 +387,9 @@ def test_second_crawl_yields_nothing_and_uses_validators(site: FixtureSite, tmp_
     assert l1_hit.headers["if-none-match"] == ETAG_LEVEL1
     assert len(site.hits("/tunes/f.abc")) == 1 and len(site.hits("/level2.html")) == 1
     assert not any(h.path.startswith("/private/") for h in site.log)
+    # a 404 of the first pass is not asked again; the counts say so
+    assert site.hits("/missing.abc") == [] and s.skipped_gone >= 1
+    assert s.errors.get("http_404", 0) == 0
 
 
 def test_resume_after_kill(site: FixtureSite, tmp_path: Path) -> None:

@@ -118,6 +118,7 @@ class CrawlStats:
     skipped_too_large: int = 0
     skipped_duplicate: int = 0  # music content whose sha256 was already seen (any URL, any pass)
     not_modified: int = 0  # 304 answers to a conditional request
+    skipped_gone: int = 0  # URLs that answered 404 or 410 in an earlier pass: not requested again
     ignored: int = 0  # responses that are neither music nor HTML
     retries: int = 0
     redirect_loops: int = 0
@@ -242,6 +243,11 @@ class Crawler:
             log.info("robots.txt disallows %s", item.url)
             state.finish(item, "robots")
             return None
+        if state.is_gone(item.url):
+            stats.skipped_gone += 1
+            log.info("gone in an earlier pass (404/410), not asked again: %s", item.url)
+            state.finish(item, "gone")
+            return None
         stats.fetched += 1
         fetch = self._fetch(state, item.url)
         if fetch.kind == "robots":
@@ -256,7 +262,9 @@ class Crawler:
                 stats.redirect_loops += 1
             else:
                 stats.error(fetch.reason)
-            state.finish(item, fetch.kind if fetch.kind != "error" else fetch.reason)
+            # a 404 or 410 is remembered across passes; a 5xx, a 429 or a timeout is asked again next pass
+            gone = int(fetch.reason[5:]) if fetch.reason in ("http_404", "http_410") else None
+            state.finish(item, fetch.kind if fetch.kind != "error" else fetch.reason, gone_status=gone)
             return None
 
         final_url = fetch.url

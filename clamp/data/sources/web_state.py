@@ -43,6 +43,7 @@ class CrawlState:
                 CREATE TABLE IF NOT EXISTS validators (
                     url TEXT PRIMARY KEY, etag TEXT, last_modified TEXT);
                 CREATE TABLE IF NOT EXISTS pages (url TEXT PRIMARY KEY, links TEXT NOT NULL);
+                CREATE TABLE IF NOT EXISTS gone (url TEXT PRIMARY KEY, status INTEGER NOT NULL);
                 """
             )
             version = self.get_meta("schema_version")
@@ -86,6 +87,10 @@ class CrawlState:
         row = self.db.execute("SELECT url, depth, referrer, text FROM frontier ORDER BY seq LIMIT 1").fetchone()
         return None if row is None else CrawlItem(row[0], int(row[1]), row[2], row[3])
 
+    def is_gone(self, url: str) -> bool:
+        """Whether an earlier pass got 404 or 410 for `url` (kept across passes, unlike `visited`)."""
+        return self.db.execute("SELECT 1 FROM gone WHERE url = ?", (url,)).fetchone() is not None
+
     def hash_seen(self, sha256: str) -> bool:
         return self.db.execute("SELECT 1 FROM hashes WHERE sha256 = ?", (sha256,)).fetchone() is not None
 
@@ -107,6 +112,7 @@ class CrawlState:
         validators: tuple[str | None, str | None] = (None, None),
         page_links: list[tuple[str, str]] | None = None,
         enqueue: Sequence[tuple[str, int, str, str]] = (),
+        gone_status: int | None = None,
     ) -> int:
         """Everything learnt from one frontier URL, committed atomically; returns how many URLs were queued."""
         with self.db:
@@ -124,6 +130,8 @@ class CrawlState:
                     "INSERT OR REPLACE INTO validators (url, etag, last_modified) VALUES (?, ?, ?)",
                     (key, etag, last_modified),
                 )
+            if gone_status is not None:  # a 404 or 410 is not asked again in later passes
+                self.db.execute("INSERT OR REPLACE INTO gone (url, status) VALUES (?, ?)", (item.url, gone_status))
             if page_links is not None:
                 self.db.execute(
                     "INSERT OR REPLACE INTO pages (url, links) VALUES (?, ?)", (key, json.dumps(page_links))
