@@ -80,7 +80,18 @@ SMALL = '<html><body><a href="/tunes/a.abc">A</a><a href="/tunes/b.abc">B</a><a 
 
 ABC_TYPE = "text/vnd.abc; charset=utf-8"
 STATIC: dict[str, tuple[str, bytes]] = {
-    "/robots.txt": ("text/plain", b"User-agent: *\nDisallow: /private/\n"),
+    "/robots.txt": ("text/plain", b"User-agent: *\nDisallow: /private/\nSitemap: /maps/index.xml\n"),
+    "/maps/index.xml": (
+        "application/xml",
+        b'<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        b"<sitemap><loc>/maps/tunes.xml</loc></sitemap></sitemapindex>",
+    ),
+    "/maps/tunes.xml": (
+        "text/xml",
+        b'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        b"<url><loc>/tunes/g.abc</loc></url><url><loc> /orphan.abc?a=1&amp;b=2 </loc></url></urlset>",
+    ),
+    "/orphan.abc?a=1&b=2": (ABC_TYPE, b"X:1\nT:Orphan\nK:D\nDFA|\n"),
     "/": ("text/html; charset=utf-8", INDEX.encode()),
     "/level2.html": ("text/html", LEVEL2.encode()),
     "/level3.html": ("text/html", LEVEL3.encode()),
@@ -251,6 +262,7 @@ def config(site: FixtureSite, state_dir: Path, **overrides: Any) -> CrawlConfig:
         "max_retries": 2,
         "backoff_base_s": 0.01,
         "max_redirects": 5,
+        "sitemaps": False,  # the hand-computed request logs below follow links only
     }
     settings.update(overrides)
     return CrawlConfig(**settings)
@@ -526,3 +538,16 @@ def test_helpers() -> None:
     http_date = "Wed, 01 Jan 2025 00:00:30 GMT"
     assert retry_after_seconds(http_date, now=now) == pytest.approx(30.0)
     assert retry_after_seconds(http_date, now=now + timedelta(minutes=1)) == 0.0
+
+
+def test_sitemaps_from_robots_seed_pages_no_link_reaches(site: FixtureSite, tmp_path: Path) -> None:
+    """robots.txt names a sitemap index, which names a sitemap, which names a tune nothing links to."""
+    seeds = [site.url("/small/index.html")]
+    crawler = Crawler(config(site, tmp_path / "state", seeds=seeds, max_depth=1, sitemaps=True))
+    got = {r.metadata["url"] for r in crawler.crawl()}
+    assert got == urls(site, {"/tunes/a.abc", "/tunes/b.abc", "/tunes/f.abc", "/tunes/g.abc", "/orphan.abc?a=1&b=2"})
+    assert crawler.stats.sitemaps == 2
+    assert site.paths()[:3] == ["/robots.txt", "/small/index.html", "/maps/index.xml"]
+    assert "/sitemap.xml" not in site.paths()  # robots.txt named its sitemap
+    # a sitemap is not a MusicXML score, though its URL ends in .xml
+    assert not any(r.endswith(".xml") for r in got)

@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from clamp.config import SourceSpec
 from clamp.data.records import FORMAT_BY_SUFFIX, RawRecord
-from clamp.data.sources.web_page import LinkContext, extract_link_contexts
+from clamp.data.sources.web_page import LinkContext, extract_link_contexts, sitemap_kind, sitemap_urls
 from clamp.data.sources.web_state import CrawlItem, CrawlState
 from clamp.data.sources.web_urls import (
     charset_of,
@@ -97,6 +97,8 @@ class CrawlConfig(BaseModel):
     max_backoff_s: float = Field(60.0, ge=0)  # cap on one wait, Retry-After included
     max_redirects: int = Field(5, ge=0)
     user_agent: str = "clamp-pipeline-crawler/0.1 (+https://github.com/)"
+    # seed each pass with the seed hosts' sitemaps too: robots.txt `Sitemap:` lines, else /sitemap.xml
+    sitemaps: bool = True
 
     @classmethod
     def from_source(cls, spec: SourceSpec, state_dir: Path) -> CrawlConfig:
@@ -118,6 +120,7 @@ class CrawlStats:
     skipped_too_large: int = 0
     skipped_duplicate: int = 0  # music content whose sha256 was already seen (any URL, any pass)
     not_modified: int = 0  # 304 answers to a conditional request
+    sitemaps: int = 0  # sitemaps and sitemap indexes read (robots.txt `Sitemap:` lines, /sitemap.xml)
     skipped_gone: int = 0  # URLs that answered 404 or 410 in an earlier pass: not requested again
     ignored: int = 0  # responses that are neither music nor HTML
     retries: int = 0
@@ -201,6 +204,8 @@ class Crawler:
         try:
             if state.frontier_size() == 0:
                 seeds = [u for u in (self._seed(s) for s in cfg.seeds) if u is not None]
+                if cfg.sitemaps:
+                    seeds += [u for u in self._sitemap_seeds(seeds) if u not in seeds]
                 number = state.start_pass(seeds)
                 log.info("crawl pass %d: starting from %d seed(s)", number, len(seeds))
             else:
@@ -227,6 +232,18 @@ class Crawler:
             log.info("crawl done: %s", self.stats)
         finally:
             state.close()
+
+    def _sitemap_seeds(self, seeds: list[str]) -> list[str]:
+        """The sitemaps of the seeds' hosts: the `Sitemap:` lines of their robots.txt, else
+        `/sitemap.xml` (a 404 there is remembered, so a site without one costs one request)."""
+        out: list[str] = []
+        for host_root in dict.fromkeys(f"{urlsplit(s).scheme}://{urlsplit(s).netloc}" for s in seeds):
+            listed = self._robots_for(host_root + "/").site_maps() or [host_root + "/sitemap.xml"]
+            for u in listed:
+                url = normalize_url(urljoin(host_root + "/", u.strip()))
+                if url is not None and host_of(url) in self.allowed_hosts and url not in out:
+                    out.append(url)
+        return out
 
     def _seed(self, seed: str) -> str | None:
         url = normalize_url(seed)
@@ -283,6 +300,8 @@ class Crawler:
         assert response is not None
         validators = (response.headers.get("ETag"), response.headers.get("Last-Modified"))
         content_type = response.content_type
+        if sitemap_kind(response.body) is not None:
+            return self._sitemap(state, item, final_url, response.body, validators)
         fmt = detect_format(final_url, content_type)
         if fmt is None and final_url != item.url:
             fmt = FORMAT_BY_SUFFIX.get(url_suffix(item.url))
@@ -333,6 +352,17 @@ class Crawler:
         log.info("ignored %s (content type %r)", final_url, content_type)
         state.finish(item, "ignored", final_url=final_url)
         return None
+
+    def _sitemap(
+        self, state: CrawlState, item: CrawlItem, url: str, body: bytes, validators: tuple[str | None, str | None]
+    ) -> None:
+        """A sitemap's URLs are queued at the sitemap's own depth: they are seeds the site names,
+        not links one step further away. A sitemap index's sitemaps are queued the same way."""
+        self.stats.sitemaps += 1
+        links = [(urljoin(url, u), "") for u in sitemap_urls(body)]  # absolute by the protocol; relative ones too
+        enqueue = self._links_to_enqueue(links, item.depth - 1, url)
+        queued = state.finish(item, "sitemap", final_url=url, validators=validators, page_links=links, enqueue=enqueue)
+        log.info("sitemap %s: %d URL(s), %d newly queued", url, len(links), queued)
 
     def _links_to_enqueue(
         self, links: list[tuple[str, str]], depth: int, referrer: str

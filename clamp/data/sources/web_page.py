@@ -224,3 +224,24 @@ def extract_link_contexts(html: str, base_url: str) -> list[LinkContext]:
             )
         )
     return out
+
+
+# --- sitemaps (https://www.sitemaps.org/protocol.html) -------------------------------------------
+
+_SITEMAP_ROOT = re.compile(rb"<(?:\w+:)?(urlset|sitemapindex)\b")
+_LOC = re.compile(r"<(?:\w+:)?loc>\s*([^<\s]+)\s*</(?:\w+:)?loc>")
+
+
+def sitemap_kind(body: bytes) -> str | None:
+    """ "urlset" or "sitemapindex" when `body` is a sitemap (its root element within the first
+    2 KB), else None: a `.xml` URL is a MusicXML score unless it says otherwise."""
+    match = _SITEMAP_ROOT.search(body[:2048])
+    return match.group(1).decode() if match else None
+
+
+def sitemap_urls(body: bytes) -> list[str]:
+    """The `<loc>` URLs of a sitemap or sitemap index, in document order (entities decoded)."""
+    import html
+
+    text = body.decode("utf-8", errors="replace")
+    return [html.unescape(m.group(1)) for m in _LOC.finditer(text)]
