@@ -100,12 +100,14 @@ DEFAULT_MODEL_DIR = run_dir() / "clamp-small" / "model"
 class SourceSpec(BaseModel):
     """One source of raw records."""
 
-    kind: Literal["music21", "local", "web"]
+    kind: Literal["music21", "local", "web", "manifest"]
     # music21
     formats: list[str] = Field(default_factory=lambda: ["abc", "humdrum", "musicxml", "mxl"])
     path_filter: str | None = None
-    # local
+    # local: a folder; manifest: a .parquet, .csv or .jsonl file (clamp/data/sources/manifest.py)
     path: str | None = None
+    # manifest: the columns holding a row's texts (default: caption, text, title, description)
+    text_columns: list[str] | None = None
     license: str = ""
     # web
     seeds: list[str] = Field(default_factory=list)
@@ -193,7 +195,11 @@ class BuildConfig(BaseSettings):
     def sources_fingerprint(self) -> str:
         """What the dataset is made from: the sources, without `limit` (a cap on how many
         records of a source are read changes the dataset's size, not what it is)."""
-        specs = [s.model_dump(exclude={"limit"}) for s in self.sources]
+        # a field added later is left out while unset, so datasets built before it keep their fingerprint
+        added_later = ("text_columns",)
+        specs = [
+            s.model_dump(exclude={"limit", *(f for f in added_later if getattr(s, f) is None)}) for s in self.sources
+        ]
         return hashlib.sha256(json.dumps(specs, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod

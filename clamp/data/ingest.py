@@ -37,6 +37,12 @@ def iter_source(spec: SourceSpec, cache_dir: Path) -> Iterator[RawRecord]:
         yield from iter_local(spec.path, spec.limit, spec.license)
     elif spec.kind == "web":
         yield from iter_web(spec, cache_dir)
+    elif spec.kind == "manifest":
+        from clamp.data.sources.manifest import iter_manifest
+
+        yield from _limited(
+            _split_abc_files(iter_manifest(spec.model_copy(update={"limit": None}), cache_dir)), spec.limit
+        )
     else:  # pragma: no cover - pydantic rejects other kinds
         raise ValueError(f"unknown source kind {spec.kind}")
 
@@ -48,7 +54,6 @@ def iter_web(spec: SourceSpec, cache_dir: Path) -> Iterator[RawRecord]:
     stored in the cache as it arrives and the source replays the whole store in crawl order:
     a rebuild sees the same records plus whatever is new.
     """
-    from clamp.abc.tunes import split_tunes
     from clamp.data.records import records_to_table, table_to_records
     from clamp.data.sources.web import CrawlConfig, Crawler
 
@@ -66,28 +71,31 @@ def iter_web(spec: SourceSpec, cache_dir: Path) -> Iterator[RawRecord]:
     log.info(
         "crawl: %d URLs fetched, %d music files new; their texts by kind: %s", stats.fetched, stats.downloaded, kinds
     )
-    count = 0
-    for part in sorted(store.glob("*.arrow")):
-        for record in table_to_records(read_table(part)):
-            pieces = [record]
-            if record.format == "abc" and b"\0" not in record.content:
-                tunes = split_tunes(record.content.decode("utf-8", errors="surrogateescape"))
-                if len(tunes) > 1:
-                    pieces = [
-                        RawRecord(
-                            **{
-                                **asdict(record),
-                                "id": f"{record.id}#{i}",
-                                "content": t.encode("utf-8", errors="surrogateescape"),
-                            }
-                        )
-                        for i, t in enumerate(tunes, start=1)
-                    ]
-            for piece in pieces:
-                yield piece
-                count += 1
-                if spec.limit is not None and count >= spec.limit:
-                    return
+    stored = (record for part in sorted(store.glob("*.arrow")) for record in table_to_records(read_table(part)))
+    yield from _limited(_split_abc_files(stored), spec.limit)
+
+
+def _split_abc_files(records: Iterable[RawRecord]) -> Iterator[RawRecord]:
+    """Each tune of a multi-tune ABC file as its own record (`<id>#<n>`), like local ABC files."""
+    from clamp.abc.tunes import split_tunes
+
+    for record in records:
+        tunes = []
+        if record.format == "abc" and b"\0" not in record.content:
+            tunes = split_tunes(record.content.decode("utf-8", errors="surrogateescape"))
+        if len(tunes) <= 1:
+            yield record
+            continue
+        for i, tune in enumerate(tunes, start=1):
+            content = tune.encode("utf-8", errors="surrogateescape")
+            yield RawRecord(**{**asdict(record), "id": f"{record.id}#{i}", "content": content})
+
+
+def _limited(records: Iterable[RawRecord], limit: int | None) -> Iterator[RawRecord]:
+    for count, record in enumerate(records, start=1):
+        yield record
+        if limit is not None and count >= limit:
+            return
 
 
 def iter_records(cfg: BuildConfig) -> Iterator[RawRecord]:

@@ -245,6 +245,26 @@ class Crawler:
                     out.append(url)
         return out
 
+    def fetch_file(self, url: str) -> tuple[str, str, bytes, str] | str:
+        """One music file, with the crawl's politeness (robots.txt, the per-host delay, retries,
+        the byte cap, redirects): (final URL, format, body, content type), or the reason there is
+        none (`robots`, `too_large`, `http_404`, `timeout`, `not_music`, ...). Nothing is stored."""
+        norm = normalize_url(url)
+        if norm is None:
+            return "invalid_url"
+        if not self._robots_allow(norm):
+            return "robots"
+        fetch = self._fetch(None, norm)
+        if fetch.kind in ("robots", "too_large", "redirect_loop"):
+            return fetch.kind
+        if fetch.kind != "ok" or fetch.response is None:
+            return fetch.reason or fetch.kind
+        ctype = fetch.response.content_type
+        fmt = detect_format(fetch.url, ctype) or FORMAT_BY_SUFFIX.get(url_suffix(norm))
+        if fmt is None:
+            return "not_music"
+        return fetch.url, fmt, fetch.response.body, ctype
+
     def _seed(self, seed: str) -> str | None:
         url = normalize_url(seed)
         if url is None or host_of(url) not in self.allowed_hosts:
