@@ -128,7 +128,9 @@ def test_crlf_files_read_like_training_data(tmp_path):
 def test_an_invalid_build_config_names_the_field(tmp_path):
     (tmp_path / "bad.yaml").write_text("name: x\nsources: [{kind: ftp}]\n")
     line = _error(runner.invoke(app, ["build", "--config", str(tmp_path / "bad.yaml")]))
-    assert line == "error: invalid BuildConfig setting sources.0.kind: Input should be 'music21', 'local' or 'web'"
+    assert line == (
+        "error: invalid BuildConfig setting sources.0.kind: Input should be 'music21', 'local', 'web' or 'manifest'"
+    )
 
 
 def test_bad_inputs_get_one_line_errors(tmp_path, tiny_model, tiny_dataset):
