@@ -27,7 +27,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from report_files import git_commit, replace_block  # noqa: E402
 
 README_BEGIN = "<!-- performance-report:begin (benchmarks/performance_report.py --readme writes this block) -->"
 README_END = "<!-- performance-report:end -->"
@@ -229,15 +229,6 @@ def machine() -> str:
     return f"{cpu}, {cores} cores, {mem_kb / 2**20:.0f} GiB, no GPU"
 
 
-def git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def markdown(report: dict) -> str:
     p = report["provenance"]
     lines = [
@@ -272,15 +263,6 @@ def readme_block(report: dict, report_path: str) -> str:
     return "\n".join(lines)
 
 
-def write_readme_block(readme: Path, block: str) -> None:
-    text = readme.read_text()
-    if README_BEGIN not in text or README_END not in text:
-        raise SystemExit(f"{readme} has no performance-report markers")
-    head, rest = text.split(README_BEGIN, 1)
-    _, tail = rest.split(README_END, 1)
-    readme.write_text(head + block + tail)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -295,7 +277,7 @@ def main() -> None:
     folder = Path(args.report)
     if args.readme:
         report = json.loads((folder / "report.json").read_text())
-        write_readme_block(ROOT / "README.md", readme_block(report, args.report))
+        replace_block(ROOT / "README.md", README_BEGIN, README_END, readme_block(report, args.report))
         print(f"README.md: Performance block rewritten from {folder}/report.json")
         return
 

@@ -19,9 +19,12 @@ import argparse
 import datetime as dt
 import json
 import platform
-import subprocess
+import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report_files import ROOT, git_commit, replace_block  # noqa: E402
 
 
 def evaluate_model(model_dir: str, dataset: str, out: Path, twin: bool) -> tuple[dict, dict, dict]:
@@ -66,15 +69,6 @@ def train_seed(recipe: Path, dataset: str, out: Path, seed: int, steps: int | No
         steps=steps,
     )
     return train(cfg)["model_dir"]
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def markdown(report: dict) -> str:
@@ -240,15 +234,6 @@ def readme_block(report: dict, report_path: str) -> str:
     return "\n".join(lines)
 
 
-def write_readme_block(readme: Path, block: str) -> None:
-    text = readme.read_text()
-    if README_BEGIN not in text or README_END not in text:
-        raise SystemExit(f"{readme} has no quality-report markers")
-    head, rest = text.split(README_BEGIN, 1)
-    _, tail = rest.split(README_END, 1)
-    readme.write_text(head + block + tail)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="a trained model folder to judge (instead of --seeds)")
@@ -269,7 +254,7 @@ def main() -> None:
         if not args.report:
             parser.error("--readme needs --report FOLDER")
         report = json.loads((Path(args.report) / "report.json").read_text())
-        write_readme_block(Path("README.md"), readme_block(report, args.report))
+        replace_block(ROOT / "README.md", README_BEGIN, README_END, readme_block(report, args.report))
         print(f"README.md: Quality block rewritten from {args.report}/report.json")
         return
     if bool(args.model) == bool(args.seeds) or not args.dataset:
