@@ -108,6 +108,8 @@ class SourceSpec(BaseModel):
     path: str | None = None
     # manifest: the columns holding a row's texts (default: caption, text, title, description)
     text_columns: list[str] | None = None
+    # manifest: hosts fetched at once (default 16; each host one request at a time)
+    concurrency: int | None = Field(None, ge=1)
     license: str = ""
     # web
     seeds: list[str] = Field(default_factory=list)
@@ -196,7 +198,7 @@ class BuildConfig(BaseSettings):
         """What the dataset is made from: the sources, without `limit` (a cap on how many
         records of a source are read changes the dataset's size, not what it is)."""
         # a field added later is left out while unset, so datasets built before it keep their fingerprint
-        added_later = ("text_columns",)
+        added_later = ("text_columns", "concurrency")
         specs = [
             s.model_dump(exclude={"limit", *(f for f in added_later if getattr(s, f) is None)}) for s in self.sources
         ]

@@ -146,3 +146,59 @@ def test_a_bad_manifest_is_one_line(tmp_path, name, text, message):
     (tmp_path / name).write_text(text)
     with pytest.raises(UserError, match=message):
         read_manifest(tmp_path / name)
+
+
+class _SlowHandler(BaseHTTPRequestHandler):
+    """Answers every .abc after 0.2 s, counting the requests in flight per server and overall."""
+
+    lock = threading.Lock()
+    in_flight: Counter = Counter()
+    peak: Counter = Counter()
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server API
+        import time
+
+        key = self.server.server_address[1]
+        if self.path == "/robots.txt":
+            body = b"User-agent: *\n"
+        else:
+            with self.lock:
+                self.in_flight[key] += 1
+                self.in_flight["all"] += 1
+                self.peak[key] = max(self.peak[key], self.in_flight[key])
+                self.peak["all"] = max(self.peak["all"], self.in_flight["all"])
+            time.sleep(0.2)
+            with self.lock:
+                self.in_flight[key] -= 1
+                self.in_flight["all"] -= 1
+            body = b"X:1\nT:t\nK:G\nGAB|\n"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/vnd.abc")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.mark.slow
+def test_hosts_are_fetched_at_once_and_each_host_one_request_at_a_time(tmp_path):
+    servers = [ThreadingHTTPServer(("127.0.0.1", 0), _SlowHandler) for _ in range(3)]
+    for s in servers:
+        threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        ports = [s.server_address[1] for s in servers]
+        urls = [f"http://127.0.0.1:{p}/t{i}.abc" for i in range(4) for p in ports]
+        pq.write_table(
+            pa.table({"url": urls, "caption": [f"tune {i}" for i in range(len(urls))]}), tmp_path / "m.parquet"
+        )
+        records = list(iter_manifest(_spec(tmp_path / "m.parquet"), tmp_path / "cache"))
+    finally:
+        for s in servers:
+            s.shutdown()
+            s.server_close()
+    assert [r.id for r in records] == [f"manifest:{i}" for i in range(12)]  # manifest order, whatever finished first
+    assert [r.texts for r in records] == [[f"tune {i}"] for i in range(12)]
+    assert _SlowHandler.peak["all"] >= 2  # hosts at once
+    assert all(_SlowHandler.peak[p] == 1 for p in ports)  # never two requests to one host at once

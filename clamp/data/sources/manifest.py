@@ -9,7 +9,9 @@ The manifest is a Parquet, CSV or JSONL file with one row per music file:
 - every other column: metadata of the record.
 
 URLs are fetched with the web crawler's politeness and limits (robots.txt, the per-host delay,
-retries with backoff, the byte cap; `clamp.data.sources.web.Crawler.fetch_file`). Each URL
+retries with backoff, the byte cap; `clamp.data.sources.web.Crawler.fetch_file`), many hosts at
+once (`concurrency`, default 16) and each host's rows one after another, a window of rows ahead
+of the records yielded. Each URL
 row's outcome is kept in `<cache>/manifest/<fingerprint>/`, so a rerun reads finished rows from
 there: a fetched file, or a failure that repeats (a 404, robots, too large). A timeout, a 5xx
 or a dropped connection is not kept, so the next run asks again. Rows that give no file are
@@ -35,6 +37,8 @@ from clamp.io import write_json_atomic
 
 SOURCE = "manifest"
 DEFAULT_TEXT_COLUMNS = ("caption", "text", "title", "description")
+DEFAULT_CONCURRENCY = 16  # hosts fetched at once (each host: one request at a time, after its delay)
+WINDOW = 256  # rows fetched ahead of the ones yielded: the build gets records while the rest download
 # failures that say something of the row, kept across runs; anything else is asked again
 PERMANENT_FAILURES = frozenset(
     {"missing_file", "unsupported_format", "robots", "too_large", "redirect_loop", "http_404", "http_410",
@@ -94,49 +98,112 @@ def iter_manifest(spec: SourceSpec, cache_dir: Path, stats: ManifestStats | None
     meta_columns = [c for c in table.column_names if c not in ("url", "path", *text_columns)]
     store = cache_dir / "manifest" / fingerprint_of(str(manifest), manifest.stat().st_mtime_ns, table.num_rows)[:12]
     store.mkdir(parents=True, exist_ok=True)
-    crawler = None
-    for index, row in enumerate(table.to_pylist()):
-        if spec.limit is not None and stats.records >= spec.limit:
-            return
-        stats.rows += 1
-        texts = [t for t in (_text(row.get(c)) for c in text_columns) if t]
-        metadata = {c: _text(row.get(c)) for c in meta_columns if _text(row.get(c))}
-        metadata["manifest_row"] = str(index)
-        url, rel = _text(row.get("url")), _text(row.get("path"))
-        reason: str | None = None
-        if url:  # fetched once: the outcome is kept, unless it may differ next time
-            done = store / f"{index:09d}"
-            record = _kept(done, stats)
-            if record is None and done.with_suffix(".failed").is_file():
-                reason = json.loads(done.with_suffix(".failed").read_text())["reason"]
-                stats.from_cache += 1
-            elif record is None:
-                if crawler is None:
-                    crawler = _fetcher(spec, table, store)
-                record, reason = _fetch_row(crawler, url, index, texts, metadata, spec)
-                if record is not None:
-                    write_atomic(records_to_table([record]), done.with_suffix(".arrow"))
-                elif reason in PERMANENT_FAILURES:
-                    write_json_atomic({"reason": reason}, done.with_suffix(".failed"))
-        elif rel:  # a local file is read again on every run
-            record, reason = _read_row(manifest.parent / rel, index, texts, metadata, spec)
-        else:
-            record, reason = None, "no_url_or_path"
-        if record is None:
-            stats.fail(reason or "failed")
-            log.info("manifest row %d: %s", index, reason)
-        if record is not None:
-            stats.records += 1
-            yield record
+    fetcher = _Fetcher(spec, store)
+    rows = table.to_pylist()
+    for start in range(0, len(rows), WINDOW):
+        window = list(enumerate(rows[start : start + WINDOW], start=start))
+        described = {i: _describe(row, i, text_columns, meta_columns) for i, row in window}
+        # the window's URL rows not in the cache, fetched concurrently (one host at a time per host)
+        todo = [(i, _text(row.get("url"))) for i, row in window if _text(row.get("url"))]
+        todo = [(i, url) for i, url in todo if not _done(store, i)]
+        fresh = fetcher.fetch_rows(todo, described, spec)
+        for index, row in window:
+            if spec.limit is not None and stats.records >= spec.limit:
+                return
+            stats.rows += 1
+            texts, metadata = described[index]
+            url, rel = _text(row.get("url")), _text(row.get("path"))
+            record: RawRecord | None = None
+            reason: str | None = None
+            if url:  # fetched once: the outcome is kept, unless it may differ next time
+                done = store / f"{index:09d}"
+                if index in fresh:
+                    reason = fresh[index]
+                else:
+                    stats.from_cache += 1
+                if done.with_suffix(".arrow").is_file():
+                    record = next(iter(table_to_records(read_table(done.with_suffix(".arrow")))))
+                elif done.with_suffix(".failed").is_file():
+                    reason = json.loads(done.with_suffix(".failed").read_text())["reason"]
+            elif rel:  # a local file is read again on every run
+                record, reason = _read_row(manifest.parent / rel, index, texts, metadata, spec)
+            else:
+                reason = "no_url_or_path"
+            if record is None:
+                stats.fail(reason or "failed")
+                log.info("manifest row %d: %s", index, reason)
+            else:
+                stats.records += 1
+                yield record
     log.info("manifest %s: %d rows, %d files, failures %s", manifest.name, stats.rows, stats.records, stats.failed)
 
 
-def _kept(done: Path, stats: ManifestStats) -> RawRecord | None:
-    path = done.with_suffix(".arrow")
-    if not path.is_file():
-        return None
-    stats.from_cache += 1
-    return next(iter(table_to_records(read_table(path))))
+def _describe(row: dict, index: int, text_columns: list[str], meta_columns: list[str]) -> tuple[list[str], dict]:
+    texts = [t for t in (_text(row.get(c)) for c in text_columns) if t]
+    metadata = {c: _text(row.get(c)) for c in meta_columns if _text(row.get(c))}
+    metadata["manifest_row"] = str(index)
+    return texts, metadata
+
+
+def _done(store: Path, index: int) -> bool:
+    done = store / f"{index:09d}"
+    return done.with_suffix(".arrow").is_file() or done.with_suffix(".failed").is_file()
+
+
+class _Fetcher:
+    """Fetches URL rows on many hosts at once and each host's rows one after another, with a
+    crawler per host (its robots.txt, delay and retries), so politeness is the crawler's."""
+
+    def __init__(self, spec: SourceSpec, store: Path) -> None:
+        self.spec, self.store = spec, store
+        self.crawlers: dict[str, object] = {}
+        self.concurrency = spec.concurrency or DEFAULT_CONCURRENCY
+
+    def _crawler(self, host: str, url: str):
+        from clamp.data.sources.web import CrawlConfig, Crawler
+
+        if host not in self.crawlers:
+            config = CrawlConfig(seeds=[url], state_dir=self.store / "fetch", allowed_hosts=[host],
+                                 per_host_delay_s=self.spec.per_host_delay_s, sitemaps=False)  # fmt: skip
+            self.crawlers[host] = Crawler(config)
+        return self.crawlers[host]
+
+    def fetch_rows(self, todo: list[tuple[int, str]], described: dict, spec: SourceSpec) -> dict[int, str | None]:
+        """Fetch `todo` (row index, url) and keep each outcome in the store; returns the reason
+        of every row that gave no file (None for the rows that did)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from clamp.data.sources.web_urls import host_of, normalize_url
+
+        by_host: dict[str, list[tuple[int, str]]] = {}
+        out: dict[int, str | None] = {}
+        for index, url in todo:
+            norm = normalize_url(url)
+            if norm is None:
+                out[index] = "invalid_url"
+                write_json_atomic({"reason": "invalid_url"}, (self.store / f"{index:09d}").with_suffix(".failed"))
+                continue
+            by_host.setdefault(host_of(norm), []).append((index, norm))
+        crawlers = {host: self._crawler(host, rows[0][1]) for host, rows in by_host.items()}
+
+        def one_host(host: str) -> dict[int, str | None]:
+            done: dict[int, str | None] = {}
+            for index, url in by_host[host]:
+                texts, metadata = described[index]
+                record, reason = _fetch_row(crawlers[host], url, index, texts, metadata, spec)
+                path = self.store / f"{index:09d}"
+                if record is not None:
+                    write_atomic(records_to_table([record]), path.with_suffix(".arrow"))
+                elif reason in PERMANENT_FAILURES:
+                    write_json_atomic({"reason": reason}, path.with_suffix(".failed"))
+                done[index] = reason
+            return done
+
+        if by_host:
+            with ThreadPoolExecutor(max_workers=min(self.concurrency, len(by_host))) as pool:
+                for done in pool.map(one_host, list(by_host)):
+                    out.update(done)
+        return out
 
 
 def _record(index: int, fmt: str, content: bytes, texts: list[str], metadata: dict, provenance: str, spec) -> RawRecord:
@@ -163,22 +230,6 @@ def _read_row(path: Path, index: int, texts, metadata, spec) -> tuple[RawRecord 
     except OSError as exc:
         return None, f"unreadable_{type(exc).__name__}"
     return _record(index, fmt, content, texts, metadata, str(path), spec), None
-
-
-def _fetcher(spec: SourceSpec, table: pa.Table, store: Path):
-    from clamp.data.sources.web import CrawlConfig, Crawler
-    from clamp.data.sources.web_urls import host_of, normalize_url
-
-    urls = [u for u in (normalize_url(_text(v)) for v in table.column("url").to_pylist() if _text(v)) if u]
-    hosts = sorted({host_of(u) for u in urls})
-    config = CrawlConfig(
-        seeds=urls[:1] or ["http://127.0.0.1/"],
-        state_dir=store / "fetch",
-        allowed_hosts=hosts or None,
-        per_host_delay_s=spec.per_host_delay_s,
-        sitemaps=False,
-    )
-    return Crawler(config)
 
 
 def _fetch_row(crawler, url: str, index: int, texts, metadata, spec) -> tuple[RawRecord | None, str | None]:
