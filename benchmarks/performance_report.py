@@ -16,7 +16,9 @@ What it measures (the longer studies behind each row are the `bench_*.py` script
 - training: the real loop (`clamp.train.run.train`, MLflow off) of the CPU recipe's model on the
   built dataset, samples/s over its logging windows after the first (`bench_train_loop.py`);
 - inference: music embedding throughput, one text query's embedding, and exact search over
-  100,000 stored embeddings (`bench_eval.py`).
+  100,000 stored embeddings (`bench_eval.py`);
+- acquisition: the manifest source fetching from 50 loopback hosts that answer after 100 ms,
+  one host at a time and many at once (`bench_fetch.py`; 3 runs each).
 """
 
 from __future__ import annotations
@@ -208,6 +210,31 @@ def inference_rows(repeats: int) -> list[dict]:
     ]
 
 
+def fetch_rows(repeats: int) -> list[dict]:
+    """The manifest source fetching from 50 loopback hosts that answer after 100 ms (bench_fetch.py)."""
+    import multiprocessing as mp
+
+    from bench_fetch import measure, serve
+
+    hosts, latency_ms = 50, 100
+    manager = mp.Manager()
+    ports, ready = manager.list(), manager.Event()
+    child = mp.Process(target=serve, args=(hosts, latency_ms / 1000, ports, ready), daemon=True)
+    child.start()
+    try:
+        ready.wait(60)
+        ports = list(ports)
+        rows = []
+        for concurrency, pages in ((1, 100), (16, 1000), (50, 2000)):
+            runs = [measure(ports, pages, concurrency) for _ in range(repeats)]
+            what = (f"fetch a manifest's URLs, {hosts} hosts answering after {latency_ms} ms, "
+                    f"{concurrency} host(s) at once, {pages} pages")  # fmt: skip
+            rows.append(row("acquisition", what, "pages/s", runs))
+        return rows
+    finally:
+        child.terminate()
+
+
 def machine() -> str:
     cpu = next(
         (
@@ -288,7 +315,10 @@ def main() -> None:
 
     torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     start = time.perf_counter()
-    rows = build_rows(args.repeats) + conversion_rows(args.repeats)
+    import logging
+
+    logging.disable(logging.INFO)  # the fetch rows log every row
+    rows = fetch_rows(3) + build_rows(args.repeats) + conversion_rows(args.repeats)
     if (Path(args.dataset) / "manifest.json").is_file():
         rows += training_rows(args.dataset)
     else:
