@@ -31,32 +31,29 @@ def wikimt_music() -> list[str]:
     return [x["music"] for x in json.loads((bdir / "wikimt" / "wikimusictext.json").read_text(encoding="utf-8"))]
 
 
-def bench_patch(repeats: int, times: int) -> dict:
+def patch_rates(music: list[str], mode: str, repeats: int) -> list[float]:
+    """Tunes per second of normalize + bar-patch over `music`, one value per run, on this core."""
     from clamp.abc.patching import get_patch_mode
 
-    music = wikimt_music() * times
-    out = {}
-    for mode in ("clamp-v1", "m3"):
-        pm = get_patch_mode(mode)
-        runs = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            for m in music:
-                pm.patch_bytes(pm.prepare(m), 512)
-            runs.append(len(music) / (time.perf_counter() - t))
-        out[f"normalize+patch {mode} (tunes/s, 1 core)"] = round(statistics.median(runs))
-    return out
+    pm = get_patch_mode(mode)
+    runs = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for m in music:
+            pm.patch_bytes(pm.prepare(m), 512)
+        runs.append(len(music) / (time.perf_counter() - t))
+    return runs
 
 
-def bench_shard_write(repeats: int, times: int) -> dict:
-    """Patch bytes -> Arrow list<fixed_size_list<uint8,64>> -> atomic IPC write, per tune."""
+def shard_write_rates(music: list[str], repeats: int) -> list[float]:
+    """Tunes per second of patch bytes -> Arrow list<fixed_size_list<uint8,64>> -> atomic IPC
+    write in shards of 2,048, one value per run."""
     import pyarrow as pa
 
     from clamp.abc.patching import get_patch_mode
     from clamp.data.shards import patches_array, write_atomic
 
     pm = get_patch_mode("clamp-v1")
-    music = wikimt_music() * times
     patch_bytes = [pm.patch_bytes(pm.prepare(m), 512) for m in music]
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -67,6 +64,19 @@ def bench_shard_write(repeats: int, times: int) -> dict:
                 table = pa.table({"abc": music[start : start + 2048], "patches": patches_array(pb)})
                 write_atomic(table, Path(tmp) / f"s{r}-{start}.arrow")
             runs.append(len(music) / (time.perf_counter() - t))
+    return runs
+
+
+def bench_patch(repeats: int, times: int) -> dict:
+    music = wikimt_music() * times
+    return {
+        f"normalize+patch {mode} (tunes/s, 1 core)": round(statistics.median(patch_rates(music, mode, repeats)))
+        for mode in ("clamp-v1", "m3")
+    }
+
+
+def bench_shard_write(repeats: int, times: int) -> dict:
+    runs = shard_write_rates(wikimt_music() * times, repeats)
     return {"shard write (tunes/s, 1 core)": round(statistics.median(runs))}
 
 

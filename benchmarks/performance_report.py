@@ -44,10 +44,9 @@ README_BEGIN = "<!-- performance-report:begin (benchmarks/performance_report.py 
 README_END = "<!-- performance-report:end -->"
 
 
-def median_of(repeats: int, measure: Callable[[], float]) -> tuple[float, list[float]]:
-    """The median of `repeats` calls of `measure`, and every value."""
-    values = [measure() for _ in range(repeats)]
-    return statistics.median(values), values
+def runs_of(repeats: int, measure: Callable[[], float]) -> list[float]:
+    """`measure()` called `repeats` times: the runs a row reports the median of."""
+    return [measure() for _ in range(repeats)]
 
 
 def row(area: str, what: str, unit: str, values: list[float], digits: int = 1) -> dict:
@@ -64,36 +63,11 @@ def row(area: str, what: str, unit: str, values: list[float], digits: int = 1) -
 
 
 def build_rows(repeats: int) -> list[dict]:
-    from bench_build import wikimt_music
-
-    from clamp.abc.patching import get_patch_mode
-    from clamp.data.shards import patches_array, write_atomic
+    from bench_build import patch_rates, shard_write_rates, wikimt_music
 
     music = wikimt_music() * 3
-    pm = get_patch_mode("clamp-v1")
-
-    def patch_rate() -> float:
-        t = time.perf_counter()
-        for m in music:
-            pm.patch_bytes(pm.prepare(m), 512)
-        return len(music) / (time.perf_counter() - t)
-
-    import pyarrow as pa
-
-    patch_bytes = [pm.patch_bytes(pm.prepare(m), 512) for m in music]
-
-    def write_rate() -> float:
-        with tempfile.TemporaryDirectory() as tmp:
-            t = time.perf_counter()
-            for start in range(0, len(music), 2048):
-                table = pa.table(
-                    {"abc": music[start : start + 2048], "patches": patches_array(patch_bytes[start : start + 2048])}
-                )
-                write_atomic(table, Path(tmp) / f"{start}.arrow")
-            return len(music) / (time.perf_counter() - t)
-
-    _, patch_runs = median_of(repeats, patch_rate)
-    _, write_runs = median_of(repeats, write_rate)
+    patch_runs = patch_rates(music, "clamp-v1", repeats)
+    write_runs = shard_write_rates(music, repeats)
     return [
         row(
             "build", f"normalize + bar-patch (clamp-v1), {len(music):,} WikiMT tunes, 1 core", "tunes/s", patch_runs, 0
@@ -161,7 +135,8 @@ def inference_rows(repeats: int) -> list[dict]:
     import torch
     from bench_build import wikimt_music
 
-    from clamp.inference.embed import embed_music
+    from clamp.inference.embed import embed_music, embed_text
+    from clamp.inference.index import SearchIndex
     from clamp.model.clamp_model import ClampModel
     from clamp.model.config import ClampConfig, music_preset
 
@@ -176,33 +151,30 @@ def inference_rows(repeats: int) -> list[dict]:
         embed_music(model, music, batch_size=32)
         return len(music) / (time.perf_counter() - t)
 
-    def query_ms() -> float:
+    def query_ms() -> float:  # what `clamp search` and the service do for a text query
         times = []
         for i in range(30):
-            enc = model.tokenizer([f"a lively jig in D major, number {i}"], return_tensors="pt")
             t = time.perf_counter()
-            with torch.no_grad():
-                model.encode_text(enc["input_ids"], enc["attention_mask"])
+            embed_text(model, [f"a lively jig in D major, number {i}"])
             times.append(time.perf_counter() - t)
         return statistics.median(times) * 1000
 
     rng = np.random.default_rng(0)
     data = rng.standard_normal((100_000, 256)).astype(np.float32)
     data /= np.linalg.norm(data, axis=1, keepdims=True)
+    index = SearchIndex([str(i) for i in range(len(data))], [""] * len(data), data)  # the service's exact search
 
     def search_ms() -> float:
         times = []
         for v in data[rng.integers(0, len(data), 50)]:
             t = time.perf_counter()
-            scores = data @ v
-            top = np.argpartition(-scores, 10)[:10]
-            top[np.argsort(-scores[top])]
+            index.search(v, 10)
             times.append(time.perf_counter() - t)
         return statistics.median(times) * 1000
 
-    _, embed_runs = median_of(repeats, embed_rate)
-    _, query_runs = median_of(repeats, query_ms)
-    _, search_runs = median_of(repeats, search_ms)
+    embed_runs = runs_of(repeats, embed_rate)
+    query_runs = runs_of(repeats, query_ms)
+    search_runs = runs_of(repeats, search_ms)
     return [
         row("inference", "embed music, `small` preset, 200 WikiMT tunes, batch 32", "tunes/s", embed_runs),
         row("inference", "embed one text query (all-MiniLM-L6-v2), median of 30", "ms", query_runs, 2),

@@ -16,7 +16,6 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
 from clamp.abc.convert import ConversionError, to_abc
-from clamp.abc.converters import CRASH_REASON, TIMEOUT_REASON
 from clamp.abc.normalize import normalize_abc
 from clamp.abc.notation import canonical_abc
 from clamp.abc.patching import PATCH_SIZE, get_patch_mode
@@ -142,7 +141,9 @@ class PrepareConfig(BaseModel):
 
 # Failures of a run, not of a score (clamp.abc.converters.TransientConversionError), as older
 # versions cached them ("unparseable_musicxml: xml2abc timed out after 1s"): read as misses.
-TRANSIENT_MARKS = (" timed out after ", "converter crashed", f"{TIMEOUT_REASON}:", f"{CRASH_REASON}:")
+# (today's messages, "conversion_timeout: ... timed out after ..." and "converter_crashed: ... converter
+# crashed ...", hold the same words, though they are never cached)
+TRANSIENT_MARKS = (" timed out after ", "converter crashed")
 
 
 class ConversionCache:

@@ -102,12 +102,11 @@ def scrub_music_fields(abc: str) -> str:
         if field == "+" and in_text_field or field in MUSIC_TEXT_FIELDS:
             in_text_field = True
             value = line[2:]
-            scrubbed = scrub_contacts(value) if has_contact(value) else value
-            if scrubbed != value and not scrubbed.strip():
-                continue  # nothing but a contact: the line goes
-            out.append(
-                line[:2] + (" " if value.startswith(" ") and scrubbed else "") + scrubbed if scrubbed != value else line
-            )
+            scrubbed = scrub_contacts(value)  # the same string when there is nothing to take out
+            if scrubbed == value:
+                out.append(line)
+            elif scrubbed:  # a field of nothing but a contact goes
+                out.append(line[:2] + (" " if value.startswith(" ") else "") + scrubbed)
             continue
         in_text_field = False
         out.append(line)

@@ -389,17 +389,16 @@ class Crawler:
     ) -> list[tuple[str, int, str, str]]:
         if depth + 1 > self.config.max_depth:
             return []
-        # url -> the context (LinkContext.encode) of its link that says the most, the first of equals
-        texts: dict[str, str] = {}
+        # url -> (how many texts, the context as stored) of its link that says the most, the first of equals
+        best: dict[str, tuple[int, str]] = {}
         for href, text in links:
             url = normalize_url(href)
             if url is None or host_of(url) not in self.allowed_hosts or url_suffix(url) in SKIP_SUFFIXES:
                 continue
-            if url not in texts or len(LinkContext.decode(url, text).texts()) > len(
-                LinkContext.decode(url, texts[url]).texts()
-            ):
-                texts[url] = text
-        return [(url, depth + 1, referrer, text) for url, text in texts.items()]
+            n_texts = len(LinkContext.decode(url, text).texts())
+            if url not in best or n_texts > best[url][0]:
+                best[url] = (n_texts, text)
+        return [(url, depth + 1, referrer, text) for url, (_, text) in best.items()]
 
     # ------------------------------------------------------------------ robots.txt
 
