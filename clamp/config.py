@@ -108,7 +108,7 @@ class SourceSpec(BaseModel):
     path: str | None = None
     # manifest: the columns holding a row's texts (default: caption, text, title, description)
     text_columns: list[str] | None = None
-    # manifest: hosts fetched at once (default 16; each host one request at a time)
+    # manifest and web: hosts fetched at once (default 16; each host one request at a time)
     concurrency: int | None = Field(None, ge=1)
     license: str = ""
     # web
@@ -117,6 +117,9 @@ class SourceSpec(BaseModel):
     max_depth: int = 2
     per_host_delay_s: float = 1.0
     max_pages: int = 10_000
+    # web: the crawl split into this many shares of the hosts, crawled in parallel by the
+    # build's `crawl` stage (Dask workers under Prefect, processes under `clamp build`)
+    shares: int = Field(1, ge=1)
     # any
     limit: int | None = None
 
@@ -199,9 +202,8 @@ class BuildConfig(BaseSettings):
         records of a source are read changes the dataset's size, not what it is)."""
         # a field added later is left out while unset, so datasets built before it keep their fingerprint
         added_later = ("text_columns", "concurrency")
-        specs = [
-            s.model_dump(exclude={"limit", *(f for f in added_later if getattr(s, f) is None)}) for s in self.sources
-        ]
+        how = {"limit", "shares"}  # how many records are read, how many workers crawl: not what
+        specs = [s.model_dump(exclude={*how, *(f for f in added_later if getattr(s, f) is None)}) for s in self.sources]
         return hashlib.sha256(json.dumps(specs, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod

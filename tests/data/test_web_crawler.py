@@ -551,3 +551,20 @@ def test_sitemaps_from_robots_seed_pages_no_link_reaches(site: FixtureSite, tmp_
     assert "/sitemap.xml" not in site.paths()  # robots.txt named its sitemap
     # a sitemap is not a MusicXML score, though its URL ends in .xml
     assert not any(r.endswith(".xml") for r in got)
+
+
+def test_crawl_delay_fractions_and_groups() -> None:
+    from clamp.data.sources.web_fetch import crawl_delay
+
+    ua = "clamp-pipeline-crawler/0.1 (+https://github.com/)"
+    # urllib.robotparser reads none of these fractions (it takes whole seconds only)
+    assert crawl_delay(["User-agent: *", "Disallow: /p/", "Crawl-delay: 0.5"], ua) == 0.5
+    # our own group wins over `*`, wherever it is; a group ends where the next one's agents start
+    lines = ["User-agent: other", "Crawl-delay: 5", "", "User-agent: *", "Crawl-delay: 1",
+             "User-agent: Clamp-Pipeline-Crawler", "Crawl-delay: 2.5  # ours"]  # fmt: skip
+    assert crawl_delay(lines, ua) == 2.5
+    assert crawl_delay(lines[:5], ua) == 1.0
+    # two agents sharing one group; nonsense and negative values are ignored
+    assert crawl_delay(["User-agent: a", "User-agent: *", "Crawl-delay: 3"], ua) == 3.0
+    assert crawl_delay(["User-agent: *", "Crawl-delay: soon", "Crawl-delay: -1"], ua) is None
+    assert crawl_delay([], ua) is None

@@ -9,7 +9,7 @@ The manifest is a Parquet, CSV or JSONL file with one row per music file:
 - every other column: metadata of the record.
 
 URLs are fetched with the web crawler's politeness and limits (robots.txt, the per-host delay,
-retries with backoff, the byte cap; `clamp.data.sources.web.Crawler.fetch_file`), many hosts at
+retries with backoff, the byte cap; `clamp.data.sources.web_fetch.PoliteFetcher`), many hosts at
 once (`concurrency`, default 16) and each host's rows one after another, a window of rows ahead
 of the records yielded. Each URL
 row's outcome is kept in `<cache>/manifest/<fingerprint>/`, so a rerun reads finished rows from
@@ -98,8 +98,26 @@ def iter_manifest(spec: SourceSpec, cache_dir: Path, stats: ManifestStats | None
     meta_columns = [c for c in table.column_names if c not in ("url", "path", *text_columns)]
     store = cache_dir / "manifest" / fingerprint_of(str(manifest), manifest.stat().st_mtime_ns, table.num_rows)[:12]
     store.mkdir(parents=True, exist_ok=True)
-    fetcher = _Fetcher(spec, store)
+    fetcher = _Fetcher(spec, store, _hosts(table))
     rows = table.to_pylist()
+    try:
+        yield from _rows(rows, fetcher, store, manifest, text_columns, meta_columns, spec, stats)
+    finally:
+        fetcher.fetcher.close()
+    log.info("manifest %s: %d rows, %d files, failures %s", manifest.name, stats.rows, stats.records, stats.failed)
+
+
+def _rows(
+    rows: list[dict],
+    fetcher: _Fetcher,
+    store: Path,
+    manifest: Path,
+    text_columns: list[str],
+    meta_columns: list[str],
+    spec: SourceSpec,
+    stats: ManifestStats,
+) -> Iterator[RawRecord]:
+    """The records of the rows, a window at a time (the window's URLs fetched concurrently)."""
     for start in range(0, len(rows), WINDOW):
         window = list(enumerate(rows[start : start + WINDOW], start=start))
         described = {i: _describe(row, i, text_columns, meta_columns) for i, row in window}
@@ -135,7 +153,16 @@ def iter_manifest(spec: SourceSpec, cache_dir: Path, stats: ManifestStats | None
             else:
                 stats.records += 1
                 yield record
-    log.info("manifest %s: %d rows, %d files, failures %s", manifest.name, stats.rows, stats.records, stats.failed)
+
+
+def _hosts(table: pa.Table) -> frozenset[str]:
+    """The hosts of the manifest's URLs: a redirect may go from one to another, not elsewhere."""
+    from clamp.data.sources.web_urls import host_of, normalize_url
+
+    if "url" not in table.column_names:
+        return frozenset()
+    urls = (normalize_url(u) for u in table.column("url").to_pylist() if u)
+    return frozenset(host_of(u) for u in urls if u is not None)
 
 
 def _describe(row: dict, index: int, text_columns: list[str], meta_columns: list[str]) -> tuple[list[str], dict]:
@@ -151,22 +178,19 @@ def _done(store: Path, index: int) -> bool:
 
 
 class _Fetcher:
-    """Fetches URL rows on many hosts at once and each host's rows one after another, with a
-    crawler per host (its robots.txt, delay and retries), so politeness is the crawler's."""
+    """Fetches URL rows on many hosts at once and each host's rows one after another, through
+    one `PoliteFetcher` (its robots.txt, per-host delay and retries), so politeness is the crawler's."""
 
-    def __init__(self, spec: SourceSpec, store: Path) -> None:
+    def __init__(self, spec: SourceSpec, store: Path, hosts: frozenset[str]) -> None:
+        from clamp.data.sources.web import CrawlConfig
+        from clamp.data.sources.web_fetch import PoliteFetcher
+
         self.spec, self.store = spec, store
-        self.crawlers: dict[str, object] = {}
         self.concurrency = spec.concurrency or DEFAULT_CONCURRENCY
-
-    def _crawler(self, host: str, url: str):
-        from clamp.data.sources.web import CrawlConfig, Crawler
-
-        if host not in self.crawlers:
-            config = CrawlConfig(seeds=[url], state_dir=self.store / "fetch", allowed_hosts=[host],
-                                 per_host_delay_s=self.spec.per_host_delay_s, sitemaps=False)  # fmt: skip
-            self.crawlers[host] = Crawler(config)
-        return self.crawlers[host]
+        config = CrawlConfig(
+            seeds=["http://manifest.invalid/"], state_dir=store, per_host_delay_s=spec.per_host_delay_s
+        )
+        self.fetcher = PoliteFetcher(config, hosts)
 
     def fetch_rows(self, todo: list[tuple[int, str]], described: dict, spec: SourceSpec) -> dict[int, str | None]:
         """Fetch `todo` (row index, url) and keep each outcome in the store; returns the reason
@@ -184,13 +208,12 @@ class _Fetcher:
                 write_json_atomic({"reason": "invalid_url"}, (self.store / f"{index:09d}").with_suffix(".failed"))
                 continue
             by_host.setdefault(host_of(norm), []).append((index, norm))
-        crawlers = {host: self._crawler(host, rows[0][1]) for host, rows in by_host.items()}
 
         def one_host(host: str) -> dict[int, str | None]:
             done: dict[int, str | None] = {}
             for index, url in by_host[host]:
                 texts, metadata = described[index]
-                record, reason = _fetch_row(crawlers[host], url, index, texts, metadata, spec)
+                record, reason = _fetch_row(self.fetcher, url, index, texts, metadata, spec)
                 path = self.store / f"{index:09d}"
                 if record is not None:
                     write_atomic(records_to_table([record]), path.with_suffix(".arrow"))
@@ -232,8 +255,8 @@ def _read_row(path: Path, index: int, texts, metadata, spec) -> tuple[RawRecord 
     return _record(index, fmt, content, texts, metadata, str(path), spec), None
 
 
-def _fetch_row(crawler, url: str, index: int, texts, metadata, spec) -> tuple[RawRecord | None, str | None]:
-    fetched = crawler.fetch_file(url)
+def _fetch_row(fetcher, url: str, index: int, texts, metadata, spec) -> tuple[RawRecord | None, str | None]:
+    fetched = fetcher.fetch_file(url)
     if isinstance(fetched, str):
         return None, fetched
     final_url, fmt, body, content_type = fetched

@@ -1,10 +1,13 @@
 """A polite, resumable web crawler that yields music files (ABC, MusicXML, Humdrum, MIDI) as RawRecords.
 
-Standard library only (urllib, html.parser, urllib.robotparser, sqlite3); no Prefect here.
+HTTP through httpx (`web_fetch.PoliteFetcher`), the state in SQLite (`web_state.CrawlState`); no
+Prefect here.
 
 Behaviour, in short:
 
-* Breadth-first from the seeds (depth 0), following ``<a href>`` links of HTML pages on the allowed hosts
+* Concurrent across hosts: up to ``concurrency`` hosts are fetched at once, each host's URLs one at a
+  time in the order they were found.
+* Breadth-first from the seeds (depth 0) within a host, following ``<a href>`` links of HTML pages on the allowed hosts
   up to ``max_depth``. Music files (by URL suffix or Content-Type) are downloaded and yielded; HTML pages are
   parsed for links; anything else is ignored.
 * Polite: robots.txt per host (fetched through the same rate-limited fetcher; 4xx other than 401/403 means
@@ -23,20 +26,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from http.client import HTTPException, HTTPMessage, InvalidURL
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
-from urllib.robotparser import RobotFileParser
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from clamp.config import SourceSpec
 from clamp.data.records import FORMAT_BY_SUFFIX, RawRecord
+from clamp.data.sources.web_fetch import Fetch, FetchCounters, PoliteFetcher, host_key
 from clamp.data.sources.web_page import LinkContext, extract_link_contexts, sitemap_kind, sitemap_urls
 from clamp.data.sources.web_state import CrawlItem, CrawlState
 from clamp.data.sources.web_urls import (
@@ -47,7 +50,6 @@ from clamp.data.sources.web_urls import (
     normalize_host,
     normalize_url,
     record_id,
-    retry_after_seconds,
     url_suffix,
 )
 
@@ -56,6 +58,7 @@ log = logging.getLogger("clamp.data.web")
 SOURCE = "web"
 STATE_FILE = "crawl.sqlite3"
 HTML_CONTENT_TYPES = ("text/html", "application/xhtml+xml")
+DEFAULT_CONCURRENCY = 16
 
 # Links with these suffixes are neither music nor HTML: never requested.
 SKIP_SUFFIXES = frozenset(
@@ -66,10 +69,6 @@ SKIP_SUFFIXES = frozenset(
         ".woff", ".woff2", ".ttf", ".otf", ".eot", ".exe", ".dmg", ".iso",
     }
 )  # fmt: skip
-
-REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
-RETRY_CODES = frozenset({429, 500, 502, 503, 504})
-READ_CHUNK = 64 * 1024
 
 
 _SOURCE_FIELDS = SourceSpec.model_fields
@@ -99,14 +98,26 @@ class CrawlConfig(BaseModel):
     user_agent: str = "clamp-pipeline-crawler/0.1 (+https://github.com/)"
     # seed each pass with the seed hosts' sitemaps too: robots.txt `Sitemap:` lines, else /sitemap.xml
     sitemaps: bool = True
+    # hosts fetched at once (each host one request at a time, after its delay)
+    concurrency: int = Field(DEFAULT_CONCURRENCY, ge=1)
+    # keep each download in the state, committed with its URL (`CrawlState.stored_records`): a
+    # build replays them, and a crawl killed at any point loses none and stores none twice
+    keep_records: bool = False
+    # (index, count): crawl only the index-th of count shares of the allowed hosts, so `count`
+    # crawlers (say Dask workers), each with its own state_dir, split a crawl with no host shared
+    partition: tuple[int, int] | None = None
+
+    @model_validator(mode="after")
+    def _partition_in_range(self) -> CrawlConfig:
+        if self.partition is not None and not 0 <= self.partition[0] < self.partition[1]:
+            raise ValueError(f"partition {self.partition}: need 0 <= index < count")
+        return self
 
     @classmethod
     def from_source(cls, spec: SourceSpec, state_dir: Path) -> CrawlConfig:
         """The crawl of a build's web source."""
-        return cls(
-            state_dir=state_dir,
-            **spec.model_dump(include={"seeds", "allowed_hosts", "max_depth", "per_host_delay_s", "max_pages"}),
-        )
+        fields = {"seeds", "allowed_hosts", "max_depth", "per_host_delay_s", "max_pages", "concurrency"}
+        return cls(state_dir=state_dir, **spec.model_dump(include=fields, exclude_none=True))
 
 
 @dataclass
@@ -133,53 +144,15 @@ class CrawlStats:
         self.errors[reason] = self.errors.get(reason, 0) + 1
 
 
-# --------------------------------------------------------------------------------------------- fetching
-
-
-@dataclass
-class _Response:
-    status: int
-    url: str
-    headers: HTTPMessage
-    body: bytes = b""
-
-    @property
-    def content_type(self) -> str:
-        return self.headers.get("Content-Type", "") or ""
-
-
-class _TooLarge(Exception):
-    pass
-
-
-@dataclass
-class _Fetch:
-    """Outcome of fetching one URL, redirects and retries included."""
-
-    kind: str  # "ok" | "not_modified" | "too_large" | "redirect_loop" | "robots" | "error"
-    url: str  # the last URL requested (the redirect target, if any)
-    response: _Response | None = None
-    reason: str = ""
-
-
-def _build_opener() -> urllib.request.OpenerDirector:
-    """An opener without HTTPErrorProcessor / redirect handling: every status comes back as a response."""
-    opener = urllib.request.OpenerDirector()
-    for handler in (
-        urllib.request.ProxyHandler(),
-        urllib.request.UnknownHandler(),
-        urllib.request.HTTPHandler(),
-        urllib.request.HTTPSHandler(),
-    ):
-        opener.add_handler(handler)
-    return opener
-
-
 class Crawler:
     """Crawls ``config.seeds``; ``crawl()`` yields one RawRecord per new music file.
 
-    ``stats`` holds the counters of the latest ``crawl()`` call. One Crawler (or process) per state_dir
-    at a time: the state is not locked against concurrent crawlers.
+    Up to ``config.concurrency`` hosts are fetched at once, each host's URLs one at a time in the
+    order they were queued (`clamp.data.sources.web_fetch.PoliteFetcher`). The thread that
+    iterates ``crawl()`` owns the state: it hands URLs to fetch threads and commits what each
+    answer taught, so a record is committed before it is yielded, whatever thread fetched it.
+    ``stats`` holds the counters of the latest ``crawl()`` call. One Crawler (or process) per
+    state_dir at a time: the state is not locked against concurrent crawlers.
     """
 
     def __init__(self, config: CrawlConfig) -> None:
@@ -188,24 +161,24 @@ class Crawler:
         hosts = config.allowed_hosts
         if hosts is None:
             hosts = [host_of(u) for u in (normalize_url(s) for s in config.seeds) if u is not None]
-        self.allowed_hosts = frozenset(normalize_host(h) for h in hosts)
-        self._opener = _build_opener()
-        self._robots: dict[str, RobotFileParser] = {}
-        self._next_request_at: dict[str, float] = {}
-        self._clock = time.monotonic
-        self._sleep = time.sleep
+        self.allowed_hosts = partition_hosts(frozenset(normalize_host(h) for h in hosts), config.partition)
+        self.fetcher = PoliteFetcher(config, self.allowed_hosts)
+        # called with (stats, URLs queued) after each URL is settled: a progress display
+        self.on_progress: Callable[[CrawlStats, int], None] | None = None
 
     # ------------------------------------------------------------------ the crawl loop
 
     def crawl(self) -> Iterator[RawRecord]:
         cfg = self.config
         self.stats = CrawlStats()
+        self.fetcher.counters = FetchCounters()
         state = CrawlState(cfg.state_dir / STATE_FILE)
+        pool = ThreadPoolExecutor(max_workers=cfg.concurrency, thread_name_prefix="crawl")
         try:
             if state.frontier_size() == 0:
-                seeds = [u for u in (self._seed(s) for s in cfg.seeds) if u is not None]
+                seeds = [u for u in (self._seed(s) for s in self._own_seeds()) if u is not None]
                 if cfg.sitemaps:
-                    seeds += [u for u in self._sitemap_seeds(seeds) if u not in seeds]
+                    seeds += [u for u in self._sitemap_seeds(pool, seeds) if u not in seeds]
                 number = state.start_pass(seeds)
                 log.info("crawl pass %d: starting from %d seed(s)", number, len(seeds))
             else:
@@ -215,55 +188,86 @@ class Crawler:
                     state.frontier_size(),
                     state.visited_count(),
                 )
-            while (item := state.next_item()) is not None:
-                if state.visited_count() >= cfg.max_pages:
-                    dropped = state.frontier_size()
-                    log.warning("max_pages=%d reached: pass ends, %d queued URL(s) dropped", cfg.max_pages, dropped)
-                    state.clear_frontier()
-                    break
-                record = self._process(state, item)
-                # Delivery is at-most-once: the record's URL, content hash and validators are committed
-                # *before* the record is yielded, so a crawler killed after this point never fetches or
-                # yields it again (no duplicates downstream); a consumer that must not lose records has to
-                # persist each one before asking for the next. A kill before the commit re-fetches the URL
-                # on resume (fetching is at-least-once, yielding at-most-once).
-                if record is not None:
-                    yield record
+            frontier = HostQueues(state.frontier_items(), self.fetcher.next_request_at)
+            inflight: dict[Future[Fetch], CrawlItem] = {}
+            visited = state.visited_count()
+            while True:
+                # hand out the URLs of hosts that are idle and past their delay, up to the limits
+                while len(inflight) < cfg.concurrency and visited + len(inflight) < cfg.max_pages:
+                    item = frontier.pop_ready(self.fetcher._clock())
+                    if item is None:
+                        break
+                    if not state.in_frontier(item.url):  # taken by a redirect that ended there
+                        frontier.release(item.url)
+                        continue
+                    if state.is_gone(item.url):
+                        self.stats.skipped_gone += 1
+                        log.info("gone in an earlier pass (404/410), not asked again: %s", item.url)
+                        state.finish(item, "gone")
+                        visited += 1
+                        frontier.release(item.url)
+                        continue
+                    inflight[pool.submit(self._fetch_item, state, item)] = item
+                if not inflight:
+                    if len(frontier) == 0:
+                        break
+                    if visited >= cfg.max_pages:
+                        log.warning("max_pages=%d reached: pass ends, %d queued URL(s) dropped",
+                                    cfg.max_pages, state.frontier_size())  # fmt: skip
+                        state.clear_frontier()
+                        break
+                    time.sleep(max(0.0, min(frontier.next_ready() - self.fetcher._clock(), 0.05)))
+                    continue
+                # wake for a host whose delay ends, if another URL may be handed out
+                can_hand_out = len(inflight) < cfg.concurrency and visited + len(inflight) < cfg.max_pages
+                ready = frontier.next_ready() if can_hand_out else math.inf
+                timeout = None if ready == math.inf else max(0.0, ready - self.fetcher._clock())
+                done, _ = wait(inflight, timeout=timeout, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=lambda f: inflight[f].seq):
+                    item = inflight.pop(future)
+                    record, queued = self._settle(state, item, future.result())
+                    visited += 1
+                    frontier.release(item.url)
+                    frontier.extend(queued)
+                    if self.on_progress is not None:
+                        self.on_progress(self.stats, len(frontier))
+                    # Delivery is at-most-once: the record's URL, content hash and validators are committed
+                    # *before* the record is yielded, so a crawler killed after this point never fetches or
+                    # yields it again (no duplicates downstream); a consumer that must not lose records has to
+                    # persist each one before asking for the next. A kill before the commit re-fetches the URL
+                    # on resume (fetching is at-least-once, yielding at-most-once).
+                    if record is not None:
+                        yield record
+            self.stats.requests = self.fetcher.counters.requests
+            self.stats.retries = self.fetcher.counters.retries
             log.info("crawl done: %s", self.stats)
         finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+            self.fetcher.close()  # its connections; a later crawl() opens new ones
+            self.stats.requests = self.fetcher.counters.requests
+            self.stats.retries = self.fetcher.counters.retries
             state.close()
 
-    def _sitemap_seeds(self, seeds: list[str]) -> list[str]:
+    def _sitemap_seeds(self, pool: ThreadPoolExecutor, seeds: list[str]) -> list[str]:
         """The sitemaps of the seeds' hosts: the `Sitemap:` lines of their robots.txt, else
         `/sitemap.xml` (a 404 there is remembered, so a site without one costs one request)."""
+        roots = list(dict.fromkeys(f"{urlsplit(s).scheme}://{urlsplit(s).netloc}" for s in seeds))
         out: list[str] = []
-        for host_root in dict.fromkeys(f"{urlsplit(s).scheme}://{urlsplit(s).netloc}" for s in seeds):
-            listed = self._robots_for(host_root + "/").site_maps() or [host_root + "/sitemap.xml"]
-            for u in listed:
+        for host_root, robots in zip(roots, pool.map(lambda r: self.fetcher.robots_for(r + "/"), roots), strict=True):
+            for u in robots.site_maps() or [host_root + "/sitemap.xml"]:
                 url = normalize_url(urljoin(host_root + "/", u.strip()))
                 if url is not None and host_of(url) in self.allowed_hosts and url not in out:
                     out.append(url)
         return out
 
-    def fetch_file(self, url: str) -> tuple[str, str, bytes, str] | str:
-        """One music file, with the crawl's politeness (robots.txt, the per-host delay, retries,
-        the byte cap, redirects): (final URL, format, body, content type), or the reason there is
-        none (`robots`, `too_large`, `http_404`, `timeout`, `not_music`, ...). Nothing is stored."""
-        norm = normalize_url(url)
-        if norm is None:
-            return "invalid_url"
-        if not self._robots_allow(norm):
-            return "robots"
-        fetch = self._fetch(None, norm)
-        if fetch.kind in ("robots", "too_large", "redirect_loop"):
-            return fetch.kind
-        if fetch.kind != "ok" or fetch.response is None:
-            return fetch.reason or fetch.kind
-        ctype = fetch.response.content_type
-        fmt = detect_format(fetch.url, ctype) or FORMAT_BY_SUFFIX.get(url_suffix(norm))
-        if fmt is None:
-            return "not_music"
-        return fetch.url, fmt, fetch.response.body, ctype
+    def _own_seeds(self) -> list[str]:
+        """The seeds, less those of hosts another partition crawls."""
+        if self.config.partition is None:
+            return self.config.seeds
+        mine = [
+            s for s in self.config.seeds if (u := normalize_url(s)) is not None and host_of(u) in self.allowed_hosts
+        ]
+        return mine
 
     def _seed(self, seed: str) -> str | None:
         url = normalize_url(seed)
@@ -272,26 +276,27 @@ class Crawler:
             return None
         return url
 
-    def _process(self, state: CrawlState, item: CrawlItem) -> RawRecord | None:
-        """Fetch one frontier URL and commit what it taught; return the record to yield, if any."""
+    def _fetch_item(self, state: CrawlState, item: CrawlItem) -> Fetch:
+        """On a fetch thread: robots.txt, then the URL (conditional on the validators stored)."""
+        if not self.fetcher.allowed(item.url):
+            return Fetch("disallowed", item.url)
+        return self.fetcher.fetch(item.url, state.reader_validators)
+
+    def _settle(self, state: CrawlState, item: CrawlItem, fetch: Fetch) -> tuple[RawRecord | None, list[CrawlItem]]:
+        """Commit what fetching one frontier URL taught; return the record to yield, if any, and
+        the URLs newly queued."""
         stats = self.stats
-        if not self._robots_allow(item.url):
+        if fetch.kind == "disallowed":
             stats.skipped_robots += 1
             log.info("robots.txt disallows %s", item.url)
             state.finish(item, "robots")
-            return None
-        if state.is_gone(item.url):
-            stats.skipped_gone += 1
-            log.info("gone in an earlier pass (404/410), not asked again: %s", item.url)
-            state.finish(item, "gone")
-            return None
+            return None, []
         stats.fetched += 1
-        fetch = self._fetch(state, item.url)
         if fetch.kind == "robots":
             stats.skipped_robots += 1
             log.info("robots.txt disallows redirect target %s (from %s)", fetch.url, item.url)
             state.finish(item, "robots")
-            return None
+            return None, []
         if fetch.kind in ("too_large", "redirect_loop", "error"):
             if fetch.kind == "too_large":
                 stats.skipped_too_large += 1
@@ -302,7 +307,7 @@ class Crawler:
             # a 404 or 410 is remembered across passes; a 5xx, a 429 or a timeout is asked again next pass
             gone = int(fetch.reason[5:]) if fetch.reason in ("http_404", "http_410") else None
             state.finish(item, fetch.kind if fetch.kind != "error" else fetch.reason, gone_status=gone)
-            return None
+            return None, []
 
         final_url = fetch.url
         if fetch.kind == "not_modified":
@@ -313,52 +318,20 @@ class Crawler:
             if links is None:
                 log.info("not modified: %s", final_url)
             else:
-                log.info("not modified: page %s, %d link(s) newly queued from its stored links", final_url, queued)
-            return None
+                log.info("not modified: page %s, %d link(s) newly queued from its stored links", final_url, len(queued))
+            return None, queued
 
         response = fetch.response
         assert response is not None
         validators = (response.headers.get("ETag"), response.headers.get("Last-Modified"))
         content_type = response.content_type
         if sitemap_kind(response.body) is not None:
-            return self._sitemap(state, item, final_url, response.body, validators)
+            return None, self._sitemap(state, item, final_url, response.body, validators)
         fmt = detect_format(final_url, content_type)
         if fmt is None and final_url != item.url:
             fmt = FORMAT_BY_SUFFIX.get(url_suffix(item.url))
         if fmt is not None:
-            sha256 = hashlib.sha256(response.body).hexdigest()
-            if state.hash_seen(sha256):
-                stats.skipped_duplicate += 1
-                log.info("duplicate content (sha256 %s…): %s", sha256[:12], final_url)
-                state.finish(item, "duplicate", final_url=final_url, validators=validators)
-                return None
-            metadata = {
-                "url": final_url,
-                "referrer": item.referrer,
-                "content_type": content_type,
-                "sha256": sha256,
-            }
-            if final_url != item.url:
-                metadata["redirected_from"] = item.url
-            described = LinkContext.decode(item.url, item.text).texts()
-            if described:
-                metadata["text_kinds"] = [kind for kind, _ in described]
-            for kind, _ in described:
-                stats.texts_by_kind[kind] = stats.texts_by_kind.get(kind, 0) + 1
-            record = RawRecord(
-                id=record_id(final_url),
-                source=SOURCE,
-                format=fmt,
-                content=response.body,
-                texts=[text for _, text in described],
-                metadata=metadata,
-                provenance=final_url,
-                license="",
-            )
-            state.finish(item, "downloaded", final_url=final_url, sha256=sha256, validators=validators)
-            stats.downloaded += 1
-            log.info("downloaded %s (%s, %d bytes)", final_url, fmt, len(response.body))
-            return record
+            return self._music(state, item, fetch, fmt, validators), []
         if mime_of(content_type) in HTML_CONTENT_TYPES:
             html = response.body.decode(charset_of(content_type), errors="replace")
             links = [(ctx.url, ctx.encode()) for ctx in extract_link_contexts(html, final_url)]
@@ -366,23 +339,64 @@ class Crawler:
             queued = state.finish(
                 item, "page", final_url=final_url, validators=validators, page_links=links, enqueue=enqueue
             )
-            log.info("page %s (depth %d): %d link(s), %d newly queued", final_url, item.depth, len(links), queued)
-            return None
+            log.info("page %s (depth %d): %d link(s), %d newly queued", final_url, item.depth, len(links), len(queued))
+            return None, queued
         stats.ignored += 1
         log.info("ignored %s (content type %r)", final_url, content_type)
         state.finish(item, "ignored", final_url=final_url)
-        return None
+        return None, []
+
+    def _music(
+        self, state: CrawlState, item: CrawlItem, fetch: Fetch, fmt: str, validators: tuple[str | None, str | None]
+    ) -> RawRecord | None:
+        stats, final_url, response = self.stats, fetch.url, fetch.response
+        assert response is not None
+        sha256 = hashlib.sha256(response.body).hexdigest()
+        if state.hash_seen(sha256):
+            stats.skipped_duplicate += 1
+            log.info("duplicate content (sha256 %s…): %s", sha256[:12], final_url)
+            state.finish(item, "duplicate", final_url=final_url, validators=validators)
+            return None
+        metadata = {
+            "url": final_url,
+            "referrer": item.referrer,
+            "content_type": response.content_type,
+            "sha256": sha256,
+        }
+        if final_url != item.url:
+            metadata["redirected_from"] = item.url
+        described = LinkContext.decode(item.url, item.text).texts()
+        if described:
+            metadata["text_kinds"] = [kind for kind, _ in described]
+        for kind, _ in described:
+            stats.texts_by_kind[kind] = stats.texts_by_kind.get(kind, 0) + 1
+        record = RawRecord(
+            id=record_id(final_url),
+            source=SOURCE,
+            format=fmt,
+            content=response.body,
+            texts=[text for _, text in described],
+            metadata=metadata,
+            provenance=final_url,
+            license="",
+        )
+        kept = record if self.config.keep_records else None
+        state.finish(item, "downloaded", final_url=final_url, sha256=sha256, validators=validators, record=kept)
+        stats.downloaded += 1
+        log.info("downloaded %s (%s, %d bytes)", final_url, fmt, len(response.body))
+        return record
 
     def _sitemap(
         self, state: CrawlState, item: CrawlItem, url: str, body: bytes, validators: tuple[str | None, str | None]
-    ) -> None:
+    ) -> list[CrawlItem]:
         """A sitemap's URLs are queued at the sitemap's own depth: they are seeds the site names,
         not links one step further away. A sitemap index's sitemaps are queued the same way."""
         self.stats.sitemaps += 1
         links = [(urljoin(url, u), "") for u in sitemap_urls(body)]  # absolute by the protocol; relative ones too
         enqueue = self._links_to_enqueue(links, item.depth - 1, url)
         queued = state.finish(item, "sitemap", final_url=url, validators=validators, page_links=links, enqueue=enqueue)
-        log.info("sitemap %s: %d URL(s), %d newly queued", url, len(links), queued)
+        log.info("sitemap %s: %d URL(s), %d newly queued", url, len(links), len(queued))
+        return queued
 
     def _links_to_enqueue(
         self, links: list[tuple[str, str]], depth: int, referrer: str
@@ -400,178 +414,50 @@ class Crawler:
                 best[url] = (n_texts, text)
         return [(url, depth + 1, referrer, text) for url, (_, text) in best.items()]
 
-    # ------------------------------------------------------------------ robots.txt
 
-    def _robots_allow(self, url: str) -> bool:
-        return self._robots_for(url).can_fetch(self.config.user_agent, url)
-
-    def _robots_for(self, url: str) -> RobotFileParser:
-        parts = urlsplit(url)
-        key = f"{parts.scheme}://{parts.netloc}"
-        parser = self._robots.get(key)
-        if parser is not None:
-            return parser
-        robots_url = key + "/robots.txt"
-        parser = RobotFileParser(robots_url)
-        fetch = self._fetch(None, robots_url, robots=True)
-        status = fetch.response.status if fetch.response is not None else None
-        if fetch.kind == "ok" and status is not None and 200 <= status < 300:
-            assert fetch.response is not None
-            parser.parse(fetch.response.body.decode("utf-8", errors="replace").splitlines())
-            log.info("robots.txt of %s: %d byte(s)", parts.netloc, len(fetch.response.body))
-        elif fetch.kind == "error" and status in (401, 403):
-            parser.disallow_all = True
-            log.warning("robots.txt of %s: HTTP %s, host disallowed", parts.netloc, status)
-        elif fetch.kind == "error" and status is not None and 400 <= status < 500:
-            parser.allow_all = True
-            log.info("robots.txt of %s: HTTP %s, all allowed", parts.netloc, status)
-        else:
-            parser.disallow_all = True
-            log.warning(
-                "robots.txt of %s unavailable (%s %s): host disallowed for this run",
-                parts.netloc,
-                fetch.kind,
-                fetch.reason,
-            )
-        self._robots[key] = parser
-        return parser
-
-    def _host_delay(self, host_key: str) -> float:
-        delay = self.config.per_host_delay_s
-        parser = self._robots.get(host_key)
-        if parser is not None:
-            crawl_delay = parser.crawl_delay(self.config.user_agent)
-            if crawl_delay:
-                delay = max(delay, float(crawl_delay))
-        return delay
-
-    # ------------------------------------------------------------------ HTTP
-
-    def _fetch(self, state: CrawlState | None, url: str, *, robots: bool = False) -> _Fetch:
-        """GET ``url`` following redirects by hand. ``state`` supplies cache validators (None: no cache)."""
-        chain = [url]
-        current = url
-        while True:
-            headers: dict[str, str] = {}
-            if state is not None:
-                etag, last_modified = state.validators(current)
-                if etag:
-                    headers["If-None-Match"] = etag
-                if last_modified:
-                    headers["If-Modified-Since"] = last_modified
-            try:
-                response = self._get_with_retries(current, headers)
-            except _TooLarge:
-                return _Fetch("too_large", current)
-            except _FetchError as exc:
-                return _Fetch("error", current, response=exc.response, reason=exc.reason)
-            if response.status == 304:
-                return _Fetch("not_modified", current, response=response)
-            if 200 <= response.status < 300:
-                return _Fetch("ok", current, response=response)
-            if response.status not in REDIRECT_CODES:
-                log.warning("HTTP %d for %s", response.status, current)
-                return _Fetch("error", current, response=response, reason=f"http_{response.status}")
-            location = response.headers.get("Location")
-            target = normalize_url(urljoin(current, location)) if location else None
-            if target is None:
-                log.warning("redirect without a usable Location from %s", current)
-                return _Fetch("error", current, response=response, reason="bad_redirect")
-            if target in chain:
-                log.warning("redirect loop: %s", " -> ".join([*chain, target]))
-                return _Fetch("redirect_loop", current)
-            if len(chain) > self.config.max_redirects:
-                log.warning("more than %d redirects from %s", self.config.max_redirects, url)
-                return _Fetch("error", current, reason="too_many_redirects")
-            if not robots:
-                if host_of(target) not in self.allowed_hosts:
-                    log.info("redirect from %s leaves the allowed hosts: %s", current, target)
-                    return _Fetch("error", current, reason="offsite_redirect")
-                if not self._robots_allow(target):
-                    return _Fetch("robots", target)
-            chain.append(target)
-            current = target
-
-    def _get_with_retries(self, url: str, headers: dict[str, str]) -> _Response:
-        cfg = self.config
-        attempt = 0
-        while True:
-            retry_after: float | None = None
-            try:
-                response = self._get_once(url, headers)
-            except _TooLarge:
-                raise
-            except (InvalidURL, ValueError) as exc:  # not worth a retry
-                log.warning("invalid URL %s: %s", url, exc)
-                raise _FetchError("invalid_url", None) from exc
-            except TimeoutError as exc:
-                reason, detail, response = "timeout", str(exc) or "timed out", None
-            except urllib.error.URLError as exc:
-                is_timeout = isinstance(exc.reason, TimeoutError)
-                reason, detail, response = ("timeout" if is_timeout else "connection"), str(exc.reason), None
-            except (HTTPException, OSError) as exc:
-                reason, detail, response = "connection", f"{type(exc).__name__}: {exc}", None
-            else:
-                if response.status not in RETRY_CODES:
-                    return response
-                reason, detail = f"http_{response.status}", f"HTTP {response.status}"
-                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-            if attempt >= cfg.max_retries:
-                log.warning("giving up on %s after %d attempt(s): %s", url, attempt + 1, detail)
-                raise _FetchError(reason, response)
-            wait = retry_after if retry_after is not None else cfg.backoff_base_s * (2**attempt)
-            wait = min(wait, cfg.max_backoff_s)
-            attempt += 1
-            self.stats.retries += 1
-            log.info("retry %d/%d of %s in %.2fs: %s", attempt, cfg.max_retries, url, wait, detail)
-            if wait > 0:
-                self._sleep(wait)
-
-    def _get_once(self, url: str, headers: dict[str, str]) -> _Response:
-        cfg = self.config
-        parts = urlsplit(url)
-        host_key = f"{parts.scheme}://{parts.netloc}"
-        self._wait_for_host(host_key)
-        request = urllib.request.Request(
-            url, headers={"User-Agent": cfg.user_agent, "Accept-Encoding": "identity", **headers}
-        )
-        self.stats.requests += 1
-        log.debug("GET %s", url)
-        with self._opener.open(request, timeout=cfg.timeout_s) as raw:
-            status = int(raw.status)
-            response = _Response(status=status, url=url, headers=raw.headers)
-            if status >= 300:
-                return response  # redirects, 304 and errors: the body is not needed
-            length = raw.headers.get("Content-Length")
-            if length is not None and length.strip().isdigit() and int(length) > cfg.max_bytes:
-                log.warning("too large: %s (Content-Length %s > %d)", url, length, cfg.max_bytes)
-                raise _TooLarge(url)
-            chunks: list[bytes] = []
-            size = 0
-            while size <= cfg.max_bytes:
-                chunk = raw.read(min(READ_CHUNK, cfg.max_bytes + 1 - size))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-            if size > cfg.max_bytes:
-                log.warning("too large: %s (more than %d bytes)", url, cfg.max_bytes)
-                raise _TooLarge(url)
-            response.body = b"".join(chunks)
-            return response
-
-    def _wait_for_host(self, host_key: str) -> None:
-        """Sleep until ``per_host_delay_s`` (or Crawl-delay) has passed since the last request to the host."""
-        now = self._clock()
-        ready_at = self._next_request_at.get(host_key, now)
-        if ready_at > now:
-            self._sleep(ready_at - now)
-            now = self._clock()
-        self._next_request_at[host_key] = now + self._host_delay(host_key)
+def partition_hosts(hosts: frozenset[str], partition: tuple[int, int] | None) -> frozenset[str]:
+    """The hosts of one share: the sorted hosts dealt out in turn, so shares differ by at most one host."""
+    if partition is None:
+        return hosts
+    index, count = partition
+    return frozenset(sorted(hosts)[index::count])
 
 
-class _FetchError(Exception):
-    def __init__(self, reason: str, response: _Response | None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.response = response
+class HostQueues:
+    """The frontier in memory, a FIFO per host (`host_key`): `pop_ready` gives the oldest URL of
+    a host that has nothing in flight and whose delay has passed (`ready_at(url)`), so the crawl
+    keeps many hosts busy and each one polite."""
+
+    def __init__(self, items: Iterable[CrawlItem], ready_at: Callable[[str], float]) -> None:
+        self.ready_at = ready_at
+        self.queues: dict[str, deque[CrawlItem]] = {}
+        self.busy: set[str] = set()
+        self.size = 0
+        self.extend(items)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def extend(self, items: Iterable[CrawlItem]) -> None:
+        for item in items:
+            self.queues.setdefault(host_key(item.url), deque()).append(item)
+            self.size += 1
+
+    def _idle(self) -> Iterator[str]:
+        return (host for host, queue in self.queues.items() if queue and host not in self.busy)
+
+    def pop_ready(self, now: float) -> CrawlItem | None:
+        """The oldest URL of the idle host that has waited longest, if its delay has passed."""
+        best = min(self._idle(), key=lambda h: (self.ready_at(h), self.queues[h][0].seq), default=None)
+        if best is None or self.ready_at(best) > now:
+            return None
+        self.busy.add(best)
+        self.size -= 1
+        return self.queues[best].popleft()
+
+    def next_ready(self) -> float:
+        """When the next idle host may be asked (inf if none is idle)."""
+        return min((self.ready_at(h) for h in self._idle()), default=math.inf)
+
+    def release(self, url: str) -> None:
+        self.busy.discard(host_key(url))

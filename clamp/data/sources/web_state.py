@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from clamp.data.records import RawRecord
 
 log = logging.getLogger("clamp.data.web")
 SCHEMA_VERSION = 1
@@ -23,14 +26,23 @@ class CrawlItem:
     depth: int
     referrer: str
     text: str
+    seq: int = 0  # its place in the frontier: each host's URLs are fetched in this order
 
 
 class CrawlState:
-    """The crawl state in SQLite. Every mutation of one URL is one transaction (``with self.db``)."""
+    """The crawl state in SQLite. Every mutation of one URL is one transaction (``with self.db``),
+    made by the thread that opened it; fetch threads only read, each on its own connection
+    (`reader_validators`). Write-ahead logging lets them read while the owner commits, and
+    `synchronous=NORMAL` keeps every commit across a killed process (not a power cut)."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self.db = sqlite3.connect(path)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self._readers = threading.local()
+        self._reader_connections: list[sqlite3.Connection] = []
         with self.db:
             self.db.executescript(
                 """
@@ -44,6 +56,10 @@ class CrawlState:
                     url TEXT PRIMARY KEY, etag TEXT, last_modified TEXT);
                 CREATE TABLE IF NOT EXISTS pages (url TEXT PRIMARY KEY, links TEXT NOT NULL);
                 CREATE TABLE IF NOT EXISTS gone (url TEXT PRIMARY KEY, status INTEGER NOT NULL);
+                CREATE TABLE IF NOT EXISTS records (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, format TEXT NOT NULL,
+                    content BLOB NOT NULL, texts TEXT NOT NULL, metadata TEXT NOT NULL,
+                    provenance TEXT NOT NULL);
                 """
             )
             version = self.get_meta("schema_version")
@@ -54,6 +70,18 @@ class CrawlState:
 
     def close(self) -> None:
         self.db.close()
+        for connection in self._reader_connections:
+            connection.close()
+
+    def reader_validators(self, url: str) -> tuple[str | None, str | None]:
+        """`validators`, callable from any thread (a read-only connection per thread)."""
+        db = getattr(self._readers, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True, check_same_thread=False)
+            self._readers.db = db
+            self._reader_connections.append(db)
+        row = db.execute("SELECT etag, last_modified FROM validators WHERE url = ?", (url,)).fetchone()
+        return (None, None) if row is None else (row[0], row[1])
 
     def get_meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -83,9 +111,22 @@ class CrawlState:
         with self.db:
             self.db.execute("DELETE FROM frontier")
 
-    def next_item(self) -> CrawlItem | None:
-        row = self.db.execute("SELECT url, depth, referrer, text FROM frontier ORDER BY seq LIMIT 1").fetchone()
-        return None if row is None else CrawlItem(row[0], int(row[1]), row[2], row[3])
+    def stored_records(self, source: str, after: int = 0) -> Iterator[tuple[int, RawRecord]]:
+        """(seq, record) of the downloads kept so far, in the order they were committed."""
+        rows = self.db.execute(
+            "SELECT seq, id, format, content, texts, metadata, provenance FROM records WHERE seq > ? ORDER BY seq",
+            (after,),
+        )
+        for seq, id_, fmt, content, texts, metadata, provenance in rows:
+            texts_, meta = json.loads(texts), json.loads(metadata)
+            yield int(seq), RawRecord(id_, source, fmt, bytes(content), texts_, meta, provenance)
+
+    def frontier_items(self) -> list[CrawlItem]:
+        rows = self.db.execute("SELECT url, depth, referrer, text, seq FROM frontier ORDER BY seq")
+        return [CrawlItem(url, int(depth), referrer, text, int(seq)) for url, depth, referrer, text, seq in rows]
+
+    def in_frontier(self, url: str) -> bool:
+        return self.db.execute("SELECT 1 FROM frontier WHERE url = ?", (url,)).fetchone() is not None
 
     def is_gone(self, url: str) -> bool:
         """Whether an earlier pass got 404 or 410 for `url` (kept across passes, unlike `visited`)."""
@@ -113,8 +154,9 @@ class CrawlState:
         page_links: list[tuple[str, str]] | None = None,
         enqueue: Sequence[tuple[str, int, str, str]] = (),
         gone_status: int | None = None,
-    ) -> int:
-        """Everything learnt from one frontier URL, committed atomically; returns how many URLs were queued."""
+        record: RawRecord | None = None,
+    ) -> list[CrawlItem]:
+        """Everything learnt from one frontier URL, committed atomically; returns the URLs newly queued."""
         with self.db:
             self.db.execute("DELETE FROM frontier WHERE url = ?", (item.url,))
             self.db.execute("INSERT OR REPLACE INTO visited (url, outcome) VALUES (?, ?)", (item.url, outcome))
@@ -136,11 +178,19 @@ class CrawlState:
                 self.db.execute(
                     "INSERT OR REPLACE INTO pages (url, links) VALUES (?, ?)", (key, json.dumps(page_links))
                 )
-            return sum(self._enqueue(url, depth, referrer, text) for url, depth, referrer, text in enqueue)
+            if record is not None:  # kept in the same transaction: a committed download is a stored one
+                self.db.execute(
+                    "INSERT INTO records (id, format, content, texts, metadata, provenance) VALUES (?, ?, ?, ?, ?, ?)",
+                    (record.id, record.format, record.content, json.dumps(record.texts),
+                     json.dumps(record.metadata), record.provenance),
+                )  # fmt: skip
+            queued = (self._enqueue(url, depth, referrer, text) for url, depth, referrer, text in enqueue)
+            return [item for item in queued if item is not None]
 
-    def _enqueue(self, url: str, depth: int, referrer: str, text: str) -> int:
-        return self.db.execute(
+    def _enqueue(self, url: str, depth: int, referrer: str, text: str) -> CrawlItem | None:
+        cursor = self.db.execute(
             "INSERT OR IGNORE INTO frontier (url, depth, referrer, text) "
             "SELECT ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM visited WHERE url = ?)",
             (url, depth, referrer, text, url),
-        ).rowcount
+        )
+        return CrawlItem(url, depth, referrer, text, int(cursor.lastrowid or 0)) if cursor.rowcount == 1 else None
