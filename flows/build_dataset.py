@@ -27,8 +27,10 @@ from clamp.data.report import print_summary, summary_markdown
 T = TypeVar("T")
 LOOPBACK = "127.0.0.1"  # where a build's own Dask cluster listens
 
-# Orchestration policy per stage: reading sources talks to the network (web), so it is retried.
+# Orchestration policy per stage: crawling and reading sources talk to the network, so they are retried.
 TASK_OPTIONS: dict[str, dict[str, Any]] = {
+    # a share resumes its own crawl state, so a retry continues where the failed attempt stopped
+    "crawl": {"name": "crawl-share", "retries": 2, "retry_delay_seconds": [10, 60]},
     "ingest": {"name": "ingest-sources", "retries": 3, "retry_delay_seconds": [10, 30, 90]},
     "prepare": {"name": "prepare-chunk", "retries": 1},
     "plan": {"name": "plan-shards"},

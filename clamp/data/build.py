@@ -36,7 +36,7 @@ from clamp.data.finalize import BuildSummary, docs_name, finalize, load_referenc
 from clamp.data.groups import (
     split_of,
 )
-from clamp.data.ingest import ingest, iter_records
+from clamp.data.ingest import crawl_jobs, crawl_share, ingest, iter_records
 from clamp.data.layout import (
     DatasetLayout,
     check_dataset_claim,
@@ -260,6 +260,10 @@ def _run_stages(
         yield
         seconds[stage] = time.perf_counter() - t
 
+    jobs = crawl_jobs(cfg) if records is None else []
+    if jobs:  # web sources split into shares: crawled in parallel, then replayed by ingest
+        with timed("crawl"):
+            executor.map("crawl", crawl_share, jobs)
     with timed("ingest"):
         inputs = executor.run("ingest", ingest_sources, cfg, records)
     log.info("ingested %d input chunks", len(inputs))

@@ -26,6 +26,7 @@ class Executor(Protocol):
 
 
 STAGE_LABELS = {
+    "crawl": "crawl shares",
     "ingest": "ingest sources",
     "prepare": "prepare (convert, clean, patch)",
     "plan": "plan shards (decontaminate, dedup, split)",

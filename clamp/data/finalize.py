@@ -18,6 +18,7 @@ import pyarrow as pa
 from clamp.abc.patching import get_patch_mode
 from clamp.config import BuildConfig
 from clamp.data.dedup import ReferenceIndex
+from clamp.data.ingest import acquisition_stats
 from clamp.data.layout import DatasetLayout, ReconciliationError, fingerprint_of, prepared_paths_for
 from clamp.data.plan import PlanResult, split_settings
 from clamp.data.prepare import (
@@ -75,6 +76,8 @@ class BuildSummary:
     # more than one row, groups the per-row rule split across splits (`crossed_before`) and the
     # build's split (`crossed_after`), rows moved, held-out rows; counted in plan, before the contract
     grouping: dict[str, int | str] = field(default_factory=dict)
+    # each web source's latest crawl (`clamp.data.ingest.acquisition_stats`): pages, music files, text kinds
+    acquisition: dict[str, dict] = field(default_factory=dict)
 
     def reconcile(self) -> None:
         accounted = self.rows_written + self.quarantined + self.duplicates + self.decontaminated
@@ -160,6 +163,7 @@ def finalize(
             for s in chunk_stats
         ),
         grouping=dict(plan.grouping),
+        acquisition=acquisition_stats(cfg),
     )
     summary.reconcile()
     manifest = {

@@ -4,8 +4,11 @@ stage of a build).
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterable, Iterator
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -14,11 +17,7 @@ import pyarrow as pa
 from clamp.config import BuildConfig, SourceSpec
 from clamp.data.layout import DatasetLayout, fingerprint_of
 from clamp.data.records import RawRecord, batched
-from clamp.data.shards import (
-    read_table,
-    write_atomic,
-    write_bytes_atomic,
-)
+from clamp.data.shards import write_bytes_atomic, write_json_atomic
 
 log = logging.getLogger("clamp.data.build")
 
@@ -47,32 +46,139 @@ def iter_source(spec: SourceSpec, cache_dir: Path) -> Iterator[RawRecord]:
         raise ValueError(f"unknown source kind {spec.kind}")
 
 
-def iter_web(spec: SourceSpec, cache_dir: Path) -> Iterator[RawRecord]:
-    """Crawled files, split into tunes like local ABC files.
+LAST_CRAWL = "last-crawl.json"  # the counts of a web source's latest crawl, in its state folder
 
-    The crawler yields each new file once (its state persists), so every crawled record is
-    stored in the cache as it arrives and the source replays the whole store in crawl order:
-    a rebuild sees the same records plus whatever is new.
-    """
-    from clamp.data.records import records_to_table, table_to_records
-    from clamp.data.sources.web import CrawlConfig, Crawler
 
-    state = cache_dir / "crawl" / fingerprint_of(spec.seeds, spec.allowed_hosts)[:12]
-    store = state / "records"
-    store.mkdir(parents=True, exist_ok=True)
-    config = CrawlConfig.from_source(spec, state)
-    seq = len(list(store.glob("*.arrow")))
+def crawl_state_dir(spec: SourceSpec, cache_dir: Path) -> Path:
+    return cache_dir / "crawl" / fingerprint_of(spec.seeds, spec.allowed_hosts)[:12]
+
+
+def crawl_jobs(cfg: BuildConfig) -> list:
+    """The `CrawlConfig` of every share of the web sources split into `shares` (the build's
+    `crawl` stage); a web source of one share is crawled by ingest itself, streaming."""
+    from clamp.data.sources.web import CrawlConfig
+
+    jobs = []
+    for spec in cfg.sources:
+        if spec.kind == "web" and spec.shares > 1:
+            base = CrawlConfig.from_source(spec, crawl_state_dir(spec, cfg.cache_dir))
+            for i in range(spec.shares):
+                update = {
+                    "state_dir": base.state_dir / f"share-{i}",
+                    "partition": (i, spec.shares),
+                    "keep_records": True,
+                }
+                jobs.append(base.model_copy(update=update))
+    return jobs
+
+
+def crawl_share(config) -> dict:
+    """Crawl one share (one unit of the `crawl` stage: idempotent, resumable from its state):
+    its downloads stay in its state for ingest to replay; returns and writes its counts."""
+    from clamp.data.sources.web import Crawler
+
     crawler = Crawler(config)
-    for record in crawler.crawl():
-        write_atomic(records_to_table([record]), store / f"{seq:08d}.arrow")
-        seq += 1
-    stats = crawler.stats
-    kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(stats.texts_by_kind.items())) or "none"
-    log.info(
-        "crawl: %d URLs fetched, %d music files new; their texts by kind: %s", stats.fetched, stats.downloaded, kinds
-    )
-    stored = (record for part in sorted(store.glob("*.arrow")) for record in table_to_records(read_table(part)))
-    yield from _limited(_split_abc_files(stored), spec.limit)
+    for _ in crawler.crawl():
+        pass  # committed in the share's state already
+    counts = {"hosts": len(crawler.allowed_hosts), "replayed": 0, **asdict(crawler.stats)}
+    write_json_atomic(counts, config.state_dir / LAST_CRAWL)
+    return counts
+
+
+def iter_web(spec: SourceSpec, cache_dir: Path) -> Iterator[RawRecord]:
+    """Crawled files, split into tunes like local ABC files, streamed as the crawl goes.
+
+    The crawl state keeps every download, committed with its URL (`CrawlConfig.keep_records`),
+    so the source first replays what earlier runs stored, then yields each new file as it is
+    fetched: a rebuild sees the same records plus whatever is new, and a build killed mid-crawl
+    resumes with no file lost or stored twice. The crawl's counts go to `last-crawl.json` beside
+    its state, for the build's summary (`acquisition_stats`); a terminal shows a progress bar.
+    A source of several `shares` was crawled by the build's `crawl` stage: its shares' files
+    are replayed, share after share.
+    """
+    from clamp.data.sources.web import SOURCE, STATE_FILE, CrawlConfig, Crawler
+    from clamp.data.sources.web_state import CrawlState
+
+    state_dir = crawl_state_dir(spec, cache_dir)
+
+    def replay(folder: Path) -> Iterator[RawRecord]:
+        stored = CrawlState(folder / STATE_FILE)
+        try:
+            yield from (record for _, record in stored.stored_records(SOURCE))
+        finally:
+            stored.close()
+
+    def crawled() -> Iterator[RawRecord]:
+        if spec.shares > 1:
+            for i in range(spec.shares):
+                yield from replay(state_dir / f"share-{i}")
+            return
+        replayed = 0
+        for record in replay(state_dir):
+            replayed += 1
+            yield record
+        crawler = Crawler(CrawlConfig.from_source(spec, state_dir).model_copy(update={"keep_records": True}))
+        with crawl_progress(sys.stderr.isatty()) as show:
+            crawler.on_progress = show
+            yield from crawler.crawl()
+        stats = crawler.stats
+        counts = {"hosts": len(crawler.allowed_hosts), "replayed": replayed, **asdict(stats)}
+        write_json_atomic(counts, state_dir / LAST_CRAWL)
+        kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(stats.texts_by_kind.items())) or "none"
+        log.info(
+            "crawl: %d URLs fetched, %d music files new; their texts by kind: %s",
+            stats.fetched,
+            stats.downloaded,
+            kinds,
+        )
+
+    yield from _limited(_split_abc_files(crawled()), spec.limit)
+
+
+@contextmanager
+def crawl_progress(enabled: bool) -> Iterator[Callable[..., None] | None]:
+    """A rich progress line for a crawl (pages, music files, queued URLs), or None when off."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("crawl"), BarColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, transient=False) as progress:
+        bar = progress.add_task("", total=None)
+
+        def show(stats, queued: int) -> None:
+            done = stats.fetched + stats.skipped_robots + stats.skipped_gone
+            description = f"{done:,} pages, {stats.downloaded:,} music files, {queued:,} queued"
+            progress.update(bar, completed=done, description=description)
+
+        yield show
+
+
+def acquisition_stats(cfg: BuildConfig) -> dict[str, dict]:
+    """The latest crawl's counts of each web source ({first seed: counts}, shares summed), for
+    the build's summary."""
+    out: dict[str, dict] = {}
+    for spec in cfg.sources:
+        if spec.kind != "web":
+            continue
+        folder = crawl_state_dir(spec, cfg.cache_dir)
+        folders = [folder / f"share-{i}" for i in range(spec.shares)] if spec.shares > 1 else [folder]
+        parts = [json.loads(p.read_text()) for p in (f / LAST_CRAWL for f in folders) if p.is_file()]
+        if not parts:
+            continue
+        total: dict = {"shares": len(parts)}
+        for part in parts:
+            for key, value in part.items():
+                if isinstance(value, dict):
+                    merged = total.setdefault(key, {})
+                    for k, v in value.items():
+                        merged[k] = merged.get(k, 0) + v
+                elif isinstance(value, int):
+                    total[key] = total.get(key, 0) + value
+        name = spec.seeds[0] if len(spec.seeds) == 1 else f"{spec.seeds[0]} +{len(spec.seeds) - 1}"
+        out[name] = total
+    return out
 
 
 def _split_abc_files(records: Iterable[RawRecord]) -> Iterator[RawRecord]:

@@ -41,6 +41,15 @@ def summary_rows(s: BuildSummary) -> list[tuple[str, str]]:
         ("seconds", _fmt(s.seconds)),
         ("throughput", _fmt(s.throughput)),
     ]
+    for seeds, c in s.acquisition.items():
+        kinds = _fmt(c.get("texts_by_kind", {})) or "none"
+        failed = sum(c.get("errors", {}).values()) + c.get("skipped_too_large", 0) + c.get("redirect_loops", 0)
+        rows.append((
+            f"crawled {seeds}",
+            f"{c['fetched'] + c['skipped_robots']:,} pages ({c['skipped_robots']:,} disallowed, {failed:,} failed, "
+            f"{c['skipped_duplicate']:,} duplicate); {c['downloaded']:,} music files new, {c['replayed']:,} from "
+            f"earlier crawls; texts by kind: {kinds}",
+        ))  # fmt: skip
     return rows
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.loopback_site import SiteSpec, serve_site
 from infra.stack import Ports, Stack
 from tests.conftest import free_port, query_postgres
 
@@ -57,11 +58,29 @@ def test_every_deployment_runs_on_the_local_stack(tmp_path, benchmarks_dir, data
             "build-dataset/music21-corpus",
             {"name": "stack", "overrides": build, "scheduler_address": f"tcp://127.0.0.1:{stack.ports.dask}"},
         )
+        # the crawl deployment: a loopback site's 2 hosts in 2 shares, on the stack's Dask workers
+        site = SiteSpec(hosts=2, tunes_per_host=10, latency_s=0.01)
+        with serve_site(site, tmp_path / "requests.tsv") as bases:
+            web = {
+                "kind": "web",
+                "seeds": [b + "/" for b in bases],
+                "max_depth": 4,
+                "per_host_delay_s": 0.0,
+                "shares": 2,
+            }
+            crawl = {**build, "sources": [web]}
+            run("build-dataset/crawl", {"config_path": None, "name": "crawled", "overrides": crawl,
+                                        "scheduler_address": f"tcp://127.0.0.1:{stack.ports.dask}"})  # fmt: skip
+        summary = prefect("artifact", "inspect", "build-summary", "--limit", "1")
+        assert f"crawled {bases[0]}/ +1 | 86 pages" in summary.stdout and "60 music files new" in summary.stdout, (
+            summary.stdout[-2000:]
+        )
         from distributed import Client
 
         with Client(f"tcp://127.0.0.1:{stack.ports.dask}", timeout=30) as dask_client:
             prefixes = dask_client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.task_prefixes))
         assert any("prepare" in p for p in prefixes) and any("write" in p for p in prefixes), prefixes
+        assert any("crawl" in p for p in prefixes), prefixes
         dataset = str(data / "stack")
         run(
             "pretrain-mmm/small-cpu",
