@@ -34,7 +34,11 @@ def _newest(pattern: str) -> Path:
 
 @pytest.mark.parametrize(
     ("script", "pattern"),
-    [("quality_targets", "*-quality-cpu/report.json"), ("performance_report", "*-performance/report.json")],
+    [
+        ("quality_targets", "*-quality-cpu/report.json"),
+        ("performance_report", "*-performance/report.json"),
+        ("bench_crawl", "*-crawl/report.json"),
+    ],
 )
 def test_the_readme_tables_are_generated_from_the_newest_committed_report(script, pattern):
     module = _script(script)

@@ -1,0 +1,200 @@
+"""Crawl throughput on the loopback site (benchmarks/loopback_site.py): 1 and 2 Dask workers,
+each crawling its share of the hosts, beside one request at a time.
+
+    .venv/bin/python benchmarks/bench_crawl.py [--hosts 50] [--tunes-per-host 100] \\
+        [--latency-ms 100] [--workers 1,2] [--concurrency 16] [--repeats 3] [--report DIR]
+
+Every run serves a fresh site from a child process, starts a `distributed.LocalCluster` with
+`workers` single-threaded worker processes, and times the crawl from the submission of the
+shares (`CrawlConfig.partition`) to the last one's end; the cluster's start is not timed. The
+crawl keeps its records in its state as a build does (`keep_records`). After each run the
+request log and the crawl states are checked: politeness (Crawl-delay and one request at a time
+per host, nothing disallowed) and an outcome for every URL the site links. "one at a time" is a
+single crawler with concurrency 1, what the crawler was before it fetched hosts concurrently,
+timed on its first `--baseline-pages` pages. With `--report DIR` the table is also written to
+DIR/report.{json,md} with the machine and commit; `--readme --report DIR` then rewrites the
+README's crawl block from it (a test checks that the two agree).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from loopback_site import (  # noqa: E402
+    SiteSpec,
+    accounting_problems,
+    politeness_problems,
+    read_log,
+    serve_site,
+    visited_outcomes,
+)
+
+README_BEGIN = "<!-- crawl-report:begin (benchmarks/bench_crawl.py --readme writes this block) -->"
+README_END = "<!-- crawl-report:end -->"
+
+
+def table_lines(rows: list[dict]) -> list[str]:
+    lines = ["| crawl | pages/s |", "|---|---|"]
+    return lines + [f"| {r['what']} | {r['median']:,} |" for r in rows]
+
+
+def readme_block(report: dict, report_path: str) -> str:
+    p, site = report["provenance"], report["provenance"]["site"]
+    return "\n".join(
+        [README_BEGIN, "",
+         f"Crawling the loopback test site ({site['hosts']} hosts, {site['pages']:,} pages, every answer after "
+         f"{site['latency_ms']:g} ms), measured on {p['date']} at commit {p['commit']} on {p['machine']} "
+         f"([report]({report_path}/report.md), medians of {p['repeats']} runs; `benchmarks/bench_crawl.py`).",
+         "", *table_lines(report["rows"]), "", README_END]
+    )  # fmt: skip
+
+
+def crawl_share(config) -> dict:
+    """One worker's share of the crawl (run on a Dask worker)."""
+    import logging
+    from dataclasses import asdict
+
+    from clamp.data.sources.web import Crawler
+
+    logging.getLogger("clamp").setLevel(logging.ERROR)
+    crawler = Crawler(config)
+    records = sum(1 for _ in crawler.crawl())
+    return {"records": records, **asdict(crawler.stats)}
+
+
+def config_for(bases: list[str], state_dir: Path, concurrency: int, partition, max_pages: int = 10**7):
+    from clamp.data.sources.web import CrawlConfig
+
+    return CrawlConfig(seeds=[b + "/" for b in bases], state_dir=state_dir, max_depth=4, per_host_delay_s=0.0,
+                       max_pages=max_pages, max_bytes=200_000, concurrency=concurrency, backoff_base_s=0.1,
+                       keep_records=True, partition=partition)  # fmt: skip
+
+
+def run(spec: SiteSpec, workers: int, concurrency: int) -> dict:
+    from distributed import Client, LocalCluster
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        with (
+            serve_site(spec, tmp_path / "requests.tsv") as bases,
+            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+            Client(cluster) as client,
+        ):
+            configs = [config_for(bases, tmp_path / f"share{i}", concurrency, (i, workers)) for i in range(workers)]
+            start = time.perf_counter()
+            shares = client.gather(client.map(crawl_share, configs, pure=False))
+            seconds = time.perf_counter() - start
+        hits = read_log(tmp_path / "requests.tsv")
+        visited = visited_outcomes([tmp_path / f"share{i}" / "crawl.sqlite3" for i in range(workers)])
+        problems = politeness_problems(spec, hits) + accounting_problems(spec, bases, visited)
+    fetched = sum(s["fetched"] + s["skipped_robots"] for s in shares)
+    with_page_text = min(sum(s["texts_by_kind"].get(k, 0) for s in shares) for k in ("title",))
+    return {
+        "pages": fetched,
+        "records": sum(s["records"] for s in shares),
+        "seconds": round(seconds, 2),
+        "pages_per_s": round(fetched / seconds, 1),
+        "requests": len(hits),
+        "problems": problems[:5],
+        "n_problems": len(problems),
+        "with_page_text": with_page_text,
+    }
+
+
+def baseline(spec: SiteSpec, pages: int) -> float:
+    """Pages/s of one request at a time (concurrency 1), over the first `pages` pages."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        with serve_site(spec, tmp_path / "requests.tsv") as bases:
+            from clamp.data.sources.web import Crawler
+
+            crawler = Crawler(config_for(bases, tmp_path / "state", 1, None, max_pages=pages))
+            start = time.perf_counter()
+            for _ in crawler.crawl():
+                pass
+            seconds = time.perf_counter() - start
+    return (crawler.stats.fetched + crawler.stats.skipped_robots) / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hosts", type=int, default=50)
+    parser.add_argument("--tunes-per-host", type=int, default=100, help="4 URLs each; 500 gives 100k pages")
+    parser.add_argument("--latency-ms", type=float, default=100.0)
+    parser.add_argument("--workers", default="1,2", help="comma-separated")
+    parser.add_argument("--concurrency", type=int, default=16, help="hosts at once per worker")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--baseline-pages", type=int, default=300)
+    parser.add_argument("--report", help="also write DIR/report.json and DIR/report.md")
+    parser.add_argument("--readme", action="store_true", help="only rewrite the README's block from --report")
+    args = parser.parse_args()
+    if args.readme:
+        from report_files import replace_block
+
+        report = json.loads((Path(args.report) / "report.json").read_text())
+        replace_block(ROOT / "README.md", README_BEGIN, README_END, readme_block(report, args.report))
+        print(f"README.md: crawl block rewritten from {args.report}/report.json")
+        return
+    import logging
+
+    logging.getLogger("clamp").setLevel(logging.ERROR)
+    spec = SiteSpec(hosts=args.hosts, tunes_per_host=args.tunes_per_host, latency_s=args.latency_ms / 1000)
+    print(f"site: {spec.hosts} hosts, {spec.pages():,} pages, {args.latency_ms:g} ms per answer, per-host delay 0")
+    rows = []
+    base = [baseline(spec, args.baseline_pages) for _ in range(args.repeats)]
+    rows.append({"what": "one request at a time (1 process, concurrency 1)", "runs": [round(b, 1) for b in base]})
+    for workers in (int(w) for w in args.workers.split(",")):
+        runs = [run(spec, workers, args.concurrency) for _ in range(args.repeats)]
+        for r in runs:
+            if r["n_problems"]:
+                raise SystemExit(f"{workers} worker(s): {r['n_problems']} problem(s), e.g. {r['problems']}")
+        what = f"{workers} Dask worker(s), {args.concurrency} hosts at once each"
+        rows.append({"what": what, "runs": [r["pages_per_s"] for r in runs], "detail": runs[-1]})
+    for r in rows:
+        r["median"] = round(statistics.median(r["runs"]), 1)
+    one = next((r for r in rows if r["what"].startswith("1 Dask")), None)
+    two = next((r for r in rows if r["what"].startswith("2 Dask")), None)
+    lines = ["| crawl | pages/s (median) | runs |", "|---|---|---|"]
+    lines += [f"| {r['what']} | {r['median']:,} | {', '.join(f'{v:,}' for v in r['runs'])} |" for r in rows]
+    if one and two:
+        lines.append(f"\n1 -> 2 workers: {two['median'] / one['median']:.2f}x")
+    table = "\n".join(lines)
+    print(table)
+    if args.report:
+        from report_files import git_commit
+
+        from benchmarks.performance_report import machine
+
+        folder = Path(args.report)
+        folder.mkdir(parents=True, exist_ok=True)
+        report = {
+            "provenance": {
+                "date": dt.date.today().isoformat(),
+                "commit": git_commit(),
+                "machine": machine(),
+                "site": {"hosts": spec.hosts, "pages": spec.pages(), "latency_ms": args.latency_ms},
+                "repeats": args.repeats,
+            },  # fmt: skip
+            "rows": rows,
+        }
+        (folder / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+        p = report["provenance"]
+        head = (f"# Crawl throughput, {p['date']}\n\nMachine: {p['machine']}. Commit {p['commit']}. Site: "
+                f"{spec.hosts} hosts, {spec.pages():,} pages, {args.latency_ms:g} ms per answer "
+                f"(`benchmarks/bench_crawl.py`).\n\n")  # fmt: skip
+        (folder / "report.md").write_text(head + table + "\n")
+
+
+if __name__ == "__main__":
+    main()
