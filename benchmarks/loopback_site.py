@@ -51,7 +51,7 @@ class SiteSpec:
     latency_s: float = 0.1
     bytes_per_s: float = 0.0  # per response; 0: no bandwidth limit
     crawl_delay_s: float = 0.0  # robots.txt Crawl-delay (0: none written)
-    oversize_bytes: int = 300_000  # /big/<i>.mid; crawl with a smaller max_bytes
+    oversize_bytes: int = 1_100_000  # /big/<i>.mid: over the crawl's default max_bytes (1 MB)
 
     def pages(self) -> int:
         """The URLs a complete crawl asks for, all hosts (robots.txt not counted)."""
