@@ -14,6 +14,10 @@ single crawler with concurrency 1, what the crawler was before it fetched hosts 
 timed on its first `--baseline-pages` pages. With `--report DIR` the table is also written to
 DIR/report.{json,md} with the machine and commit; `--readme --report DIR` then rewrites the
 README's crawl block from it (a test checks that the two agree).
+
+`--kill-resume` instead crawls the site in a child process, kills it with SIGKILL once half
+the site's URLs are settled, resumes in a new process, and checks that every file the site
+serves was stored exactly once (none lost, none twice), the accounting and politeness.
 """
 
 from __future__ import annotations
@@ -112,6 +116,78 @@ def run(spec: SiteSpec, workers: int, concurrency: int) -> dict:
     }
 
 
+KILLABLE = """
+import json, sys
+sys.path.insert(0, {root!r})
+from benchmarks.bench_crawl import config_for
+from clamp.data.sources.web import Crawler
+from pathlib import Path
+import logging
+logging.getLogger("clamp").setLevel(logging.ERROR)
+bases, state, concurrency = json.loads(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+for _ in Crawler(config_for(bases, state, concurrency, None)).crawl():
+    pass  # each download is committed with its URL before it is yielded
+"""
+
+
+def kill_resume(spec: SiteSpec, concurrency: int) -> dict:
+    """Crawl in a child, SIGKILL it halfway, resume to the end; check nothing lost or doubled."""
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+
+    from loopback_site import expected_outcomes
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        script = tmp_path / "crawl.py"
+        script.write_text(KILLABLE.format(root=str(ROOT)))
+        state = tmp_path / "state"
+        db_path = state / "crawl.sqlite3"
+
+        def settled() -> int:
+            if not db_path.exists():
+                return 0
+            try:
+                with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as db:
+                    return int(db.execute("SELECT COUNT(*) FROM visited").fetchone()[0])
+            except sqlite3.Error:
+                return 0
+
+        with serve_site(spec, tmp_path / "requests.tsv") as bases:
+            args = [sys.executable, str(script), json.dumps(bases), str(state), str(concurrency)]
+            start = time.perf_counter()
+            child = subprocess.Popen(args, cwd=ROOT)
+            while settled() < spec.pages() // 2:
+                time.sleep(0.5)
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait()
+            at_kill = settled()
+            subprocess.run(args, cwd=ROOT, check=True)
+            seconds = time.perf_counter() - start
+        hits = read_log(tmp_path / "requests.tsv")
+        with sqlite3.connect(db_path) as db:
+            stored = [url for (url,) in db.execute("SELECT json_extract(metadata, '$.url') FROM records")]
+        visited = visited_outcomes([db_path])
+    expected = {u for b in bases for u, want in expected_outcomes(spec, b).items() if want == "downloaded"}
+    pairs = {u for b in bases for u, want in expected_outcomes(spec, b).items() if want == "duplicate|downloaded"}
+    lost = expected - set(stored)
+    twice = len(stored) - len(set(stored))
+    problems = politeness_problems(spec, hits) + accounting_problems(spec, bases, visited)
+    return {
+        "pages": spec.pages(),
+        "settled_at_kill": at_kill,
+        "stored": len(stored),
+        "expected_files": len(expected) + len(pairs) // 2,
+        "lost": len(lost),
+        "stored_twice": twice,
+        "problems": len(problems),
+        "first_problems": problems[:3],
+        "minutes": round(seconds / 60, 1),
+    }
+
+
 def baseline(spec: SiteSpec, pages: int) -> float:
     """Pages/s of one request at a time (concurrency 1), over the first `pages` pages."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -138,7 +214,22 @@ def main() -> None:
     parser.add_argument("--baseline-pages", type=int, default=300)
     parser.add_argument("--report", help="also write DIR/report.json and DIR/report.md")
     parser.add_argument("--readme", action="store_true", help="only rewrite the README's block from --report")
+    parser.add_argument("--kill-resume", action="store_true", help="the SIGKILL-and-resume check instead")
     args = parser.parse_args()
+    if args.kill_resume:
+        import logging
+
+        logging.getLogger("clamp").setLevel(logging.ERROR)
+        spec = SiteSpec(hosts=args.hosts, tunes_per_host=args.tunes_per_host, latency_s=args.latency_ms / 1000)
+        print(f"site: {spec.hosts} hosts, {spec.pages():,} pages, {args.latency_ms:g} ms per answer")
+        result = kill_resume(spec, args.concurrency)
+        print(json.dumps(result, indent=1))
+        if args.report:
+            folder = Path(args.report)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "kill-resume.json").write_text(json.dumps(result, indent=1) + "\n")
+        ok = result["lost"] == result["stored_twice"] == result["problems"] == 0
+        raise SystemExit(0 if ok and result["stored"] == result["expected_files"] else 1)
     if args.readme:
         from report_files import replace_block
 
