@@ -25,6 +25,7 @@ Behaviour, in short:
 from __future__ import annotations
 
 import hashlib
+import heapq
 import logging
 import math
 import time
@@ -425,13 +426,16 @@ def partition_hosts(hosts: frozenset[str], partition: tuple[int, int] | None) ->
 
 class HostQueues:
     """The frontier in memory, a FIFO per host (`host_key`): `pop_ready` gives the oldest URL of
-    a host that has nothing in flight and whose delay has passed (`ready_at(url)`), so the crawl
-    keeps many hosts busy and each one polite."""
+    a host that has nothing in flight and whose delay has passed (`ready_at(host)`), so the crawl
+    keeps many hosts busy and each one polite. Idle hosts wait in a heap keyed by (when they may
+    be asked, their oldest URL's place), so a pop costs log(hosts), not hosts."""
 
     def __init__(self, items: Iterable[CrawlItem], ready_at: Callable[[str], float]) -> None:
         self.ready_at = ready_at
         self.queues: dict[str, deque[CrawlItem]] = {}
         self.busy: set[str] = set()
+        self.waiting: list[tuple[float, int, str]] = []  # heap of idle hosts with URLs
+        self.in_heap: set[str] = set()
         self.size = 0
         self.extend(items)
 
@@ -440,24 +444,34 @@ class HostQueues:
 
     def extend(self, items: Iterable[CrawlItem]) -> None:
         for item in items:
-            self.queues.setdefault(host_key(item.url), deque()).append(item)
+            host = host_key(item.url)
+            self.queues.setdefault(host, deque()).append(item)
             self.size += 1
+            self._wait(host)
 
-    def _idle(self) -> Iterator[str]:
-        return (host for host, queue in self.queues.items() if queue and host not in self.busy)
+    def _wait(self, host: str) -> None:
+        """Put an idle host with URLs in the heap (a busy one goes back on `release`)."""
+        queue = self.queues.get(host)
+        if queue and host not in self.busy and host not in self.in_heap:
+            heapq.heappush(self.waiting, (self.ready_at(host), queue[0].seq, host))
+            self.in_heap.add(host)
 
     def pop_ready(self, now: float) -> CrawlItem | None:
         """The oldest URL of the idle host that has waited longest, if its delay has passed."""
-        best = min(self._idle(), key=lambda h: (self.ready_at(h), self.queues[h][0].seq), default=None)
-        if best is None or self.ready_at(best) > now:
+        if not self.waiting or self.waiting[0][0] > now:
             return None
-        self.busy.add(best)
+        _, _, host = heapq.heappop(self.waiting)
+        self.in_heap.discard(host)
+        self.busy.add(host)
         self.size -= 1
-        return self.queues[best].popleft()
+        return self.queues[host].popleft()
 
     def next_ready(self) -> float:
         """When the next idle host may be asked (inf if none is idle)."""
-        return min((self.ready_at(h) for h in self._idle()), default=math.inf)
+        return self.waiting[0][0] if self.waiting else math.inf
 
     def release(self, url: str) -> None:
-        self.busy.discard(host_key(url))
+        """The host of `url` has its answer: it waits for its delay with its next URL, if any."""
+        host = host_key(url)
+        self.busy.discard(host)
+        self._wait(host)
