@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -59,6 +59,11 @@ class PrefectExecutor:
         with progress_bar(STAGE_LABELS[stage], len(futures), self.show_progress) as advance:
             for _ in as_completed(futures):
                 advance()
+        return [f.result() for f in futures]
+
+    def map_stream(self, stage: str, fn: Callable[..., T], items: Iterable[Any], **kwargs: Any) -> list[T]:
+        t = stage_task(stage, fn)
+        futures = [t.submit(item, **kwargs) for item in items]  # each submitted as its item arrives
         return [f.result() for f in futures]
 
 

@@ -36,7 +36,7 @@ from clamp.data.finalize import BuildSummary, docs_name, finalize, load_referenc
 from clamp.data.groups import (
     split_of,
 )
-from clamp.data.ingest import crawl_jobs, crawl_share, ingest, iter_records
+from clamp.data.ingest import crawl_jobs, crawl_share, ingest, iter_ingest, iter_records
 from clamp.data.layout import (
     DatasetLayout,
     check_dataset_claim,
@@ -264,11 +264,16 @@ def _run_stages(
     if jobs:  # web sources split into shares: crawled in parallel, then replayed by ingest
         with timed("crawl"):
             executor.map("crawl", crawl_share, jobs)
-    with timed("ingest"):
-        inputs = executor.run("ingest", ingest_sources, cfg, records)
-    log.info("ingested %d input chunks", len(inputs))
-    with timed("prepare"):
-        chunk_stats = executor.map("prepare", prepare_chunk, inputs, layout=layout, pcfg=PrepareConfig.from_build(cfg))
+    pcfg = PrepareConfig.from_build(cfg)
+    if records is None and any(spec.kind == "web" and spec.shares == 1 for spec in cfg.sources):
+        # a crawl streams: each input chunk is prepared while ingest still crawls the next
+        inputs, chunk_stats = _ingest_and_prepare(cfg, executor, layout, pcfg, seconds)
+    else:
+        with timed("ingest"):
+            inputs = executor.run("ingest", ingest_sources, cfg, records)
+        log.info("ingested %d input chunks", len(inputs))
+        with timed("prepare"):
+            chunk_stats = executor.map("prepare", prepare_chunk, inputs, layout=layout, pcfg=pcfg)
     with timed("plan"):
         plan = executor.run("plan", plan_build, cfg, inputs)
     log.info("kept %d of %d prepared rows in %d shards", plan.kept, plan.prepared, len(plan.shards))
@@ -278,6 +283,26 @@ def _run_stages(
             "write_shards", write_shard, plan.shards, prepared_chunks=prepared, layout=layout, cfg=cfg
         )
     return executor.run("finalize", finalize, layout, cfg, chunk_stats, plan, shard_stats, seconds)
+
+
+def _ingest_and_prepare(
+    cfg: BuildConfig, executor: Executor, layout: DatasetLayout, pcfg: PrepareConfig, seconds: dict[str, float]
+) -> tuple[list[Path], list[dict]]:
+    """Ingest in this process, each chunk handed to prepare as soon as it is written. Seconds:
+    `ingest` until the last chunk is written, `prepare` the wait for the rest after it."""
+    inputs: list[Path] = []
+    start = time.perf_counter()
+
+    def arriving() -> Iterator[Path]:
+        for path in iter_ingest(iter_records(cfg), layout, cfg.chunk_size, cfg.chunk_max_conversions):
+            inputs.append(path)
+            yield path
+        seconds["ingest"] = time.perf_counter() - start
+
+    chunk_stats = executor.map_stream("prepare", prepare_chunk, arriving(), layout=layout, pcfg=pcfg)
+    seconds["prepare"] = time.perf_counter() - start - seconds["ingest"]
+    log.info("ingested and prepared %d input chunks, streaming", len(inputs))
+    return inputs, chunk_stats
 
 
 def build_dataset(

@@ -7,7 +7,8 @@ which lives with the flows because the library never imports Prefect).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import multiprocessing
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
@@ -24,6 +25,11 @@ class Executor(Protocol):
 
     def map(self, stage: str, fn: Callable[..., T], items: Sequence[Any], **kwargs: Any) -> list[T]: ...
 
+    def map_stream(self, stage: str, fn: Callable[..., T], items: Iterable[Any], **kwargs: Any) -> list[T]:
+        """`map` over items that arrive one by one: each unit starts as soon as its item does
+        (the build's prepare of each input chunk while ingest still writes the next)."""
+        ...
+
 
 STAGE_LABELS = {
     "crawl": "crawl shares",
@@ -36,7 +42,8 @@ STAGE_LABELS = {
 
 
 class InProcessExecutor:
-    """Every unit in this process, one after another (tests, debugging, small builds)."""
+    """Every unit in this process, one after another (tests, debugging, small builds); a
+    streamed item is worked on as soon as it arrives, before the next is asked for."""
 
     def __init__(self, show_progress: bool = False) -> None:
         self.show_progress = show_progress
@@ -51,6 +58,9 @@ class InProcessExecutor:
                 results.append(fn(item, **kwargs))
                 advance()
         return results
+
+    def map_stream(self, stage: str, fn: Callable[..., T], items: Iterable[Any], **kwargs: Any) -> list[T]:
+        return [fn(item, **kwargs) for item in items]
 
 
 class PoolExecutor(InProcessExecutor):
@@ -70,6 +80,16 @@ class PoolExecutor(InProcessExecutor):
             with progress_bar(STAGE_LABELS.get(stage, stage), len(items), self.show_progress) as advance:
                 for _ in as_completed(futures):
                     advance()
+            return [f.result() for f in futures]
+
+    def map_stream(self, stage: str, fn: Callable[..., T], items: Iterable[Any], **kwargs: Any) -> list[T]:
+        from concurrent.futures import ProcessPoolExecutor
+
+        if self.workers <= 1:
+            return super().map_stream(stage, fn, items, **kwargs)
+        # spawned, not forked: the items may come from a thread-pooled crawl in this process
+        with ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(fn, item, **kwargs) for item in items]
             return [f.result() for f in futures]
 
 

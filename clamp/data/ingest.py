@@ -214,17 +214,24 @@ def ingest(
     records: Iterable[RawRecord], layout: DatasetLayout, chunk_size: int, max_conversions: int | None = None
 ) -> list[Path]:
     """Stream records into fixed-size input chunk files; identical chunks are left untouched."""
+    return list(iter_ingest(records, layout, chunk_size, max_conversions))
+
+
+def iter_ingest(
+    records: Iterable[RawRecord], layout: DatasetLayout, chunk_size: int, max_conversions: int | None = None
+) -> Iterator[Path]:
+    """`ingest`, yielding each chunk's path as soon as the chunk is written."""
     layout.input_dir.mkdir(parents=True, exist_ok=True)
-    paths: list[Path] = []
+    count = 0
     for i, table in enumerate(batched(records, chunk_size, max_conversions)):
         path = layout.input_dir / f"chunk-{i:05d}.arrow"
         data = _ipc_bytes(table)
         if not path.is_file() or path.read_bytes() != data:
             write_bytes_atomic(data, path)
-        paths.append(path)
-    for stale in sorted(layout.input_dir.glob("chunk-*.arrow"))[len(paths) :]:
+        count += 1
+        yield path
+    for stale in sorted(layout.input_dir.glob("chunk-*.arrow"))[count:]:
         layout.inside(stale).unlink()  # the input shrank since the last run
-    return paths
 
 
 def _ipc_bytes(table: pa.Table) -> bytes:

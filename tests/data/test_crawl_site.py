@@ -122,7 +122,9 @@ def test_a_crawl_killed_with_sigkill_resumes_with_nothing_lost_or_twice(tmp_path
 
 def test_a_build_streams_the_crawl_replays_it_and_reports_its_counts(tmp_path: Path) -> None:
     from clamp.config import BuildConfig, SourceSpec
-    from clamp.data.build import build_dataset
+    from clamp.data.build import DatasetLayout, build_dataset
+    from clamp.data.executors import PoolExecutor
+    from clamp.data.layout import prepared_paths_for
     from clamp.data.report import summary_rows
 
     # 2 hosts of 10 tunes: per host an index, a sitemap, a listing, 10 pages and 30 files; only
@@ -133,8 +135,13 @@ def test_a_build_streams_the_crawl_replays_it_and_reports_its_counts(tmp_path: P
         cfg = BuildConfig(name="crawled", output_dir=tmp_path / "out", cache_dir=tmp_path / "cache", sources=[source],
                           decontaminate=False, valid_fraction=0.0, test_fraction=0.0, chunk_size=16)  # fmt: skip
         first = build_dataset(cfg)
-        again = build_dataset(cfg, overwrite=True)
+        layout = DatasetLayout(cfg.dataset_dir)
+        prepared = prepared_paths_for(layout.input_dir / "chunk-00000.arrow", layout)[2].stat().st_mtime
+        crawl_end = next((tmp_path / "cache" / "crawl").glob("*/last-crawl.json")).stat().st_mtime
+        again = build_dataset(cfg, overwrite=True, executor=PoolExecutor(2))  # prepare in spawned workers
 
+    # streamed: the first of the 4 input chunks (16 records each) was prepared before the crawl ended
+    assert len(list(layout.input_dir.glob("chunk-*.arrow"))) == 4 and prepared < crawl_end
     (crawl,) = first.acquisition.values()
     assert (crawl["fetched"], crawl["downloaded"], crawl["replayed"], crawl["retries"]) == (86, 60, 0, 2)
     assert crawl["texts_by_kind"] == {"title": 60, "heading": 60, "description": 60}
