@@ -35,14 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from loopback_site import (  # noqa: E402
-    SiteSpec,
-    accounting_problems,
-    politeness_problems,
-    read_log,
-    serve_site,
-    visited_outcomes,
-)
+import loopback_site  # noqa: E402
+from loopback_site import SiteSpec, crawl_config, read_log, serve_site, visited_outcomes  # noqa: E402
 
 README_BEGIN = "<!-- crawl-report:begin (benchmarks/bench_crawl.py --readme writes this block) -->"
 README_END = "<!-- crawl-report:end -->"
@@ -64,25 +58,16 @@ def readme_block(report: dict, report_path: str) -> str:
     )  # fmt: skip
 
 
-def crawl_share(config) -> dict:
-    """One worker's share of the crawl (run on a Dask worker)."""
+def config_for(bases: list[str], state_dir: Path, concurrency: int, partition=None, max_pages: int = 10**7):
+    """A share's crawl as a build runs it (downloads kept in its state)."""
+    return crawl_config(bases, state_dir, concurrency=concurrency, partition=partition, max_pages=max_pages,
+                        backoff_base_s=0.1, keep_records=True)  # fmt: skip
+
+
+def _quiet() -> None:
     import logging
-    from dataclasses import asdict
 
-    from clamp.data.sources.web import Crawler
-
-    logging.getLogger("clamp").setLevel(logging.ERROR)
-    crawler = Crawler(config)
-    records = sum(1 for _ in crawler.crawl())
-    return {"records": records, **asdict(crawler.stats)}
-
-
-def config_for(bases: list[str], state_dir: Path, concurrency: int, partition, max_pages: int = 10**7):
-    from clamp.data.sources.web import CrawlConfig
-
-    return CrawlConfig(seeds=[b + "/" for b in bases], state_dir=state_dir, max_depth=4, per_host_delay_s=0.0,
-                       max_pages=max_pages, max_bytes=200_000, concurrency=concurrency, backoff_base_s=0.1,
-                       keep_records=True, partition=partition)  # fmt: skip
+    logging.getLogger("clamp").setLevel(logging.ERROR)  # the site's faults log a warning each
 
 
 def run(spec: SiteSpec, workers: int, concurrency: int) -> dict:
@@ -95,18 +80,23 @@ def run(spec: SiteSpec, workers: int, concurrency: int) -> dict:
             LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
             Client(cluster) as client,
         ):
+            from clamp.data.ingest import crawl_share
+
+            client.run(_quiet)
             configs = [config_for(bases, tmp_path / f"share{i}", concurrency, (i, workers)) for i in range(workers)]
             start = time.perf_counter()
             shares = client.gather(client.map(crawl_share, configs, pure=False))
             seconds = time.perf_counter() - start
         hits = read_log(tmp_path / "requests.tsv")
         visited = visited_outcomes([tmp_path / f"share{i}" / "crawl.sqlite3" for i in range(workers)])
-        problems = politeness_problems(spec, hits) + accounting_problems(spec, bases, visited)
+        problems = loopback_site.politeness_problems(spec, hits) + loopback_site.accounting_problems(
+            spec, bases, visited
+        )
     fetched = sum(s["fetched"] + s["skipped_robots"] for s in shares)
     with_page_text = min(sum(s["texts_by_kind"].get(k, 0) for s in shares) for k in ("title",))
     return {
         "pages": fetched,
-        "records": sum(s["records"] for s in shares),
+        "records": sum(s["downloaded"] for s in shares),
         "seconds": round(seconds, 2),
         "pages_per_s": round(fetched / seconds, 1),
         "requests": len(hits),
@@ -119,13 +109,14 @@ def run(spec: SiteSpec, workers: int, concurrency: int) -> dict:
 KILLABLE = """
 import json, sys
 sys.path.insert(0, {root!r})
-from benchmarks.bench_crawl import config_for
+from benchmarks.loopback_site import crawl_config
 from clamp.data.sources.web import Crawler
 from pathlib import Path
 import logging
 logging.getLogger("clamp").setLevel(logging.ERROR)
 bases, state, concurrency = json.loads(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
-for _ in Crawler(config_for(bases, state, concurrency, None)).crawl():
+config = crawl_config(bases, state, concurrency=concurrency, backoff_base_s=0.1, keep_records=True)
+for _ in Crawler(config).crawl():
     pass  # each download is committed with its URL before it is yielded
 """
 
@@ -136,8 +127,6 @@ def kill_resume(spec: SiteSpec, concurrency: int) -> dict:
     import signal
     import sqlite3
     import subprocess
-
-    from loopback_site import expected_outcomes
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
@@ -170,11 +159,12 @@ def kill_resume(spec: SiteSpec, concurrency: int) -> dict:
         with sqlite3.connect(db_path) as db:
             stored = [url for (url,) in db.execute("SELECT json_extract(metadata, '$.url') FROM records")]
         visited = visited_outcomes([db_path])
-    expected = {u for b in bases for u, want in expected_outcomes(spec, b).items() if want == "downloaded"}
-    pairs = {u for b in bases for u, want in expected_outcomes(spec, b).items() if want == "duplicate|downloaded"}
+    outcomes = {u: want for b in bases for u, want in loopback_site.expected_outcomes(spec, b).items()}
+    expected = {u for u, want in outcomes.items() if want == "downloaded"}
+    pairs = {u for u, want in outcomes.items() if want == "duplicate|downloaded"}
     lost = expected - set(stored)
     twice = len(stored) - len(set(stored))
-    problems = politeness_problems(spec, hits) + accounting_problems(spec, bases, visited)
+    problems = loopback_site.politeness_problems(spec, hits) + loopback_site.accounting_problems(spec, bases, visited)
     return {
         "pages": spec.pages(),
         "settled_at_kill": at_kill,
@@ -195,7 +185,7 @@ def baseline(spec: SiteSpec, pages: int) -> float:
         with serve_site(spec, tmp_path / "requests.tsv") as bases:
             from clamp.data.sources.web import Crawler
 
-            crawler = Crawler(config_for(bases, tmp_path / "state", 1, None, max_pages=pages))
+            crawler = Crawler(config_for(bases, tmp_path / "state", 1, max_pages=pages))
             start = time.perf_counter()
             for _ in crawler.crawl():
                 pass
@@ -217,9 +207,7 @@ def main() -> None:
     parser.add_argument("--kill-resume", action="store_true", help="the SIGKILL-and-resume check instead")
     args = parser.parse_args()
     if args.kill_resume:
-        import logging
-
-        logging.getLogger("clamp").setLevel(logging.ERROR)
+        _quiet()
         spec = SiteSpec(hosts=args.hosts, tunes_per_host=args.tunes_per_host, latency_s=args.latency_ms / 1000)
         print(f"site: {spec.hosts} hosts, {spec.pages():,} pages, {args.latency_ms:g} ms per answer")
         result = kill_resume(spec, args.concurrency)
@@ -237,9 +225,7 @@ def main() -> None:
         replace_block(ROOT / "README.md", README_BEGIN, README_END, readme_block(report, args.report))
         print(f"README.md: crawl block rewritten from {args.report}/report.json")
         return
-    import logging
-
-    logging.getLogger("clamp").setLevel(logging.ERROR)
+    _quiet()
     spec = SiteSpec(hosts=args.hosts, tunes_per_host=args.tunes_per_host, latency_s=args.latency_ms / 1000)
     print(f"site: {spec.hosts} hosts, {spec.pages():,} pages, {args.latency_ms:g} ms per answer, per-host delay 0")
     rows = []

@@ -301,6 +301,17 @@ def read_log(path: Path) -> list[Hit]:
     return hits
 
 
+def crawl_config(bases: list[str], state_dir: Path, **overrides):
+    """The crawl of the site that the tests and benchmarks run: every host a seed, deep enough
+    for index -> listing -> page -> file, per-host delay 0 (robots.txt's Crawl-delay still
+    counts), a 200 kB cap (under the oversize file), short backoffs; `overrides` win."""
+    from clamp.data.sources.web import CrawlConfig
+
+    settings = {"seeds": [b + "/" for b in bases], "state_dir": state_dir, "max_depth": 4, "per_host_delay_s": 0.0,
+                "max_pages": 10**7, "max_bytes": 200_000, "backoff_base_s": 0.05, "timeout_s": 5.0}  # fmt: skip
+    return CrawlConfig(**{**settings, **overrides})
+
+
 # --------------------------------------------------------------------------------------------- checks
 
 

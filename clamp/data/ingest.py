@@ -80,8 +80,13 @@ def crawl_share(config) -> dict:
     crawler = Crawler(config)
     for _ in crawler.crawl():
         pass  # committed in the share's state already
-    counts = {"hosts": len(crawler.allowed_hosts), "replayed": 0, **asdict(crawler.stats)}
-    write_json_atomic(counts, config.state_dir / LAST_CRAWL)
+    return _write_counts(crawler, replayed=0)
+
+
+def _write_counts(crawler, replayed: int) -> dict:
+    """The counts of a crawl that ended, written beside its state for `acquisition_stats`."""
+    counts = {"hosts": len(crawler.allowed_hosts), "replayed": replayed, **asdict(crawler.stats)}
+    write_json_atomic(counts, crawler.config.state_dir / LAST_CRAWL)
     return counts
 
 
@@ -122,8 +127,7 @@ def iter_web(spec: SourceSpec, cache_dir: Path) -> Iterator[RawRecord]:
             crawler.on_progress = show
             yield from crawler.crawl()
         stats = crawler.stats
-        counts = {"hosts": len(crawler.allowed_hosts), "replayed": replayed, **asdict(stats)}
-        write_json_atomic(counts, state_dir / LAST_CRAWL)
+        _write_counts(crawler, replayed)
         kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(stats.texts_by_kind.items())) or "none"
         log.info(
             "crawl: %d URLs fetched, %d music files new; their texts by kind: %s",

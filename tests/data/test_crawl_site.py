@@ -1,16 +1,10 @@
 """The crawler on a generated multi-host site with latency and faults (benchmarks/loopback_site.py):
 the request log proves it polite, the crawl state accounts for every URL, and a crawl killed
-with SIGKILL resumes with no file lost and none yielded twice."""
+with SIGKILL resumes with no file lost and none stored twice (benchmarks/bench_crawl.py's check)."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -18,15 +12,15 @@ import pytest
 from benchmarks.loopback_site import (
     SiteSpec,
     accounting_problems,
+    crawl_config,
     politeness_problems,
     read_log,
     serve_site,
     visited_outcomes,
 )
-from clamp.data.sources.web import CrawlConfig, Crawler
+from clamp.data.sources.web import Crawler
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
 # 4 hosts of 50 tunes: per host 1 index + 1 listing + 1 sitemap + 50 pages + 150 files + 5 fault URLs
 SPEC = SiteSpec(hosts=4, tunes_per_host=50, latency_s=0.02, crawl_delay_s=0.1)
 PAGES_PER_HOST = 208
@@ -35,18 +29,11 @@ PAGES_PER_HOST = 208
 DOWNLOADED_PER_HOST = 149
 
 
-def crawl_config(bases: list[str], state_dir: Path, **overrides) -> CrawlConfig:
-    settings = dict(seeds=[b + "/" for b in bases], state_dir=state_dir, max_depth=4, per_host_delay_s=0.0,
-                    max_pages=100_000, max_bytes=200_000, concurrency=8, backoff_base_s=0.05,
-                    timeout_s=5.0)  # fmt: skip
-    settings.update(overrides)
-    return CrawlConfig(**settings)
-
-
 def test_two_shares_crawl_every_host_once_politely_and_account_for_every_url(tmp_path: Path) -> None:
     assert SPEC.pages() == SPEC.hosts * PAGES_PER_HOST
     with serve_site(SPEC, tmp_path / "requests.tsv") as bases:
-        crawlers = [Crawler(crawl_config(bases, tmp_path / f"share{i}", partition=(i, 2))) for i in range(2)]
+        configs = [crawl_config(bases, tmp_path / f"share{i}", partition=(i, 2), concurrency=8) for i in range(2)]
+        crawlers = [Crawler(config) for config in configs]
         records: list[list] = [[], []]
         threads = [threading.Thread(target=lambda i=i: records[i].extend(crawlers[i].crawl())) for i in range(2)]
         for thread in threads:
@@ -83,41 +70,15 @@ def test_two_shares_crawl_every_host_once_politely_and_account_for_every_url(tmp
     assert first.texts == ["Tune 0-0, a jig", "Tune 0-0", "A jig in D collected in 1780."]
 
 
-KILLABLE = """
-import json, os, sys
-from pathlib import Path
-sys.path.insert(0, {root!r})
-from tests.data.test_crawl_site import crawl_config
-from clamp.data.sources.web import Crawler
-bases, state, out = json.loads(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
-with out.open("a") as sink:
-    for record in Crawler(crawl_config(bases, state)).crawl():
-        sink.write(json.dumps(record.metadata["url"]) + "\\n")  # persisted before the next is asked
-        sink.flush()
-        os.fsync(sink.fileno())
-"""
+def test_a_crawl_killed_with_sigkill_resumes_with_nothing_lost_or_twice() -> None:
+    from benchmarks.bench_crawl import kill_resume
 
-
-def test_a_crawl_killed_with_sigkill_resumes_with_nothing_lost_or_twice(tmp_path: Path) -> None:
     spec = SiteSpec(hosts=4, tunes_per_host=50, latency_s=0.02)
-    script = tmp_path / "crawl.py"
-    script.write_text(KILLABLE.format(root=str(ROOT)))
-    out = tmp_path / "records.jsonl"
-    with serve_site(spec, tmp_path / "requests.tsv") as bases:
-        args = [sys.executable, str(script), json.dumps(bases), str(tmp_path / "state"), str(out)]
-        child = subprocess.Popen(args, cwd=ROOT)
-        deadline = time.monotonic() + 60
-        while (not out.exists() or len(out.read_text().splitlines()) < 250) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait()
-        before = len(out.read_text().splitlines())
-        assert 250 <= before < spec.hosts * DOWNLOADED_PER_HOST  # killed halfway
-        subprocess.run(args, cwd=ROOT, check=True, timeout=120)
-    urls = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(urls) == len(set(urls)) == spec.hosts * DOWNLOADED_PER_HOST  # none twice, none lost
-    visited = visited_outcomes([tmp_path / "state" / "crawl.sqlite3"])
-    assert accounting_problems(spec, bases, visited) == []
+    result = kill_resume(spec, concurrency=8)  # a child crawls; SIGKILL at half; a new child resumes
+    assert spec.pages() // 2 <= result["settled_at_kill"] < spec.pages()  # killed halfway
+    # every file the site serves stored once: none lost, none twice; accounting and politeness hold
+    assert result["stored"] == result["expected_files"] == spec.hosts * DOWNLOADED_PER_HOST
+    assert (result["lost"], result["stored_twice"], result["problems"]) == (0, 0, 0), result["first_problems"]
 
 
 def test_a_build_streams_the_crawl_replays_it_and_reports_its_counts(tmp_path: Path) -> None:

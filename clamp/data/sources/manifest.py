@@ -37,7 +37,6 @@ from clamp.io import write_json_atomic
 
 SOURCE = "manifest"
 DEFAULT_TEXT_COLUMNS = ("caption", "text", "title", "description")
-DEFAULT_CONCURRENCY = 16  # hosts fetched at once (each host: one request at a time, after its delay)
 WINDOW = 256  # rows fetched ahead of the ones yielded: the build gets records while the rest download
 # failures that say something of the row, kept across runs; anything else is asked again
 PERMANENT_FAILURES = frozenset(
@@ -182,7 +181,7 @@ class _Fetcher:
     one `PoliteFetcher` (its robots.txt, per-host delay and retries), so politeness is the crawler's."""
 
     def __init__(self, spec: SourceSpec, store: Path, hosts: frozenset[str]) -> None:
-        from clamp.data.sources.web import CrawlConfig
+        from clamp.data.sources.web import DEFAULT_CONCURRENCY, CrawlConfig
         from clamp.data.sources.web_fetch import PoliteFetcher
 
         self.spec, self.store = spec, store

@@ -239,15 +239,13 @@ class Crawler:
                     # on resume (fetching is at-least-once, yielding at-most-once).
                     if record is not None:
                         yield record
-            self.stats.requests = self.fetcher.counters.requests
-            self.stats.retries = self.fetcher.counters.retries
-            log.info("crawl done: %s", self.stats)
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
             self.fetcher.close()  # its connections; a later crawl() opens new ones
             self.stats.requests = self.fetcher.counters.requests
             self.stats.retries = self.fetcher.counters.retries
             state.close()
+        log.info("crawl done: %s", self.stats)  # reached only when the pass ran to its end
 
     def _sitemap_seeds(self, pool: ThreadPoolExecutor, seeds: list[str]) -> list[str]:
         """The sitemaps of the seeds' hosts: the `Sitemap:` lines of their robots.txt, else

@@ -11,6 +11,7 @@ of the crawl's time at 50 threads). Measured in docs/data.md ("Crawling").
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -342,7 +343,7 @@ def crawl_delay(lines: list[str], user_agent: str) -> float | None:
                     seconds = float(value)
                 except ValueError:
                     continue
-                if seconds >= 0 and seconds == seconds and seconds != float("inf"):
+                if math.isfinite(seconds) and seconds >= 0:
                     for agent in agents:
                         delays.setdefault(agent, seconds)
     own = next((d for agent, d in delays.items() if agent != "*" and agent in token), None)
