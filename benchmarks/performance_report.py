@@ -184,27 +184,21 @@ def inference_rows(repeats: int) -> list[dict]:
 
 def fetch_rows(repeats: int) -> list[dict]:
     """The manifest source fetching from 50 loopback hosts that answer after 100 ms (bench_fetch.py)."""
-    import multiprocessing as mp
-
-    from bench_fetch import measure, serve
+    from bench_fetch import measure, site
+    from loopback_site import serve_site
 
     hosts, latency_ms = 50, 100
-    manager = mp.Manager()
-    ports, ready = manager.list(), manager.Event()
-    child = mp.Process(target=serve, args=(hosts, latency_ms / 1000, ports, ready), daemon=True)
-    child.start()
-    try:
-        ready.wait(60)
-        ports = list(ports)
-        rows = []
+    rows = []
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        serve_site(site(hosts, 2000, latency_ms / 1000), Path(tmp) / "log") as bases,
+    ):
         for concurrency, pages in ((1, 100), (16, 1000), (50, 2000)):
-            runs = [measure(ports, pages, concurrency) for _ in range(repeats)]
+            runs = [measure(bases, pages, concurrency) for _ in range(repeats)]
             what = (f"fetch a manifest's URLs, {hosts} hosts answering after {latency_ms} ms, "
                     f"{concurrency} host(s) at once, {pages} pages")  # fmt: skip
             rows.append(row("acquisition", what, "pages/s", runs))
-        return rows
-    finally:
-        child.terminate()
+    return rows
 
 
 def machine() -> str:
