@@ -14,16 +14,15 @@ beside them.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from clamp.abc import notation, variants
+from clamp.abc.midi_route import midi_route
 
 log = logging.getLogger("clamp.eval")
 
@@ -38,15 +37,6 @@ class InputControl:
     before: Callable[[str], str] | None = None
     after: Callable[[str], str] | None = None
     heldout_only: bool = False  # only for the held-out corpus tasks (the benchmarks have no such header labels)
-
-
-def midi_route(abc: str, timeout_s: float = 30.0) -> str:
-    """The tune as a user's MIDI file of it reaches the model: rendered by abc2midi, read back by
-    midi2abc (timing quantised, key and meter guessed), as `clamp.abc.convert` reads any MIDI."""
-    from clamp.abc.converters import midi_to_abc
-    from clamp.abc.render import abc_to_midi
-
-    return midi_to_abc(abc_to_midi(abc, timeout_s), timeout_s)
 
 
 def _unit(target: str) -> Callable[[str], str]:
@@ -87,33 +77,6 @@ INPUT_CONTROLS: dict[str, InputControl] = {
 def control_benchmark_name(benchmark: str, control: str) -> str:
     """`corpus-key` under `notes-only` -> `corpus-key.notes-only` (MLflow accepts `.` and `-`)."""
     return f"{benchmark}.{control}"
-
-
-def midi_routed(abcs: Sequence[str], cache_dir: str | Path | None) -> list[str | None]:
-    """`midi_route` of each tune (None where abc2midi or midi2abc fails), cached by the tune's
-    SHA-256 under `<cache_dir>/midi-route` so a rerun converts nothing."""
-    from clamp.io import atomic_path
-
-    root = Path(cache_dir) / "midi-route" if cache_dir else None
-    out: list[str | None] = []
-    for abc in abcs:
-        digest = hashlib.sha256(abc.encode("utf-8", errors="surrogateescape")).hexdigest()
-        path = root / digest[:2] / f"{digest}.abc" if root else None
-        if path is not None and path.is_file():
-            text = path.read_text(encoding="utf-8")
-            out.append(text or None)
-            continue
-        try:
-            routed: str | None = midi_route(abc)
-        except Exception as exc:  # a tune abc2midi cannot render is counted, not fatal
-            log.debug("midi route failed: %s", exc)
-            routed = None
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(path) as tmp:
-                Path(tmp).write_text(routed or "", encoding="utf-8")
-        out.append(routed)
-    return out
 
 
 # --- header-only baseline ---------------------------------------------------------------------
