@@ -39,6 +39,7 @@ def build(
     output_dir: cli_common.OutputDirOption = None,
     limit: cli_common.LimitOption = None,
     patch_mode: cli_common.PatchModeOption = None,
+    midi_views: cli_common.MidiViewsOption = None,
     workers: cli_common.WorkersOption = None,
     overwrite: cli_common.OverwriteOption = False,
     as_json: cli_common.JsonOption = False,
@@ -50,7 +51,7 @@ def build(
     from clamp.data.executors import PoolExecutor
     from clamp.data.report import print_summary
 
-    overrides = cli_common.build_overrides(config, name, output_dir, limit, patch_mode)
+    overrides = cli_common.build_overrides(config, name, output_dir, limit, patch_mode, midi_views)
     cfg = BuildConfig.load(config, **overrides, n_workers=workers)
     summary = build_dataset(
         cfg, executor=PoolExecutor(cfg.n_workers, show_progress=sys.stderr.isatty()), overwrite=overwrite
@@ -81,6 +82,7 @@ def train(
     text_tower: Annotated[str | None, typer.Option(help=field_help(TrainConfig, "text_tower"))] = None,
     text_views: Annotated[int | None, typer.Option(help=field_help(TrainConfig, "text_views"))] = None,
     header_dropout: Annotated[float | None, typer.Option(help=field_help(TrainConfig, "header_dropout"))] = None,
+    midi_view: Annotated[float | None, typer.Option(help=field_help(TrainConfig, "midi_view"))] = None,
     eval_every: Annotated[int | None, typer.Option(help=field_help(TrainConfig, "eval_every"))] = None,
     keep_best: Annotated[
         bool | None, typer.Option("--keep-best/--keep-last", help=field_help(TrainConfig, "keep_best"))
@@ -129,6 +131,7 @@ def train(
         text_tower=text_tower,
         text_views=text_views,
         header_dropout=header_dropout,
+        midi_view=midi_view,
         eval_every=eval_every,
         keep_best=keep_best,
         early_stopping_patience=early_stopping_patience,

@@ -94,13 +94,21 @@ NameOption = Annotated[str | None, typer.Option(help=field_help(BuildConfig, "na
 OutputDirOption = Annotated[Path | None, typer.Option(help=field_help(BuildConfig, "output_dir"))]
 LimitOption = Annotated[int | None, typer.Option(min=1, help="cap the records of each source (quick runs)")]
 PatchModeOption = Annotated[str | None, typer.Option(help=field_help(BuildConfig, "patch_mode"))]
+MidiViewsOption = Annotated[
+    bool | None, typer.Option("--midi-views/--no-midi-views", help=field_help(BuildConfig, "midi_views"))
+]
 WorkersOption = Annotated[int | None, typer.Option(min=1, help=field_help(BuildConfig, "n_workers"))]
 OverwriteOption = Annotated[bool, typer.Option(help="replace a dataset of the same name built from other sources")]
 JsonOption = Annotated[bool, typer.Option("--json", help="print the summary as JSON")]
 
 
 def build_overrides(
-    config: Path | None, name: str | None, output_dir: Path | None, limit: int | None, patch_mode: str | None
+    config: Path | None,
+    name: str | None,
+    output_dir: Path | None,
+    limit: int | None,
+    patch_mode: str | None,
+    midi_views: bool | None = None,
 ) -> dict[str, Any]:
     """The BuildConfig fields the user gave on the command line (and nothing else)."""
     overrides: dict[str, Any] = {
@@ -109,6 +117,7 @@ def build_overrides(
             "name": name,
             "output_dir": str(output_dir) if output_dir else None,
             "patch_mode": patch_mode,
+            "midi_views": midi_views,
         }.items()
         if v is not None
     }

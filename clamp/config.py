@@ -175,6 +175,9 @@ class BuildConfig(BaseSettings):
     title_group_cap: int = Field(30, ge=2)  # a title key shared by more rows than this is ignored
     holdout_collections: list[str] = Field(default_factory=lambda: ["O'Neill's Music of Ireland"])  # -> split "heldout"
     decontaminate: bool = True
+    # a second view of every train-split tune: rendered by abc2midi and read back by midi2abc, the
+    # notation a user's MIDI file arrives in (clamp.data.views); training draws it with `midi_view`
+    midi_views: bool = Field(False, description="store each train tune's MIDI-route view (abc2midi -> midi2abc)")
     benchmarks_dir: Path | None = Field(default_factory=default_benchmarks_dir)
     max_record_bytes: int = 1_000_000
     conversion_timeout_s: float = 120.0

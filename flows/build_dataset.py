@@ -35,6 +35,7 @@ TASK_OPTIONS: dict[str, dict[str, Any]] = {
     "prepare": {"name": "prepare-chunk", "retries": 1},
     "plan": {"name": "plan-shards"},
     "write_shards": {"name": "write-shard"},
+    "views": {"name": "midi-route-views", "retries": 1},
     "finalize": {"name": "finalize"},
 }
 
@@ -138,6 +139,7 @@ def main(
     output_dir: cli_common.OutputDirOption = None,
     limit: cli_common.LimitOption = None,
     patch_mode: cli_common.PatchModeOption = None,
+    midi_views: cli_common.MidiViewsOption = None,
     workers: cli_common.WorkersOption = None,
     scheduler: Annotated[
         str | None, typer.Option(help="address of an existing Dask scheduler instead of a LocalCluster")
@@ -147,7 +149,7 @@ def main(
     debug: cli_common.DebugOption = False,
 ) -> None:
     """Build a dataset with Prefect; the same options as `clamp build`, plus --scheduler."""
-    overrides = cli_common.build_overrides(config, name, output_dir, limit, patch_mode)
+    overrides = cli_common.build_overrides(config, name, output_dir, limit, patch_mode, midi_views)
     cfg = BuildConfig.load(config, **overrides, n_workers=workers, scheduler_address=scheduler)
     layout = steps.DatasetLayout(cfg.dataset_dir)
     steps.check_dataset_lock(layout)  # before any Prefect start-up; `run_stages` takes the lock itself

@@ -3,6 +3,7 @@
     sources --ingest--> input chunks --prepare (parallel)--> prepared chunks
             --plan (global: decontaminate, dedup, split, cut into shards)-->
             shard plans --write_shard (parallel: contract, atomic write)--> shards
+            [--views (parallel): each train tune's MIDI route, when `midi_views`-->]
             --finalize--> manifest.json, summary.json, quarantine, Data Docs
 
 Each parallel step is one unit of work whose stats file is its completion marker, so a
@@ -64,6 +65,7 @@ from clamp.data.shards import (
     write_atomic,
     write_json_atomic,
 )
+from clamp.data.views import write_midi_views
 from clamp.errors import DiskFullError
 from clamp.text.captions import CAPTIONS_VERSION
 
@@ -282,7 +284,11 @@ def _run_stages(
         shard_stats = executor.map(
             "write_shards", write_shard, plan.shards, prepared_chunks=prepared, layout=layout, cfg=cfg
         )
-    return executor.run("finalize", finalize, layout, cfg, chunk_stats, plan, shard_stats, seconds)
+    view_stats: list[dict] = []
+    if cfg.midi_views:  # each train tune's MIDI route: a second view training can draw
+        with timed("views"):
+            view_stats = executor.map("views", write_midi_views, shard_stats, layout=layout, cfg=cfg)
+    return executor.run("finalize", finalize, layout, cfg, chunk_stats, plan, shard_stats, seconds, view_stats)
 
 
 def _ingest_and_prepare(

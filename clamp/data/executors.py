@@ -37,6 +37,7 @@ STAGE_LABELS = {
     "prepare": "prepare (convert, clean, patch)",
     "plan": "plan shards (decontaminate, dedup, split)",
     "write_shards": "write shards (contract + atomic write)",
+    "views": "MIDI-route views (abc2midi -> midi2abc)",
     "finalize": "finalize (manifest, summary, quarantine)",
 }
 

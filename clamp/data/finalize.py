@@ -34,6 +34,7 @@ from clamp.data.shards import (
     write_bytes_atomic,
     write_json_atomic,
 )
+from clamp.data.views import manifest_views, remove_unlisted_views, views_summary
 
 log = logging.getLogger("clamp.data.build")
 
@@ -78,6 +79,9 @@ class BuildSummary:
     grouping: dict[str, int | str] = field(default_factory=dict)
     # each web source's latest crawl (`clamp.data.ingest.acquisition_stats`): pages, music files, text kinds
     acquisition: dict[str, dict] = field(default_factory=dict)
+    # second views of the train tunes (`clamp.data.views.views_summary`): per view, train rows, rows
+    # with a view, failed, converted (cache misses) and the seconds of this run
+    views: dict[str, dict] = field(default_factory=dict)
 
     def reconcile(self) -> None:
         accounted = self.rows_written + self.quarantined + self.duplicates + self.decontaminated
@@ -98,6 +102,7 @@ def finalize(
     plan: PlanResult,
     shard_stats: list[dict],
     seconds: dict[str, float],
+    view_stats: list[dict] | None = None,
 ) -> BuildSummary:
     """Write the consolidated quarantine, manifest and summary; check the counts reconcile."""
     q_parts = [read_table(prepared_paths_for(layout.input_dir / f"{s['chunk']}.arrow", layout)[1]) for s in chunk_stats]
@@ -164,6 +169,7 @@ def finalize(
         ),
         grouping=dict(plan.grouping),
         acquisition=acquisition_stats(cfg),
+        views=views_summary(view_stats or []),
     )
     summary.reconcile()
     manifest = {
@@ -182,13 +188,17 @@ def finalize(
             for s in shard_stats
         ],
     }
-    manifest["fingerprint"] = fingerprint_of(
-        manifest["shards"], cfg.patch_mode, cfg.max_patches, cfg.notation, manifest["split"]
-    )
+    views = manifest_views(view_stats or [])
+    identity = [manifest["shards"], cfg.patch_mode, cfg.max_patches, cfg.notation, manifest["split"]]
+    if views:  # a dataset with views trains otherwise; without them its fingerprint is as before
+        manifest["views"] = views
+        identity.append(views)
+    manifest["fingerprint"] = fingerprint_of(*identity)
     # the switch: one atomic rename replaces the old shard list by the new one. Only after it
     # may the shards that only the old manifest lists go.
     write_json_atomic(manifest, layout.root / "manifest.json")
     remove_unlisted_shards(layout, {s["shard"] for s in shard_stats})
+    remove_unlisted_views(layout, {v["path"] for files in views.values() for v in files})
     write_json_atomic(summary.to_dict(), layout.root / "summary.json")
     if cfg.data_docs:
         _write_docs_index(layout, shard_stats)

@@ -205,9 +205,20 @@ def convert_record(fmt: str, content: bytes, cfg: PrepareConfig, cache: Conversi
     return abc
 
 
+def patch_music(abc: str, cfg: PrepareConfig) -> tuple[str, str, bytes]:
+    """(normalized, prepared, patch bytes) of one tune's ABC; raises RejectedRecord when it holds
+    no music. The music is patched (and hashed, so dedup sees through notation) in the form the
+    model reads; the row keeps the tune as written, for search results and the page."""
+    mode = get_patch_mode(cfg.patch_mode)
+    music = canonical_abc(abc) if cfg.notation == "canonical" else abc
+    normalized = normalize_abc(music)
+    check_has_music(normalized)
+    prepared = normalized if mode.name == "clamp-v1" else mode.prepare(music)
+    return normalized, prepared, mode.patch_bytes(prepared, cfg.max_patches)
+
+
 def prepare_table(raw: pa.Table, cfg: PrepareConfig) -> tuple[pa.Table, pa.Table]:
     """Prepare one chunk of raw records; returns (prepared, quarantined)."""
-    mode = get_patch_mode(cfg.patch_mode)
     cache = ConversionCache(cfg.conversion_cache_dir) if cfg.conversion_cache_dir else None
     good: dict[str, list] = {f.name: [] for f in PREPARED_SCHEMA}
     bad: dict[str, list] = {f.name: [] for f in QUARANTINE_SCHEMA}
@@ -218,13 +229,7 @@ def prepare_table(raw: pa.Table, cfg: PrepareConfig) -> tuple[pa.Table, pa.Table
             abc = convert_record(row["format"], row["content"], cfg, cache)
             stage = "clean"
             abc = strip_control_chars(abc)
-            # the music is patched (and hashed, so dedup sees through notation) in the form the
-            # model reads; the row keeps the tune as written, for search results and the page
-            music = canonical_abc(abc) if cfg.notation == "canonical" else abc
-            normalized = normalize_abc(music)
-            check_has_music(normalized)
-            prepared = normalized if mode.name == "clamp-v1" else mode.prepare(music)
-            patches = mode.patch_bytes(prepared, cfg.max_patches)
+            normalized, prepared, patches = patch_music(abc, cfg)
         except RejectedRecord as exc:
             for key, value in (
                 ("id", row["id"]),

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 from torch.utils.data import Dataset
 
-from clamp.data.shards import open_shards, row_patches
+from clamp.data.shards import open_shards, read_table, row_patches
+from clamp.errors import UserError
 
 
 class ShardDataset(Dataset):
     """Map-style dataset over memory-mapped shards; items are dicts with a `patches` LongTensor."""
 
-    def __init__(self, dataset_dir: str | Path, split: str | None = "train") -> None:
+    def __init__(self, dataset_dir: str | Path, split: str | None = "train", views: Sequence[str] = ()) -> None:
         # one manifest and the shards it lists, mapped together: a rebuild running meanwhile
         # cannot hand this dataset half of its new shards (clamp.data.shards.open_shards)
         columns = ["id", "texts", "patches", "split", "metadata", "n_patches", "n_chars"]
@@ -29,6 +32,22 @@ class ShardDataset(Dataset):
                 rows = np.flatnonzero(pc.equal(table.column("split"), split).to_numpy(zero_copy_only=False))
             index.extend((t_idx, int(r)) for r in rows)
         self.index = index
+        # per view: the view table of each item (and its row there), or None for an item without one
+        self.views: dict[str, tuple[list[pa.Table], list[tuple[int, int] | None]]] = {
+            name: self._open_view(Path(dataset_dir), name) for name in views
+        }
+
+    def _open_view(self, root: Path, name: str) -> tuple[list[pa.Table], list[tuple[int, int] | None]]:
+        files = self.manifest.get("views", {}).get(name)
+        if files is None:
+            raise UserError(
+                f"the dataset {root} has no {name} views: rebuild it with `clamp build --midi-views`"
+                " (or train with --midi-view 0)"
+            )
+        tables = [read_table(root / f["path"], ["id", "patches"]) for f in files]
+        where = {row_id: (v, r) for v, t in enumerate(tables) for r, row_id in enumerate(t.column("id").to_pylist())}
+        ids = [t.column("id").to_pylist() for t in self.tables]
+        return tables, [where.get(ids[t][r]) for t, r in self.index]
 
     def __len__(self) -> int:
         return len(self.index)
@@ -51,4 +70,13 @@ class ShardDataset(Dataset):
             "texts": table.column("texts")[row].as_py(),
             "metadata": json.loads(table.column("metadata")[row].as_py()),
             "patches": torch.from_numpy(row_patches(table, row).astype(np.int64)),
+            "views": {
+                name: torch.from_numpy(row_patches(tables[found[0]], found[1]).astype(np.int64))
+                for name, (tables, where) in self.views.items()
+                if (found := where[i]) is not None
+            },
         }
+
+    def view_counts(self) -> dict[str, int]:
+        """Per view: how many of this dataset's items have one."""
+        return {name: sum(w is not None for w in where) for name, (_, where) in self.views.items()}

@@ -47,6 +47,7 @@ RUN_IDENTITY = (
     "shared_text_positives",
     "text_views",
     "header_dropout",
+    "midi_view",
 )
 
 _MODEL_DEFAULTS = ClampConfig.model_fields
@@ -89,6 +90,11 @@ class TrainConfig(BaseModel):
     # (docs/model-and-losses.md, "Header dropout")
     header_dropout: float = Field(
         0.0, ge=0, le=1, description="share of tunes per step read without K:, M:, L: and voice names"
+    )
+    # the share of tunes per step read as their MIDI-route view (abc2midi -> midi2abc, stored by a
+    # build with `midi_views`): the notation a user's MIDI file arrives in, against the same texts
+    midi_view: float = Field(
+        0.0, ge=0, le=1, description="share of tunes per step read through the MIDI route (a --midi-views build)"
     )
     learnable_temperature: bool = _MODEL_DEFAULTS["learnable_temperature"].default
     projection_dim: int = Field(_MODEL_DEFAULTS["projection_dim"].default, ge=1)

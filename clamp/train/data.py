@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import torch
 
 from clamp.abc.patching import drop_header_patches
+from clamp.data.views import MIDI_VIEW
 from clamp.model.inputs import pad_patches, patches_to_chars
 
 
@@ -40,16 +41,21 @@ def music_batch(
     patch_mode: str = "clamp-v1",
     header_dropout: float = 0.0,
     seed: int = 0,
+    midi_view: float = 0.0,
 ) -> torch.Tensor:
-    """The music side of a batch: each tune's patches, without its `K:`/`M:`/`L:` header
+    """The music side of a batch: each tune's patches, or with probability `midi_view` its
+    MIDI-route view where it has one (`clamp.data.views`); then without its `K:`/`M:`/`L:` header
     patches (and voice names) with probability `header_dropout` (docs/model-and-losses.md,
     "Header dropout"), padded to a batch of patches or, for the character ablation, of characters.
 
-    The draw is seeded per (seed, draw, item) like text dropout, so a resumed run drops the same
-    headers."""
+    The draws are seeded per (seed, draw, item) like text dropout, so a resumed run makes the same."""
     seqs = []
     for it in items:
         patches = it["patches"]
+        view = it.get("views", {}).get(MIDI_VIEW)
+        draw = random.Random(f"{seed}:{it.get('draw', 0)}:{it.get('index', 0)}:view") if midi_view > 0 else None
+        if draw is not None and view is not None and draw.random() < midi_view:
+            patches = view
         if header_dropout > 0:
             rng = random.Random(f"{seed}:{it.get('draw', 0)}:{it.get('index', 0)}:header")
             if rng.random() < header_dropout:
@@ -77,9 +83,10 @@ class ContrastiveCollator:
         *,
         patch_mode: str = "clamp-v1",
         header_dropout: float = 0.0,
+        midi_view: float = 0.0,
     ) -> None:
         self.tokenizer = tokenizer
-        self.patch_mode, self.header_dropout = patch_mode, header_dropout
+        self.patch_mode, self.header_dropout, self.midi_view = patch_mode, header_dropout, midi_view
         self.shared_text_positives = shared_text_positives
         self.max_patches = max_patches
         self.text_max_length = text_max_length
@@ -109,6 +116,7 @@ class ContrastiveCollator:
             patch_mode=self.patch_mode,
             header_dropout=self.header_dropout,
             seed=self.seed,
+            midi_view=self.midi_view,
         )
         batch = {"music": music, "input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
         if self.shared_text_positives:

@@ -13,6 +13,7 @@ import torch
 from clamp.data.executors import progress_bar
 from clamp.data.shards import load_manifest
 from clamp.data.torch_dataset import ShardDataset
+from clamp.data.views import MIDI_VIEW
 from clamp.errors import UserError
 from clamp.model.clamp_model import ClampModel
 from clamp.model.config import ClampConfig, MusicEncoderConfig, music_preset
@@ -193,7 +194,9 @@ def train(cfg: TrainConfig) -> dict:
     manifest = load_manifest(cfg.dataset_dir)
     music = music_config(cfg, manifest)
     seed_everything(cfg.seed)  # same init on every rank (DDP also broadcasts rank 0's)
-    base = ShardDataset(cfg.dataset_dir, split="train")
+    base = ShardDataset(cfg.dataset_dir, split="train", views=(MIDI_VIEW,) if cfg.midi_view > 0 else ())
+    for name, n in base.view_counts().items():
+        log.info("%s views: %d of %d train tunes, drawn with p %.2f", name, n, len(base), cfg.midi_view)
     dataset = IndexedDataset(base)
     validate_fn = None
     valid_items: list[dict] = []
@@ -256,6 +259,7 @@ def train(cfg: TrainConfig) -> dict:
                 cfg.text_views,
                 patch_mode=music.patch_mode,
                 header_dropout=cfg.header_dropout,
+                midi_view=cfg.midi_view,
             )
         else:
             bank = None
@@ -270,6 +274,7 @@ def train(cfg: TrainConfig) -> dict:
                 cfg.shared_text_positives,
                 patch_mode=music.patch_mode,
                 header_dropout=cfg.header_dropout,
+                midi_view=cfg.midi_view,
             )
             param_groups += decay_groups(model.text_encoder, cfg.text_lr, cfg.weight_decay)
         step_fn = clamp_step
