@@ -131,19 +131,13 @@ def evaluate_benchmark(
                 t2m["ranks"], out_dir / f"{b}-text_to_music-ranks.png", f"{model_name} on {b}: text-to-music ranks"
             )
         )
-    predictions = out_dir / f"{b}-predictions.csv"
-    with predictions.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["id", "label", "zero_shot_prediction", "user_prompts_prediction"])
-        w.writerows(
-            zip(
-                bench.ids,
-                bench.labels,
-                [classes[i] for i in pred],
-                [classes[i] for i in preds["user_prompts"]],
-                strict=True,
-            )
-        )
+    predictions = write_predictions(
+        out_dir / f"{b}-predictions.csv",
+        list(bench.ids),
+        list(bench.labels),
+        [classes[i] for i in pred],
+        [classes[i] for i in preds["user_prompts"]],
+    )
     artifacts.append(predictions)
     if bench.failures:
         failures = out_dir / f"{b}-conversion_failures.json"
@@ -161,12 +155,15 @@ def evaluate_controls(
     templates: dict | None = None,
     resamples: int = RESAMPLES,
     seed: int = 0,
+    out_dir: Path | None = None,
 ) -> dict[str, float]:
     """The input controls of one benchmark (`clamp.eval.controls`): zero-shot with both prompt
     styles on the changed input, and `agreement`, the share of items whose user-prompt prediction
     is the one of the unchanged input. `embed_control(control, bench)` gives (embeddings, kept
     item indices): items a control could not produce (a failed MIDI rendering) are left out and
-    counted under `<b>.<control>/items`."""
+    counted under `<b>.<control>/items`. With `out_dir`, each control's predictions go to
+    `<b>.<control>-predictions.csv`, as the unchanged input's do (paired comparisons of two models
+    item by item read them)."""
     from clamp.eval.controls import INPUT_CONTROLS, control_benchmark_name
 
     metrics: dict[str, float] = {}
@@ -186,7 +183,27 @@ def evaluate_controls(
         classified(metrics, f"{b}/user_prompts", y, preds["user_prompts"], len(classes), resamples, seed)
         metrics[f"{b}/agreement"] = float(np.mean(preds["user_prompts"] == full_pred[kept]))
         metrics[f"{b}/items"] = float(len(kept))
+        if out_dir is not None:
+            write_predictions(
+                out_dir / f"{b}-predictions.csv",
+                [bench.ids[k] for k in kept],
+                [bench.labels[k] for k in kept],
+                [classes[i] for i in preds["zero_shot"]],
+                [classes[i] for i in preds["user_prompts"]],
+            )
     return metrics
+
+
+def write_predictions(
+    path: Path, ids: list[str], labels: list[str], zero_shot: list[str], user_prompts: list[str]
+) -> Path:
+    """One row per item: id, label, and the class each prompt style predicted."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "label", "zero_shot_prediction", "user_prompts_prediction"])
+        w.writerows(zip(ids, labels, zero_shot, user_prompts, strict=True))
+    return path
 
 
 def evaluate_probes(
@@ -322,7 +339,14 @@ def evaluate(cfg: EvalConfig, templates: dict | None = None) -> list[EvalResult]
 
                 result.metrics.update(
                     evaluate_controls(
-                        m, bench, result.predictions, list(cfg.controls), embed_control, templates, **boot
+                        m,
+                        bench,
+                        result.predictions,
+                        list(cfg.controls),
+                        embed_control,
+                        templates,
+                        **boot,
+                        out_dir=Path(cfg.out_dir) / name,
                     )
                 )
             results.append(result)
@@ -394,7 +418,7 @@ def _embed_control(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings of a benchmark's items under an input control, and which items it kept; each
     (control, item) is embedded once per model, and the MIDI route is converted once per tune."""
-    from clamp.eval.controls import midi_routed
+    from clamp.abc.midi_route import midi_routed
 
     if control.name == "midi-route":
         todo = [i for i in bench.ids if i not in routed]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import random
 import re
@@ -279,6 +280,12 @@ def test_evaluation_with_intervals_probes_and_report(tmp_path, tiny_model, capsy
     assert 0.0 <= key["corpus-key.notes-only/agreement"] <= 1.0 and key["corpus-key.notes-only/items"] == 30.0
     assert 0.0 <= key["corpus-key.midi-route/agreement"] <= 1.0
     assert not any(k.startswith("corpus-key.") for k in results[9].metrics)  # not for the twin
+    # each control's predictions, item by item, for paired comparisons of two models
+    rows = list(csv.DictReader((tmp_path / "eval" / results[0].model / "corpus-key.notes-only-predictions.csv").open()))
+    assert len(rows) == 30
+    hits = sum(r["user_prompts_prediction"] == r["label"] for r in rows)
+    assert hits / 30 == pytest.approx(key["corpus-key.notes-only/user_prompts/accuracy"])
+    assert not (tmp_path / "eval" / results[9].model / "corpus-key.notes-only-predictions.csv").exists()
     controls = [r for r in report["controls"] if r["benchmark"] == "corpus-key"]
     assert [r["input"] for r in controls] == [
         "as given",
