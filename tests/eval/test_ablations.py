@@ -17,8 +17,10 @@ def test_grid_has_the_paper_ablations_and_header_dropout():
         "patch-notd-scratch",
         "char-notd-scratch",
         "patch-td-scratch-hd",
+        "patch-td-scratch-hd-midi",
     ]
-    assert [c.header_dropout for c in grid()] == [False] * 6 + [True]
+    assert [c.header_dropout for c in grid()] == [False] * 6 + [True, True]
+    assert [c.midi_view for c in grid()] == [False] * 7 + [True]
 
 
 @pytest.mark.slow
@@ -104,7 +106,10 @@ def test_the_grid_defaults_are_the_cpu_recipe_file():
         "patch-notd-mmm",
         "patch-td-scratch-hd",
     ]
-    assert {cell for _, _, win, lose in CLAIMS for cell in (win, lose)} == set(recipe.cells)
+    midi = AblationConfig.load(Path(__file__).parents[2] / "recipes" / "cpu-ablations-midi.yaml")
+    assert (midi.train, midi.seeds) == (default.train, default.seeds)
+    assert midi.cells == ["patch-td-scratch-hd", "patch-td-scratch-hd-midi"]
+    assert {cell for _, _, win, lose in CLAIMS for cell in (win, lose)} == set(recipe.cells) | set(midi.cells)
     assert default.selected_cells() == grid()
     # ... and the grid is the CPU recipe at a shorter budget: every setting of recipes/cpu-clamp.yaml
     # and cpu-mmm.yaml but the budget (steps, validation interval) and what each cell decides
@@ -150,3 +155,14 @@ def test_comparison_table_gives_each_cell_its_mean_and_t_interval(tmp_path):
     assert "| champion | 1 | - | 0.500 |" in md  # one value: no interval; no valid MRR: a dash
     assert "| champion |  | - | 0.500 |" in md
     assert [p.name for p in paths] == ["ablations.csv", "ablations.md", "ablations.png"] and paths[2].stat().st_size > 0
+
+
+def test_the_midi_view_cell_needs_a_dataset_with_views(tiny_dataset):
+    from clamp.errors import UserError
+    from clamp.workflows.ablations import cells_the_dataset_allows
+
+    every = AblationConfig(dataset_dir=str(tiny_dataset))
+    assert [c.name for c in cells_the_dataset_allows(grid(), every)] == [c.name for c in grid()][:-1]
+    named = AblationConfig(dataset_dir=str(tiny_dataset), cells=["patch-td-scratch-hd-midi"])
+    with pytest.raises(UserError, match="has none: rebuild it with `clamp build --midi-views`"):
+        cells_the_dataset_allows(named.selected_cells(), named)
