@@ -202,3 +202,25 @@ def test_hosts_are_fetched_at_once_and_each_host_one_request_at_a_time(tmp_path)
     assert [r.texts for r in records] == [[f"tune {i}"] for i in range(12)]
     assert _SlowHandler.peak["all"] >= 2  # hosts at once
     assert all(_SlowHandler.peak[p] == 1 for p in ports)  # never two requests to one host at once
+
+
+def test_the_row_store_keeps_records_and_failures_across_runs(tmp_path):
+    import json
+
+    from clamp.data.records import RawRecord
+    from clamp.data.sources.manifest import RowStore
+
+    record = RawRecord(
+        id="manifest:3", source="manifest", format="midi", content=b"MThd\x00\xff", texts=["A reel"],
+        metadata={"url": "http://a.test/x.mid", "manifest_row": "3"}, provenance="http://a.test/x.mid", license="CC0",
+    )  # fmt: skip
+    store = RowStore(tmp_path)
+    store.keep_record(3, record)
+    store.keep_failure(4, "http_404")
+    store.close()
+    (tmp_path / "000000005.failed").write_text(json.dumps({"reason": "robots"}))  # a store of an older version
+    again = RowStore(tmp_path)
+    assert again.outcome(3) == (record, None)
+    assert again.outcome(4) == (None, "http_404")
+    assert again.outcome(5) == (None, "robots")
+    assert again.outcome(6) is None and not again.done(6) and again.done(5)

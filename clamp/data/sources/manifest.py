@@ -11,8 +11,8 @@ The manifest is a Parquet, CSV or JSONL file with one row per music file:
 URLs are fetched with the web crawler's politeness and limits (robots.txt, the per-host delay,
 retries with backoff, the byte cap; `clamp.data.sources.web_fetch.PoliteFetcher`), many hosts at
 once (`concurrency`, default 16) and each host's rows one after another, a window of rows ahead
-of the records yielded. Each URL
-row's outcome is kept in `<cache>/manifest/<fingerprint>/`, so a rerun reads finished rows from
+of the records yielded. Each URL row's outcome is kept in
+`<cache>/manifest/<fingerprint>/rows.sqlite` (`RowStore`), so a rerun reads finished rows from
 there: a fetched file, or a failure that repeats (a 404, robots, too large). A timeout, a 5xx
 or a dropped connection is not kept, so the next run asks again. Rows that give no file are
 counted by reason in `ManifestStats` and logged; they are not records.
@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,10 +32,9 @@ import pyarrow as pa
 
 from clamp.config import SourceSpec
 from clamp.data.layout import fingerprint_of
-from clamp.data.records import FORMAT_BY_SUFFIX, RawRecord, records_to_table, table_to_records
-from clamp.data.shards import read_table, write_atomic
+from clamp.data.records import FORMAT_BY_SUFFIX, RawRecord, table_to_records
+from clamp.data.shards import read_table
 from clamp.errors import UserError
-from clamp.io import write_json_atomic
 
 SOURCE = "manifest"
 DEFAULT_TEXT_COLUMNS = ("caption", "text", "title", "description")
@@ -79,6 +80,68 @@ def read_manifest(path: str | Path) -> pa.Table:
     return table
 
 
+class RowStore:
+    """What each URL row gave, kept across runs in SQLite: its record, or a failure that repeats.
+
+    One commit per row, in write-ahead logging with `synchronous=NORMAL`: a killed run keeps every
+    row it committed (a power cut may lose the last ones, which are then fetched again), where an
+    fsynced file per row cost 3.3 ms. Fetch threads write through one connection, a row at a time
+    under a lock. Stores written before it (a `<row>.arrow` or `<row>.failed` file per row) are
+    still read."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        self.lock = threading.Lock()
+        self.db = sqlite3.connect(folder / "rows.sqlite", check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        with self.db:
+            self.db.execute(
+                "CREATE TABLE IF NOT EXISTS rows (row INTEGER PRIMARY KEY, reason TEXT, id TEXT, format TEXT,"
+                " content BLOB, texts TEXT, metadata TEXT, provenance TEXT, license TEXT)"
+            )
+
+    def keep_record(self, row: int, record: RawRecord) -> None:
+        values = (row, None, record.id, record.format, record.content, json.dumps(record.texts),
+                  json.dumps(record.metadata, sort_keys=True), record.provenance, record.license)  # fmt: skip
+        with self.lock, self.db:
+            self.db.execute("INSERT OR REPLACE INTO rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+
+    def keep_failure(self, row: int, reason: str) -> None:
+        with self.lock, self.db:
+            self.db.execute("INSERT OR REPLACE INTO rows (row, reason) VALUES (?, ?)", (row, reason))
+
+    def done(self, row: int) -> bool:
+        return self.outcome(row) is not None
+
+    def outcome(self, row: int) -> tuple[RawRecord | None, str | None] | None:
+        """(record, None) or (None, reason) for a kept row; None when nothing is kept."""
+        with self.lock:
+            found = self.db.execute(
+                "SELECT reason, id, format, content, texts, metadata, provenance, license FROM rows WHERE row = ?",
+                (row,),
+            ).fetchone()
+        if found is not None:
+            reason, rid, fmt, content, texts, metadata, provenance, license_ = found
+            if reason is not None:
+                return None, reason
+            record = RawRecord(
+                id=rid, source=SOURCE, format=fmt, content=content, texts=json.loads(texts),
+                metadata=json.loads(metadata), provenance=provenance, license=license_,
+            )  # fmt: skip
+            return record, None
+        legacy = self.folder / f"{row:09d}"
+        if legacy.with_suffix(".arrow").is_file():
+            return next(iter(table_to_records(read_table(legacy.with_suffix(".arrow"))))), None
+        if legacy.with_suffix(".failed").is_file():
+            return None, json.loads(legacy.with_suffix(".failed").read_text())["reason"]
+        return None
+
+    def close(self) -> None:
+        self.db.close()
+
+
 def _text(value: object) -> str:
     return "" if value is None else str(value).strip()
 
@@ -95,21 +158,22 @@ def iter_manifest(spec: SourceSpec, cache_dir: Path, stats: ManifestStats | None
     if unknown:
         raise UserError(f"manifest {manifest}: no column {unknown[0]!r} (text_columns)")
     meta_columns = [c for c in table.column_names if c not in ("url", "path", *text_columns)]
-    store = cache_dir / "manifest" / fingerprint_of(str(manifest), manifest.stat().st_mtime_ns, table.num_rows)[:12]
-    store.mkdir(parents=True, exist_ok=True)
+    folder = cache_dir / "manifest" / fingerprint_of(str(manifest), manifest.stat().st_mtime_ns, table.num_rows)[:12]
+    store = RowStore(folder)
     fetcher = _Fetcher(spec, store, _hosts(table))
     rows = table.to_pylist()
     try:
         yield from _rows(rows, fetcher, store, manifest, text_columns, meta_columns, spec, stats)
     finally:
         fetcher.fetcher.close()
+        store.close()
     log.info("manifest %s: %d rows, %d files, failures %s", manifest.name, stats.rows, stats.records, stats.failed)
 
 
 def _rows(
     rows: list[dict],
     fetcher: _Fetcher,
-    store: Path,
+    store: RowStore,
     manifest: Path,
     text_columns: list[str],
     meta_columns: list[str],
@@ -122,7 +186,7 @@ def _rows(
         described = {i: _describe(row, i, text_columns, meta_columns) for i, row in window}
         # the window's URL rows not in the cache, fetched concurrently (one host at a time per host)
         todo = [(i, _text(row.get("url"))) for i, row in window if _text(row.get("url"))]
-        todo = [(i, url) for i, url in todo if not _done(store, i)]
+        todo = [(i, url) for i, url in todo if not store.done(i)]
         fresh = fetcher.fetch_rows(todo, described, spec)
         for index, row in window:
             if spec.limit is not None and stats.records >= spec.limit:
@@ -133,15 +197,13 @@ def _rows(
             record: RawRecord | None = None
             reason: str | None = None
             if url:  # fetched once: the outcome is kept, unless it may differ next time
-                done = store / f"{index:09d}"
                 if index in fresh:
                     reason = fresh[index]
                 else:
                     stats.from_cache += 1
-                if done.with_suffix(".arrow").is_file():
-                    record = next(iter(table_to_records(read_table(done.with_suffix(".arrow")))))
-                elif done.with_suffix(".failed").is_file():
-                    reason = json.loads(done.with_suffix(".failed").read_text())["reason"]
+                kept = store.outcome(index)
+                if kept is not None:
+                    record, reason = kept
             elif rel:  # a local file is read again on every run
                 record, reason = _read_row(manifest.parent / rel, index, texts, metadata, spec)
             else:
@@ -171,23 +233,18 @@ def _describe(row: dict, index: int, text_columns: list[str], meta_columns: list
     return texts, metadata
 
 
-def _done(store: Path, index: int) -> bool:
-    done = store / f"{index:09d}"
-    return done.with_suffix(".arrow").is_file() or done.with_suffix(".failed").is_file()
-
-
 class _Fetcher:
     """Fetches URL rows on many hosts at once and each host's rows one after another, through
     one `PoliteFetcher` (its robots.txt, per-host delay and retries), so politeness is the crawler's."""
 
-    def __init__(self, spec: SourceSpec, store: Path, hosts: frozenset[str]) -> None:
+    def __init__(self, spec: SourceSpec, store: RowStore, hosts: frozenset[str]) -> None:
         from clamp.data.sources.web import DEFAULT_CONCURRENCY, CrawlConfig
         from clamp.data.sources.web_fetch import PoliteFetcher
 
         self.spec, self.store = spec, store
         self.concurrency = spec.concurrency or DEFAULT_CONCURRENCY
         config = CrawlConfig(
-            seeds=["http://manifest.invalid/"], state_dir=store, per_host_delay_s=spec.per_host_delay_s
+            seeds=["http://manifest.invalid/"], state_dir=store.folder, per_host_delay_s=spec.per_host_delay_s
         )
         self.fetcher = PoliteFetcher(config, hosts)
 
@@ -204,7 +261,7 @@ class _Fetcher:
             norm = normalize_url(url)
             if norm is None:
                 out[index] = "invalid_url"
-                write_json_atomic({"reason": "invalid_url"}, (self.store / f"{index:09d}").with_suffix(".failed"))
+                self.store.keep_failure(index, "invalid_url")
                 continue
             by_host.setdefault(host_of(norm), []).append((index, norm))
 
@@ -213,11 +270,10 @@ class _Fetcher:
             for index, url in by_host[host]:
                 texts, metadata = described[index]
                 record, reason = _fetch_row(self.fetcher, url, index, texts, metadata, spec)
-                path = self.store / f"{index:09d}"
                 if record is not None:
-                    write_atomic(records_to_table([record]), path.with_suffix(".arrow"))
+                    self.store.keep_record(index, record)
                 elif reason in PERMANENT_FAILURES:
-                    write_json_atomic({"reason": reason}, path.with_suffix(".failed"))
+                    self.store.keep_failure(index, reason)
                 done[index] = reason
             return done
 
