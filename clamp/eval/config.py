@@ -22,7 +22,7 @@ class EvalConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model_dir: str = str(DEFAULT_MODEL_DIR)
-    benchmarks: list[str] | None = None  # None: every registered benchmark that is present
+    benchmarks: list[str] | None = None  # None: every registered benchmark that is present; []: none
     dataset_dir: str | None = None  # a built dataset: adds its held-out (test split) tasks
     heldout_fields: list[HeldoutField] = Field(default_factory=lambda: list(HELDOUT_FIELDS))  # default: all
     probes: bool = True  # the retrieval probes over the held-out split (with dataset_dir)

@@ -264,7 +264,7 @@ def evaluate(cfg: EvalConfig, templates: dict | None = None) -> list[EvalResult]
     model = ClampModel.from_pretrained(model_dir).to(pick_device(cfg.device)).eval()
     model_name = model_dir.resolve().parent.name if model_dir.name == "model" else model_dir.name
     loaded: list[Benchmark] = []
-    for name in cfg.benchmarks or list(BENCHMARKS):
+    for name in list(BENCHMARKS) if cfg.benchmarks is None else cfg.benchmarks:  # []: none, held-out tasks only
         try:
             loaded.append(load_benchmark(name, cfg.benchmarks_dir, cfg.cache_dir))
         except FileNotFoundError as exc:
