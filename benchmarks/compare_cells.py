@@ -38,7 +38,7 @@ CONTROLS = ["notes-only", "midi-route", "chords-added", "unit-1-4"]
 RESAMPLES = 2000
 
 
-def evaluate_cell(model: str, dataset: str, out: Path) -> None:
+def evaluate_cell(model: str, dataset: str, out: Path, splits: tuple[str, ...] = ("test", "valid")) -> None:
     """The held-out tasks of FIELDS with the CONTROLS, on the test split (with the held-out
     collection) and on the valid split; no benchmarks, twin or probes (they do not change here)."""
     from clamp.environment import apply_defaults
@@ -47,7 +47,7 @@ def evaluate_cell(model: str, dataset: str, out: Path) -> None:
     from clamp.eval.config import EvalConfig
     from clamp.eval.run import evaluate
 
-    for split in ("test", "valid"):
+    for split in splits:
         evaluate(
             EvalConfig(
                 model_dir=model,
@@ -67,12 +67,20 @@ def evaluate_cell(model: str, dataset: str, out: Path) -> None:
 
 
 def read_predictions(folder: Path) -> dict[str, dict[str, tuple[str, str]]]:
-    """{task file stem: {item id: (label, user-prompt prediction)}} of every predictions file."""
+    """{task file stem: {item id: (label, user-prompt prediction)}} of every predictions file of
+    the trained model under `folder` (an untrained twin's folder, `<name>-untrained`, is skipped).
+    A task found twice (two models' folders, or a benchmark scored in two runs) is refused."""
     out: dict[str, dict[str, tuple[str, str]]] = {}
+    where: dict[str, Path] = {}
     for path in sorted(folder.rglob("*-predictions.csv")):
+        if path.parent.name.endswith("-untrained"):
+            continue
+        task = path.name.removesuffix("-predictions.csv")
+        if task in where:
+            raise SystemExit(f"{task} is in {where[task].parent} and in {path.parent}: give one model's folders")
         with path.open(encoding="utf-8") as fh:
-            rows = {r["id"]: (r["label"], r["user_prompts_prediction"]) for r in csv.DictReader(fh)}
-        out[path.name.removesuffix("-predictions.csv")] = rows
+            out[task] = {r["id"]: (r["label"], r["user_prompts_prediction"]) for r in csv.DictReader(fh)}
+        where[task] = path
     return out
 
 
@@ -164,13 +172,14 @@ def main() -> None:
     ev.add_argument("--model", required=True)
     ev.add_argument("--dataset", required=True)
     ev.add_argument("--out", required=True, type=Path)
+    ev.add_argument("--splits", default="test,valid", help="test (with the held-out collection), valid")
     cmp = sub.add_parser("compare", help="paired differences of a cell against the baseline")
     cmp.add_argument("--pair", nargs=2, action="append", required=True, metavar=("BASELINE", "CELL"), type=Path)
     cmp.add_argument("--title", default="Ablation cell against the main recipe")
     cmp.add_argument("--report", type=Path, help="a folder for cells.json and cells.md")
     args = parser.parse_args()
     if args.command == "eval":
-        evaluate_cell(args.model, args.dataset, args.out)
+        evaluate_cell(args.model, args.dataset, args.out, tuple(args.splits.split(",")))
         return
     pairs = [(Path(b), Path(c)) for b, c in args.pair]
     rows = compare(pairs)
