@@ -58,8 +58,8 @@ def grid(text_dropout=(True, False), input_kind=("patch", "char"), mmm_init=(Tru
 
 
 # The CPU recipe (recipes/cpu-clamp.yaml: locked MiniLM, 8 text views, batch 64, 64-patch window)
-# cut to a budget where it learns in about 4 minutes a cell on 2 cores, with its schedule fitted
-# to that budget; recipes/cpu-ablations.yaml is the same, as a file to copy and edit.
+# cut to a budget where it learns in about 12 minutes a cell on 2 cores (400 x 64 tunes at 35/s),
+# with its schedule fitted to that budget; recipes/cpu-ablations.yaml is the same, as a file to copy.
 GRID_TRAIN: dict[str, Any] = {
     "preset": "small",
     "max_patches": 64,
