@@ -113,7 +113,11 @@ class RowStore:
             self.db.execute("INSERT OR REPLACE INTO rows (row, reason) VALUES (?, ?)", (row, reason))
 
     def done(self, row: int) -> bool:
-        return self.outcome(row) is not None
+        """Whether the row's outcome is kept, without reading its file's bytes."""
+        with self.lock:
+            kept = self.db.execute("SELECT 1 FROM rows WHERE row = ?", (row,)).fetchone() is not None
+        legacy = self.folder / f"{row:09d}"
+        return kept or legacy.with_suffix(".arrow").is_file() or legacy.with_suffix(".failed").is_file()
 
     def outcome(self, row: int) -> tuple[RawRecord | None, str | None] | None:
         """(record, None) or (None, reason) for a kept row; None when nothing is kept."""
