@@ -23,6 +23,10 @@ os.environ["PREFECT_HOME"] = tempfile.mkdtemp(
     prefix=f"clamp-tests-prefect-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}-"
 )
 os.environ.pop("PREFECT_API_URL", None)
+# Every Prefect server a test starts (in-process or the stack's) inherits this environment. The
+# `nightly` deployment carries a 03:00 UTC cron: with the scheduler on, a suite that spans 03:00 had
+# the test's worker run the real retrain flow in the repository, rebuilding data/datasets/ there.
+os.environ["PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED"] = "false"
 atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)
 
 

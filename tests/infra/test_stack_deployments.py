@@ -148,6 +148,10 @@ def test_every_deployment_runs_on_the_local_stack(tmp_path, benchmarks_dir, data
             },
         )
         assert (out / "eval" / "clamp" / "wikimt-predictions.csv").is_file()
+        # The nightly cron is deployed, but the tests' servers never schedule it (conftest): left on,
+        # a suite spanning 03:00 UTC ran the real retrain flow in the repository's data/ folder.
+        scheduled = prefect("flow-run", "ls", "--state-type", "SCHEDULED", "--output", "json")
+        assert scheduled.returncode == 0 and json.loads(scheduled.stdout or "[]") == [], scheduled.stdout[-800:]
         assert (out / "abl" / "ablations.csv").is_file()
         # everything was tracked by the stack's MLflow server
         from mlflow import MlflowClient
