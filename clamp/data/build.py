@@ -37,7 +37,7 @@ from clamp.data.finalize import BuildSummary, docs_name, finalize, load_referenc
 from clamp.data.groups import (
     split_of,
 )
-from clamp.data.ingest import crawl_jobs, crawl_share, ingest, iter_ingest, iter_records
+from clamp.data.ingest import crawl_in_rounds, crawl_jobs, ingest, iter_ingest, iter_records
 from clamp.data.layout import (
     DatasetLayout,
     check_dataset_claim,
@@ -263,9 +263,9 @@ def _run_stages(
         seconds[stage] = time.perf_counter() - t
 
     jobs = crawl_jobs(cfg) if records is None else []
-    if jobs:  # web sources split into shares: crawled in parallel, then replayed by ingest
+    if jobs:  # web sources split into shares: crawled in parallel (in rounds), then replayed by ingest
         with timed("crawl"):
-            executor.map("crawl", crawl_share, jobs)
+            crawl_in_rounds(executor, jobs)
     pcfg = PrepareConfig.from_build(cfg)
     if records is None and any(spec.kind == "web" and spec.shares == 1 for spec in cfg.sources):
         # a crawl streams: each input chunk is prepared while ingest still crawls the next

@@ -72,21 +72,83 @@ def crawl_jobs(cfg: BuildConfig) -> list:
     return jobs
 
 
-def crawl_share(config) -> dict:
+def crawl_share(config, round: int = 0) -> dict:
     """Crawl one share (one unit of the `crawl` stage: idempotent, resumable from its state):
-    its downloads stay in its state for ingest to replay; returns and writes its counts."""
+    its downloads stay in its state for ingest to replay; returns and writes its counts (added
+    to the earlier rounds' after the first)."""
     from clamp.data.sources.web import Crawler
 
     crawler = Crawler(config)
     for _ in crawler.crawl():
         pass  # committed in the share's state already
-    return _write_counts(crawler, replayed=0)
+    return _write_counts(crawler, replayed=0, add_to_last=round > 0)
 
 
-def _write_counts(crawler, replayed: int) -> dict:
-    """The counts of a crawl that ended, written beside its state for `acquisition_stats`."""
+def crawl_in_rounds(executor, jobs: list) -> int:
+    """The `crawl` stage: every share crawls its hosts; then the links each found to another
+    share's hosts are handed over (`hand_over_links`), and the shares that got new URLs crawl
+    again, until none does. Returns the number of rounds."""
+    todo, rounds = list(range(len(jobs))), 0
+    while todo:
+        executor.map("crawl", crawl_share, [jobs[i] for i in todo], round=rounds)
+        rounds += 1
+        todo = hand_over_links(jobs)
+        if todo:
+            log.info("crawl round %d: %d share(s) got links from the others", rounds + 1, len(todo))
+    return rounds
+
+
+def hand_over_links(jobs: list) -> list[int]:
+    """Move the links each share found to hosts of another share of its source into that share's
+    frontier (in the build's process, between rounds, while no share runs). A link is dropped from
+    its sender only after its receiver committed it, so a kill in between hands it over twice,
+    which the receiver ignores. Returns the indices (in `jobs`) of the shares that got new URLs."""
+    from clamp.data.sources.web import STATE_FILE, hosts_of_crawl, share_of_host
+    from clamp.data.sources.web_state import CrawlState
+    from clamp.data.sources.web_urls import host_of
+
+    receivers: set[int] = set()
+    by_source: dict[Path, dict[int, int]] = {}  # a source's state folder -> {share: index in jobs}
+    for n, job in enumerate(jobs):
+        by_source.setdefault(job.state_dir.parent, {})[job.partition[0]] = n
+    for shares in by_source.values():
+        count = jobs[next(iter(shares.values()))].partition[1]
+        hosts = hosts_of_crawl(jobs[next(iter(shares.values()))])
+        states = {i: CrawlState(jobs[n].state_dir / STATE_FILE) for i, n in shares.items()}
+        try:
+            for sender in states.values():
+                items = sender.handoffs()
+                for receiver in sorted(shares):
+                    mine = [i for i in items if share_of_host(hosts, host_of(i[0]), count) == receiver]
+                    if mine and states[receiver].accept(mine):
+                        receivers.add(shares[receiver])
+                sender.drop_handoffs([i[0] for i in items])
+        finally:
+            for state in states.values():
+                state.close()
+    return sorted(receivers)
+
+
+def _add_counts(total: dict, part: dict) -> dict:
+    """Counts summed key by key (numbers, and dicts of numbers)."""
+    for key, value in part.items():
+        if isinstance(value, dict):
+            merged = total.setdefault(key, {})
+            for k, v in value.items():
+                merged[k] = merged.get(k, 0) + v
+        elif isinstance(value, int):
+            total[key] = total.get(key, 0) + value
+    return total
+
+
+def _write_counts(crawler, replayed: int, add_to_last: bool = False) -> dict:
+    """The counts of a crawl that ended, written beside its state for `acquisition_stats`
+    (added to those written last when `add_to_last`: a later round of the same build)."""
     counts = {"hosts": len(crawler.allowed_hosts), "replayed": replayed, **asdict(crawler.stats)}
-    write_json_atomic(counts, crawler.config.state_dir / LAST_CRAWL)
+    path = crawler.config.state_dir / LAST_CRAWL
+    if add_to_last and path.is_file():
+        counts = {**_add_counts(json.loads(path.read_text()), counts), "hosts": counts["hosts"]}
+    write_json_atomic(counts, path)
     return counts
 
 
@@ -173,13 +235,7 @@ def acquisition_stats(cfg: BuildConfig) -> dict[str, dict]:
             continue
         total: dict = {"shares": len(parts)}
         for part in parts:
-            for key, value in part.items():
-                if isinstance(value, dict):
-                    merged = total.setdefault(key, {})
-                    for k, v in value.items():
-                        merged[k] = merged.get(k, 0) + v
-                elif isinstance(value, int):
-                    total[key] = total.get(key, 0) + value
+            _add_counts(total, part)
         name = spec.seeds[0] if len(spec.seeds) == 1 else f"{spec.seeds[0]} +{len(spec.seeds) - 1}"
         out[name] = total
     return out

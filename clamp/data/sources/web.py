@@ -159,10 +159,9 @@ class Crawler:
     def __init__(self, config: CrawlConfig) -> None:
         self.config = config
         self.stats = CrawlStats()
-        hosts = config.allowed_hosts
-        if hosts is None:
-            hosts = [host_of(u) for u in (normalize_url(s) for s in config.seeds) if u is not None]
-        self.allowed_hosts = partition_hosts(frozenset(normalize_host(h) for h in hosts), config.partition)
+        # the hosts of the whole crawl, and those of this share (all of them without a partition)
+        self.crawl_hosts = hosts_of_crawl(config)
+        self.allowed_hosts = partition_hosts(self.crawl_hosts, config.partition)
         self.fetcher = PoliteFetcher(config, self.allowed_hosts)
         # called with (stats, URLs queued) after each URL is settled: a progress display
         self.on_progress: Callable[[CrawlStats, int], None] | None = None
@@ -312,8 +311,8 @@ class Crawler:
         if fetch.kind == "not_modified":
             stats.not_modified += 1
             links = state.page_links(final_url)
-            enqueue = self._links_to_enqueue(links or [], item.depth, final_url)
-            queued = state.finish(item, "not_modified", final_url=final_url, enqueue=enqueue)
+            enqueue, hand_off = self._links_to_enqueue(links or [], item.depth, final_url)
+            queued = state.finish(item, "not_modified", final_url=final_url, enqueue=enqueue, hand_off=hand_off)
             if links is None:
                 log.info("not modified: %s", final_url)
             else:
@@ -334,10 +333,9 @@ class Crawler:
         if mime_of(content_type) in HTML_CONTENT_TYPES:
             html = response.body.decode(charset_of(content_type), errors="replace")
             links = [(ctx.url, ctx.encode()) for ctx in extract_link_contexts(html, final_url)]
-            enqueue = self._links_to_enqueue(links, item.depth, final_url)
-            queued = state.finish(
-                item, "page", final_url=final_url, validators=validators, page_links=links, enqueue=enqueue
-            )
+            enqueue, hand_off = self._links_to_enqueue(links, item.depth, final_url)
+            queued = state.finish(item, "page", final_url=final_url, validators=validators, page_links=links,
+                                  enqueue=enqueue, hand_off=hand_off)  # fmt: skip
             log.info("page %s (depth %d): %d link(s), %d newly queued", final_url, item.depth, len(links), len(queued))
             return None, queued
         stats.ignored += 1
@@ -392,26 +390,43 @@ class Crawler:
         not links one step further away. A sitemap index's sitemaps are queued the same way."""
         self.stats.sitemaps += 1
         links = [(urljoin(url, u), "") for u in sitemap_urls(body)]  # absolute by the protocol; relative ones too
-        enqueue = self._links_to_enqueue(links, item.depth - 1, url)
-        queued = state.finish(item, "sitemap", final_url=url, validators=validators, page_links=links, enqueue=enqueue)
+        enqueue, hand_off = self._links_to_enqueue(links, item.depth - 1, url)
+        queued = state.finish(item, "sitemap", final_url=url, validators=validators, page_links=links,
+                              enqueue=enqueue, hand_off=hand_off)  # fmt: skip
         log.info("sitemap %s: %d URL(s), %d newly queued", url, len(links), len(queued))
         return queued
 
     def _links_to_enqueue(
         self, links: list[tuple[str, str]], depth: int, referrer: str
-    ) -> list[tuple[str, int, str, str]]:
+    ) -> tuple[list[tuple[str, int, str, str]], list[tuple[str, int, str, str]]]:
+        """The links to queue here, and those to hand to the share that crawls their host."""
         if depth + 1 > self.config.max_depth:
-            return []
+            return [], []
         # url -> (how many texts, the context as stored) of its link that says the most, the first of equals
         best: dict[str, tuple[int, str]] = {}
         for href, text in links:
             url = normalize_url(href)
-            if url is None or host_of(url) not in self.allowed_hosts or url_suffix(url) in SKIP_SUFFIXES:
+            if url is None or host_of(url) not in self.crawl_hosts or url_suffix(url) in SKIP_SUFFIXES:
                 continue
             n_texts = len(LinkContext.decode(url, text).texts())
             if url not in best or n_texts > best[url][0]:
                 best[url] = (n_texts, text)
-        return [(url, depth + 1, referrer, text) for url, (_, text) in best.items()]
+        items = [(url, depth + 1, referrer, text) for url, (_, text) in best.items()]
+        mine = [i for i in items if host_of(i[0]) in self.allowed_hosts]
+        return mine, [i for i in items if host_of(i[0]) not in self.allowed_hosts]
+
+
+def hosts_of_crawl(config: CrawlConfig) -> frozenset[str]:
+    """Every host the crawl may ask, over all its shares: `allowed_hosts`, else the seeds' hosts."""
+    hosts = config.allowed_hosts
+    if hosts is None:
+        hosts = [host_of(u) for u in (normalize_url(s) for s in config.seeds) if u is not None]
+    return frozenset(normalize_host(h) for h in hosts)
+
+
+def share_of_host(hosts: frozenset[str], host: str, count: int) -> int:
+    """The share of `count` that crawls `host` (the inverse of `partition_hosts`)."""
+    return sorted(hosts).index(host) % count
 
 
 def partition_hosts(hosts: frozenset[str], partition: tuple[int, int] | None) -> frozenset[str]:

@@ -56,6 +56,8 @@ class CrawlState:
                     url TEXT PRIMARY KEY, etag TEXT, last_modified TEXT);
                 CREATE TABLE IF NOT EXISTS pages (url TEXT PRIMARY KEY, links TEXT NOT NULL);
                 CREATE TABLE IF NOT EXISTS gone (url TEXT PRIMARY KEY, status INTEGER NOT NULL);
+                CREATE TABLE IF NOT EXISTS handoff (
+                    url TEXT PRIMARY KEY, depth INTEGER NOT NULL, referrer TEXT NOT NULL, text TEXT NOT NULL);
                 CREATE TABLE IF NOT EXISTS records (
                     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, format TEXT NOT NULL,
                     content BLOB NOT NULL, texts TEXT NOT NULL, metadata TEXT NOT NULL,
@@ -102,6 +104,7 @@ class CrawlState:
             number = int(self.get_meta("pass") or "0") + 1
             self.db.execute("DELETE FROM visited")
             self.db.execute("DELETE FROM frontier")
+            self.db.execute("DELETE FROM handoff")  # links to other shares: found again in this pass
             for seed in seeds:
                 self._enqueue(seed, 0, "", "")
             self.set_meta("pass", str(number))
@@ -110,6 +113,22 @@ class CrawlState:
     def clear_frontier(self) -> None:
         with self.db:
             self.db.execute("DELETE FROM frontier")
+
+    def handoffs(self) -> list[tuple[str, int, str, str]]:
+        """(url, depth, referrer, text) of the links this share found to another share's hosts."""
+        rows = self.db.execute("SELECT url, depth, referrer, text FROM handoff ORDER BY rowid")
+        return [(url, int(depth), referrer, text) for url, depth, referrer, text in rows]
+
+    def drop_handoffs(self, urls: Sequence[str]) -> None:
+        with self.db:
+            self.db.executemany("DELETE FROM handoff WHERE url = ?", [(u,) for u in urls])
+
+    def accept(self, items: Sequence[tuple[str, int, str, str]]) -> int:
+        """Queue links another share handed over, in this share's current pass; URLs it queued or
+        visited already are ignored. Returns how many were newly queued."""
+        with self.db:
+            queued = [self._enqueue(url, depth, referrer, text) for url, depth, referrer, text in items]
+        return sum(item is not None for item in queued)
 
     def stored_records(self, source: str, after: int = 0) -> Iterator[tuple[int, RawRecord]]:
         """(seq, record) of the downloads kept so far, in the order they were committed."""
@@ -153,6 +172,7 @@ class CrawlState:
         validators: tuple[str | None, str | None] = (None, None),
         page_links: list[tuple[str, str]] | None = None,
         enqueue: Sequence[tuple[str, int, str, str]] = (),
+        hand_off: Sequence[tuple[str, int, str, str]] = (),
         gone_status: int | None = None,
         record: RawRecord | None = None,
     ) -> list[CrawlItem]:
@@ -184,6 +204,9 @@ class CrawlState:
                     (record.id, record.format, record.content, json.dumps(record.texts),
                      json.dumps(record.metadata), record.provenance),
                 )  # fmt: skip
+            # links to hosts of another share, kept for the build to hand over (`accept`) after this round
+            self.db.executemany("INSERT OR IGNORE INTO handoff (url, depth, referrer, text) VALUES (?, ?, ?, ?)",
+                                hand_off)  # fmt: skip
             queued = (self._enqueue(url, depth, referrer, text) for url, depth, referrer, text in enqueue)
             return [item for item in queued if item is not None]
 
