@@ -108,7 +108,7 @@ def test_the_grid_defaults_are_the_cpu_recipe_file():
     ]
     midi = AblationConfig.load(Path(__file__).parents[2] / "recipes" / "cpu-ablations-midi.yaml")
     assert (midi.train, midi.seeds) == (default.train, default.seeds)
-    assert midi.cells == ["patch-td-scratch-hd", "patch-td-scratch-hd-midi"]
+    assert midi.cells == ["patch-td-scratch", "patch-td-scratch-hd", "patch-td-scratch-hd-midi"]
     assert {cell for _, _, win, lose in CLAIMS for cell in (win, lose)} == set(recipe.cells) | set(midi.cells)
     assert default.selected_cells() == grid()
     # ... and the grid is the CPU recipe at a shorter budget: every setting of recipes/cpu-clamp.yaml
