@@ -18,8 +18,10 @@ full fails in one line and leaves no partial file (docs/reliability.md).
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -263,13 +265,14 @@ def _run_stages(
         seconds[stage] = time.perf_counter() - t
 
     jobs = crawl_jobs(cfg) if records is None else []
-    if jobs:  # web sources split into shares: crawled in parallel (in rounds), then replayed by ingest
-        with timed("crawl"):
-            crawl_in_rounds(executor, jobs)
+    # web sources split into shares: crawled in parallel (in rounds) while ingest reads their files
+    crawl = CrawlStage(executor, jobs, seconds) if jobs else None
     pcfg = PrepareConfig.from_build(cfg)
-    if records is None and any(spec.kind == "web" and spec.shares == 1 for spec in cfg.sources):
-        # a crawl streams: each input chunk is prepared while ingest still crawls the next
-        inputs, chunk_stats = _ingest_and_prepare(cfg, executor, layout, pcfg, seconds)
+    if records is None and any(spec.kind == "web" for spec in cfg.sources):
+        # a crawl streams: each input chunk is prepared while ingest still crawls (or reads) the next
+        inputs, chunk_stats = _ingest_and_prepare(cfg, executor, layout, pcfg, seconds, crawl)
+        if crawl is not None:
+            crawl.join()  # the crawl's own error, if it failed
     else:
         with timed("ingest"):
             inputs = executor.run("ingest", ingest_sources, cfg, records)
@@ -291,16 +294,53 @@ def _run_stages(
     return executor.run("finalize", finalize, layout, cfg, chunk_stats, plan, shard_stats, seconds, view_stats)
 
 
+class CrawlStage:
+    """The `crawl` stage in a thread of the build's process (`crawl_in_rounds` through the
+    executor), so that ingest reads the shares' files as they are stored, while `running()`."""
+
+    def __init__(self, executor: Executor, jobs: list, seconds: dict[str, float]) -> None:
+        self.error: BaseException | None = None
+        # a copy of this thread's context: under Prefect it holds the flow run the crawl tasks join
+        context = contextvars.copy_context()
+        self.thread = threading.Thread(
+            target=context.run, args=(self._crawl, executor, jobs, seconds), name="crawl-stage", daemon=True
+        )
+        self.thread.start()
+
+    def _crawl(self, executor: Executor, jobs: list, seconds: dict[str, float]) -> None:
+        start = time.perf_counter()
+        try:
+            crawl_in_rounds(executor, jobs)
+        except BaseException as exc:  # re-raised in the build's thread by join()
+            self.error = exc
+        finally:
+            seconds["crawl"] = time.perf_counter() - start
+
+    def running(self) -> bool:
+        return self.thread.is_alive()
+
+    def join(self) -> None:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
 def _ingest_and_prepare(
-    cfg: BuildConfig, executor: Executor, layout: DatasetLayout, pcfg: PrepareConfig, seconds: dict[str, float]
+    cfg: BuildConfig,
+    executor: Executor,
+    layout: DatasetLayout,
+    pcfg: PrepareConfig,
+    seconds: dict[str, float],
+    crawl: CrawlStage | None = None,
 ) -> tuple[list[Path], list[dict]]:
     """Ingest in this process, each chunk handed to prepare as soon as it is written. Seconds:
     `ingest` until the last chunk is written, `prepare` the wait for the rest after it."""
     inputs: list[Path] = []
     start = time.perf_counter()
+    records = iter_records(cfg, crawl.running if crawl is not None else None)
 
     def arriving() -> Iterator[Path]:
-        for path in iter_ingest(iter_records(cfg), layout, cfg.chunk_size, cfg.chunk_max_conversions):
+        for path in iter_ingest(records, layout, cfg.chunk_size, cfg.chunk_max_conversions):
             inputs.append(path)
             yield path
         seconds["ingest"] = time.perf_counter() - start

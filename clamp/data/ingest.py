@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -23,7 +24,9 @@ log = logging.getLogger("clamp.data.build")
 
 
 # --- sources ------------------------------------------------------------------------------
-def iter_source(spec: SourceSpec, cache_dir: Path) -> Iterator[RawRecord]:
+def iter_source(spec: SourceSpec, cache_dir: Path, crawling: Callable[[], bool] | None = None) -> Iterator[RawRecord]:
+    """The records of one source. `crawling()`: whether the build's `crawl` stage still runs, for
+    a web source of several shares, whose files are then read as the shares store them."""
     if spec.kind == "music21":
         from clamp.data.sources.corpus import iter_corpus
 
@@ -35,7 +38,7 @@ def iter_source(spec: SourceSpec, cache_dir: Path) -> Iterator[RawRecord]:
             raise ValueError("a local source needs `path`")
         yield from iter_local(spec.path, spec.limit, spec.license)
     elif spec.kind == "web":
-        yield from iter_web(spec, cache_dir)
+        yield from iter_web(spec, cache_dir, crawling)
     elif spec.kind == "manifest":
         from clamp.data.sources.manifest import iter_manifest
 
@@ -90,7 +93,9 @@ def crawl_in_rounds(executor, jobs: list) -> int:
     again, until none does. Returns the number of rounds."""
     todo, rounds = list(range(len(jobs))), 0
     while todo:
-        executor.map("crawl", crawl_share, [jobs[i] for i in todo], round=rounds)
+        # map_stream: a PoolExecutor spawns its processes for it, which is safe from the thread the
+        # build runs the rounds in (forking a process with running threads is not)
+        executor.map_stream("crawl", crawl_share, [jobs[i] for i in todo], round=rounds)
         rounds += 1
         todo = hand_over_links(jobs)
         if todo:
@@ -152,7 +157,7 @@ def _write_counts(crawler, replayed: int, add_to_last: bool = False) -> dict:
     return counts
 
 
-def iter_web(spec: SourceSpec, cache_dir: Path) -> Iterator[RawRecord]:
+def iter_web(spec: SourceSpec, cache_dir: Path, crawling: Callable[[], bool] | None = None) -> Iterator[RawRecord]:
     """Crawled files, split into tunes like local ABC files, streamed as the crawl goes.
 
     The crawl state keeps every download, committed with its URL (`CrawlConfig.keep_records`),
@@ -160,8 +165,8 @@ def iter_web(spec: SourceSpec, cache_dir: Path) -> Iterator[RawRecord]:
     fetched: a rebuild sees the same records plus whatever is new, and a build killed mid-crawl
     resumes with no file lost or stored twice. The crawl's counts go to `last-crawl.json` beside
     its state, for the build's summary (`acquisition_stats`); a terminal shows a progress bar.
-    A source of several `shares` was crawled by the build's `crawl` stage: its shares' files
-    are replayed, share after share.
+    A source of several `shares` is crawled by the build's `crawl` stage: its shares' files are
+    read as they are stored, while `crawling()` (`replay_shares`).
     """
     from clamp.data.sources.web import SOURCE, STATE_FILE, CrawlConfig, Crawler
     from clamp.data.sources.web_state import CrawlState
@@ -177,8 +182,7 @@ def iter_web(spec: SourceSpec, cache_dir: Path) -> Iterator[RawRecord]:
 
     def crawled() -> Iterator[RawRecord]:
         if spec.shares > 1:
-            for i in range(spec.shares):
-                yield from replay(state_dir / f"share-{i}")
+            yield from replay_shares(state_dir, spec.shares, crawling or (lambda: False))
             return
         replayed = 0
         for record in replay(state_dir):
@@ -199,6 +203,85 @@ def iter_web(spec: SourceSpec, cache_dir: Path) -> Iterator[RawRecord]:
         )
 
     yield from _limited(_split_abc_files(crawled()), spec.limit)
+
+
+REPLAY_ORDER = "replay-order.sqlite3"  # the order a source's shares' files were first read in
+
+
+def replay_shares(
+    state_dir: Path, shares: int, crawling: Callable[[], bool], poll_s: float = 0.2, batch: int = 256
+) -> Iterator[RawRecord]:
+    """The files the shares of a web source stored, in an order every rebuild repeats.
+
+    First those read by earlier builds, in the order they were read then (kept in REPLAY_ORDER);
+    then each newer file of any share as soon as that share commits it, while `crawling()` says the
+    crawl stage still runs (so the build streams), and whatever is left once it has ended. A file's
+    place is committed before the file is yielded: a build killed at any point replays the same
+    order, so its input chunks, and which of two duplicates is kept, do not depend on timing.
+    """
+    import sqlite3
+
+    from clamp.data.sources.web import SOURCE, STATE_FILE
+    from clamp.data.sources.web_state import RECORD_COLUMNS, read_stored_records, stored_record
+
+    paths = [state_dir / f"share-{i}" / STATE_FILE for i in range(shares)]
+    state_dir.mkdir(parents=True, exist_ok=True)
+    order = sqlite3.connect(state_dir / REPLAY_ORDER)
+    try:
+        with order:
+            order.execute("CREATE TABLE IF NOT EXISTS replayed (n INTEGER PRIMARY KEY AUTOINCREMENT, "
+                          "share INTEGER NOT NULL, seq INTEGER NOT NULL, UNIQUE (share, seq))")  # fmt: skip
+        last = [0] * shares
+        logged = order.execute("SELECT share, seq FROM replayed ORDER BY n").fetchall()
+        readers = [sqlite3.connect(p.resolve().as_uri() + "?mode=ro", uri=True) if p.is_file() else None for p in paths]
+        try:
+            if not _order_matches(logged, readers):  # a share's state was deleted or replaced: start over
+                log.warning("the replay order of %s does not match its shares' states: reset", state_dir)
+                with order:
+                    order.execute("DELETE FROM replayed")
+                logged = []
+            for share, seq in logged:
+                reader = readers[share] if share < shares else None
+                row = reader and reader.execute(f"{RECORD_COLUMNS} WHERE seq = ?", (seq,)).fetchone()
+                if row:
+                    yield stored_record(row, SOURCE)[1]
+                    last[share] = max(last[share], seq)
+        finally:
+            for reader in readers:
+                if reader is not None:
+                    reader.close()
+        while True:
+            ended = not crawling()  # asked before reading: what a share committed before it ended is read
+            new = 0
+            for share in range(shares):
+                while rows := read_stored_records(paths[share], SOURCE, last[share], batch):
+                    for seq, record in rows:
+                        with order:
+                            order.execute("INSERT OR IGNORE INTO replayed (share, seq) VALUES (?, ?)", (share, seq))
+                        last[share] = seq
+                        new += 1
+                        yield record
+            if ended:
+                break
+            if not new:
+                time.sleep(poll_s)
+    finally:
+        order.close()
+
+
+def _order_matches(logged: list[tuple[int, int]], readers: list) -> bool:
+    """Whether every share still stores exactly the files logged for it up to its last logged one
+    (files are never deleted from a state, and each share's are logged in their commit order)."""
+    for share, reader in enumerate(readers):
+        seqs = [seq for s, seq in logged if s == share]
+        if not seqs:
+            continue
+        if reader is None:
+            return False
+        (stored,) = reader.execute("SELECT COUNT(*) FROM records WHERE seq <= ?", (max(seqs),)).fetchone()
+        if stored != len(seqs):
+            return False
+    return not any(share >= len(readers) for share, _ in logged)
 
 
 @contextmanager
@@ -264,9 +347,9 @@ def _limited(records: Iterable[RawRecord], limit: int | None) -> Iterator[RawRec
             return
 
 
-def iter_records(cfg: BuildConfig) -> Iterator[RawRecord]:
+def iter_records(cfg: BuildConfig, crawling: Callable[[], bool] | None = None) -> Iterator[RawRecord]:
     for spec in cfg.sources:
-        yield from iter_source(spec, cfg.cache_dir)
+        yield from iter_source(spec, cfg.cache_dir, crawling)
 
 
 # --- ingest -------------------------------------------------------------------------------

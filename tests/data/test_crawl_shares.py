@@ -120,3 +120,45 @@ def test_shares_hand_links_to_each_others_hosts_until_none_is_new(tmp_path: Path
         assert crawl_in_rounds(InProcessExecutor(), jobs) == 3
         assert sorted(stored(s1) + stored(s2)) == sorted([f"{one}/a.abc", f"{one}/a2.abc", f"{two}/b.abc",
                                                           f"{two}/deep.abc"])  # fmt: skip
+
+
+def store(state_dir: Path, url: str) -> None:
+    """A download committed in a share's state, as the crawler commits one."""
+    from clamp.data.records import RawRecord
+    from clamp.data.sources.web_state import CrawlItem, CrawlState
+
+    state = CrawlState(state_dir / STATE_FILE)
+    try:
+        record = RawRecord(url, "web", "abc", tune(len(url)), [url], {"url": url}, url)
+        state.finish(CrawlItem(url, 1, "", ""), "downloaded", record=record)
+    finally:
+        state.close()
+
+
+def test_shares_are_read_as_they_store_and_replayed_in_that_order(tmp_path: Path) -> None:
+    from clamp.data.ingest import replay_shares
+
+    root = tmp_path / "crawl"
+    crawling = True
+    reading = replay_shares(root, 2, lambda: crawling, poll_s=0.01)
+    # share 1 stores first, then share 0, then share 1 again: read in that order, while crawling
+    store(root / "share-1", "b1")
+    assert next(reading).id == "b1"
+    store(root / "share-0", "a1")
+    assert next(reading).id == "a1"
+    store(root / "share-1", "b2")
+    store(root / "share-1", "b3")
+    assert [next(reading).id, next(reading).id] == ["b2", "b3"]
+    store(root / "share-0", "a2")
+    crawling = False  # the crawl stage ended: what is left is read, then the source ends
+    assert [r.id for r in reading] == ["a2"]
+
+    # a rebuild replays that order (share after share would be a1 a2 b1 b2 b3), then new files
+    store(root / "share-0", "a3")
+    assert [r.id for r in replay_shares(root, 2, lambda: False)] == ["b1", "a1", "b2", "b3", "a2", "a3"]
+    assert [r.id for r in replay_shares(root, 2, lambda: False)] == ["b1", "a1", "b2", "b3", "a2", "a3"]
+
+    # a share whose state was replaced: the order no longer matches it, and starts over
+    (root / "share-1" / STATE_FILE).unlink()
+    store(root / "share-1", "c1")
+    assert [r.id for r in replay_shares(root, 2, lambda: False)] == ["a1", "a2", "a3", "c1"]

@@ -115,25 +115,41 @@ def test_a_build_streams_the_crawl_replays_it_and_reports_its_counts(tmp_path: P
     assert again.records_in == 60 and again.rows_written == first.rows_written
 
 
-def test_a_build_of_two_shares_crawls_them_in_parallel_then_replays_them(tmp_path: Path) -> None:
+def test_a_build_of_two_shares_streams_them_and_a_rebuild_replays_the_same_chunks(tmp_path: Path) -> None:
     from clamp.config import BuildConfig, SourceSpec
-    from clamp.data.build import build_dataset
+    from clamp.data.build import DatasetLayout, build_dataset
     from clamp.data.executors import PoolExecutor
+    from clamp.data.layout import prepared_paths_for
 
-    spec = SiteSpec(hosts=2, tunes_per_host=10, latency_s=0.01)
+    # Crawl-delay 0.1 s: each host's 43 URLs take over 4 s, so the crawl is still on when the first
+    # chunk of 16 files is prepared
+    spec = SiteSpec(hosts=2, tunes_per_host=10, latency_s=0.01, crawl_delay_s=0.1)
     with serve_site(spec, tmp_path / "requests.tsv") as bases:
         source = SourceSpec(kind="web", seeds=[b + "/" for b in bases], max_depth=4, per_host_delay_s=0.0, shares=2)
         cfg = BuildConfig(name="crawled", output_dir=tmp_path / "out", cache_dir=tmp_path / "cache", sources=[source],
                           decontaminate=False, valid_fraction=0.0, test_fraction=0.0, chunk_size=16)  # fmt: skip
-        summary = build_dataset(cfg, executor=PoolExecutor(2))
+        summary = build_dataset(cfg)  # the shares crawl in a thread of the build; ingest reads as they store
+        layout = DatasetLayout(cfg.dataset_dir)
+        chunks = {p.name: p.read_bytes() for p in sorted(layout.input_dir.glob("chunk-*.arrow"))}
+        prepared = prepared_paths_for(layout.input_dir / "chunk-00000.arrow", layout)[2].stat().st_mtime
+        crawl_end = max(p.stat().st_mtime for p in (tmp_path / "cache" / "crawl").glob("*/share-*/last-crawl.json"))
+        states = sorted((tmp_path / "cache" / "crawl").glob("*/share-*/crawl.sqlite3"))
+        visited = [visited_outcomes([state]) for state in states]
+        again = build_dataset(cfg, overwrite=True, executor=PoolExecutor(2))  # shares in parallel processes
     hits = read_log(tmp_path / "requests.tsv")
 
     (crawl,) = summary.acquisition.values()
     assert (crawl["shares"], crawl["hosts"], crawl["fetched"], crawl["downloaded"]) == (2, 2, 86, 60)
     assert summary.records_in == 60 and "crawl" in summary.seconds
+    # streamed: the first of the 4 input chunks was prepared before the last share ended
+    assert len(chunks) == 4 and prepared < crawl_end
     assert politeness_problems(spec, hits) == []
     # each share has its own state with its host's 30 files
-    visited = [visited_outcomes([tmp_path / "cache" / "crawl" / p.name / f"share-{i}" / "crawl.sqlite3"
-                                 for p in (tmp_path / "cache" / "crawl").iterdir()]) for i in range(2)]  # fmt: skip
     assert [sum(o == "downloaded" for o in v.values()) for v in visited] == [30, 30]
     assert accounting_problems(spec, bases, visited[0] | visited[1]) == []
+    # the rebuild's new pass finds the same 60 files again; ingest replays the stored ones in the
+    # order the first build read them: the same input chunks, byte for byte
+    (recrawl,) = again.acquisition.values()
+    assert (recrawl["downloaded"], recrawl["skipped_duplicate"]) == (0, 60)
+    assert {p.name: p.read_bytes() for p in sorted(layout.input_dir.glob("chunk-*.arrow"))} == chunks
+    assert again.records_in == 60 and again.rows_written == summary.rows_written

@@ -132,13 +132,9 @@ class CrawlState:
 
     def stored_records(self, source: str, after: int = 0) -> Iterator[tuple[int, RawRecord]]:
         """(seq, record) of the downloads kept so far, in the order they were committed."""
-        rows = self.db.execute(
-            "SELECT seq, id, format, content, texts, metadata, provenance FROM records WHERE seq > ? ORDER BY seq",
-            (after,),
-        )
-        for seq, id_, fmt, content, texts, metadata, provenance in rows:
-            texts_, meta = json.loads(texts), json.loads(metadata)
-            yield int(seq), RawRecord(id_, source, fmt, bytes(content), texts_, meta, provenance)
+        rows = self.db.execute(f"{_RECORDS_AFTER} ORDER BY seq", (after,))
+        for row in rows:
+            yield stored_record(row, source)
 
     def frontier_items(self) -> list[CrawlItem]:
         rows = self.db.execute("SELECT url, depth, referrer, text, seq FROM frontier ORDER BY seq")
@@ -217,3 +213,29 @@ class CrawlState:
             (url, depth, referrer, text, url),
         )
         return CrawlItem(url, depth, referrer, text, int(cursor.lastrowid or 0)) if cursor.rowcount == 1 else None
+
+
+RECORD_COLUMNS = "SELECT seq, id, format, content, texts, metadata, provenance FROM records"
+_RECORDS_AFTER = f"{RECORD_COLUMNS} WHERE seq > ?"
+
+
+def stored_record(row: tuple, source: str) -> tuple[int, RawRecord]:
+    seq, id_, fmt, content, texts, metadata, provenance = row
+    return int(seq), RawRecord(id_, source, fmt, bytes(content), json.loads(texts), json.loads(metadata), provenance)
+
+
+def read_stored_records(path: Path, source: str, after: int, limit: int) -> list[tuple[int, RawRecord]]:
+    """Up to `limit` (seq, record) kept after `after`, read through a read-only connection: what a
+    reader in another process sees of a crawl that is still writing (none before the state exists)."""
+    if not path.is_file():
+        return []
+    db = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
+    try:
+        rows = db.execute(f"{_RECORDS_AFTER} ORDER BY seq LIMIT ?", (after, limit)).fetchall()
+    except sqlite3.OperationalError as exc:  # created, its tables not yet
+        if "no such table" in str(exc):
+            return []
+        raise
+    finally:
+        db.close()
+    return [stored_record(row, source) for row in rows]
