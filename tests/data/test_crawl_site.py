@@ -153,3 +153,16 @@ def test_a_build_of_two_shares_streams_them_and_a_rebuild_replays_the_same_chunk
     assert (recrawl["downloaded"], recrawl["skipped_duplicate"]) == (0, 60)
     assert {p.name: p.read_bytes() for p in sorted(layout.input_dir.glob("chunk-*.arrow"))} == chunks
     assert again.records_in == 60 and again.rows_written == summary.rows_written
+
+
+def test_the_asyncio_prototype_crawls_the_site_as_the_crawler_does() -> None:
+    """benchmarks/bench_engines.py compares engines doing the same work: on a small site both
+    store the same files, ask the same number of requests, and pass politeness and accounting."""
+    from benchmarks.bench_engines import run
+
+    spec = SiteSpec(hosts=2, tunes_per_host=50, latency_s=0.0)
+    threaded, asyncio_ = run("threaded", spec, 2), run("asyncio", spec, 2)
+    assert threaded["problems"] == asyncio_["problems"] == []
+    assert threaded["pages"] == asyncio_["pages"] == 2 * PAGES_PER_HOST
+    assert threaded["records"] == asyncio_["records"] == 2 * DOWNLOADED_PER_HOST
+    assert threaded["requests"] == asyncio_["requests"]

@@ -5,7 +5,7 @@ whichever thread (or redirect from another host) sends them.
 
 The client is httpx, one `httpx.Client` per host: its keep-alive connection is reused, and
 threads never wait on another host's connection pool (one shared pool's lock cost a quarter
-of the crawl's time at 50 threads). Measured in docs/data.md ("Crawling").
+of the crawl's time at 50 threads). Measured in docs/crawling.md, beside an asyncio engine.
 """
 
 from __future__ import annotations
