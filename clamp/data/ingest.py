@@ -182,7 +182,11 @@ def iter_web(spec: SourceSpec, cache_dir: Path, crawling: Callable[[], bool] | N
 
     def crawled() -> Iterator[RawRecord]:
         if spec.shares > 1:
-            yield from replay_shares(state_dir, spec.shares, crawling or (lambda: False))
+            with crawl_progress(sys.stderr.isatty(), label=f"{spec.shares} crawl shares") as show:
+                for n, record in enumerate(replay_shares(state_dir, spec.shares, crawling or (lambda: False)), 1):
+                    if show is not None:
+                        show(None, 0, files=n)
+                    yield record
             return
         replayed = 0
         for record in replay(state_dir):
@@ -285,18 +289,22 @@ def _order_matches(logged: list[tuple[int, int]], readers: list) -> bool:
 
 
 @contextmanager
-def crawl_progress(enabled: bool) -> Iterator[Callable[..., None] | None]:
-    """A rich progress line for a crawl (pages, music files, queued URLs), or None when off."""
+def crawl_progress(enabled: bool, label: str = "crawl") -> Iterator[Callable[..., None] | None]:
+    """A rich progress line for a crawl (pages, music files, queued URLs), or None when off;
+    `show(None, 0, files=n)` shows the files read so far from a crawl's shares instead."""
     if not enabled:
         yield None
         return
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    columns = (TextColumn("crawl"), BarColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    columns = (TextColumn(label), BarColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with Progress(*columns, transient=False) as progress:
         bar = progress.add_task("", total=None)
 
-        def show(stats, queued: int) -> None:
+        def show(stats, queued: int, files: int | None = None) -> None:
+            if files is not None:
+                progress.update(bar, completed=files, description=f"{files:,} music files read")
+                return
             done = stats.fetched + stats.skipped_robots + stats.skipped_gone
             description = f"{done:,} pages, {stats.downloaded:,} music files, {queued:,} queued"
             progress.update(bar, completed=done, description=description)
