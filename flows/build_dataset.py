@@ -83,8 +83,22 @@ def _task_runner(n_workers: int, scheduler_address: str | None):
             "processes": True,
             "dashboard_address": None,
             "host": LOOPBACK,
+            "env": _worker_env(),
         },
     )
+
+
+def _worker_env() -> dict[str, str]:
+    """The Prefect server the LocalCluster's workers report their task runs to: this flow's. On a
+    temporary server (no PREFECT_API_URL) a spawned worker would not find it and start one of its
+    own, each a server start of 10 to 20 s and the task runs recorded where no one looks."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
+        return {}
+    with get_client(sync_client=True) as client:
+        return {"PREFECT_API_URL": str(client.api_url)}
 
 
 @flow(name="build-dataset-stages")

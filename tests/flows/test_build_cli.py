@@ -45,6 +45,8 @@ def test_the_flow_builds_into_the_config_files_dataset(tmp_path):
     summary = json.loads(result.stdout[result.stdout.index("{") :])
     assert summary["name"] == "my-tunes" and summary["rows_written"] == 12 and summary["shards"] == 3
     assert Path(summary["dataset_dir"]) == tmp_path / "data" / "datasets" / "my-tunes"
+    # one temporary Prefect server: the Dask worker reports to the flow's, it does not start its own
+    assert (result.stdout + result.stderr).count("Starting temporary server") == 1, result.stderr[-3000:]
     assert (corpus / "shards" / "shard-00000.arrow").read_bytes() == b"corpus shard"
 
     # other sources into the same name: refused in one line before Prefect starts; nothing lost
