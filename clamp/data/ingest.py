@@ -231,6 +231,10 @@ def replay_shares(
     paths = [state_dir / f"share-{i}" / STATE_FILE for i in range(shares)]
     state_dir.mkdir(parents=True, exist_ok=True)
     order = sqlite3.connect(state_dir / REPLAY_ORDER)
+    # one commit per file: write-ahead logging without a sync per commit keeps each across a killed
+    # process (not a power cut) at 0.08 ms, against 2.4 ms fsynced (measured on this machine)
+    order.execute("PRAGMA journal_mode=WAL")
+    order.execute("PRAGMA synchronous=NORMAL")
     try:
         with order:
             order.execute("CREATE TABLE IF NOT EXISTS replayed (n INTEGER PRIMARY KEY AUTOINCREMENT, "
