@@ -424,9 +424,9 @@ def hosts_of_crawl(config: CrawlConfig) -> frozenset[str]:
     return frozenset(normalize_host(h) for h in hosts)
 
 
-def share_of_host(hosts: frozenset[str], host: str, count: int) -> int:
-    """The share of `count` that crawls `host` (the inverse of `partition_hosts`)."""
-    return sorted(hosts).index(host) % count
+def share_of_hosts(hosts: frozenset[str], count: int) -> dict[str, int]:
+    """{host: the share of `count` that crawls it} (the inverse of `partition_hosts`)."""
+    return {host: i % count for i, host in enumerate(sorted(hosts))}
 
 
 def partition_hosts(hosts: frozenset[str], partition: tuple[int, int] | None) -> frozenset[str]:

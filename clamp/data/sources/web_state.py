@@ -134,7 +134,7 @@ class CrawlState:
         """(seq, record) of the downloads kept so far, in the order they were committed."""
         rows = self.db.execute(f"{_RECORDS_AFTER} ORDER BY seq", (after,))
         for row in rows:
-            yield stored_record(row, source)
+            yield _stored_record(row, source)
 
     def frontier_items(self) -> list[CrawlItem]:
         rows = self.db.execute("SELECT url, depth, referrer, text, seq FROM frontier ORDER BY seq")
@@ -215,27 +215,51 @@ class CrawlState:
         return CrawlItem(url, depth, referrer, text, int(cursor.lastrowid or 0)) if cursor.rowcount == 1 else None
 
 
-RECORD_COLUMNS = "SELECT seq, id, format, content, texts, metadata, provenance FROM records"
-_RECORDS_AFTER = f"{RECORD_COLUMNS} WHERE seq > ?"
+_RECORD_COLUMNS = "SELECT seq, id, format, content, texts, metadata, provenance FROM records"
+_RECORDS_AFTER = f"{_RECORD_COLUMNS} WHERE seq > ?"
 
 
-def stored_record(row: tuple, source: str) -> tuple[int, RawRecord]:
+def _stored_record(row: tuple, source: str) -> tuple[int, RawRecord]:
     seq, id_, fmt, content, texts, metadata, provenance = row
     return int(seq), RawRecord(id_, source, fmt, bytes(content), json.loads(texts), json.loads(metadata), provenance)
 
 
-def read_stored_records(path: Path, source: str, after: int, limit: int) -> list[tuple[int, RawRecord]]:
-    """Up to `limit` (seq, record) kept after `after`, read through a read-only connection: what a
-    reader in another process sees of a crawl that is still writing (none before the state exists)."""
-    if not path.is_file():
-        return []
-    db = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
-    try:
-        rows = db.execute(f"{_RECORDS_AFTER} ORDER BY seq LIMIT ?", (after, limit)).fetchall()
-    except sqlite3.OperationalError as exc:  # created, its tables not yet
-        if "no such table" in str(exc):
-            return []
-        raise
-    finally:
-        db.close()
-    return [stored_record(row, source) for row in rows]
+class StoredRecords:
+    """The downloads a crawl state keeps, read through one read-only connection: what a reader in
+    another thread or process sees of a crawl that is still writing (nothing before the state
+    exists, or before its tables do)."""
+
+    def __init__(self, path: Path, source: str) -> None:
+        self.path, self.source = path, source
+        self._db: sqlite3.Connection | None = None
+
+    def _rows(self, sql: str, args: tuple) -> list[tuple]:
+        if self._db is None:
+            if not self.path.is_file():
+                return []
+            self._db = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True)
+        try:
+            return self._db.execute(sql, args).fetchall()
+        except sqlite3.OperationalError as exc:  # created, its tables not yet
+            if "no such table" in str(exc):
+                return []
+            raise
+
+    def after(self, seq: int, limit: int) -> list[tuple[int, RawRecord]]:
+        """Up to `limit` (seq, record) committed after `seq`, in commit order."""
+        rows = self._rows(f"{_RECORDS_AFTER} ORDER BY seq LIMIT ?", (seq, limit))
+        return [_stored_record(row, self.source) for row in rows]
+
+    def at(self, seq: int) -> RawRecord | None:
+        rows = self._rows(f"{_RECORD_COLUMNS} WHERE seq = ?", (seq,))
+        return _stored_record(rows[0], self.source)[1] if rows else None
+
+    def count_through(self, seq: int) -> int:
+        """How many records were committed up to `seq`, inclusive."""
+        rows = self._rows("SELECT COUNT(*) FROM records WHERE seq <= ?", (seq,))
+        return int(rows[0][0]) if rows else 0
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
