@@ -230,6 +230,20 @@ def test_a_partly_unreadable_metadata_bundle_is_counted_and_not_cached(tmp_path,
     assert (tmp_path / f"music21-{music21.__version__}-metadata.json").is_file()
 
 
+def test_the_real_bundle_is_read_whole_and_cached_with_its_entries_without_metadata(tmp_path):
+    """music21 9's bundle has 86 entries whose metadata is None. They are read (the score has no
+    title), not unreadable, so the first build caches the result and later builds skip the bundle."""
+    import music21
+
+    from clamp.data.sources import corpus as source
+
+    found = source._score_metadata(tmp_path)
+    assert (tmp_path / f"music21-{music21.__version__}-metadata.json").is_file()
+    assert found["bach/bwv101.7.mxl"] == {"composer": "J.S. Bach"}
+    assert len(found) == 3194  # scores (an opus of many tunes is one path)
+    assert source._score_metadata(tmp_path) == found
+
+
 def test_contacts_are_scrubbed_from_the_stored_tunes_free_text_fields():
     """`clamp serve` shows a row's `abc` with its score: a transcriber's address must not be in it."""
     from clamp.text.clean import scrub_music_fields

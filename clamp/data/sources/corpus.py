@@ -31,9 +31,10 @@ def corpus_root() -> Path:
 def _score_metadata(cache_dir: Path | None = None) -> dict[str, dict[str, str]]:
     """Composer/title per corpus-relative path, from music21's shipped metadata bundle.
 
-    Reading the bundle takes ~15 s, so the result is cached per music21 version, but only when
+    Reading the bundle takes ~3 s, so the result is cached per music21 version, but only when
     every entry was read: entries that raise are counted in a warning, and a partial result is
-    not cached, so the next build reads the bundle again.
+    not cached, so the next build reads the bundle again. An entry without metadata (86 of the
+    bundle's 15,112 in music21 9) is read, not unreadable: its score simply has none.
     """
     import music21
     from music21 import corpus
@@ -45,7 +46,11 @@ def _score_metadata(cache_dir: Path | None = None) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
     try:
         bundle = corpus.corpora.CoreCorpus().metadataBundle
-        entries = list(bundle)
+        # The bundle has no __iter__, and its __getitem__ copies every entry into a list, so
+        # list(bundle) is quadratic: 68 s for 15,112 entries, on every build. Its entry mapping
+        # is read once instead.
+        by_key = getattr(bundle, "_metadataEntries", None)
+        entries = list(by_key.values()) if isinstance(by_key, dict) else list(bundle)
     except Exception as exc:  # the bundle is an optimisation; paths still give a composer
         log.warning("music21 metadata bundle unreadable (%s): scores get no title or composer", type(exc).__name__)
         return out
@@ -58,6 +63,8 @@ def _score_metadata(cache_dir: Path | None = None) -> dict[str, dict[str, str]]:
                 else str(entry.sourcePath)
             )
             md = entry.metadata
+            if md is None:
+                continue
             fields = {"composer": md.composer or "", "title": md.title or ""}
         except Exception:
             dropped += 1
