@@ -5,7 +5,7 @@ which the client retries for about 4 minutes. So the run completes, and its data
 uninterrupted build. A rerun of the same build then skips every finished chunk and shard: that
 is also the way to resume a run that a longer outage crashed.
 
-Slow: 270 s on the shared 2-core machine under load (less when it is idle). It starts its own server and worker
+Slow: 130 s on an idle 2-core machine, more under load. It starts its own server and worker
 on a free port and stops them.
 """
 
