@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import random
+import re
 import shutil
 import socket
 import tempfile
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -165,3 +168,20 @@ def query_postgres(stack, database: str, sql: str) -> list[tuple]:
     # the URL has no password: libpq reads it from the stack's password file
     with psycopg.connect(stack.database_url(database, "postgresql"), passfile=str(stack.pg_dir / "pgpass")) as conn:
         return conn.execute(sql).fetchall()
+
+
+def flow_run_id(cli_output: str) -> str:
+    """The flow run that `prefect deployment run` created, from the URL it prints."""
+    return re.search(r"flow-run/([0-9a-f-]{36})", cli_output).group(1)
+
+
+def flow_run_state(api: str, run_id: str) -> str:
+    """The run's state type, read from the API (no CLI start per poll)."""
+    with urllib.request.urlopen(f"{api}/flow_runs/{run_id}", timeout=10) as answer:
+        return json.loads(answer.read())["state_type"]
+
+
+def is_terminal(state_type: str) -> bool:
+    from prefect.client.schemas.objects import TERMINAL_STATES
+
+    return state_type in {s.value for s in TERMINAL_STATES}

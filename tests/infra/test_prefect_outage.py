@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import flow_run_id, flow_run_state, free_port, is_terminal
 
 REPO = Path(__file__).resolve().parents[2]
 PREFECT = str(Path(sys.executable).parent / "prefect")
@@ -34,7 +33,6 @@ BUILD = {
     "decontaminate": False,
     "sources": [{"kind": "music21", "path_filter": "bach/", "formats": ["mxl"], "limit": 40}],
 }
-TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
 class PrefectServer:
@@ -69,10 +67,6 @@ class PrefectServer:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self.proc = None
-
-    def flow_run(self, run_id: str) -> dict:
-        with urllib.request.urlopen(f"{self.api}/flow_runs/{run_id}", timeout=10) as r:
-            return json.loads(r.read())
 
 
 @pytest.mark.slow
@@ -116,7 +110,7 @@ def test_build_survives_a_prefect_server_restart_and_a_rerun_skips_finished_work
             )
         first = prefect("deployment", "run", "build-dataset/music21-corpus", "--params", params)
         assert first.returncode == 0, first.stdout + first.stderr
-        run_id = re.search(r"flow-run/([0-9a-f-]{36})", first.stdout).group(1)
+        run_id = flow_run_id(first.stdout)
 
         deadline = time.monotonic() + 300
         while len(list(prepared.glob("*.stats.json"))) < 2:
@@ -131,7 +125,7 @@ def test_build_survives_a_prefect_server_restart_and_a_rerun_skips_finished_work
         done_while_down = len(list(prepared.glob("*.stats.json")))
 
         deadline = time.monotonic() + 300
-        while (state := server.flow_run(run_id)["state_type"]) not in TERMINAL:
+        while not is_terminal(state := flow_run_state(server.api, run_id)):
             assert time.monotonic() < deadline, f"flow run still {state} 300 s after the restart"
             time.sleep(1)
         first_state = state

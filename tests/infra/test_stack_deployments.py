@@ -6,23 +6,20 @@ Twice: with the servers on SQLite, and on the stack's PostgreSQL (`up --postgres
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from benchmarks.loopback_site import SiteSpec, serve_site
 from infra.stack import Ports, Stack
-from tests.conftest import free_port, query_postgres
+from tests.conftest import flow_run_id, flow_run_state, free_port, is_terminal, query_postgres
 
 REPO = Path(__file__).resolve().parents[2]
 PREFECT = str(Path(sys.executable).parent / "prefect")
 TINY = {"preset": "tiny", "steps": 3, "batch_size": 8}
-TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
 @pytest.mark.slow
@@ -43,16 +40,15 @@ def test_every_deployment_runs_on_the_local_stack(tmp_path, benchmarks_dir, data
         """`prefect deployment run`, as a user types it; the run goes on while the next one starts."""
         r = prefect("deployment", "run", deployment, "--params", json.dumps(params))
         assert r.returncode == 0, f"{deployment}: {r.stdout[-1500:]}{r.stderr[-1500:]}"
-        return deployment, re.search(r"flow-run/([0-9a-f-]{36})", r.stdout).group(1)
+        return deployment, flow_run_id(r.stdout)
 
     def wait(*runs: tuple[str, str], timeout: float = 500) -> None:
-        """Each run ends COMPLETED; read from the API, which costs no CLI start per poll."""
+        """Each run ends COMPLETED."""
         deadline, pending = time.monotonic() + timeout, dict(runs)
         while pending:
             for deployment, run_id in list(pending.items()):
-                with urllib.request.urlopen(f"{api}/flow_runs/{run_id}", timeout=10) as answer:
-                    state = json.loads(answer.read())["state_type"]
-                if state in TERMINAL:
+                state = flow_run_state(api, run_id)
+                if is_terminal(state):
                     log = (tmp_path / "stack" / "logs" / "prefect-worker.log").read_text(errors="replace")[-2500:]
                     assert state == "COMPLETED", f"{deployment} ended {state}: {log}"
                     del pending[deployment]
