@@ -17,8 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from infra.stack import Ports, Stack
-from tests.conftest import free_port, write_tunes
+from tests.conftest import write_tunes
 
 REPO = Path(__file__).resolve().parents[2]
 LOOPBACK = {"127.0.0.1", "::1"}
@@ -73,21 +72,17 @@ def exposed(found: Listeners) -> list[str]:
 
 
 @pytest.mark.slow
-def test_the_stack_with_dask_listens_on_loopback_only(tmp_path):
+def test_the_stack_with_dask_listens_on_loopback_only(dask_stack):
     from distributed import Client
 
-    stack = Stack(tmp_path / "stack", Ports(free_port(), free_port(), free_port()))
-    stack.up(dask=True)
-    try:
-        # up returns once the worker process lives; the workers listen once they have registered
-        with Client(stack.scheduler_address, timeout=60) as client:
-            client.wait_for_workers(stack.config.dask_workers, timeout=60)
-        found: Listeners = {}
-        for _ in range(3):  # a few looks, in case a server opens a socket late
-            merge(found, listeners(os.getpid()))
-            time.sleep(0.5)
-    finally:
-        stack.down()
+    stack = dask_stack
+    # up returns once the worker process lives; the workers listen once they have registered
+    with Client(stack.scheduler_address, timeout=60) as client:
+        client.wait_for_workers(stack.config.dask_workers, timeout=60)
+    found: Listeners = {}
+    for _ in range(3):  # a few looks, in case a server opens a socket late
+        merge(found, listeners(os.getpid()))
+        time.sleep(0.5)
     text = report("stack up --dask", found)
     assert not exposed(found), "\n".join(exposed(found)) + "\n" + text
     addrs = {a for v in found.values() for a in v}

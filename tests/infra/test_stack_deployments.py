@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.loopback_site import SiteSpec, serve_site
+from clamp.data.shards import load_manifest, read_dataset
 from infra.stack import Ports, Stack
 from tests.conftest import flow_run_id, flow_run_state, free_port, is_terminal, query_postgres
 
@@ -27,11 +28,13 @@ TINY = {"preset": "tiny", "steps": 3, "batch_size": 8}
 @pytest.mark.slow
 @pytest.mark.parametrize("database", ["sqlite", "postgres"])
 def test_every_deployment_runs_on_the_local_stack(tmp_path, benchmarks_dir, database, request):
-    if database == "postgres":
-        request.getfixturevalue("postgres_ready")  # skips, saying why, without PostgreSQL
     every = database == "sqlite"  # PostgreSQL changes only where runs are stored, not what runs
-    stack = Stack(tmp_path / "stack", Ports(free_port(), free_port(), free_port()))
-    stack.up(dask=True, postgres=not every)
+    if every:  # the session's stack (tests/infra/conftest.py)
+        stack = request.getfixturevalue("dask_stack")
+    else:
+        request.getfixturevalue("postgres_ready")  # skips, saying why, without PostgreSQL
+        stack = Stack(tmp_path / "stack", Ports(free_port(), free_port(), free_port()))
+        stack.up(dask=True, postgres=True)
     env = stack.env()
 
     def prefect(*args, timeout=600):
@@ -52,7 +55,7 @@ def test_every_deployment_runs_on_the_local_stack(tmp_path, benchmarks_dir, data
             for deployment, run_id in list(pending.items()):
                 state = flow_run_state(api, run_id)
                 if is_terminal(state):
-                    log = (tmp_path / "stack" / "logs" / "prefect-worker.log").read_text(errors="replace")[-2500:]
+                    log = (stack.state / "logs" / "prefect-worker.log").read_text(errors="replace")[-2500:]
                     assert state == "COMPLETED", f"{deployment} ended {state}: {log}"
                     del pending[deployment]
             assert time.monotonic() < deadline, f"still running after {timeout:g} s: {sorted(pending)}"
@@ -126,6 +129,13 @@ def test_every_deployment_runs_on_the_local_stack(tmp_path, benchmarks_dir, data
         row = f"| crawled {bases[0]}/ +1 | 86 pages (0 disallowed, 0 failed, 0 duplicate); 60 music files new"
         assert any(row in s for s in summaries) == every, [s[-800:] for s in summaries]
         assert any("# build-dataset: stack" in s for s in summaries), [s[-800:] for s in summaries]
+        # the build's shards: every record of the source is accounted for, in shards of 50
+        summary = json.loads((data / "stack" / "summary.json").read_text())
+        manifest = load_manifest(data / "stack")
+        assert summary["records_in"] == 100 and manifest["rows"] == summary["rows_written"] > 90, summary
+        assert [s["rows"] for s in manifest["shards"]] == [50, manifest["rows"] - 50]
+        ids = read_dataset(data / "stack", ["id"]).column("id").to_pylist()
+        assert len(ids) == manifest["rows"] and all(i.startswith("music21:airdsAirs/") for i in ids)
         from distributed import Client
 
         with Client(dask_address, timeout=30) as dask_client:
@@ -153,7 +163,8 @@ def test_every_deployment_runs_on_the_local_stack(tmp_path, benchmarks_dir, data
         scheduled = prefect("flow-run", "ls", "--state-type", "SCHEDULED", "--output", "json")
         assert scheduled.returncode == 0 and json.loads(scheduled.stdout or "[]") == [], scheduled.stdout[-800:]
     finally:
-        stack.down()
+        if not every:
+            stack.down()
 
 
 def run_the_training_deployments(start, wait, dataset_dir: Path, out: Path) -> None:
