@@ -1,4 +1,5 @@
-"""Every process the local stack or a build starts listens on loopback only.
+"""Every process the local stack or a build starts listens on loopback only (the stack's own
+check is in test_stack_deployments.py, on the stack that module starts once).
 
 The listening TCP sockets of the processes each test started (the process tree under this test
 process: the stack's services, their uvicorn children, Dask nannies and workers; the build's
@@ -69,27 +70,6 @@ def exposed(found: Listeners) -> list[str]:
         for a in sorted(addrs)
         if a.rsplit(":", 1)[0] not in LOOPBACK
     ]
-
-
-@pytest.mark.slow
-def test_the_stack_with_dask_listens_on_loopback_only(dask_stack):
-    from distributed import Client
-
-    stack = dask_stack
-    # up returns once the worker process lives; the workers listen once they have registered
-    with Client(stack.scheduler_address, timeout=60) as client:
-        client.wait_for_workers(stack.config.dask_workers, timeout=60)
-    found: Listeners = {}
-    for _ in range(3):  # a few looks, in case a server opens a socket late
-        merge(found, listeners(os.getpid()))
-        time.sleep(0.5)
-    text = report("stack up --dask", found)
-    assert not exposed(found), "\n".join(exposed(found)) + "\n" + text
-    addrs = {a for v in found.values() for a in v}
-    for port in stack.ports:  # the check saw the services themselves
-        assert f"127.0.0.1:{port}" in addrs, text
-    workers = [k for k in found if "spawn_main" in k[1]]  # the worker processes the nanny spawned
-    assert len(workers) >= stack.config.dask_workers, text
 
 
 @pytest.mark.slow

@@ -8,9 +8,11 @@ the nightly retrain (MLflow runs, metrics, the model registry and its alias)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,17 +21,53 @@ from benchmarks.loopback_site import SiteSpec, serve_site
 from clamp.data.shards import load_manifest, read_dataset
 from infra.stack import Ports, Stack
 from tests.conftest import flow_run_id, flow_run_state, free_port, is_terminal, query_postgres
+from tests.infra.test_listeners import Listeners, exposed, listeners, merge, report
 
 REPO = Path(__file__).resolve().parents[2]
 PREFECT = str(Path(sys.executable).parent / "prefect")
 TINY = {"preset": "tiny", "steps": 3, "batch_size": 8}
 
 
+@pytest.fixture(scope="module")
+def dask_stack(tmp_path_factory) -> Iterator[Stack]:
+    """`infra.stack up --dask` on free ports, shared by this module's tests (a start is about
+    20 s on 2 cores). Module-scoped, so it stops when they are done: an idle stack still takes
+    a fifth of a core, which every later test would pay."""
+    stack = Stack(tmp_path_factory.mktemp("dask-stack") / "stack", Ports(free_port(), free_port(), free_port()))
+    stack.up(dask=True)
+    try:
+        yield stack
+    finally:
+        stack.down()
+
+
+@pytest.mark.slow
+def test_the_stack_with_dask_listens_on_loopback_only(dask_stack):
+    """tests/infra/test_listeners.py, on this module's stack."""
+    from distributed import Client
+
+    stack = dask_stack
+    # up returns once the worker process lives; the workers listen once they have registered
+    with Client(stack.scheduler_address, timeout=60) as client:
+        client.wait_for_workers(stack.config.dask_workers, timeout=60)
+    found: Listeners = {}
+    for _ in range(3):  # a few looks, in case a server opens a socket late
+        merge(found, listeners(os.getpid()))
+        time.sleep(0.5)
+    text = report("stack up --dask", found)
+    assert not exposed(found), "\n".join(exposed(found)) + "\n" + text
+    addrs = {a for v in found.values() for a in v}
+    for port in stack.ports:  # the check saw the services themselves
+        assert f"127.0.0.1:{port}" in addrs, text
+    workers = [k for k in found if "spawn_main" in k[1]]  # the worker processes the nanny spawned
+    assert len(workers) >= stack.config.dask_workers, text
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("database", ["sqlite", "postgres"])
 def test_every_deployment_runs_on_the_local_stack(tmp_path, benchmarks_dir, database, request):
     every = database == "sqlite"  # PostgreSQL changes only where runs are stored, not what runs
-    if every:  # the session's stack (tests/infra/conftest.py)
+    if every:  # this module's stack
         stack = request.getfixturevalue("dask_stack")
     else:
         request.getfixturevalue("postgres_ready")  # skips, saying why, without PostgreSQL
