@@ -9,13 +9,18 @@ import random
 import re
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from clamp.environment import apply_defaults
+
+REPO = Path(__file__).resolve().parents[1]
 
 apply_defaults()
 
@@ -185,3 +190,40 @@ def is_terminal(state_type: str) -> bool:
     from prefect.client.schemas.objects import TERMINAL_STATES
 
     return state_type in {s.value for s in TERMINAL_STATES}
+
+
+class StackDeployments:
+    """The deployments of prefect.yaml on a running stack, driven as a user drives them:
+    `prefect deploy --all`, then `prefect deployment run`; states are read from the API."""
+
+    def __init__(self, stack) -> None:
+        self.env = stack.env()
+        self.api = self.env["PREFECT_API_URL"]
+        self.worker_log = stack.state / "logs" / "prefect-worker.log"
+
+    def prefect(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        prefect = str(Path(sys.executable).parent / "prefect")
+        return subprocess.run([prefect, *args], env=self.env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+    def deploy_all(self) -> None:
+        deployed = self.prefect("--no-prompt", "deploy", "--all")
+        assert deployed.returncode == 0, deployed.stdout[-2000:] + deployed.stderr[-2000:]
+
+    def start(self, deployment: str, params: dict) -> tuple[str, str]:
+        """`prefect deployment run`; the run goes on while the next one starts."""
+        r = self.prefect("deployment", "run", deployment, "--params", json.dumps(params))
+        assert r.returncode == 0, f"{deployment}: {r.stdout[-1500:]}{r.stderr[-1500:]}"
+        return deployment, flow_run_id(r.stdout)
+
+    def wait(self, *runs: tuple[str, str], timeout: float = 500) -> None:
+        """Each run ends COMPLETED (the worker's log tail says why when one does not)."""
+        deadline, pending = time.monotonic() + timeout, dict(runs)
+        while pending:
+            for deployment, run_id in list(pending.items()):
+                state = flow_run_state(self.api, run_id)
+                if is_terminal(state):
+                    log = self.worker_log.read_text(errors="replace")[-2500:]
+                    assert state == "COMPLETED", f"{deployment} ended {state}: {log}"
+                    del pending[deployment]
+            assert time.monotonic() < deadline, f"still running after {timeout:g} s: {sorted(pending)}"
+            time.sleep(1)

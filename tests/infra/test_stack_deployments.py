@@ -1,16 +1,13 @@
 """Integration: the local stack runs every deployment of prefect.yaml through
 `prefect deployment run`, with small parameters, and each run completes. The build runs on the
 stack's Dask scheduler and workers; training and evaluation log to the stack's MLflow server.
-Every deployment on SQLite; on the stack's PostgreSQL (`up --postgres`), the two that write
-to both databases in every way the others do: a build on Dask (flow and task runs, artifacts) and
-the nightly retrain (MLflow runs, metrics, the model registry and its alias)."""
+On SQLite here; tests/infra/test_stack_postgres.py runs the two deployments that write every kind
+of row (a build on Dask, the nightly retrain with the model registry) on PostgreSQL."""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +17,9 @@ import pytest
 from benchmarks.loopback_site import SiteSpec, serve_site
 from clamp.data.shards import load_manifest, read_dataset
 from infra.stack import Ports, Stack
-from tests.conftest import flow_run_id, flow_run_state, free_port, is_terminal, query_postgres
+from tests.conftest import StackDeployments, free_port
 from tests.infra.test_listeners import Listeners, exposed, listeners, merge, report
 
-REPO = Path(__file__).resolve().parents[2]
-PREFECT = str(Path(sys.executable).parent / "prefect")
 TINY = {"preset": "tiny", "steps": 3, "batch_size": 8}
 
 
@@ -63,152 +58,102 @@ def test_the_stack_with_dask_listens_on_loopback_only(dask_stack):
     assert len(workers) >= stack.config.dask_workers, text
 
 
+def airs_build(tmp_path: Path) -> dict:
+    """The build overrides of both stack tests: 100 of the corpus' airs, in shards of 50."""
+    return {
+        "output_dir": str(tmp_path / "datasets"),
+        "cache_dir": str(tmp_path / "cache"),
+        "shard_size": 50,
+        "decontaminate": False,
+        "sources": [{"kind": "music21", "path_filter": "airdsAirs", "limit": 100}],
+    }
+
+
+def nightly_retrain(build: dict, out: Path) -> dict:
+    """`retrain/nightly` on its own dataset (a build of "stack" beside it would be refused by the
+    lock), registering `clamp-stack`; the first round makes it the champion."""
+    return {
+        "name": "nightly",
+        "build_overrides": build,
+        "overrides": {
+            "model_name": "clamp-stack",
+            "train": {**TINY, "projection_dim": 16, "checkpoint_every": 0},
+            "metric": "wikimt/items",
+            "max_items": 10,
+            "out_dir": str(out / "retrain"),
+        },
+    }
+
+
+def check_airs_dataset(dataset: Path) -> None:
+    """Every record of the source is accounted for, in shards of 50."""
+    summary = json.loads((dataset / "summary.json").read_text())
+    manifest = load_manifest(dataset)
+    assert summary["records_in"] == 100 and manifest["rows"] == summary["rows_written"] > 90, summary
+    assert [s["rows"] for s in manifest["shards"]] == [50, manifest["rows"] - 50]
+    ids = read_dataset(dataset, ["id"]).column("id").to_pylist()
+    assert len(ids) == manifest["rows"] and all(i.startswith("music21:airdsAirs/") for i in ids)
+
+
+def dask_task_prefixes(stack: Stack) -> list[str]:
+    from distributed import Client
+
+    with Client(stack.scheduler_address, timeout=30) as client:
+        return client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.task_prefixes))
+
+
+def run_names(stack: Stack) -> set[str]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(stack.env()["MLFLOW_TRACKING_URI"])
+    return {r.info.run_name for e in client.search_experiments() for r in client.search_runs([e.experiment_id])}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("database", ["sqlite", "postgres"])
-def test_every_deployment_runs_on_the_local_stack(tmp_path, benchmarks_dir, database, request):
-    every = database == "sqlite"  # PostgreSQL changes only where runs are stored, not what runs
-    if every:  # this module's stack
-        stack = request.getfixturevalue("dask_stack")
-    else:
-        request.getfixturevalue("postgres_ready")  # skips, saying why, without PostgreSQL
-        stack = Stack(tmp_path / "stack", Ports(free_port(), free_port(), free_port()))
-        stack.up(dask=True, postgres=True)
-    env = stack.env()
+def test_every_deployment_runs_on_the_local_stack(tmp_path, benchmarks_dir, dask_stack):
+    """On SQLite; tests/infra/test_stack_postgres.py runs the build and the retrain on PostgreSQL."""
+    stack, runs = dask_stack, StackDeployments(dask_stack)
+    runs.deploy_all()
+    build, out = airs_build(tmp_path), tmp_path / "out"
+    # Independent runs go at once, as a lab's would: the worker runs them side by side, and the
+    # test waits only for what the next one needs (2 cores, so mostly their start-up overlaps).
+    site = SiteSpec(hosts=2, tunes_per_host=10, latency_s=0.01)
+    with serve_site(site, tmp_path / "requests.tsv") as bases:
+        # the crawl deployment: a loopback site's 2 hosts in 2 shares, on the stack's Dask workers
+        web = {"kind": "web", "seeds": [b + "/" for b in bases], "max_depth": 4, "per_host_delay_s": 0.0, "shares": 2}
+        crawl = {**build, "sources": [web]}
+        on_dask = {"scheduler_address": stack.scheduler_address}  # the stack's cluster, not a LocalCluster
+        runs.wait(
+            runs.start("build-dataset/music21-corpus", {"name": "stack", "overrides": build, **on_dask}),
+            runs.start("build-dataset/crawl", {"config_path": None, "name": "crawled", "overrides": crawl, **on_dask}),
+            runs.start("retrain/nightly", nightly_retrain(build, out)),
+        )
+    inspected = runs.prefect("artifact", "inspect", "build-summary", "--limit", "5", "--output", "json")
+    summaries = [a["data"] for a in json.loads(inspected.stdout)]
+    row = f"| crawled {bases[0]}/ +1 | 86 pages (0 disallowed, 0 failed, 0 duplicate); 60 music files new"
+    assert any(row in s for s in summaries), [s[-800:] for s in summaries]
+    assert any("# build-dataset: stack" in s for s in summaries), [s[-800:] for s in summaries]
+    check_airs_dataset(Path(build["output_dir"]) / "stack")
+    prefixes = dask_task_prefixes(stack)
+    assert all(any(step in p for p in prefixes) for step in ("prepare", "write", "crawl")), prefixes
+    from mlflow import MlflowClient
 
-    def prefect(*args, timeout=600):
-        return subprocess.run([PREFECT, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
-
-    api = env["PREFECT_API_URL"]
-
-    def start(deployment: str, params: dict) -> tuple[str, str]:
-        """`prefect deployment run`, as a user types it; the run goes on while the next one starts."""
-        r = prefect("deployment", "run", deployment, "--params", json.dumps(params))
-        assert r.returncode == 0, f"{deployment}: {r.stdout[-1500:]}{r.stderr[-1500:]}"
-        return deployment, flow_run_id(r.stdout)
-
-    def wait(*runs: tuple[str, str], timeout: float = 500) -> None:
-        """Each run ends COMPLETED."""
-        deadline, pending = time.monotonic() + timeout, dict(runs)
-        while pending:
-            for deployment, run_id in list(pending.items()):
-                state = flow_run_state(api, run_id)
-                if is_terminal(state):
-                    log = (stack.state / "logs" / "prefect-worker.log").read_text(errors="replace")[-2500:]
-                    assert state == "COMPLETED", f"{deployment} ended {state}: {log}"
-                    del pending[deployment]
-            assert time.monotonic() < deadline, f"still running after {timeout:g} s: {sorted(pending)}"
-            time.sleep(1)
-
-    try:
-        deployed = prefect("--no-prompt", "deploy", "--all")
-        assert deployed.returncode == 0, deployed.stdout[-2000:] + deployed.stderr[-2000:]
-        data, out = tmp_path / "datasets", tmp_path / "out"
-        build = {
-            "output_dir": str(data),
-            "cache_dir": str(tmp_path / "cache"),
-            "shard_size": 50,
-            "decontaminate": False,
-            "sources": [{"kind": "music21", "path_filter": "airdsAirs", "limit": 100}],
-        }
-        dask_address = f"tcp://127.0.0.1:{stack.ports.dask}"
-        # Independent runs go at once, as a lab's would: the worker runs them side by side, and the
-        # test waits only for what the next one needs (2 cores, so mostly their start-up overlaps).
-        site = SiteSpec(hosts=2, tunes_per_host=10, latency_s=0.01)
-        with serve_site(site, tmp_path / "requests.tsv") as bases:
-            # the crawl deployment: a loopback site's 2 hosts in 2 shares, on the stack's Dask workers
-            web = {
-                "kind": "web",
-                "seeds": [b + "/" for b in bases],
-                "max_depth": 4,
-                "per_host_delay_s": 0.0,
-                "shares": 2,
-            }
-            crawl = {**build, "sources": [web]}
-            first = [
-                # on the stack's Dask cluster, by scheduler address, instead of a LocalCluster
-                start(
-                    "build-dataset/music21-corpus",
-                    {"name": "stack", "overrides": build, "scheduler_address": dask_address},
-                ),
-                *(
-                    [
-                        start(
-                            "build-dataset/crawl",
-                            {
-                                "config_path": None,
-                                "name": "crawled",
-                                "overrides": crawl,
-                                "scheduler_address": dask_address,
-                            },
-                        )
-                    ]
-                    if every
-                    else []
-                ),
-                # its own dataset: a build of "stack" beside the first would be refused by the lock
-                start(
-                    "retrain/nightly",
-                    {
-                        "name": "nightly",
-                        "build_overrides": build,
-                        "overrides": {
-                            "model_name": "clamp-stack",
-                            "train": {**TINY, "projection_dim": 16, "checkpoint_every": 0},
-                            "metric": "wikimt/items",
-                            "max_items": 10,
-                            "out_dir": str(out / "retrain"),
-                        },
-                    },
-                ),
-            ]
-            wait(*first)
-        inspected = prefect("artifact", "inspect", "build-summary", "--limit", "5", "--output", "json")
-        summaries = [a["data"] for a in json.loads(inspected.stdout)]
-        row = f"| crawled {bases[0]}/ +1 | 86 pages (0 disallowed, 0 failed, 0 duplicate); 60 music files new"
-        assert any(row in s for s in summaries) == every, [s[-800:] for s in summaries]
-        assert any("# build-dataset: stack" in s for s in summaries), [s[-800:] for s in summaries]
-        # the build's shards: every record of the source is accounted for, in shards of 50
-        summary = json.loads((data / "stack" / "summary.json").read_text())
-        manifest = load_manifest(data / "stack")
-        assert summary["records_in"] == 100 and manifest["rows"] == summary["rows_written"] > 90, summary
-        assert [s["rows"] for s in manifest["shards"]] == [50, manifest["rows"] - 50]
-        ids = read_dataset(data / "stack", ["id"]).column("id").to_pylist()
-        assert len(ids) == manifest["rows"] and all(i.startswith("music21:airdsAirs/") for i in ids)
-        from distributed import Client
-
-        with Client(dask_address, timeout=30) as dask_client:
-            prefixes = dask_client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.task_prefixes))
-        assert any("prepare" in p for p in prefixes) and any("write" in p for p in prefixes), prefixes
-        assert any("crawl" in p for p in prefixes) == every, prefixes
-        from mlflow import MlflowClient
-
-        client = MlflowClient(env["MLFLOW_TRACKING_URI"])
-        assert str(client.get_model_version_by_alias("clamp-stack", "champion").version) == "1"
-        if every:
-            run_the_training_deployments(start, wait, data / "stack", out)
-        names = {r.info.run_name for e in client.search_experiments() for r in client.search_runs([e.experiment_id])}
-        assert {n.split("-")[0] for n in names if n.startswith(("retrain-", "decision-"))} == {"retrain", "decision"}
-        if every:
-            assert {"mmm-tiny", "clamp-tiny", "clamp/wikimt", "ablations"} <= names, names
-        else:  # ... and all of it is in PostgreSQL
-            done = query_postgres(stack, "prefect", "SELECT count(*) FROM flow_run WHERE state_type = 'COMPLETED'")
-            assert done[0][0] >= 2, done
-            assert query_postgres(stack, "mlflow", "SELECT count(*) FROM runs")[0][0] >= len(names)
-            aliases = query_postgres(stack, "mlflow", "SELECT alias FROM registered_model_aliases")
-            assert aliases == [("champion",)], aliases
-        # The nightly cron is deployed, but the tests' servers never schedule it (conftest): left on,
-        # a suite spanning 03:00 UTC ran the real retrain flow in the repository's data/ folder.
-        scheduled = prefect("flow-run", "ls", "--state-type", "SCHEDULED", "--output", "json")
-        assert scheduled.returncode == 0 and json.loads(scheduled.stdout or "[]") == [], scheduled.stdout[-800:]
-    finally:
-        if not every:
-            stack.down()
+    client = MlflowClient(stack.env()["MLFLOW_TRACKING_URI"])
+    assert str(client.get_model_version_by_alias("clamp-stack", "champion").version) == "1"
+    run_the_training_deployments(runs, Path(build["output_dir"]) / "stack", out)
+    names = run_names(stack)
+    assert {"mmm-tiny", "clamp-tiny", "clamp/wikimt", "ablations"} <= names, names
+    assert {n.split("-")[0] for n in names if n.startswith(("retrain-", "decision-"))} == {"retrain", "decision"}
+    # The nightly cron is deployed, but the tests' servers never schedule it (conftest): left on,
+    # a suite spanning 03:00 UTC ran the real retrain flow in the repository's data/ folder.
+    scheduled = runs.prefect("flow-run", "ls", "--state-type", "SCHEDULED", "--output", "json")
+    assert scheduled.returncode == 0 and json.loads(scheduled.stdout or "[]") == [], scheduled.stdout[-800:]
 
 
-def run_the_training_deployments(start, wait, dataset_dir: Path, out: Path) -> None:
+def run_the_training_deployments(runs: StackDeployments, dataset_dir: Path, out: Path) -> None:
     """MMM and the ablation grid, then contrastive training from the MMM model, then evaluation."""
     dataset = str(dataset_dir)
-    mmm = start(
+    mmm = runs.start(
         "pretrain-mmm/small-cpu",
         {
             "overrides": {
@@ -220,7 +165,7 @@ def run_the_training_deployments(start, wait, dataset_dir: Path, out: Path) -> N
             }
         },
     )
-    ablations = start(
+    ablations = runs.start(
         "ablations/paper-grid",
         {
             "overrides": {
@@ -235,8 +180,8 @@ def run_the_training_deployments(start, wait, dataset_dir: Path, out: Path) -> N
             }
         },
     )
-    wait(mmm)
-    clamp = start(
+    runs.wait(mmm)
+    clamp = runs.start(
         "train-clamp/small-cpu-clamp",
         {
             "overrides": {
@@ -250,8 +195,8 @@ def run_the_training_deployments(start, wait, dataset_dir: Path, out: Path) -> N
             }
         },
     )
-    wait(clamp)
-    evaluation = start(
+    runs.wait(clamp)
+    evaluation = runs.start(
         "evaluate/benchmarks",
         {
             "overrides": {
@@ -265,6 +210,6 @@ def run_the_training_deployments(start, wait, dataset_dir: Path, out: Path) -> N
         },
     )
 
-    wait(ablations, evaluation)
+    runs.wait(ablations, evaluation)
     assert (out / "eval" / "clamp" / "wikimt-predictions.csv").is_file()
     assert (out / "abl" / "ablations.csv").is_file()

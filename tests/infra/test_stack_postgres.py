@@ -1,24 +1,36 @@
 """The stack with `--postgres`: a PostgreSQL cluster of its own under the state folder holds the
-Prefect server's and the MLflow server's data. The slow test starts the real services; the rest
-check settings and environment without starting anything."""
+Prefect server's and the MLflow server's data. The slow test starts the real services, runs a
+build and the nightly retrain on them, and starts them again on the same data; the rest check
+settings and environment without starting anything."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from infra.stack import PG_DATABASES, Ports, Stack, StackConfig, StackError, _running, postgres_bin_dir
-from tests.conftest import free_port, query_postgres
+from tests.conftest import StackDeployments, free_port, query_postgres
+from tests.infra.test_stack_deployments import (
+    airs_build,
+    check_airs_dataset,
+    dask_task_prefixes,
+    nightly_retrain,
+    run_names,
+)
 
 
 @pytest.mark.slow
-def test_stack_with_postgres_up_status_down(tmp_path, postgres_ready):
+def test_stack_with_postgres_runs_the_build_and_retrain_and_keeps_its_data(tmp_path, postgres_ready, benchmarks_dir):
     stack = Stack(tmp_path / "stack", Ports(free_port(), free_port(), free_port()))
-    stack.up(postgres=True)
+    stack.up(dask=True, postgres=True)
     try:
         assert stack.status() == {
             "prefect-server": True,
             "mlflow-server": True,
             "prefect-worker": True,
+            "dask-scheduler": True,
+            "dask-workers": True,
             "postgres": True,
         }
         port = stack.config.postgres_port
@@ -36,6 +48,29 @@ def test_stack_with_postgres_up_status_down(tmp_path, postgres_ready):
         assert (stack.pg_dir / "pgpass").stat().st_mode & 0o077 == 0
         pid = int((tmp_path / "stack" / "postgres.pid").read_text())
         assert _running(pid)
+
+        # The deployments that write every kind of row, run as on SQLite (test_stack_deployments.py):
+        # a build on the stack's Dask (flow and task runs, artifacts) and the nightly retrain (MLflow
+        # runs, metrics, the registry and its alias). The others only repeat these writes.
+        runs = StackDeployments(stack)
+        runs.deploy_all()
+        build, out = airs_build(tmp_path), tmp_path / "out"
+        on_dask = {"scheduler_address": stack.scheduler_address}
+        runs.wait(
+            runs.start("build-dataset/music21-corpus", {"name": "stack", "overrides": build, **on_dask}),
+            runs.start("retrain/nightly", nightly_retrain(build, out)),
+        )
+        check_airs_dataset(Path(build["output_dir"]) / "stack")
+        prefixes = dask_task_prefixes(stack)
+        assert any("prepare" in p for p in prefixes) and any("write" in p for p in prefixes), prefixes
+        names = run_names(stack)
+        assert {n.split("-")[0] for n in names if n.startswith(("retrain-", "decision-"))} == {"retrain", "decision"}
+        # ... and all of it is in PostgreSQL
+        done = query_postgres(stack, "prefect", "SELECT count(*) FROM flow_run WHERE state_type = 'COMPLETED'")
+        assert done[0][0] >= 2, done
+        assert query_postgres(stack, "mlflow", "SELECT count(*) FROM runs")[0][0] >= len(names)
+        aliases = query_postgres(stack, "mlflow", "SELECT name, alias, version FROM registered_model_aliases")
+        assert aliases == [("clamp-stack", "champion", 1)], aliases
     finally:
         stack.down()
     assert not _running(pid)
@@ -52,6 +87,7 @@ def test_stack_with_postgres_up_status_down(tmp_path, postgres_ready):
 
         client = MlflowClient(again.env()["MLFLOW_TRACKING_URI"])
         assert client.get_experiment_by_name("kept-across-restarts") is not None
+        assert str(client.get_model_version_by_alias("clamp-stack", "champion").version) == "1"
     finally:
         again.down()
 
