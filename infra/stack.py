@@ -311,10 +311,14 @@ class Stack:
         return proc.pid
 
     def _wait(self, name: str, check: Callable[[], bool], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
+        start = time.monotonic()
+        deadline = start + timeout
         pid = self._pid(name)
         while time.monotonic() < deadline:
             if check():
+                # when each service became healthy: where a slow start shows (logs/stack.log)
+                with open(self._log("stack"), "a", encoding="utf-8") as log:
+                    log.write(f"{time.strftime('%H:%M:%S')} {name} healthy after {time.monotonic() - start:.1f} s\n")
                 return
             if pid is None or not _alive(pid):
                 break
