@@ -38,52 +38,6 @@ os.environ["PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED"] = "false"
 atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)
 
 
-# Seconds each test module took (setup, call and teardown), measured on an idle 2-core machine;
-# `pytest --store-durations` rewrites it from a full run. Only the order of work uses it.
-DURATIONS = Path(__file__).with_name("durations.json")
-
-
-def pytest_addoption(parser) -> None:
-    parser.addoption(
-        "--store-durations",
-        action="store_true",
-        help=f"after the run, write each module's seconds to {DURATIONS.name} (the order xdist hands them out)",
-    )
-
-
-def _module(item_or_report) -> str:
-    return item_or_report.nodeid.split("::")[0]
-
-
-def pytest_collection_modifyitems(config, items) -> None:
-    """With pytest-xdist (`-n`, the default in pyproject.toml), the longest modules are handed out
-    first, so that no minute-long test starts last while the other worker idles. Modules stay
-    whole (`--dist loadscope`): a module-scoped stack is started once. A module missing from
-    durations.json counts 30 s if it has a slow test."""
-    if not getattr(config.option, "numprocesses", None):
-        return
-    seconds = json.loads(DURATIONS.read_text()) if DURATIONS.is_file() else {}
-    slow = {_module(item) for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: -seconds.get(_module(item), 30.0 if _module(item) in slow else 0.0))
-
-
-_measured: dict[str, float] = {}
-
-
-def pytest_runtest_logreport(report) -> None:
-    if not hasattr(report, "duration"):
-        return
-    _measured[_module(report)] = _measured.get(_module(report), 0.0) + report.duration
-
-
-def pytest_sessionfinish(session, exitstatus) -> None:
-    config = session.config
-    if config.getoption("--store-durations") and not hasattr(config, "workerinput") and _measured:
-        kept = json.loads(DURATIONS.read_text()) if DURATIONS.is_file() else {}
-        merged = {**kept, **{m: round(s, 1) for m, s in _measured.items()}}
-        DURATIONS.write_text(json.dumps(dict(sorted(merged.items())), indent=1) + "\n")
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
