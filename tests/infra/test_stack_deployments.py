@@ -159,9 +159,7 @@ def run_the_training_deployments(runs: StackDeployments, dataset_dir: Path, out:
             "overrides": {
                 "dataset_dir": dataset,
                 "output_dir": str(out / "mmm"),
-                "preset": "tiny",
-                "steps": 3,
-                "batch_size": 8,
+                **TINY,
             }
         },
     )
@@ -172,7 +170,7 @@ def run_the_training_deployments(runs: StackDeployments, dataset_dir: Path, out:
                 "dataset_dir": dataset,
                 "out_dir": str(out / "abl"),
                 "mmm_steps": 2,
-                "train": {"preset": "tiny", "steps": 2, "batch_size": 8},
+                "train": {**TINY, "steps": 2},
                 "max_items": 10,
                 # the deployment, not the grid (tests/eval/test_ablations.py): two cells, one seed
                 "seeds": [0],
@@ -187,9 +185,7 @@ def run_the_training_deployments(runs: StackDeployments, dataset_dir: Path, out:
             "overrides": {
                 "dataset_dir": dataset,
                 "output_dir": str(out / "clamp"),
-                "preset": "tiny",
-                "steps": 3,
-                "batch_size": 8,
+                **TINY,
                 "init_music_from": str(out / "mmm" / "model"),
                 "projection_dim": 16,
             }
@@ -209,7 +205,6 @@ def run_the_training_deployments(runs: StackDeployments, dataset_dir: Path, out:
             }
         },
     )
-
     runs.wait(ablations, evaluation)
     assert (out / "eval" / "clamp" / "wikimt-predictions.csv").is_file()
     assert (out / "abl" / "ablations.csv").is_file()
