@@ -292,6 +292,13 @@ class Stack:
     def _log(self, name: str) -> Path:
         return self.state / "logs" / f"{name}.log"
 
+    def _note(self, line: str) -> None:
+        """A timed line in logs/stack.log: when each service became healthy or stopped, so a slow
+        start or stop shows which service it was."""
+        self._log("stack").parent.mkdir(parents=True, exist_ok=True)
+        with open(self._log("stack"), "a", encoding="utf-8") as log:
+            log.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+
     def _spawn(self, name: str, args: list[str]) -> int:
         self._log(name).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -316,9 +323,7 @@ class Stack:
         pid = self._pid(name)
         while time.monotonic() < deadline:
             if check():
-                # when each service became healthy: where a slow start shows (logs/stack.log)
-                with open(self._log("stack"), "a", encoding="utf-8") as log:
-                    log.write(f"{time.strftime('%H:%M:%S')} {name} healthy after {time.monotonic() - start:.1f} s\n")
+                self._note(f"{name} healthy after {time.monotonic() - start:.1f} s")
                 return
             if pid is None or not _alive(pid):
                 break
@@ -724,12 +729,15 @@ class Stack:
             sig = signal.SIGINT if name == "prefect-worker" else signal.SIGTERM
             with contextlib.suppress(OSError):
                 os.killpg(pid, sig)  # its own session: children (uvicorn, nannies) go too
-            deadline = time.monotonic() + timeout
-            while _alive(pid) and time.monotonic() < deadline:
+            started = time.monotonic()
+            while _alive(pid) and time.monotonic() < started + timeout:
                 time.sleep(0.2)
+            how = "stopped"
             if _alive(pid):
+                how = "killed (SIGKILL)"
                 with contextlib.suppress(OSError):
                     os.killpg(pid, signal.SIGKILL)
+            self._note(f"{name} {how} after {time.monotonic() - started:.1f} s")
             (self.state / f"{name}.pid").unlink()
         self.stop_postgres(timeout)  # last: after its clients
         if self.meta_file.is_file():

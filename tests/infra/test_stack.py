@@ -39,6 +39,19 @@ def test_stack_up_status_down(tmp_path):
     assert not any(_alive(pid) for pid in pids)
     assert stack.status() == {}
     assert not list((tmp_path / "stack").glob("*.pid"))
+    # logs/stack.log: each service's start and stop, in the order up waits and down stops
+    notes = [line.split(" ", 1)[1] for line in (tmp_path / "stack" / "logs" / "stack.log").read_text().splitlines()]
+    events = [" ".join(note.split()[:2]) for note in notes]
+    assert events == [
+        "prefect-server healthy",
+        "dask-scheduler healthy",
+        "mlflow-server healthy",
+        "dask-workers stopped",
+        "prefect-worker stopped",
+        "dask-scheduler stopped",
+        "mlflow-server stopped",
+        "prefect-server stopped",
+    ], notes
 
 
 def test_busy_port_is_a_clear_error(tmp_path):
