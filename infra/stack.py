@@ -628,9 +628,7 @@ class Stack:
         try:
             if postgres:  # first: the Prefect and MLflow servers migrate their databases as they start
                 self.start_postgres(timeout)
-            self._spawn(
-                "prefect-server", [str(BIN / "prefect"), "server", "start", "--host", h, "--port", str(p.prefect)]
-            )
+            self._spawn("prefect-server", self._prefect_server_command())
             self._spawn(
                 "mlflow-server",
                 [
@@ -709,11 +707,25 @@ class Stack:
             str(c.serve_port),
         ]
 
-    def restart_worker(self) -> int:
-        """Start the Prefect worker again (after it died or was killed)."""
-        if self._pid_alive("prefect-worker"):
-            raise StackError("the worker is still running")
-        return self._spawn("prefect-worker", [str(BIN / "prefect"), "worker", "start", "--pool", POOL])
+    def restart(self, name: str, timeout: float | None = None) -> float:
+        """Start the Prefect server or worker again after it died or was killed, as `up` did;
+        the server is waited on until healthy. Returns the seconds it took."""
+        commands = {
+            "prefect-server": self._prefect_server_command(),
+            "prefect-worker": [str(BIN / "prefect"), "worker", "start", "--pool", POOL],
+        }
+        if name not in commands:
+            raise StackError(f"cannot restart {name}: only {' or '.join(commands)}")
+        if self._pid_alive(name):
+            raise StackError(f"{name} is still running")
+        start = time.monotonic()
+        self._spawn(name, commands[name])
+        if name == "prefect-server":
+            self._wait(name, self.services()[0][1], self.config.start_timeout if timeout is None else timeout)
+        return time.monotonic() - start
+
+    def _prefect_server_command(self) -> list[str]:
+        return [str(BIN / "prefect"), "server", "start", "--host", self.host, "--port", str(self.ports.prefect)]
 
     def status(self) -> dict[str, bool]:
         return {name: bool(check()) for name, check in self.services()} if self._meta().get("running") else {}

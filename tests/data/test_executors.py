@@ -1,6 +1,6 @@
 """One stage list, interchangeable executors: the same build gives byte-identical shards
 in this process and in a process pool (the Prefect-on-Dask executor is compared with an
-in-process build in tests/infra/test_failures.py)."""
+in-process build in tests/infra/test_interrupted_builds.py)."""
 
 from __future__ import annotations
 
