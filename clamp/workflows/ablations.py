@@ -121,6 +121,9 @@ class AblationConfig(BaseModel):
             "valid-tune_type.midi-route/user_prompts/macro_f1",
             "valid-probe/key/p_at_10",
             "valid-probe/meter/p_at_10",
+            # key and meter read from the notes: the header lines that name them taken out
+            "valid-key.notes-only/user_prompts/accuracy",
+            "valid-meter.notes-only/user_prompts/accuracy",
             "wikimt/text_to_music/mrr",
         ]
     )
