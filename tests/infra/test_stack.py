@@ -243,3 +243,46 @@ def test_internal_error_is_not_a_user_error(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["status", "--state-dir", str(tmp_path)])
     assert isinstance(result.exception, KeyError)
     assert "error:" not in result.stderr
+
+
+# Stands in for a Prefect worker that reports the first SIGINT and runs on (seen in the suite,
+# cause not found); a second SIGINT ends it, as Prefect's own handler does.
+DEAF_TO_ONE_SIGINT = """
+import signal, sys, time
+count = 0
+def on_int(*_):
+    global count
+    count += 1
+    print("Received SIGINT", flush=True)
+    if count == 2:
+        sys.exit(0)
+signal.signal(signal.SIGINT, on_int)
+print("ready", flush=True)
+while True:
+    time.sleep(0.1)
+"""
+
+
+def test_a_worker_that_runs_on_after_sigint_gets_a_second_one(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    import time
+
+    import infra.stack
+
+    monkeypatch.setattr(infra.stack, "WORKER_GRACE", 1.0)
+    stack = Stack(tmp_path / "stack", Ports(free_port(), free_port(), free_port()))
+    stack.state.mkdir(parents=True)
+    worker = subprocess.Popen(
+        [sys.executable, "-c", DEAF_TO_ONE_SIGINT], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    assert worker.stdout.readline() == "ready\n"
+    (stack.state / "prefect-worker.pid").write_text(str(worker.pid))
+    started = time.monotonic()
+    stack.down(timeout=20)
+    took = time.monotonic() - started
+    assert worker.wait(timeout=5) == 0  # it exited on the second SIGINT, not by SIGKILL (-9)
+    assert worker.stdout.read() == "Received SIGINT\nReceived SIGINT\n"
+    assert 1.0 <= took < 5, took  # the grace, not the 20 s stop timeout
+    note = (stack.state / "logs" / "stack.log").read_text().split(" ", 1)[1]
+    assert note.startswith("prefect-worker stopped by a second SIGINT after 1."), note
