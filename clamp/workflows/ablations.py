@@ -472,7 +472,7 @@ def write_comparison(
             ax.bar(i, mean, color="#4878a8", yerr=None if low is None else [[mean - low], [high - mean]], capsize=3)
             ax.scatter([i] * len(values), values, color="black", s=10, zorder=3)
         ax.set_xticks(range(len(cells)), cells, rotation=35, ha="right")
-        ax.set_title(metric, fontsize=9)
+        ax.set_title(metric.replace("/", "/\n", 1), fontsize=8)  # two lines: long names overlap their neighbours
     fig.suptitle("ablations: mean over seeds, 95% t-interval, seeds as dots", fontsize=10)
     fig.tight_layout()
     return [csv_path, md_path, save_figure(fig, out / "ablations.png")]
