@@ -42,12 +42,17 @@ def test_stack_up_status_down(tmp_path):
     # logs/stack.log: each service's start and stop, in the order up waits and down stops
     notes = [line.split(" ", 1)[1] for line in (tmp_path / "stack" / "logs" / "stack.log").read_text().splitlines()]
     events = [" ".join(note.split()[:2]) for note in notes]
-    assert events == [
+    # the worker stops on SIGINT, or is killed once WORKER_GRACE is up (as it sometimes was in the
+    # full suite), never after the whole stop timeout
+    worker = notes[4]
+    assert worker.startswith("prefect-worker stopped") or worker.startswith(
+        "prefect-worker killed (SIGKILL) after 10."
+    ), notes
+    assert events[:4] + events[5:] == [
         "prefect-server healthy",
         "dask-scheduler healthy",
         "mlflow-server healthy",
         "dask-workers stopped",
-        "prefect-worker stopped",
         "dask-scheduler stopped",
         "mlflow-server stopped",
         "prefect-server stopped",
@@ -245,25 +250,18 @@ def test_internal_error_is_not_a_user_error(tmp_path, monkeypatch):
     assert "error:" not in result.stderr
 
 
-# Stands in for a Prefect worker that reports the first SIGINT and runs on (seen in the suite,
-# cause not found); a second SIGINT ends it, as Prefect's own handler does.
-DEAF_TO_ONE_SIGINT = """
-import signal, sys, time
-count = 0
-def on_int(*_):
-    global count
-    count += 1
-    print("Received SIGINT", flush=True)
-    if count == 2:
-        sys.exit(0)
-signal.signal(signal.SIGINT, on_int)
+# Stands in for the Prefect worker as the full suite sometimes saw it: it reports the SIGINT and
+# runs on, deaf to further ones (cause not found).
+DEAF_TO_SIGINT = """
+import signal, time
+signal.signal(signal.SIGINT, lambda *_: print("Received SIGINT", flush=True))
 print("ready", flush=True)
 while True:
     time.sleep(0.1)
 """
 
 
-def test_a_worker_that_runs_on_after_sigint_gets_a_second_one(tmp_path, monkeypatch):
+def test_a_worker_that_runs_on_after_sigint_is_killed_after_the_grace(tmp_path, monkeypatch):
     import subprocess
     import sys
     import time
@@ -274,15 +272,15 @@ def test_a_worker_that_runs_on_after_sigint_gets_a_second_one(tmp_path, monkeypa
     stack = Stack(tmp_path / "stack", Ports(free_port(), free_port(), free_port()))
     stack.state.mkdir(parents=True)
     worker = subprocess.Popen(
-        [sys.executable, "-c", DEAF_TO_ONE_SIGINT], stdout=subprocess.PIPE, text=True, start_new_session=True
+        [sys.executable, "-c", DEAF_TO_SIGINT], stdout=subprocess.PIPE, text=True, start_new_session=True
     )
     assert worker.stdout.readline() == "ready\n"
     (stack.state / "prefect-worker.pid").write_text(str(worker.pid))
     started = time.monotonic()
     stack.down(timeout=20)
     took = time.monotonic() - started
-    assert worker.wait(timeout=5) == 0  # it exited on the second SIGINT, not by SIGKILL (-9)
-    assert worker.stdout.read() == "Received SIGINT\nReceived SIGINT\n"
+    assert worker.wait(timeout=5) == -9  # SIGKILL
+    assert worker.stdout.read() == "Received SIGINT\n"  # it was asked first
     assert 1.0 <= took < 5, took  # the grace, not the 20 s stop timeout
     note = (stack.state / "logs" / "stack.log").read_text().split(" ", 1)[1]
-    assert note.startswith("prefect-worker stopped by a second SIGINT after 1."), note
+    assert note.startswith("prefect-worker killed (SIGKILL) after 1."), note
