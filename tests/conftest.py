@@ -37,6 +37,44 @@ os.environ.pop("PREFECT_API_URL", None)
 os.environ["PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED"] = "false"
 atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)
 
+# The modules that start whole stacks or servers. With two workers they form one unit of work
+# and run one after another on one worker, while the other worker takes the rest: two stacks side
+# by side on 2 cores slowed each other up to threefold (the PostgreSQL test: 194 s, 68 s alone).
+SERVER_MODULES = {
+    "tests/infra/test_stack.py",
+    "tests/infra/test_stack_deployments.py",
+    "tests/infra/test_stack_postgres.py",
+    "tests/infra/test_interrupted_builds.py",
+    "tests/infra/test_dask_tls.py",
+    "tests/serve/test_stack_serve.py",
+}
+
+
+def _work_unit(nodeid: str) -> str:
+    """A test's unit of work with `--dist loadscope` (pyproject.toml): its module, as loadscope
+    does, so module-scoped fixtures are made once; or "servers" for SERVER_MODULES."""
+    module = nodeid.split("::")[0]
+    return "servers" if module in SERVER_MODULES else module
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    # pytest-xdist's own grouping (`--dist loadgroup`, `xdist_group` marks) does nothing on
+    # pytest 9.2: it rewrites `item._nodeid`, which the node id no longer reads
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ServersTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _work_unit(nodeid)
+
+    return ServersTogether(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # units are handed out in collection order: the servers unit, the longest, goes first
+    items.sort(key=lambda item: _work_unit(item.nodeid) != "servers")
+
 
 def free_port() -> int:
     with socket.socket() as s:
