@@ -58,6 +58,15 @@ STACK_ENV = {
 DASK_HTTP = "127.0.0.1:0"
 # seconds the Prefect worker has to stop on SIGINT before SIGKILL (Stack.down)
 WORKER_GRACE = 10.0
+# Every service starts with SIGINT and SIGQUIT at their defaults, then execs its command (same
+# pid). A shell hands a job it starts in the background (`cmd &`) both signals ignored, and
+# children inherit that. A Prefect worker started so printed "Received SIGINT" and ran on: its
+# handler puts back the inherited "ignore" and sends the signal to itself again.
+DEFAULT_SIGNALS = (
+    "import os, signal, sys\n"
+    "for s in (signal.SIGINT, signal.SIGQUIT): signal.signal(s, signal.SIG_DFL)\n"
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 
@@ -303,10 +312,12 @@ class Stack:
 
     def _spawn(self, name: str, args: list[str]) -> int:
         self._log(name).parent.mkdir(parents=True, exist_ok=True)
+        if not Path(args[0]).is_file():
+            raise StackError(f"cannot start {name}: {args[0]} not found")
         try:
             with open(self._log(name), "ab") as log:
                 proc = subprocess.Popen(
-                    args,
+                    [sys.executable, "-c", DEFAULT_SIGNALS, *args],
                     env=self.env(),
                     cwd=REPO,
                     stdout=log,
@@ -745,10 +756,9 @@ class Stack:
                 os.killpg(pid, sig)  # its own session: children (uvicorn, nannies) go too
             started = time.monotonic()
             how = "stopped"
-            # The worker stops in under a second, but in the full test suite it sometimes printed
-            # that it got the SIGINT and then ran on, deaf to a second one too (cause not found):
-            # it gets WORKER_GRACE, not the whole timeout. Its flow runs are in sessions of their
-            # own, so a SIGKILL of the worker ends none of them.
+            # The worker stops in under a second; one that runs on (as it did when it inherited
+            # SIGINT ignored, see DEFAULT_SIGNALS) gets WORKER_GRACE, not the whole timeout. Its
+            # flow runs are in sessions of their own, so a SIGKILL of the worker ends none of them.
             grace = min(WORKER_GRACE, timeout) if name == "prefect-worker" else timeout
             while _alive(pid) and time.monotonic() < started + grace:
                 time.sleep(0.2)

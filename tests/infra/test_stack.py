@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import urllib.request
 
 import pytest
@@ -14,7 +15,12 @@ from tests.conftest import free_port
 @pytest.mark.slow
 def test_stack_up_status_down(tmp_path):
     stack = Stack(tmp_path / "stack", Ports(free_port(), free_port(), free_port()))
-    stack.up(dask=True)
+    # as a shell's background job (`... &`) starts it: with SIGINT ignored, which children inherit
+    ignored = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        stack.up(dask=True)
+    finally:
+        signal.signal(signal.SIGINT, ignored)
     try:
         assert stack.status() == {
             "prefect-server": True,
@@ -42,17 +48,12 @@ def test_stack_up_status_down(tmp_path):
     # logs/stack.log: each service's start and stop, in the order up waits and down stops
     notes = [line.split(" ", 1)[1] for line in (tmp_path / "stack" / "logs" / "stack.log").read_text().splitlines()]
     events = [" ".join(note.split()[:2]) for note in notes]
-    # the worker stops on SIGINT, or is killed once WORKER_GRACE is up (as it sometimes was in the
-    # full suite), never after the whole stop timeout
-    worker = notes[4]
-    assert worker.startswith("prefect-worker stopped") or worker.startswith(
-        "prefect-worker killed (SIGKILL) after 10."
-    ), notes
-    assert events[:4] + events[5:] == [
+    assert events == [
         "prefect-server healthy",
         "dask-scheduler healthy",
         "mlflow-server healthy",
         "dask-workers stopped",
+        "prefect-worker stopped",  # on SIGINT, not killed after WORKER_GRACE
         "dask-scheduler stopped",
         "mlflow-server stopped",
         "prefect-server stopped",
@@ -250,8 +251,8 @@ def test_internal_error_is_not_a_user_error(tmp_path, monkeypatch):
     assert "error:" not in result.stderr
 
 
-# Stands in for the Prefect worker as the full suite sometimes saw it: it reports the SIGINT and
-# runs on, deaf to further ones (cause not found).
+# Stands in for a Prefect worker that reports the SIGINT and runs on, deaf to further ones (as
+# one did when it inherited SIGINT ignored: infra.stack.DEFAULT_SIGNALS).
 DEAF_TO_SIGINT = """
 import signal, time
 signal.signal(signal.SIGINT, lambda *_: print("Received SIGINT", flush=True))
