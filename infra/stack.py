@@ -56,8 +56,6 @@ STACK_ENV = {
 # Dask's HTTP routes (/health, /metrics, /info; the dashboard stays off) on loopback and a free
 # port whatever --host says: the stack never reads them, and the default is 0.0.0.0:8787
 DASK_HTTP = "127.0.0.1:0"
-# seconds the Prefect worker has to stop on SIGINT before SIGKILL (Stack.down)
-WORKER_GRACE = 10.0
 # Every service starts with SIGINT and SIGQUIT at their defaults, then execs its command (same
 # pid). A shell hands a job it starts in the background (`cmd &`) both signals ignored, and
 # children inherit that. A Prefect worker started so printed "Received SIGINT" and ran on: its
@@ -312,21 +310,18 @@ class Stack:
 
     def _spawn(self, name: str, args: list[str]) -> int:
         self._log(name).parent.mkdir(parents=True, exist_ok=True)
-        if not Path(args[0]).is_file():
+        if not Path(args[0]).is_file():  # checked here: the wrapper would only fail in the child
             raise StackError(f"cannot start {name}: {args[0]} not found")
-        try:
-            with open(self._log(name), "ab") as log:
-                proc = subprocess.Popen(
-                    [sys.executable, "-c", DEFAULT_SIGNALS, *args],
-                    env=self.env(),
-                    cwd=REPO,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-        except FileNotFoundError as exc:
-            raise StackError(f"cannot start {name}: {exc.filename or args[0]} not found") from exc
+        with open(self._log(name), "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", DEFAULT_SIGNALS, *args],
+                env=self.env(),
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         write_text_atomic(str(proc.pid), self.state / f"{name}.pid")
         return proc.pid
 
@@ -641,7 +636,7 @@ class Stack:
         try:
             if postgres:  # first: the Prefect and MLflow servers migrate their databases as they start
                 self.start_postgres(timeout)
-            self._spawn("prefect-server", self._prefect_server_command())
+            self._spawn("prefect-server", self._prefect_command("prefect-server"))
             self._spawn(
                 "mlflow-server",
                 [
@@ -679,7 +674,7 @@ class Stack:
                 raise StackError(f"creating work pool {POOL} took over {timeout:g} s") from exc
             if pool.returncode != 0:
                 raise StackError(f"could not create work pool {POOL}: {pool.stderr.strip()[-300:]}")
-            self._spawn("prefect-worker", [str(BIN / "prefect"), "worker", "start", "--pool", POOL])
+            self._spawn("prefect-worker", self._prefect_command("prefect-worker"))
             if dask:
                 self._wait("dask-scheduler", lambda: not _port_free(h, p.dask), timeout)
                 # --host: the nannies and workers listen there too (their default is every interface)
@@ -723,22 +718,21 @@ class Stack:
     def restart(self, name: str, timeout: float | None = None) -> float:
         """Start the Prefect server or worker again after it died or was killed, as `up` did;
         the server is waited on until healthy. Returns the seconds it took."""
-        commands = {
-            "prefect-server": self._prefect_server_command(),
-            "prefect-worker": [str(BIN / "prefect"), "worker", "start", "--pool", POOL],
-        }
-        if name not in commands:
-            raise StackError(f"cannot restart {name}: only {' or '.join(commands)}")
+        if name not in ("prefect-server", "prefect-worker"):
+            raise StackError(f"cannot restart {name}: only prefect-server or prefect-worker")
         if self._pid_alive(name):
             raise StackError(f"{name} is still running")
         start = time.monotonic()
-        self._spawn(name, commands[name])
+        self._spawn(name, self._prefect_command(name))
         if name == "prefect-server":
             self._wait(name, self.services()[0][1], self.config.start_timeout if timeout is None else timeout)
         return time.monotonic() - start
 
-    def _prefect_server_command(self) -> list[str]:
-        return [str(BIN / "prefect"), "server", "start", "--host", self.host, "--port", str(self.ports.prefect)]
+    def _prefect_command(self, name: str) -> list[str]:
+        """How `up` and `restart` start the Prefect server and the worker."""
+        if name == "prefect-server":
+            return [str(BIN / "prefect"), "server", "start", "--host", self.host, "--port", str(self.ports.prefect)]
+        return [str(BIN / "prefect"), "worker", "start", "--pool", POOL]
 
     def status(self) -> dict[str, bool]:
         return {name: bool(check()) for name, check in self.services()} if self._meta().get("running") else {}
@@ -756,11 +750,7 @@ class Stack:
                 os.killpg(pid, sig)  # its own session: children (uvicorn, nannies) go too
             started = time.monotonic()
             how = "stopped"
-            # The worker stops in under a second; one that runs on (as it did when it inherited
-            # SIGINT ignored, see DEFAULT_SIGNALS) gets WORKER_GRACE, not the whole timeout. Its
-            # flow runs are in sessions of their own, so a SIGKILL of the worker ends none of them.
-            grace = min(WORKER_GRACE, timeout) if name == "prefect-worker" else timeout
-            while _alive(pid) and time.monotonic() < started + grace:
+            while _alive(pid) and time.monotonic() < started + timeout:
                 time.sleep(0.2)
             if _alive(pid):
                 how = "killed (SIGKILL)"

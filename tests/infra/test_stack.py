@@ -53,7 +53,7 @@ def test_stack_up_status_down(tmp_path):
         "dask-scheduler healthy",
         "mlflow-server healthy",
         "dask-workers stopped",
-        "prefect-worker stopped",  # on SIGINT, not killed after WORKER_GRACE
+        "prefect-worker stopped",  # on SIGINT, not killed after the stop timeout
         "dask-scheduler stopped",
         "mlflow-server stopped",
         "prefect-server stopped",
@@ -249,39 +249,3 @@ def test_internal_error_is_not_a_user_error(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["status", "--state-dir", str(tmp_path)])
     assert isinstance(result.exception, KeyError)
     assert "error:" not in result.stderr
-
-
-# Stands in for a Prefect worker that reports the SIGINT and runs on, deaf to further ones (as
-# one did when it inherited SIGINT ignored: infra.stack.DEFAULT_SIGNALS).
-DEAF_TO_SIGINT = """
-import signal, time
-signal.signal(signal.SIGINT, lambda *_: print("Received SIGINT", flush=True))
-print("ready", flush=True)
-while True:
-    time.sleep(0.1)
-"""
-
-
-def test_a_worker_that_runs_on_after_sigint_is_killed_after_the_grace(tmp_path, monkeypatch):
-    import subprocess
-    import sys
-    import time
-
-    import infra.stack
-
-    monkeypatch.setattr(infra.stack, "WORKER_GRACE", 1.0)
-    stack = Stack(tmp_path / "stack", Ports(free_port(), free_port(), free_port()))
-    stack.state.mkdir(parents=True)
-    worker = subprocess.Popen(
-        [sys.executable, "-c", DEAF_TO_SIGINT], stdout=subprocess.PIPE, text=True, start_new_session=True
-    )
-    assert worker.stdout.readline() == "ready\n"
-    (stack.state / "prefect-worker.pid").write_text(str(worker.pid))
-    started = time.monotonic()
-    stack.down(timeout=20)
-    took = time.monotonic() - started
-    assert worker.wait(timeout=5) == -9  # SIGKILL
-    assert worker.stdout.read() == "Received SIGINT\n"  # it was asked first
-    assert 1.0 <= took < 5, took  # the grace, not the 20 s stop timeout
-    note = (stack.state / "logs" / "stack.log").read_text().split(" ", 1)[1]
-    assert note.startswith("prefect-worker killed (SIGKILL) after 1."), note
