@@ -19,8 +19,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,16 +26,15 @@ from pathlib import Path
 import pytest
 
 from infra.stack import Ports, Stack, _alive
-from tests.conftest import flow_run_id, flow_run_state, free_port, is_terminal
+from tests.conftest import StackDeployments, free_port
 
-REPO = Path(__file__).resolve().parents[2]
-PREFECT = str(Path(sys.executable).parent / "prefect")
 BUILD = {
     "shard_size": 20,
     "chunk_max_conversions": 4,
     "decontaminate": False,
     "sources": [{"kind": "music21", "path_filter": "bach/", "formats": ["mxl"], "limit": 40}],
 }
+DEPLOYMENT = "build-dataset/music21-corpus"
 
 
 @pytest.fixture(scope="module")
@@ -46,50 +43,23 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     stack = Stack(tmp_path_factory.mktemp("interrupted") / "stack", Ports(free_port(), free_port(), free_port()))
     stack.up()
     try:
-        deployed = prefect(stack, "--no-prompt", "deploy", "--name", "music21-corpus")
+        deployed = StackDeployments(stack).prefect("--no-prompt", "deploy", "--name", "music21-corpus")
         assert deployed.returncode == 0, deployed.stdout[-2000:] + deployed.stderr[-2000:]
         yield stack
     finally:
         stack.down()
 
 
-def prefect(stack: Stack, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([PREFECT, *args], env=stack.env(), cwd=REPO, capture_output=True, text=True, timeout=timeout)
-
-
-def start_build(stack: Stack, build: dict, name: str) -> tuple[str, Path, int]:
-    """Start the deployment and wait until 2 chunks are prepared: (flow run id, prepared folder,
+def start_build(runs: StackDeployments, build: dict, name: str) -> tuple[tuple[str, str], Path, int]:
+    """Start the deployment and wait until 2 chunks are prepared: (the run, prepared folder,
     chunks done by then)."""
-    started = prefect(
-        stack, "deployment", "run", "build-dataset/music21-corpus", "--params", params(build, name), timeout=120
-    )
-    assert started.returncode == 0, started.stdout + started.stderr
+    run = runs.start(DEPLOYMENT, {"name": name, "overrides": build})
     prepared = Path(build["output_dir"]) / name / "_work" / "prepared"
     deadline = time.monotonic() + 300
     while len(list(prepared.glob("*.stats.json"))) < 2:
         assert time.monotonic() < deadline, "the build did not start"
         time.sleep(0.2)
-    return flow_run_id(started.stdout), prepared, len(list(prepared.glob("*.stats.json")))
-
-
-def params(build: dict, name: str) -> str:
-    return json.dumps({"name": name, "overrides": build})
-
-
-def rerun(stack: Stack, build: dict, name: str) -> None:
-    again = prefect(
-        stack,
-        "deployment",
-        "run",
-        "build-dataset/music21-corpus",
-        "--params",
-        params(build, name),
-        "--watch",
-        "--watch-timeout",
-        "500",
-        timeout=600,
-    )
-    assert again.returncode == 0 and "Completed" in again.stdout + again.stderr, again.stdout[-2000:]
+    return run, prepared, len(list(prepared.glob("*.stats.json")))
 
 
 def equals_an_uninterrupted_build(build: dict, name: str, reference_dir: Path) -> dict:
@@ -111,8 +81,9 @@ def equals_an_uninterrupted_build(build: dict, name: str, reference_dir: Path) -
 
 @pytest.mark.slow
 def test_build_survives_a_prefect_server_restart_and_a_rerun_skips_finished_work(stack, tmp_path):
+    runs = StackDeployments(stack)
     build = {**BUILD, "output_dir": str(tmp_path / "ds"), "cache_dir": str(tmp_path / "cache")}
-    run_id, prepared, done_at_kill = start_build(stack, build, "p")
+    run, prepared, done_at_kill = start_build(runs, build, "p")
     server_pid = int((stack.state / "prefect-server.pid").read_text())
     os.killpg(server_pid, signal.SIGKILL)  # its own session: the uvicorn child goes too
     down_from = time.monotonic()
@@ -123,30 +94,26 @@ def test_build_survives_a_prefect_server_restart_and_a_rerun_skips_finished_work
     outage = time.monotonic() - down_from
     done_while_down = len(list(prepared.glob("*.stats.json")))
 
-    api = stack.env()["PREFECT_API_URL"]
-    deadline = time.monotonic() + 300
-    while not is_terminal(state := flow_run_state(api, run_id)):
-        assert time.monotonic() < deadline, f"flow run still {state} 300 s after the restart"
-        time.sleep(1)
-    worker_log = (stack.state / "logs" / "prefect-worker.log").read_text(errors="replace")[-3000:]
-    assert state == "COMPLETED", worker_log
+    runs.wait(run, timeout=300)  # COMPLETED, through the outage
 
-    rerun(stack, build, "p")  # the resume path after a crash: every finished chunk and shard is skipped
+    # the resume path after a crash: every finished chunk and shard is skipped
+    runs.wait(runs.start(DEPLOYMENT, {"name": "p", "overrides": build}))
     summary = equals_an_uninterrupted_build(build, "p", tmp_path / "ref")
     n_chunks = len(list(prepared.glob("*.stats.json")))
     n_shards = len(list((tmp_path / "ds" / "p" / "shards").glob("*.arrow")))
     assert summary["chunks_skipped"] == n_chunks > done_at_kill and summary["shards_skipped"] == n_shards > 0
     print(
         f"\nPrefect server killed with {done_at_kill}/{n_chunks} chunks prepared, down {outage:.1f} s "
-        f"(restart {restart_seconds:.1f} s), {done_while_down} chunks prepared by then; the run ended "
-        f"{state}; the rerun skipped {summary['chunks_skipped']} chunks and {summary['shards_skipped']} shards"
+        f"(restart {restart_seconds:.1f} s), {done_while_down} chunks prepared by then; the run completed; "
+        f"the rerun skipped {summary['chunks_skipped']} chunks and {summary['shards_skipped']} shards"
     )
 
 
 @pytest.mark.slow
 def test_killed_worker_build_completes_on_rerun_with_identical_shards(stack, tmp_path):
+    runs = StackDeployments(stack)
     build = {**BUILD, "output_dir": str(tmp_path / "ds"), "cache_dir": str(tmp_path / "cache")}
-    _, _, done_before_kill = start_build(stack, build, "k")
+    _, _, done_before_kill = start_build(runs, build, "k")
     assert done_before_kill < 10, "the kill must land mid-build"
     os.killpg(int((stack.state / "prefect-worker.pid").read_text()), signal.SIGKILL)  # the worker
     # The process worker starts each flow run in a session of its own, so the run outlives the
@@ -157,6 +124,6 @@ def test_killed_worker_build_completes_on_rerun_with_identical_shards(stack, tmp
     time.sleep(1)
     assert not (tmp_path / "ds" / "k" / "manifest.json").exists()
     stack.restart("prefect-worker")
-    rerun(stack, build, "k")
+    runs.wait(runs.start(DEPLOYMENT, {"name": "k", "overrides": build}))
     summary = equals_an_uninterrupted_build(build, "k", tmp_path / "ref")
     assert summary["chunks_skipped"] >= done_before_kill  # finished work was not redone
