@@ -40,6 +40,7 @@ def build(
     limit: cli_common.LimitOption = None,
     patch_mode: cli_common.PatchModeOption = None,
     midi_views: cli_common.MidiViewsOption = None,
+    chord_views: cli_common.ChordViewsOption = None,
     workers: cli_common.WorkersOption = None,
     overwrite: cli_common.OverwriteOption = False,
     as_json: cli_common.JsonOption = False,
@@ -51,7 +52,7 @@ def build(
     from clamp.data.executors import PoolExecutor
     from clamp.data.report import print_summary
 
-    overrides = cli_common.build_overrides(config, name, output_dir, limit, patch_mode, midi_views)
+    overrides = cli_common.build_overrides(config, name, output_dir, limit, patch_mode, midi_views, chord_views)
     cfg = BuildConfig.load(config, **overrides, n_workers=workers)
     summary = build_dataset(
         cfg, executor=PoolExecutor(cfg.n_workers, show_progress=sys.stderr.isatty()), overwrite=overwrite
@@ -83,6 +84,7 @@ def train(
     text_views: Annotated[int | None, typer.Option(help=field_help(TrainConfig, "text_views"))] = None,
     header_dropout: Annotated[float | None, typer.Option(help=field_help(TrainConfig, "header_dropout"))] = None,
     midi_view: Annotated[float | None, typer.Option(help=field_help(TrainConfig, "midi_view"))] = None,
+    chord_view: Annotated[float | None, typer.Option(help=field_help(TrainConfig, "chord_view"))] = None,
     eval_every: Annotated[int | None, typer.Option(help=field_help(TrainConfig, "eval_every"))] = None,
     keep_best: Annotated[
         bool | None, typer.Option("--keep-best/--keep-last", help=field_help(TrainConfig, "keep_best"))
@@ -132,6 +134,7 @@ def train(
         text_views=text_views,
         header_dropout=header_dropout,
         midi_view=midi_view,
+        chord_view=chord_view,
         eval_every=eval_every,
         keep_best=keep_best,
         early_stopping_patience=early_stopping_patience,

@@ -97,6 +97,9 @@ PatchModeOption = Annotated[str | None, typer.Option(help=field_help(BuildConfig
 MidiViewsOption = Annotated[
     bool | None, typer.Option("--midi-views/--no-midi-views", help=field_help(BuildConfig, "midi_views"))
 ]
+ChordViewsOption = Annotated[
+    bool | None, typer.Option("--chord-views/--no-chord-views", help=field_help(BuildConfig, "chord_views"))
+]
 WorkersOption = Annotated[int | None, typer.Option(min=1, help=field_help(BuildConfig, "n_workers"))]
 OverwriteOption = Annotated[bool, typer.Option(help="replace a dataset of the same name built from other sources")]
 JsonOption = Annotated[bool, typer.Option("--json", help="print the summary as JSON")]
@@ -109,6 +112,7 @@ def build_overrides(
     limit: int | None,
     patch_mode: str | None,
     midi_views: bool | None = None,
+    chord_views: bool | None = None,
 ) -> dict[str, Any]:
     """The BuildConfig fields the user gave on the command line (and nothing else)."""
     overrides: dict[str, Any] = {
@@ -118,6 +122,7 @@ def build_overrides(
             "output_dir": str(output_dir) if output_dir else None,
             "patch_mode": patch_mode,
             "midi_views": midi_views,
+            "chord_views": chord_views,
         }.items()
         if v is not None
     }

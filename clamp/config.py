@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from clamp.errors import ConfigError, UserError, error_line
@@ -178,6 +178,9 @@ class BuildConfig(BaseSettings):
     # a second view of every train-split tune: rendered by abc2midi and read back by midi2abc, the
     # notation a user's MIDI file arrives in (clamp.data.views); training draws it with `midi_view`
     midi_views: bool = Field(False, description="store each train tune's MIDI-route view (abc2midi -> midi2abc)")
+    # a view of every train-split tune without chord symbols with one per bar (clamp.data.views):
+    # the augmentation an as-written dataset trains with (`chord_view`); a canonical one has no chords
+    chord_views: bool = Field(False, description="store each train tune with a chord symbol per bar (as-written only)")
     benchmarks_dir: Path | None = Field(default_factory=default_benchmarks_dir)
     max_record_bytes: int = 1_000_000
     conversion_timeout_s: float = 120.0
@@ -190,6 +193,14 @@ class BuildConfig(BaseSettings):
     def _absolute(cls, v: Path | None) -> Path | None:
         # Dask workers and Great Expectations need paths that do not depend on a cwd.
         return Path(v).expanduser().resolve() if v is not None else v
+
+    @model_validator(mode="after")
+    def _chords_need_as_written(self) -> BuildConfig:
+        if self.chord_views and self.notation == "canonical":
+            raise ValueError(
+                "chord_views needs notation: as-written (the canonical notation takes chord symbols out of the input)"
+            )
+        return self
 
     @property
     def dataset_dir(self) -> Path:

@@ -36,6 +36,7 @@ TASK_OPTIONS: dict[str, dict[str, Any]] = {
     "plan": {"name": "plan-shards"},
     "write_shards": {"name": "write-shard"},
     "views": {"name": "midi-route-views", "retries": 1},
+    "chord_views": {"name": "chord-views"},
     "finalize": {"name": "finalize"},
 }
 
@@ -154,6 +155,7 @@ def main(
     limit: cli_common.LimitOption = None,
     patch_mode: cli_common.PatchModeOption = None,
     midi_views: cli_common.MidiViewsOption = None,
+    chord_views: cli_common.ChordViewsOption = None,
     workers: cli_common.WorkersOption = None,
     scheduler: Annotated[
         str | None, typer.Option(help="address of an existing Dask scheduler instead of a LocalCluster")
@@ -163,7 +165,7 @@ def main(
     debug: cli_common.DebugOption = False,
 ) -> None:
     """Build a dataset with Prefect; the same options as `clamp build`, plus --scheduler."""
-    overrides = cli_common.build_overrides(config, name, output_dir, limit, patch_mode, midi_views)
+    overrides = cli_common.build_overrides(config, name, output_dir, limit, patch_mode, midi_views, chord_views)
     cfg = BuildConfig.load(config, **overrides, n_workers=workers, scheduler_address=scheduler)
     layout = steps.DatasetLayout(cfg.dataset_dir)
     steps.check_dataset_lock(layout)  # before any Prefect start-up; `run_stages` takes the lock itself

@@ -67,7 +67,7 @@ from clamp.data.shards import (
     write_atomic,
     write_json_atomic,
 )
-from clamp.data.views import write_midi_views
+from clamp.data.views import write_chord_views, write_midi_views
 from clamp.errors import DiskFullError
 from clamp.text.captions import CAPTIONS_VERSION
 
@@ -291,6 +291,9 @@ def _run_stages(
     if cfg.midi_views:  # each train tune's MIDI route: a second view training can draw
         with timed("views"):
             view_stats = executor.map("views", write_midi_views, shard_stats, layout=layout, cfg=cfg)
+    if cfg.chord_views:  # each train tune with a chord symbol per bar (as-written builds only)
+        with timed("chord_views"):
+            view_stats += executor.map("chord_views", write_chord_views, shard_stats, layout=layout, cfg=cfg)
     return executor.run("finalize", finalize, layout, cfg, chunk_stats, plan, shard_stats, seconds, view_stats)
 
 

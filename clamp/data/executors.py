@@ -38,6 +38,7 @@ STAGE_LABELS = {
     "plan": "plan shards (decontaminate, dedup, split)",
     "write_shards": "write shards (contract + atomic write)",
     "views": "MIDI-route views (abc2midi -> midi2abc)",
+    "chord_views": "chord views (a chord symbol per bar)",
     "finalize": "finalize (manifest, summary, quarantine)",
 }
 

@@ -12,7 +12,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from clamp.abc.normalize import normalize_abc
+from clamp.abc.notation import canonical_abc
 from clamp.config import BuildConfig
+from clamp.data.clean import content_hash
 from clamp.data.dedup import NUM_PERM, ReferenceIndex, find_near_duplicates
 from clamp.data.groups import (
     GROUPING_VERSION,
@@ -67,7 +70,18 @@ def split_settings(cfg: BuildConfig) -> dict:
         "title_group_cap": cfg.title_group_cap,
         "holdout_collections": sorted(cfg.holdout_collections),
         "grouping_version": GROUPING_VERSION,
+        # an as-written dataset splits by the canonical form's hash (`split_hash`); a key only
+        # there, so canonical datasets keep their fingerprints
+        **({"split_key": "canonical"} if cfg.notation == "as-written" else {}),
     }
+
+
+def split_hash(abc: str, own_hash: str, notation: str) -> str:
+    """The hash a row's split is drawn from: the content hash of its canonical form, however the
+    dataset is written, so that a tune is in the same split of a canonical and an as-written
+    build (the notation ablation compares them on the same valid and test tunes). It is the
+    row's own hash in a canonical dataset."""
+    return own_hash if notation == "canonical" else content_hash(normalize_abc(canonical_abc(abc)))
 
 
 def plan_splits(
@@ -83,6 +97,7 @@ def plan_splits(
     signatures = np.zeros((n, NUM_PERM), dtype=np.uint32)
     has_melody = np.zeros(n, dtype=bool)
     heldout = np.zeros(n, dtype=bool)
+    kept_hashes = [hashes[i] for i in kept]
     holdout = set(cfg.holdout_collections)
     by_chunk: dict[int, list[int]] = {}
     for k, i in enumerate(kept):
@@ -99,12 +114,12 @@ def plan_splits(
             strict=True,
         ):
             title_keys[k] = title_key(row_title(texts, fmt))
+            kept_hashes[k] = split_hash(abc, kept_hashes[k], cfg.notation)
             sig = melody_signature(abc)
             if sig is not None:
                 signatures[k], has_melody[k] = sig, True
             if holdout:
                 heldout[k] = _collection(meta) in holdout
-    kept_hashes = [hashes[i] for i in kept]
     groups = group_rows(
         kept_hashes, title_keys, signatures, has_melody, cfg.melody_group_threshold, cfg.title_group_cap
     )

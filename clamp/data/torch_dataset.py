@@ -40,9 +40,10 @@ class ShardDataset(Dataset):
     def _open_view(self, root: Path, name: str) -> tuple[list[pa.Table], list[tuple[int, int] | None]]:
         files = self.manifest.get("views", {}).get(name)
         if files is None:
+            flag = "--chord-view" if name == "chords-added" else "--midi-view"
             raise UserError(
-                f"the dataset {root} has no {name} views: rebuild it with `clamp build --midi-views`"
-                " (or train with --midi-view 0)"
+                f"the dataset {root} has no {name} views: rebuild it with `clamp build {flag}s`"
+                f" (or train with {flag} 0)"
             )
         tables = [read_table(root / f["path"], ["id", "patches"]) for f in files]
         where = {row_id: (v, r) for v, t in enumerate(tables) for r, row_id in enumerate(t.column("id").to_pylist())}

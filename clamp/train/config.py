@@ -48,6 +48,7 @@ RUN_IDENTITY = (
     "text_views",
     "header_dropout",
     "midi_view",
+    "chord_view",
 )
 
 _MODEL_DEFAULTS = ClampConfig.model_fields
@@ -95,6 +96,11 @@ class TrainConfig(BaseModel):
     # build with `midi_views`): the notation a user's MIDI file arrives in, against the same texts
     midi_view: float = Field(
         0.0, ge=0, le=1, description="share of tunes per step read through the MIDI route (a --midi-views build)"
+    )
+    # the share of tunes per step read with a chord symbol per bar (stored by an as-written build
+    # with `chord_views`): lead sheets carry chords, and the corpus almost never does
+    chord_view: float = Field(
+        0.0, ge=0, le=1, description="share of tunes per step read with a chord symbol per bar (a --chord-views build)"
     )
     learnable_temperature: bool = _MODEL_DEFAULTS["learnable_temperature"].default
     projection_dim: int = Field(_MODEL_DEFAULTS["projection_dim"].default, ge=1)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 
 from clamp.abc.patching import drop_header_patches
-from clamp.data.views import MIDI_VIEW
+from clamp.data.views import CHORD_VIEW, MIDI_VIEW
 from clamp.model.inputs import pad_patches, patches_to_chars
 
 
@@ -42,6 +42,7 @@ def music_batch(
     header_dropout: float = 0.0,
     seed: int = 0,
     midi_view: float = 0.0,
+    chord_view: float = 0.0,
 ) -> torch.Tensor:
     """The music side of a batch: each tune's patches, or with probability `midi_view` its
     MIDI-route view where it has one (`clamp.data.views`); then without its `K:`/`M:`/`L:` header
@@ -56,6 +57,13 @@ def music_batch(
         draw = random.Random(f"{seed}:{it.get('draw', 0)}:{it.get('index', 0)}:view") if midi_view > 0 else None
         if draw is not None and view is not None and draw.random() < midi_view:
             patches = view
+        elif (
+            chord_view > 0
+            and (chords := it.get("views", {}).get(CHORD_VIEW)) is not None
+            # its own draw, so a run without chord views draws as before
+            and random.Random(f"{seed}:{it.get('draw', 0)}:{it.get('index', 0)}:chords").random() < chord_view
+        ):
+            patches = chords
         if header_dropout > 0:
             rng = random.Random(f"{seed}:{it.get('draw', 0)}:{it.get('index', 0)}:header")
             if rng.random() < header_dropout:
@@ -84,9 +92,11 @@ class ContrastiveCollator:
         patch_mode: str = "clamp-v1",
         header_dropout: float = 0.0,
         midi_view: float = 0.0,
+        chord_view: float = 0.0,
     ) -> None:
         self.tokenizer = tokenizer
         self.patch_mode, self.header_dropout, self.midi_view = patch_mode, header_dropout, midi_view
+        self.chord_view = chord_view
         self.shared_text_positives = shared_text_positives
         self.max_patches = max_patches
         self.text_max_length = text_max_length
@@ -117,6 +127,7 @@ class ContrastiveCollator:
             header_dropout=self.header_dropout,
             seed=self.seed,
             midi_view=self.midi_view,
+            chord_view=self.chord_view,
         )
         batch = {"music": music, "input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
         if self.shared_text_positives:

@@ -236,8 +236,9 @@ def run_loop(
         "dataset_fingerprint": dataset_fingerprint,
         "world_size": dinfo.world,
     }
-    if not cfg.midi_view:  # a setting newer than some checkpoints: off, it is what they did
-        identity.pop("midi_view")
+    for newer in ("midi_view", "chord_view"):  # settings newer than some checkpoints: off, it is what they did
+        if not getattr(cfg, newer):
+            identity.pop(newer)
     resume_from = checkpoint_to_resume(ckpt_dir)
     state = load_checkpoint(resume_from) if resume_from is not None else None
     if state is not None and state.get("identity") != identity:

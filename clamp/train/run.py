@@ -13,7 +13,7 @@ import torch
 from clamp.data.executors import progress_bar
 from clamp.data.shards import load_manifest
 from clamp.data.torch_dataset import ShardDataset
-from clamp.data.views import MIDI_VIEW
+from clamp.data.views import CHORD_VIEW, MIDI_VIEW
 from clamp.errors import UserError
 from clamp.model.clamp_model import ClampModel
 from clamp.model.config import ClampConfig, MusicEncoderConfig, music_preset
@@ -194,9 +194,10 @@ def train(cfg: TrainConfig) -> dict:
     manifest = load_manifest(cfg.dataset_dir)
     music = music_config(cfg, manifest)
     seed_everything(cfg.seed)  # same init on every rank (DDP also broadcasts rank 0's)
-    base = ShardDataset(cfg.dataset_dir, split="train", views=(MIDI_VIEW,) if cfg.midi_view > 0 else ())
+    shares = {MIDI_VIEW: cfg.midi_view, CHORD_VIEW: cfg.chord_view}
+    base = ShardDataset(cfg.dataset_dir, split="train", views=tuple(v for v, p in shares.items() if p > 0))
     for name, n in base.view_counts().items():
-        log.info("%s views: %d of %d train tunes, drawn with p %.2f", name, n, len(base), cfg.midi_view)
+        log.info("%s views: %d of %d train tunes, drawn with p %.2f", name, n, len(base), shares[name])
     dataset = IndexedDataset(base)
     validate_fn = None
     valid_items: list[dict] = []
@@ -260,6 +261,7 @@ def train(cfg: TrainConfig) -> dict:
                 patch_mode=music.patch_mode,
                 header_dropout=cfg.header_dropout,
                 midi_view=cfg.midi_view,
+                chord_view=cfg.chord_view,
             )
         else:
             bank = None
@@ -275,6 +277,7 @@ def train(cfg: TrainConfig) -> dict:
                 patch_mode=music.patch_mode,
                 header_dropout=cfg.header_dropout,
                 midi_view=cfg.midi_view,
+                chord_view=cfg.chord_view,
             )
             param_groups += decay_groups(model.text_encoder, cfg.text_lr, cfg.weight_decay)
         step_fn = clamp_step

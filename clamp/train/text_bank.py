@@ -131,9 +131,11 @@ class LockedTextCollator:
         patch_mode: str = "clamp-v1",
         header_dropout: float = 0.0,
         midi_view: float = 0.0,
+        chord_view: float = 0.0,
     ) -> None:
         self.bank, self.max_patches, self.text_dropout = bank, max_patches, text_dropout
         self.patch_mode, self.header_dropout, self.midi_view = patch_mode, header_dropout, midi_view
+        self.chord_view = chord_view
         self.input_kind, self.pad_id, self.seed = input_kind, pad_id, seed
         self.shared_text_positives = shared_text_positives
         self.text_views = text_views if text_dropout else 1  # without dropout every view would be the same
@@ -163,6 +165,7 @@ class LockedTextCollator:
             header_dropout=self.header_dropout,
             seed=self.seed,
             midi_view=self.midi_view,
+            chord_view=self.chord_view,
         )
         batch = {"music": music, "text_features": feats}
         if self.shared_text_positives:
