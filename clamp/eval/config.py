@@ -14,7 +14,16 @@ HeldoutField = Literal[
 ]
 HELDOUT_FIELDS: tuple[str, ...] = get_args(HeldoutField)
 # clamp.eval.controls.INPUT_CONTROLS (kept here as names so the config imports no evaluation code)
-ControlName = Literal["notes-only", "chords-added", "chords-removed", "unit-1-4", "unit-1-16", "midi-route"]
+ControlName = Literal[
+    "notes-only",
+    "chords-added",
+    "chords-removed",
+    "unit-1-4",
+    "unit-1-16",
+    "midi-route",
+    "notes-only-chords-added",
+    "notes-only-unit-1-4",
+]
 CONTROL_NAMES: tuple[str, ...] = get_args(ControlName)
 
 

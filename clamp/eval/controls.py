@@ -70,6 +70,22 @@ INPUT_CONTROLS: dict[str, InputControl] = {
             before=midi_route,
             heldout_only=True,
         ),
+        # notes only, and the notes written otherwise: on full input a header reader is unmoved by
+        # chords or another unit length (K: and M: stay), so only these show what the notes give
+        InputControl(
+            "notes-only-chords-added",
+            "notes only, with a chord symbol on every bar: what a lead sheet's notes give",
+            before=variants.add_chord_symbols,
+            after=variants.notes_only,
+            heldout_only=True,
+        ),
+        InputControl(
+            "notes-only-unit-1-4",
+            "notes only, rewritten to L:1/4 first: the same notes in other durations",
+            before=_unit("1/4"),
+            after=variants.notes_only,
+            heldout_only=True,
+        ),
     )
 }
 

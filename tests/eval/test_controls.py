@@ -174,3 +174,21 @@ def test_retraining_refuses_a_test_split_metric_and_decides_on_the_valid_split()
     assert RetrainConfig().metric.startswith("valid-")
     assert DECISION_EVAL["heldout_split"] == "valid"
     assert all(not m.startswith(("corpus-", "unseen-")) for m in AblationConfig().claim_metrics)
+
+
+# ------------------------------------------------------------------------ composite controls
+def test_notes_only_controls_change_the_notes_writing_then_drop_the_header():
+    from clamp.eval.config import CONTROL_NAMES
+    from clamp.eval.controls import INPUT_CONTROLS
+
+    assert list(CONTROL_NAMES) == list(INPUT_CONTROLS)  # the config's names are the controls
+    jig = "X:1\nT:j\nM:6/8\nL:1/8\nK:D\n|:dAF DFA|dAF GFE|\n"
+
+    def apply(name: str, abc: str) -> str:  # as the evaluation applies it to an as-written model
+        control = INPUT_CONTROLS[name]
+        return control.after(control.before(abc))
+
+    assert apply("notes-only-chords-added", jig) == 'X:1\nT:j\n|:"D"dAF DFA|"D"dAF GFE|\n'
+    assert apply("notes-only-unit-1-4", jig) == "X:1\nT:j\n|:d/A/F/ D/F/A/|d/A/F/ G/F/E/|\n"
+    assert INPUT_CONTROLS["notes-only-chords-added"].heldout_only
+    assert INPUT_CONTROLS["notes-only-unit-1-4"].heldout_only
