@@ -1,4 +1,6 @@
-"""The paper's ablations as one grid: text dropout, bar patching vs characters, MMM init.
+"""The paper's ablations as one grid: text dropout, bar patching vs characters, MMM init; and
+the levers that make the model read the notes: header dropout, MIDI-route views, canonical
+notation against the tunes as written, and chord views against taking chords out.
 
 Every cell trains with the same steps and batch (equal budgets) for each of several seeds and is
 evaluated on the same benchmarks; runs are children of one MLflow parent run, which gets the
@@ -31,6 +33,8 @@ class AblationCell:
     mmm_init: bool
     header_dropout: bool = False  # HEADER_DROPOUT of the tunes lose their K:/M:/L: patches per step
     midi_view: bool = False  # MIDI_VIEW of the tunes are read as their MIDI-route view (a --midi-views build)
+    as_written: bool = False  # trained on `as_written_dataset_dir`: the tunes as written, chords kept
+    chord_view: bool = False  # CHORD_VIEW of the tunes read with a chord symbol per bar (a --chord-views build)
 
     @property
     def name(self) -> str:
@@ -38,22 +42,27 @@ class AblationCell:
         dropout = "td" if self.text_dropout else "notd"
         base = f"{kind}-{dropout}-{'mmm' if self.mmm_init else 'scratch'}"
         base = f"{base}-hd" if self.header_dropout else base
-        return f"{base}-midi" if self.midi_view else base
+        base = f"{base}-midi" if self.midi_view else base
+        base = f"{base}-aw" if self.as_written else base
+        return f"{base}-chords" if self.chord_view else base
 
 
 HEADER_DROPOUT = 0.5  # the share of a header-dropout cell's tunes that lose their header lines per step
 MIDI_VIEW = 0.25  # the share of a MIDI-view cell's tunes read through abc2midi -> midi2abc per step
+CHORD_VIEW = 0.5  # the share of a chord-view cell's tunes read with a chord symbol per bar per step
 
 
 def grid(text_dropout=(True, False), input_kind=("patch", "char"), mmm_init=(True, False)) -> list[AblationCell]:
     cells = [AblationCell(t, k, m) for t, k, m in itertools.product(text_dropout, input_kind, mmm_init)]
     cells = [c for c in cells if not (c.mmm_init and c.input_kind == "char")]  # MMM pre-trains the patch encoder only
-    # header dropout against the from-scratch patch cell; MIDI-route views against header dropout
-    # (the main job's recipe)
+    # header dropout against the from-scratch patch cell; MIDI-route views, and the tunes as
+    # written (with and without chord views), against header dropout (the main job's recipe)
     return [
         *cells,
         AblationCell(True, "patch", False, header_dropout=True),
         AblationCell(True, "patch", False, header_dropout=True, midi_view=True),
+        AblationCell(True, "patch", False, header_dropout=True, as_written=True),
+        AblationCell(True, "patch", False, header_dropout=True, as_written=True, chord_view=True),
     ]
 
 
@@ -78,7 +87,7 @@ GRID_TRAIN: dict[str, Any] = {
 # never reads the test split), without the input controls and the header baseline (the report's).
 DECISION_EVAL: dict[str, Any] = {
     "heldout_split": "valid",
-    "controls": ["notes-only", "midi-route"],
+    "controls": ["notes-only", "midi-route", "notes-only-chords-added", "notes-only-unit-1-4"],
     "header_baseline": False,
     "unseen_fields": [],
 }
@@ -91,6 +100,11 @@ class AblationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset_dir: str = Field(str(DEFAULT_DATASET_DIR), description="a built dataset folder")
+    # the same sources built with `notation: as-written` (and `chord_views` for the -chords cell):
+    # its splits hold the same tunes (clamp.data.plan.split_hash)
+    as_written_dataset_dir: str | None = Field(
+        None, description="the dataset built as written, for the -aw cells (docs/evaluation.md)"
+    )
     out_dir: str = Field("outputs/ablations", description="folder of the grid's runs and tables")
     benchmarks: list[str] = Field(
         default_factory=lambda: ["wikimt"], description="comma-separated benchmarks every cell is evaluated on"
@@ -124,6 +138,11 @@ class AblationConfig(BaseModel):
             # key and meter read from the notes: the header lines that name them taken out
             "valid-key.notes-only/user_prompts/accuracy",
             "valid-meter.notes-only/user_prompts/accuracy",
+            # ... and from the same notes with a chord per bar, or written in L:1/4
+            "valid-key.notes-only-chords-added/user_prompts/accuracy",
+            "valid-meter.notes-only-chords-added/user_prompts/accuracy",
+            "valid-key.notes-only-unit-1-4/user_prompts/accuracy",
+            "valid-meter.notes-only-unit-1-4/user_prompts/accuracy",
             "wikimt/text_to_music/mrr",
         ]
     )
@@ -177,25 +196,42 @@ class AblationConfig(BaseModel):
 
 
 def cells_the_dataset_allows(cells: list[AblationCell], cfg: AblationConfig) -> list[AblationCell]:
-    """The cells, less the MIDI-view ones when the dataset has no MIDI-route views: left out with
-    a line when the grid runs all its cells, refused in one line when the user named them."""
+    """The cells, less those whose dataset is missing: the MIDI-view ones when `dataset_dir` has
+    no MIDI-route views, the -aw ones without an as-written `as_written_dataset_dir`, the -chords
+    ones when it has no chord views. Left out with a line when the grid runs all its cells,
+    refused in one line when the user named them."""
     import logging
 
     from clamp.data.shards import load_manifest
     from clamp.errors import UserError
 
-    midi = [c.name for c in cells if c.midi_view]
-    if not midi or "midi-route" in load_manifest(cfg.dataset_dir).get("views", {}):
+    manifest = load_manifest(cfg.dataset_dir)
+    written = load_manifest(cfg.as_written_dataset_dir) if cfg.as_written_dataset_dir else None
+    if written is not None and written.get("notation") != "as-written":
+        raise UserError(
+            f"as_written_dataset_dir {cfg.as_written_dataset_dir} is built with notation "
+            f"{written.get('notation')!r}: build it with `notation: as-written`"
+        )
+
+    def missing(cell: AblationCell) -> str | None:
+        if cell.midi_view and "midi-route" not in manifest.get("views", {}):
+            return f"{cfg.dataset_dir} has no MIDI-route views: rebuild it with `clamp build --midi-views`"
+        if cell.as_written and written is None:
+            return "as_written_dataset_dir is not set: build the sources with `notation: as-written` and name it"
+        if cell.chord_view and "chords-added" not in (written or {}).get("views", {}):
+            return f"{cfg.as_written_dataset_dir} has no chord views: rebuild it with `clamp build --chord-views`"
+        return None
+
+    why = {c.name: reason for c in cells if (reason := missing(c)) is not None}
+    if not why:
         return cells
     if cfg.cells is not None:
-        raise UserError(
-            f"cell {midi[0]} reads MIDI-route views, and {cfg.dataset_dir} has none: "
-            "rebuild it with `clamp build --midi-views`"
-        )
-    logging.getLogger("clamp.ablations").warning(
-        "leaving out %s: %s has no MIDI-route views (build it with --midi-views)", ", ".join(midi), cfg.dataset_dir
-    )
-    return [c for c in cells if not c.midi_view]
+        name, reason = next(iter(why.items()))
+        raise UserError(f"cell {name} cannot run: {reason}")
+    log = logging.getLogger("clamp.ablations")
+    for name, reason in why.items():
+        log.warning("leaving out %s: %s", name, reason)
+    return [c for c in cells if c.name not in why]
 
 
 def run_ablations(cfg: AblationConfig, cells: list[AblationCell] | None = None) -> dict:
@@ -232,12 +268,13 @@ def run_ablations(cfg: AblationConfig, cells: list[AblationCell] | None = None) 
                         **base,
                         "seed": seed,
                         "objective": "clamp",
-                        "dataset_dir": dataset_dir,
+                        "dataset_dir": cfg.as_written_dataset_dir if cell.as_written else dataset_dir,
                         "output_dir": str(run / cell.name),
                         "text_dropout": cell.text_dropout,
                         "input_kind": cell.input_kind,
                         "header_dropout": HEADER_DROPOUT if cell.header_dropout else 0.0,
                         "midi_view": MIDI_VIEW if cell.midi_view else 0.0,
+                        "chord_view": CHORD_VIEW if cell.chord_view else 0.0,
                         "init_music_from": str(mmm_out / "model") if cell.mmm_init else None,
                         "run_name": f"train/{cell.name}/seed{seed}",
                         "experiment": experiment,
@@ -245,12 +282,16 @@ def run_ablations(cfg: AblationConfig, cells: list[AblationCell] | None = None) 
                     }
                 )
                 done = run / cell.name / "row.json"  # the cell's completion marker: a rerun skips it
-                key = _cell_key(train_cfg, cfg)
+                key, eval_key = _cell_key(train_cfg, cfg), _eval_key()
                 finished = json.loads(done.read_text()) if done.is_file() else {}
-                if finished.get("key") == key:
+                # (markers written before `model_dir` was kept name the folder train() writes)
+                model_dir = finished.get("model_dir", str(run / cell.name / "model"))
+                trained = finished.get("key") == key and (Path(model_dir) / "config.json").is_file()
+                if trained and finished.get("eval_key") == eval_key:
                     rows.append(finished["row"])
                     continue
-                if cell.mmm_init and not mmm_trained:  # one MMM warm start per seed, shared by its mmm cells
+                # one MMM warm start per seed, shared by its mmm cells (none for a cell only evaluated again)
+                if cell.mmm_init and not mmm_trained and not trained:
                     train(
                         TrainConfig(
                             **{
@@ -268,11 +309,19 @@ def run_ablations(cfg: AblationConfig, cells: list[AblationCell] | None = None) 
                         )
                     )
                     mmm_trained = True
-                result = train(train_cfg)
+                # trained before, evaluated otherwise (the decision controls changed): evaluate again
+                result = (
+                    {k: finished["row"].get(k) for k in ("final_train_loss", "best_valid_mrr")}
+                    | {"model_dir": model_dir}
+                    if trained
+                    else train(train_cfg)
+                )
                 evals = evaluate(
                     EvalConfig(
                         model_dir=result["model_dir"],
                         benchmarks=cfg.benchmarks,
+                        # every cell on the same valid tunes: those of `dataset_dir`, read as written
+                        # (an -aw cell's model reads them without the canonical rewrite)
                         dataset_dir=dataset_dir,
                         out_dir=str(run / cell.name / "eval"),
                         include_untrained=False,
@@ -288,13 +337,14 @@ def run_ablations(cfg: AblationConfig, cells: list[AblationCell] | None = None) 
                     "text_dropout": cell.text_dropout,
                     "input": cell.input_kind,
                     "mmm_init": cell.mmm_init,
-                    "final_train_loss": result["last_loss"],
+                    "final_train_loss": result.get("last_loss", result.get("final_train_loss")),
                     "best_valid_mrr": result.get("best_valid_mrr"),
                 }
                 for e in evals:
                     row.update(e.metrics)
                 rows.append(row)
-                done.write_text(json.dumps({"key": key, "row": row}, default=str))
+                marker = {"key": key, "eval_key": eval_key, "model_dir": str(result["model_dir"]), "row": row}
+                done.write_text(json.dumps(marker, default=str))
         claims = paper_claims([r for r in rows if r["cell"] != CHAMPION], cfg.claim_metrics)
         if cfg.champion_dir:
             evals = evaluate(
@@ -327,14 +377,22 @@ def run_ablations(cfg: AblationConfig, cells: list[AblationCell] | None = None) 
 
 
 def _cell_key(train_cfg: TrainConfig, cfg: AblationConfig) -> str:
-    """What decides a cell's result: its training settings and what it is evaluated on."""
+    """What decides a cell's trained model (and the benchmarks it is evaluated on)."""
+    train = train_cfg.model_dump(exclude={"run_name", "experiment", "tracking_dir", "progress", "mlflow"})
+    if not train["chord_view"]:  # newer than some finished cells: off, it is what they did
+        train.pop("chord_view")
     settings = {
-        "train": train_cfg.model_dump(exclude={"run_name", "experiment", "tracking_dir", "progress", "mlflow"}),
+        "train": train,
         "mmm": {**cfg.mmm, "steps": cfg.mmm_steps} if train_cfg.init_music_from else None,
         "benchmarks": cfg.benchmarks,
         "max_items": cfg.max_items,
     }
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _eval_key() -> str:
+    """What decides a cell's evaluation beyond `_cell_key`: the decision settings and controls."""
+    return hashlib.sha256(json.dumps(DECISION_EVAL, sort_keys=True).encode()).hexdigest()[:16]
 
 
 CHAMPION = "champion"  # the row of `champion_dir`
@@ -346,6 +404,10 @@ CLAIMS = [
     ("mmm_init", "MMM pre-training helps", "patch-td-mmm", "patch-td-scratch"),
     ("header_dropout", "header dropout helps", "patch-td-scratch-hd", "patch-td-scratch"),
     ("midi_view", "MIDI-route views help", "patch-td-scratch-hd-midi", "patch-td-scratch-hd"),
+    ("canonical_notation", "canonical notation helps", "patch-td-scratch-hd", "patch-td-scratch-hd-aw"),
+    ("chord_view", "chord views help (as written)", "patch-td-scratch-hd-aw-chords", "patch-td-scratch-hd-aw"),
+    # the issue's choice for chord symbols: out of the input (canonical) or in training (views)
+    ("chords_out", "chords out beats chord views", "patch-td-scratch-hd", "patch-td-scratch-hd-aw-chords"),
 ]
 
 

@@ -18,9 +18,13 @@ def test_grid_has_the_paper_ablations_and_header_dropout():
         "char-notd-scratch",
         "patch-td-scratch-hd",
         "patch-td-scratch-hd-midi",
+        "patch-td-scratch-hd-aw",
+        "patch-td-scratch-hd-aw-chords",
     ]
-    assert [c.header_dropout for c in grid()] == [False] * 6 + [True, True]
-    assert [c.midi_view for c in grid()] == [False] * 7 + [True]
+    assert [c.header_dropout for c in grid()] == [False] * 6 + [True] * 4
+    assert [c.midi_view for c in grid()] == [False] * 7 + [True, False, False]
+    assert [c.as_written for c in grid()] == [False] * 8 + [True, True]
+    assert [c.chord_view for c in grid()] == [False] * 9 + [True]
 
 
 @pytest.mark.slow
@@ -82,6 +86,20 @@ def test_ablation_children_compare_in_mlflow(tiny_dataset, tmp_path, benchmarks_
         "patch-td-mmm/wikimt",
         "train/patch-td-mmm/seed0",
     ]
+    # other decision controls: every cell is evaluated again, none trained again
+    from clamp.workflows import ablations
+
+    monkeypatch.setitem(ablations.DECISION_EVAL, "controls", ["notes-only"])
+    evaluated = run_ablations(cfg.model_copy(update={"mmm_steps": 2}), cells)
+    rerun = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{evaluated['parent_run_id']}'"
+    )
+    assert sorted(r.info.run_name for r in rerun) == [
+        "char-td-scratch/wikimt",
+        "patch-notd-scratch/wikimt",
+        "patch-td-mmm/wikimt",
+    ]
+    assert [r["final_train_loss"] for r in evaluated["rows"]] == [r["final_train_loss"] for r in changed["rows"]]
 
 
 def test_the_grid_defaults_are_the_cpu_recipe_file():
@@ -109,7 +127,11 @@ def test_the_grid_defaults_are_the_cpu_recipe_file():
     midi = AblationConfig.load(Path(__file__).parents[2] / "recipes" / "cpu-ablations-midi.yaml")
     assert (midi.train, midi.seeds) == (default.train, default.seeds)
     assert midi.cells == ["patch-td-scratch", "patch-td-scratch-hd", "patch-td-scratch-hd-midi"]
-    assert {cell for _, _, win, lose in CLAIMS for cell in (win, lose)} == set(recipe.cells) | set(midi.cells)
+    notation = AblationConfig.load(Path(__file__).parents[2] / "recipes" / "cpu-ablations-notation.yaml")
+    assert (notation.train, notation.seeds, notation.out_dir) == (default.train, default.seeds, midi.out_dir)
+    assert notation.cells == ["patch-td-scratch-hd", "patch-td-scratch-hd-aw", "patch-td-scratch-hd-aw-chords"]
+    claimed = {cell for _, _, win, lose in CLAIMS for cell in (win, lose)}
+    assert claimed == set(recipe.cells) | set(midi.cells) | set(notation.cells)
     assert default.selected_cells() == grid()
     # ... and the grid is the CPU recipe at a shorter budget: every setting of recipes/cpu-clamp.yaml
     # and cpu-mmm.yaml but the budget (steps, validation interval) and what each cell decides
@@ -157,12 +179,27 @@ def test_comparison_table_gives_each_cell_its_mean_and_t_interval(tmp_path):
     assert [p.name for p in paths] == ["ablations.csv", "ablations.md", "ablations.png"] and paths[2].stat().st_size > 0
 
 
-def test_the_midi_view_cell_needs_a_dataset_with_views(tiny_dataset):
+def test_a_cell_whose_dataset_is_missing_is_left_out_or_refused(tiny_dataset, tmp_path):
     from clamp.errors import UserError
     from clamp.workflows.ablations import cells_the_dataset_allows
+    from tests.conftest import build_tunes_dataset
 
     every = AblationConfig(dataset_dir=str(tiny_dataset))
-    assert [c.name for c in cells_the_dataset_allows(grid(), every)] == [c.name for c in grid()][:-1]
+    assert [c.name for c in cells_the_dataset_allows(grid(), every)] == [c.name for c in grid()][:7]
     named = AblationConfig(dataset_dir=str(tiny_dataset), cells=["patch-td-scratch-hd-midi"])
-    with pytest.raises(UserError, match="has none: rebuild it with `clamp build --midi-views`"):
+    with pytest.raises(UserError, match="has no MIDI-route views: rebuild it with `clamp build --midi-views`"):
         cells_the_dataset_allows(named.selected_cells(), named)
+    named = AblationConfig(dataset_dir=str(tiny_dataset), cells=["patch-td-scratch-hd-aw"])
+    with pytest.raises(UserError, match="cell patch-td-scratch-hd-aw cannot run: as_written_dataset_dir is not set"):
+        cells_the_dataset_allows(named.selected_cells(), named)
+    canonical = named.model_copy(update={"as_written_dataset_dir": str(tiny_dataset)})
+    with pytest.raises(UserError, match="is built with notation 'canonical': build it with `notation: as-written`"):
+        cells_the_dataset_allows(canonical.selected_cells(), canonical)
+    written = build_tunes_dataset(tmp_path, 12, "aw", notation="as-written").dataset_dir
+    every = AblationConfig(dataset_dir=str(tiny_dataset), as_written_dataset_dir=str(written))
+    assert [c.name for c in cells_the_dataset_allows(grid(), every)] == [c.name for c in grid()][:7] + [
+        "patch-td-scratch-hd-aw"
+    ]
+    chords = every.model_copy(update={"cells": ["patch-td-scratch-hd-aw-chords"]})
+    with pytest.raises(UserError, match="has no chord views: rebuild it with `clamp build --chord-views`"):
+        cells_the_dataset_allows(chords.selected_cells(), chords)
