@@ -295,8 +295,13 @@ def test_evaluation_with_intervals_probes_and_report(tmp_path, tiny_model, capsy
         "unit-1-4",
         "unit-1-16",
         "midi-route",
+        "notes-only-chords-added",
+        "notes-only-unit-1-4",
     ]
     assert controls[4]["agreement"] == "1.00"
+    # ... and with the header gone, chords or L:1/4 change nothing the canonical form does not undo
+    for control in ("notes-only-chords-added", "notes-only-unit-1-4"):
+        assert key[f"corpus-key.{control}/user_prompts/accuracy"] == key["corpus-key.notes-only/user_prompts/accuracy"]
     probes = {r["probe"]: r for r in report["probes"]}
     assert probes["a jig in 6/8"]["random"] == "0.33"
     assert re.fullmatch(
