@@ -524,8 +524,13 @@ def write_comparison(
 
     plt = pyplot_agg()
     cells = list(dict.fromkeys(r["cell"] for r in rows))
-    fig, axes = plt.subplots(1, len(shown), figsize=((1.2 + 0.7 * len(cells)) * len(shown), 3.8), squeeze=False)
-    for ax, metric in zip(axes[0], shown, strict=True):
+    # at most 4 panels a row: one row of 15 is a strip no one can read
+    ncols = min(len(shown), 4)
+    nrows = -(-len(shown) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=((1.2 + 0.7 * len(cells)) * ncols, 3.8 * nrows), squeeze=False)
+    for ax in axes.flat[len(shown) :]:
+        ax.set_visible(False)
+    for ax, metric in zip(axes.flat, shown, strict=False):
         for i, name in enumerate(cells):
             values = [r[metric] for r in rows if r["cell"] == name and isinstance(r.get(metric), (int, float))]
             if not values:
