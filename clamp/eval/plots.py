@@ -28,7 +28,11 @@ def save_figure(fig, path: Path) -> Path:
 
 def plot_confusion(cm: np.ndarray, classes: list[str], path: Path, title: str) -> Path:
     plt = pyplot_agg()
-    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(classes), 0.8 + 0.6 * len(classes)))
+    # room for the class names too: the y labels widen it, the rotated x labels heighten it (a
+    # figure sized by the class count alone could not fit long composer names: no layout at all)
+    longest = max((len(c) for c in classes), default=0)
+    side = 0.6 * len(classes)
+    fig, ax = plt.subplots(figsize=(1.0 + side + 0.08 * longest, 0.8 + side + 0.06 * longest))
     ax.imshow(cm, cmap="Blues")
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
     ax.set_yticks(range(len(classes)), classes)
