@@ -473,8 +473,9 @@ def ablations(
         benchmarks=_list(benchmarks),
         max_items=max_items,
     )
-    if not (Path(cfg.dataset_dir) / "manifest.json").is_file():
-        raise UserError(f"no built dataset at {cfg.dataset_dir} (run the build first)")
+    for built in (cfg.dataset_dir, cfg.as_written_dataset_dir):
+        if built is not None and not (Path(built) / "manifest.json").is_file():
+            raise UserError(f"no built dataset at {built} (run the build first)")
     result = run_ablations(cfg)
     typer.echo((Path(cfg.out_dir) / "ablations.md").read_text())
     typer.echo((Path(cfg.out_dir) / "claims.md").read_text())

@@ -25,7 +25,7 @@ def test_every_command_has_help(command):
     assert result.exit_code == 0 and "Usage" in result.output
 
 
-def test_user_errors_are_one_clear_line(tmp_path, tiny_model):
+def test_user_errors_are_one_clear_line(tmp_path, tiny_model, tiny_dataset):
     assert "file not found" in _error(
         runner.invoke(
             app, ["classify", str(tmp_path / "missing.abc"), "--labels", "jig,reel", "--model", str(tiny_model)]
@@ -54,6 +54,10 @@ def test_user_errors_are_one_clear_line(tmp_path, tiny_model):
     )
     assert "no built dataset" in _error(runner.invoke(app, ["train", "--dataset", str(tmp_path)]))
     assert "no built dataset" in _error(runner.invoke(app, ["ablations", "--dataset", str(tmp_path)]))
+    (tmp_path / "aw.yaml").write_text(f"as_written_dataset_dir: {tmp_path / 'none'}\n")
+    assert f"no built dataset at {tmp_path / 'none'}" in _error(
+        runner.invoke(app, ["ablations", "--config", str(tmp_path / "aw.yaml"), "--dataset", str(tiny_dataset)])
+    )
     assert "unknown cell 'patch-td'" in _error(runner.invoke(app, ["ablations", "--cells", "patch-td"]))
     assert "--seeds must be comma-separated integers" in _error(runner.invoke(app, ["ablations", "--seeds", "0,one"]))
     assert "must be a built dataset" in _error(
