@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from clamp.data.build import BuildSummary
+from clamp.data.views import CHORD_VIEW
 
 
 def summary_rows(s: BuildSummary) -> list[tuple[str, str]]:
@@ -42,7 +43,7 @@ def summary_rows(s: BuildSummary) -> list[tuple[str, str]]:
         ("throughput", _fmt(s.throughput)),
     ]
     for view, v in s.views.items():
-        if view == "chords-added":  # made from the tune itself: nothing cached, nothing that fails
+        if view == CHORD_VIEW:  # made from the tune itself: nothing cached, nothing that fails
             detail = (
                 f"{v['rows']:,} of {v['train_rows']:,} train tunes ({v['failed']:,} with chords or no notes);"
                 f" {v['converted']:,} made now ({v['seconds']:g} s of worker time), the rest in earlier runs"

@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from clamp.data.shards import open_shards, read_table, row_patches
+from clamp.data.views import VIEW_OPTIONS
 from clamp.errors import UserError
 
 
@@ -40,7 +41,7 @@ class ShardDataset(Dataset):
     def _open_view(self, root: Path, name: str) -> tuple[list[pa.Table], list[tuple[int, int] | None]]:
         files = self.manifest.get("views", {}).get(name)
         if files is None:
-            flag = "--chord-view" if name == "chords-added" else "--midi-view"
+            flag = VIEW_OPTIONS[name]
             raise UserError(
                 f"the dataset {root} has no {name} views: rebuild it with `clamp build {flag}s`"
                 f" (or train with {flag} 0)"

@@ -36,6 +36,8 @@ from clamp.data.shards import PATCH_TYPE, file_sha256, patches_array, read_table
 
 MIDI_VIEW = "midi-route"
 CHORD_VIEW = "chords-added"
+# the `clamp train` option that draws each view; `clamp build` stores it with the plural (--midi-views)
+VIEW_OPTIONS = {MIDI_VIEW: "--midi-view", CHORD_VIEW: "--chord-view"}
 # Bump when a view's content changes for the same shard, so reruns redo the view files.
 VIEWS_VERSION = 1
 
@@ -69,13 +71,14 @@ def write_midi_views(shard_stat: dict, layout: DatasetLayout, cfg: BuildConfig) 
 
 
 def _chords_added(abcs: list[str], counts: dict[str, int]) -> list[str | None]:
-    """Each tune with a chord symbol per bar; None (no view) for one that has chords already or
-    whose music `add_chord_symbols` cannot read (it comes back unchanged)."""
+    """Each tune with a chord symbol per bar; None (no view, counted `failed`) for one that has
+    chords already or whose music `add_chord_symbols` cannot read (it comes back unchanged)."""
     out: list[str | None] = []
     for abc in abcs:
         added = add_chord_symbols(abc)
         out.append(added if added != abc else None)
     counts["converted"] = sum(a is not None for a in out)
+    counts["failed"] = len(out) - counts["converted"]
     return out
 
 
@@ -137,8 +140,8 @@ def _write_view(
         "fingerprint": fingerprint,
         "train_rows": train.num_rows,
         "rows": views.num_rows,
-        # MIDI route: abc2midi or midi2abc failed, or no music came back; chords: none added
-        "failed": counts.get("failed", 0) + empty if view == MIDI_VIEW else train.num_rows - views.num_rows,
+        # no view: `render` gave none (abc2midi or midi2abc failed; no chord added), or no music came back
+        "failed": counts.get("failed", 0) + empty,
         "converted": counts.get("converted", 0),
         "sha256": file_sha256(out),
         "seconds": round(time.perf_counter() - start, 3),

@@ -202,6 +202,7 @@ def cells_the_dataset_allows(cells: list[AblationCell], cfg: AblationConfig) -> 
     refused in one line when the user named them."""
     import logging
 
+    from clamp.data import views
     from clamp.data.shards import load_manifest
     from clamp.errors import UserError
 
@@ -214,12 +215,14 @@ def cells_the_dataset_allows(cells: list[AblationCell], cfg: AblationConfig) -> 
         )
 
     def missing(cell: AblationCell) -> str | None:
-        if cell.midi_view and "midi-route" not in manifest.get("views", {}):
-            return f"{cfg.dataset_dir} has no MIDI-route views: rebuild it with `clamp build --midi-views`"
+        if cell.midi_view and views.MIDI_VIEW not in manifest.get("views", {}):
+            option = views.VIEW_OPTIONS[views.MIDI_VIEW]
+            return f"{cfg.dataset_dir} has no MIDI-route views: rebuild it with `clamp build {option}s`"
         if cell.as_written and written is None:
             return "as_written_dataset_dir is not set: build the sources with `notation: as-written` and name it"
-        if cell.chord_view and "chords-added" not in (written or {}).get("views", {}):
-            return f"{cfg.as_written_dataset_dir} has no chord views: rebuild it with `clamp build --chord-views`"
+        if cell.chord_view and views.CHORD_VIEW not in (written or {}).get("views", {}):
+            option = views.VIEW_OPTIONS[views.CHORD_VIEW]
+            return f"{cfg.as_written_dataset_dir} has no chord views: rebuild it with `clamp build {option}s`"
         return None
 
     why = {c.name: reason for c in cells if (reason := missing(c)) is not None}
@@ -309,16 +312,15 @@ def run_ablations(cfg: AblationConfig, cells: list[AblationCell] | None = None) 
                         )
                     )
                     mmm_trained = True
-                # trained before, evaluated otherwise (the decision controls changed): evaluate again
-                result = (
-                    {k: finished["row"].get(k) for k in ("final_train_loss", "best_valid_mrr")}
-                    | {"model_dir": model_dir}
-                    if trained
-                    else train(train_cfg)
-                )
+                if trained:  # trained before, evaluated otherwise (the decision controls changed)
+                    last_loss, best_mrr = finished["row"]["final_train_loss"], finished["row"]["best_valid_mrr"]
+                else:
+                    result = train(train_cfg)
+                    model_dir, last_loss = result["model_dir"], result["last_loss"]
+                    best_mrr = result.get("best_valid_mrr")
                 evals = evaluate(
                     EvalConfig(
-                        model_dir=result["model_dir"],
+                        model_dir=model_dir,
                         benchmarks=cfg.benchmarks,
                         # every cell on the same valid tunes: those of `dataset_dir`, read as written
                         # (an -aw cell's model reads them without the canonical rewrite)
@@ -337,13 +339,13 @@ def run_ablations(cfg: AblationConfig, cells: list[AblationCell] | None = None) 
                     "text_dropout": cell.text_dropout,
                     "input": cell.input_kind,
                     "mmm_init": cell.mmm_init,
-                    "final_train_loss": result.get("last_loss", result.get("final_train_loss")),
-                    "best_valid_mrr": result.get("best_valid_mrr"),
+                    "final_train_loss": last_loss,
+                    "best_valid_mrr": best_mrr,
                 }
                 for e in evals:
                     row.update(e.metrics)
                 rows.append(row)
-                marker = {"key": key, "eval_key": eval_key, "model_dir": str(result["model_dir"]), "row": row}
+                marker = {"key": key, "eval_key": eval_key, "model_dir": str(model_dir), "row": row}
                 done.write_text(json.dumps(marker, default=str))
         claims = paper_claims([r for r in rows if r["cell"] != CHAMPION], cfg.claim_metrics)
         if cfg.champion_dir:

@@ -70,18 +70,19 @@ def test_ablation_children_compare_in_mlflow(tiny_dataset, tmp_path, benchmarks_
     assert {"ablations.csv", "ablations.md", "ablations.png", "claims.md"} <= artifacts
     assert [r["cell"] for r in result["rows"]] == ["patch-td-mmm", "patch-notd-scratch", "char-td-scratch"]
 
+    def child_names(grid_result: dict) -> list[str]:
+        """The runs a grid run started: the children of its parent."""
+        found = client.search_runs(
+            [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{grid_result['parent_run_id']}'"
+        )
+        return sorted(r.info.run_name for r in found)
+
     # a rerun skips the finished cells (row.json is each one's completion marker): the new parent
     # has no training child and the same rows; a changed setting retrains only what it changes
     again = run_ablations(cfg, cells)
-    rerun = client.search_runs(
-        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{again['parent_run_id']}'"
-    )
-    assert rerun == [] and again["rows"] == result["rows"]
+    assert child_names(again) == [] and again["rows"] == result["rows"]
     changed = run_ablations(cfg.model_copy(update={"mmm_steps": 2}), cells)
-    rerun = client.search_runs(
-        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{changed['parent_run_id']}'"
-    )
-    assert sorted(r.info.run_name for r in rerun) == [
+    assert child_names(changed) == [
         "mmm-init/seed0",
         "patch-td-mmm/wikimt",
         "train/patch-td-mmm/seed0",
@@ -91,10 +92,7 @@ def test_ablation_children_compare_in_mlflow(tiny_dataset, tmp_path, benchmarks_
 
     monkeypatch.setitem(ablations.DECISION_EVAL, "controls", ["notes-only"])
     evaluated = run_ablations(cfg.model_copy(update={"mmm_steps": 2}), cells)
-    rerun = client.search_runs(
-        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{evaluated['parent_run_id']}'"
-    )
-    assert sorted(r.info.run_name for r in rerun) == [
+    assert child_names(evaluated) == [
         "char-td-scratch/wikimt",
         "patch-notd-scratch/wikimt",
         "patch-td-mmm/wikimt",
