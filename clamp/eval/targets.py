@@ -68,6 +68,7 @@ CONTROLS_WITHIN = {
     "unit-1-16": 0.05,
     "midi-route": 0.10,
 }
+NOTES_ONLY_WITHIN = {"notes-only-chords-added": "chords added", "notes-only-unit-1-4": "in L:1/4"}
 PROMPT_TASKS = ("tune_type", "key", "meter", "rhythm", "collection", "composer_all", "reel_hornpipe")
 
 
@@ -105,6 +106,18 @@ def cpu_targets() -> list[Target]:
                 f"tune type, {control}: within {within:.2f} of the unchanged input",
                 f"{cb}/{UP}/accuracy",
                 _plus(f"{TT}/{UP}/accuracy", -within),
+                f"{cb}/items",
+            )
+        )
+    # on full input the header holds these steady (and the canonical form rewrites the change
+    # away): the same changes with the header dropped show whether the notes themselves are read
+    for control, label in NOTES_ONLY_WITHIN.items():
+        cb = f"{TT}.{control}"
+        out.append(
+            Target(
+                f"tune type, notes only, {label}: within 0.05 of notes only",
+                f"{cb}/{UP}/accuracy",
+                _plus(f"{TT}.notes-only/{UP}/accuracy", -0.05),
                 f"{cb}/items",
             )
         )

@@ -164,6 +164,23 @@ def test_targets_are_judged_by_the_lower_bound_across_seeds_and_small_tasks_by_t
     assert judge(target, runs([0.6], 150)[:0] or [({}, {})])["verdict"] == "missing"
 
 
+def test_notes_only_writing_targets_compare_with_notes_only_not_with_the_full_input():
+    from clamp.eval.targets import cpu_targets, judge
+
+    by_name = {t.name: t for t in cpu_targets()}
+    target = by_name["tune type, notes only, chords added: within 0.05 of notes only"]
+    tt = "corpus-tune_type"
+    metrics = {
+        f"{tt}/user_prompts/accuracy": 0.95,  # the full input: its bar would be 0.90
+        f"{tt}.notes-only/user_prompts/accuracy": 0.80,  # the bar: 0.80 - 0.05 = 0.75
+        f"{tt}.notes-only-chords-added/items": 61,  # under 100 items: the point estimate
+    }
+    chords = f"{tt}.notes-only-chords-added/user_prompts/accuracy"
+    assert judge(target, [({**metrics, chords: 0.76}, {})])["verdict"] == "met"
+    assert judge(target, [({**metrics, chords: 0.74}, {})])["verdict"] == "missed"
+    assert "tune type, notes only, in L:1/4: within 0.05 of notes only" in by_name
+
+
 # ---------------------------------------------------------------------- decisions: valid split
 def test_retraining_refuses_a_test_split_metric_and_decides_on_the_valid_split():
     from clamp.workflows.ablations import DECISION_EVAL, AblationConfig
