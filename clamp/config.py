@@ -176,8 +176,10 @@ class BuildConfig(BaseSettings):
     holdout_collections: list[str] = Field(default_factory=lambda: ["O'Neill's Music of Ireland"])  # -> split "heldout"
     decontaminate: bool = True
     # a second view of every train-split tune: rendered by abc2midi and read back by midi2abc, the
-    # notation a user's MIDI file arrives in (clamp.data.views); training draws it with `midi_view`
-    midi_views: bool = Field(False, description="store each train tune's MIDI-route view (abc2midi -> midi2abc)")
+    # notation a user's MIDI file arrives in (clamp.data.views); training draws it with `midi_view`.
+    # On by default: the CPU recipe draws it (recipes/cpu-clamp.yaml), and a build without it
+    # could not train that recipe
+    midi_views: bool = Field(True, description="store each train tune's MIDI-route view (abc2midi -> midi2abc)")
     # a view of every train-split tune without chord symbols with one per bar (clamp.data.views):
     # the augmentation an as-written dataset trains with (`chord_view`); a canonical one has no chords
     chord_views: bool = Field(False, description="store each train tune with a chord symbol per bar (as-written only)")

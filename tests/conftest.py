@@ -148,6 +148,7 @@ def build_tunes_dataset(root: Path, n: int, name: str, **fields):
             "data_docs": False,
             "valid_fraction": 0.0,
             "test_fraction": 0.0,
+            "midi_views": False,  # the tests that need views ask for them
             **fields,
         }
     )

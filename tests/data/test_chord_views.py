@@ -50,6 +50,7 @@ def _cfg(out: Path, src: Path, cache: Path, **fields) -> BuildConfig:
             "valid_fraction": 0.0,
             "test_fraction": 0.0,
             "holdout_collections": [],
+            "midi_views": False,  # the chord view alone
             **fields,
         }
     )

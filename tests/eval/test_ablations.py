@@ -132,13 +132,16 @@ def test_the_grid_defaults_are_the_cpu_recipe_file():
     assert claimed == set(recipe.cells) | set(midi.cells) | set(notation.cells)
     assert default.selected_cells() == grid()
     # ... and the grid is the CPU recipe at a shorter budget: every setting of recipes/cpu-clamp.yaml
-    # and cpu-mmm.yaml but the budget (steps, validation interval) and what each cell decides
+    # and cpu-mmm.yaml but the budget (steps, validation interval) and what each cell decides;
+    # the main recipe is the MIDI-route cell's recipe, run from its ablation file before adoption
     from clamp.config import read_config_file
 
     recipes = Path(__file__).parents[2] / "recipes"
     clamp_recipe = read_config_file(recipes / "cpu-clamp.yaml")
-    for key in set(clamp_recipe) - {"objective", "text_dropout", "header_dropout", "steps", "eval_every"}:
+    for key in set(clamp_recipe) - {"objective", "text_dropout", "header_dropout", "midi_view", "steps", "eval_every"}:
         assert default.train[key] == clamp_recipe[key], key
+    # the README's Quality report ran from the MIDI-route cell's recipe file: the same settings
+    assert read_config_file(recipes / "ablations" / "cpu-clamp-midi-view.yaml") == clamp_recipe
     mmm_recipe = read_config_file(recipes / "cpu-mmm.yaml")
     mmm = {**default.train, **default.mmm, "steps": default.mmm_steps}
     for key in set(mmm_recipe) - {"objective"}:
