@@ -9,8 +9,10 @@ cluster through `DaskTaskRunner`: a `LocalCluster` by default, or an existing cl
 from __future__ import annotations
 
 import json
+import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -102,6 +104,29 @@ def _worker_env() -> dict[str, str]:
         return {"PREFECT_API_URL": str(client.api_url)}
 
 
+@contextmanager
+def worker_environment_kept_out() -> Iterator[None]:
+    """distributed's nannies write their workers' settings (`distributed.nanny.pre-spawn-environ`:
+    OMP_NUM_THREADS=1 and the like) into this process's environment before spawning them, and
+    leave them there. A torch first used after the build in the same process (the main job's and
+    retrain's training) then runs on one thread: 1,200 steps took 24 min instead of 16. Put back
+    what this process had."""
+    import dask
+    import distributed  # noqa: F401  (its config holds the settings)
+
+    # the nanny also pins the workers' PYTHONHASHSEED the same way
+    keys = [*dask.config.get("distributed.nanny.pre-spawn-environ", {}), "PYTHONHASHSEED"]
+    before = {k: os.environ.get(k) for k in keys}
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 @flow(name="build-dataset-stages")
 def run_stages(cfg: BuildConfig, overwrite: bool = False, show_progress: bool = False) -> steps.BuildSummary:
     # run_build holds the dataset lock in this flow-run process for all the stages; the Dask
@@ -129,7 +154,8 @@ def build_dataset(
         **{**(overrides or {}), "name": name, "n_workers": n_workers, "scheduler_address": scheduler_address},
     )
     runner = _task_runner(cfg.n_workers, cfg.scheduler_address)
-    summary = run_stages.with_options(task_runner=runner)(cfg, overwrite, show_progress=sys.stderr.isatty())
+    with worker_environment_kept_out():
+        summary = run_stages.with_options(task_runner=runner)(cfg, overwrite, show_progress=sys.stderr.isatty())
     create_markdown_artifact(
         key="build-summary", markdown=summary_markdown(summary), description=f"build-dataset {cfg.name}"
     )
