@@ -18,17 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_cells import verdict  # noqa: E402
+from quality_targets import SUMMARY_TASKS  # noqa: E402
 
-TASKS = [
-    "corpus-tune_type",
-    "corpus-reel_hornpipe",
-    "corpus-key",
-    "corpus-meter",
-    "unseen-tune_type",
-    "unseen-reel_hornpipe",
-    "unseen-key",
-    "unseen-meter",
-]
 INPUTS = ["", ".notes-only", ".midi-route"]
 OTHER = [
     "vgmidi/user_prompts/macro_f1",
@@ -40,7 +31,7 @@ OTHER = [
 
 
 def metrics_compared() -> list[str]:
-    return [f"{t}{i}/user_prompts/accuracy" for t in TASKS for i in INPUTS] + OTHER
+    return [f"{t}{i}/user_prompts/accuracy" for t in SUMMARY_TASKS for i in INPUTS] + OTHER
 
 
 def paired_rows(old: dict, new: dict, names: list[str]) -> list[dict]:

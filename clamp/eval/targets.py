@@ -72,6 +72,18 @@ NOTES_ONLY_WITHIN = {"notes-only-chords-added": "chords added", "notes-only-unit
 PROMPT_TASKS = ("tune_type", "key", "meter", "rhythm", "collection", "composer_all", "reel_hornpipe")
 
 
+def _tune_type_within(control: str, within: float, reference: str, said: str, label: str | None = None) -> Target:
+    """Tune type under an input control at most `within` below the same items read as `reference`
+    (a control suffix: "" for the unchanged input)."""
+    cb = f"{TT}.{control}"
+    return Target(
+        f"tune type, {label or control}: within {within:.2f} of {said}",
+        f"{cb}/{UP}/accuracy",
+        _plus(f"{TT}{reference}/{UP}/accuracy", -within),
+        f"{cb}/items",
+    )
+
+
 def cpu_targets() -> list[Target]:
     out = [
         Target(
@@ -99,28 +111,15 @@ def cpu_targets() -> list[Target]:
             f"{TT}.notes-only/items",
         ),
     ]
-    for control, within in CONTROLS_WITHIN.items():
-        cb = f"{TT}.{control}"
-        out.append(
-            Target(
-                f"tune type, {control}: within {within:.2f} of the unchanged input",
-                f"{cb}/{UP}/accuracy",
-                _plus(f"{TT}/{UP}/accuracy", -within),
-                f"{cb}/items",
-            )
-        )
+    out += [
+        _tune_type_within(control, within, "", "the unchanged input") for control, within in CONTROLS_WITHIN.items()
+    ]
     # on full input the header holds these steady (and the canonical form rewrites the change
     # away): the same changes with the header dropped show whether the notes themselves are read
-    for control, label in NOTES_ONLY_WITHIN.items():
-        cb = f"{TT}.{control}"
-        out.append(
-            Target(
-                f"tune type, notes only, {label}: within 0.05 of notes only",
-                f"{cb}/{UP}/accuracy",
-                _plus(f"{TT}.notes-only/{UP}/accuracy", -0.05),
-                f"{cb}/items",
-            )
-        )
+    out += [
+        _tune_type_within(control, 0.05, ".notes-only", "notes only", f"notes only, {label}")
+        for control, label in NOTES_ONLY_WITHIN.items()
+    ]
     out += [
         Target(
             "held-out collection tune type >= its header-only baseline + 0.05",
